@@ -1,0 +1,79 @@
+"""Library ids, player ids and endpoints: parsing and validation.
+
+A library id is 32 bytes (BLAKE3 of the library's info), shown as 64 hex
+characters. A player id is 16 random bytes. An endpoint is ``tcp://HOST:PORT``
+with a numeric port in 1..65535.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+LIBRARY_ID_LEN = 32
+PLAYER_ID_LEN = 16
+MAX_ENDPOINT_LEN = 270
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+class InvalidEndpoint(ValueError):
+    """An endpoint string that is not ``tcp://HOST:PORT``."""
+
+
+def parse_endpoint(endpoint: str) -> tuple[str, int]:
+    """Split ``tcp://host:port`` into (host, port), raising InvalidEndpoint."""
+    if not isinstance(endpoint, str) or len(endpoint) > MAX_ENDPOINT_LEN:
+        raise InvalidEndpoint(f"endpoint too long or not text: {endpoint!r}")
+    if not endpoint.startswith("tcp://"):
+        raise InvalidEndpoint(f"endpoint must start with tcp://: {endpoint!r}")
+    rest = endpoint[len("tcp://"):]
+    if rest.startswith("["):
+        host, sep, port_text = rest[1:].partition("]:")
+        if not sep:
+            raise InvalidEndpoint(f"bad IPv6 endpoint: {endpoint!r}")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError as exc:
+            raise InvalidEndpoint(f"bad IPv6 address in {endpoint!r}") from exc
+    else:
+        host, sep, port_text = rest.rpartition(":")
+        if not sep or not host:
+            raise InvalidEndpoint(f"endpoint needs host and port: {endpoint!r}")
+        if not is_host(host):
+            raise InvalidEndpoint(f"bad host in endpoint: {endpoint!r}")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise InvalidEndpoint(f"port must be 1-65535 in {endpoint!r}")
+    return host, int(port_text)
+
+
+def is_host(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)
+        return True
+    except ValueError:
+        return bool(_HOSTNAME.match(host)) and not host.replace(".", "").isdigit()
+
+
+def is_valid_endpoint(endpoint: str) -> bool:
+    try:
+        parse_endpoint(endpoint)
+    except InvalidEndpoint:
+        return False
+    return True
+
+
+def make_endpoint(host: str, port: int) -> str:
+    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+
+
+def library_id_hex(library_id: bytes) -> str:
+    return library_id.hex()
+
+
+def parse_library_id(text: str) -> bytes:
+    """Parse 64 hex characters into a library id, raising ValueError."""
+    raw = bytes.fromhex(text)
+    if len(raw) != LIBRARY_ID_LEN:
+        raise ValueError(f"a library id is {LIBRARY_ID_LEN * 2} hex characters, got {len(text)}")
+    return raw
