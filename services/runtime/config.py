@@ -195,8 +195,16 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+    return '"' + "".join(_toml_char(ch) for ch in str(value)) + '"'
+
+
+def _toml_char(ch: str) -> str:
+    """One character of a TOML basic string: quote, backslash and control characters escaped."""
+    if ch in '"\\':
+        return "\\" + ch
+    if ch < " " or ch == "\x7f":
+        return f"\\u{ord(ch):04x}"
+    return ch
 
 
 def exists(data_dir: Path) -> bool:

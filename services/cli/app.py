@@ -1,0 +1,70 @@
+"""The ``emma`` command line: one typer app, commands registered from their modules."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from services.cli import hub_cmd, lib_cmd, settings_cmd
+from services.cli.context import CliContext, fail
+from services.cli.setup import interactive, run_setup
+from services.runtime import config as config_mod
+
+app = typer.Typer(
+    name="emma",
+    help="Emma Torrent: peer-to-peer distribution of large files.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+# Commands that must not trigger first-run setup (they configure, or need no config).
+_NO_SETUP = {"settings", "lib", "hub"}
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Player data directory (default: $EMMA_DATA_DIR or ~/.emma)."),
+    ] = None,
+) -> None:
+    """Emma Torrent: share a file with `emma share`, run a player with `emma peer`."""
+    folder = (data_dir or config_mod.default_data_dir()).expanduser().absolute()
+    ctx.obj = CliContext(data_dir=folder)
+    if ctx.invoked_subcommand in _NO_SETUP or config_mod.exists(folder):
+        return
+    try:
+        config = config_mod.load(folder)
+        if interactive():
+            typer.echo("First run: let's set up this player.")
+            run_setup(config, ask=input, say=typer.echo)
+        else:
+            config.save()
+    except config_mod.ConfigError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write settings in {folder}: {exc.strerror or exc}")
+    except (EOFError, KeyboardInterrupt):
+        fail("setup interrupted; nothing saved")
+
+
+app.command("share")(lib_cmd.share)
+app.add_typer(lib_cmd.lib_app, name="lib")
+app.add_typer(settings_cmd.settings_app, name="settings")
+app.command("hub", help="Run the hub (tracker) in the foreground.")(hub_cmd.hub)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

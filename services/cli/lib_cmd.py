@@ -1,0 +1,142 @@
+"""``emma share`` and ``emma lib show|verify``: making and inspecting libraries."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from services.cli.context import cli_context, fail
+from services.cli.progress import byte_progress
+from services.peer import catalog
+from services.peer.librarifier import librarify, stuff_size, verify
+from services.peer.library import HashAlgorithm, Library, LibraryError, read_library, write_library
+from services.wire.ids import InvalidEndpoint, parse_endpoint
+
+lib_app = typer.Typer(help="Inspect and verify library (.lib) files.", no_args_is_help=True)
+
+
+def share(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="The file to share.")],
+    out: Annotated[Path | None, typer.Option(help="Write the library here instead of <data>/libs/.")] = None,
+    book_size: Annotated[
+        int | None, typer.Option(help="Book size in bytes, a power of two (default: automatic).")
+    ] = None,
+    hash: Annotated[str, typer.Option(help="Book hash: blake3 or sha256.")] = "blake3",
+    hub: Annotated[
+        list[str] | None, typer.Option(help="Hub endpoint tcp://HOST:PORT (repeatable; default: from settings).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Librarify FILE: write lib_<id>.lib and seed FILE from this player."""
+    cli = cli_context(ctx)
+    config = cli.config()
+    try:
+        algorithm = HashAlgorithm(hash.lower())
+    except ValueError:
+        fail(f"unknown hash {hash!r}: use blake3 or sha256")
+    hubs = tuple(hub) if hub else (config.hub_endpoint,)
+    for endpoint in hubs:
+        try:
+            parse_endpoint(endpoint)
+        except InvalidEndpoint as exc:
+            fail(str(exc))
+    path = file.expanduser().absolute()
+    started = time.monotonic()
+    try:
+        total = stuff_size(path)
+        with byte_progress(f"hashing {path.name}", total) as advance:
+            library = librarify(path, hubs=hubs, book_size=book_size, algorithm=algorithm, progress=advance)
+    except LibraryError as exc:
+        fail(str(exc))
+    elapsed = time.monotonic() - started
+    target = out if out is not None else config.libs_dir / library.file_name
+    try:
+        write_library(library, target)
+        catalog.record_shared(config, library, target, path)
+    except OSError as exc:
+        fail(f"cannot write {target}: {exc.strerror or exc}")
+    if json_out:
+        typer.echo(json.dumps({"id": library.id_hex, "path": str(target), "name": library.name,
+                               "size": library.size, "books": library.books, "seconds": round(elapsed, 3),
+                               "data_dir": str(config.data_dir)}))
+        return
+    typer.echo(f"library {library.id_hex}")
+    typer.echo(f"written to {target}")
+    typer.echo(f"{library.books} books of {library.book_size} bytes, {library.size} bytes in {elapsed:.2f}s")
+    typer.echo(f"seeded by the player of {config.data_dir} (now if it runs, else when `emma peer` starts)")
+
+
+def describe(library: Library) -> dict[str, object]:
+    return {
+        "id": library.id_hex,
+        "name": library.name,
+        "size": library.size,
+        "book_size": library.book_size,
+        "books": library.books,
+        "hash": library.hash_algorithm.value,
+        "hubs": list(library.hubs),
+        "created_at": library.created_at,
+        "creator": library.creator,
+    }
+
+
+def _load(path: Path) -> Library:
+    try:
+        return read_library(path)
+    except LibraryError as exc:
+        fail(str(exc))
+
+
+@lib_app.command("show")
+def show(
+    lib: Annotated[Path, typer.Argument(help="A .lib file.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Print a readable summary of a library."""
+    info = describe(_load(lib))
+    if json_out:
+        typer.echo(json.dumps(info))
+        return
+    created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(int(str(info["created_at"]))))
+    rows = [("id", info["id"]), ("name", info["name"]), ("size", f"{info['size']} bytes"),
+            ("books", f"{info['books']} x {info['book_size']} bytes"), ("hash", info["hash"]),
+            ("hubs", ", ".join(library_hubs(info))), ("created", created), ("creator", info["creator"])]
+    for key, value in rows:
+        typer.echo(f"{key:8} {value}")
+
+
+def library_hubs(info: dict[str, object]) -> list[str]:
+    hubs = info["hubs"]
+    return [str(h) for h in hubs] if isinstance(hubs, list) else []
+
+
+@lib_app.command("verify")
+def verify_cmd(
+    lib: Annotated[Path, typer.Argument(help="A .lib file.")],
+    path: Annotated[Path, typer.Argument(help="The file to check against it.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Re-hash PATH against LIB; exit 0 only if every book is good."""
+    library = _load(lib)
+    try:
+        with byte_progress(f"verifying {path.name}", library.size) as advance:
+            result = verify(library, path, advance)
+    except LibraryError as exc:
+        fail(str(exc))
+    if json_out:
+        typer.echo(json.dumps({"ok": result.ok, "good": len(result.good), "bad": result.bad,
+                               "size_matches": result.size_matches}))
+    else:
+        typer.echo(f"{len(result.good)}/{library.books} books good")
+        if result.bad:
+            shown = ", ".join(str(i) for i in result.bad[:20]) + (" ..." if len(result.bad) > 20 else "")
+            typer.echo(f"bad books: {shown}")
+        if not result.size_matches:
+            typer.echo(f"size differs: library says {library.size} bytes")
+        typer.echo("OK" if result.ok else "FAILED")
+    raise typer.Exit(0 if result.ok else 1)

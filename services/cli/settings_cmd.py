@@ -1,0 +1,45 @@
+"""``emma settings show|set``: read and change config.toml with validation."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from services.cli.context import cli_context, fail
+from services.runtime.config import SETTINGS, ConfigError
+
+settings_app = typer.Typer(help="View and change this player's settings.", no_args_is_help=True)
+
+
+@settings_app.command("show")
+def show(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Print every setting with its value."""
+    config = cli_context(ctx).config()
+    values = config.as_dict()
+    if json_out:
+        typer.echo(json.dumps({"data_dir": str(config.data_dir), **values}))
+        return
+    typer.echo(f"data_dir{'':20} {config.data_dir}")
+    for key, value in values.items():
+        typer.echo(f"{key:28} {value!s:20} {SETTINGS[key].help}")
+
+
+@settings_app.command("set")
+def set_(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help=f"One of: {', '.join(SETTINGS)}.")],
+    value: Annotated[str, typer.Argument(help="The new value.")],
+) -> None:
+    """Change one setting and save it."""
+    config = cli_context(ctx).config()
+    try:
+        checked = config.set(key, value)
+    except ConfigError as exc:
+        fail(str(exc))
+    config.save()
+    typer.echo(f"{key} = {checked}")

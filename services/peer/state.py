@@ -1,0 +1,142 @@
+"""The player's persistent state: ``<data>/state.db`` (SQLite, WAL).
+
+One row per library the player knows: where its .lib and its stuff are, its
+status, and the bitfield of books *written to disk*. Crash consistency: the
+Requestor adds a book to the bitfield only after its bytes are written (and
+fsynced in the batch that is committed), so a crash can lose books in flight
+but never mark an unwritten book as held.
+
+Both the Requestor and the Distributor open the database; each process uses
+its own connection from its own thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from services.peer.bitfield import Bitfield
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS libraries (
+    id TEXT PRIMARY KEY,
+    lib_path TEXT NOT NULL,
+    stuff_path TEXT NOT NULL,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    books INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    have BLOB NOT NULL,
+    uploaded INTEGER NOT NULL DEFAULT 0,
+    downloaded INTEGER NOT NULL DEFAULT 0,
+    fetched INTEGER NOT NULL DEFAULT 0,
+    added_at REAL NOT NULL,
+    completed_at REAL
+);
+"""
+
+
+class Status(enum.Enum):
+    DOWNLOADING = "downloading"
+    SEEDING = "seeding"
+    PAUSED = "paused"
+    ERROR = "error"
+
+
+@dataclass
+class LibraryRecord:
+    id: str
+    lib_path: Path
+    stuff_path: Path
+    name: str
+    size: int
+    books: int
+    status: Status
+    have: Bitfield
+    uploaded: int
+    downloaded: int
+    fetched: int
+    added_at: float
+    completed_at: float | None
+
+
+class State:
+    """Thin typed access to state.db. Not shared between threads."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=30000")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def upsert(
+        self, *, library_id: str, lib_path: Path, stuff_path: Path, name: str, size: int, books: int,
+        status: Status, have: Bitfield,
+    ) -> None:
+        """Record a library; an existing row keeps its counters and bitfield unless seeding."""
+        now = time.time()
+        completed = now if status is Status.SEEDING else None
+        self.db.execute(
+            """INSERT INTO libraries (id, lib_path, stuff_path, name, size, books, status, have, added_at,
+                   completed_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(id) DO UPDATE SET lib_path=excluded.lib_path,
+                   stuff_path=CASE WHEN excluded.status='seeding' THEN excluded.stuff_path ELSE stuff_path END,
+                   status=CASE WHEN excluded.status='seeding' THEN 'seeding' ELSE status END,
+                   have=CASE WHEN excluded.status='seeding' THEN excluded.have ELSE have END,
+                   completed_at=COALESCE(completed_at, excluded.completed_at)""",
+            (library_id, str(lib_path), str(stuff_path), name, size, books, status.value, have.to_bytes(),
+             now, completed),
+        )
+
+    def get(self, library_id: str) -> LibraryRecord | None:
+        row = self.db.execute("SELECT * FROM libraries WHERE id = ?", (library_id,)).fetchone()
+        return _record(row) if row else None
+
+    def all(self) -> list[LibraryRecord]:
+        return [_record(r) for r in self.db.execute("SELECT * FROM libraries ORDER BY added_at")]
+
+    def find(self, prefix: str) -> list[LibraryRecord]:
+        rows = self.db.execute("SELECT * FROM libraries WHERE id LIKE ? ORDER BY added_at", (prefix + "%",))
+        return [_record(r) for r in rows]
+
+    def save_progress(self, library_id: str, have: Bitfield, downloaded: int, fetched: int) -> None:
+        """Persist books already written and synced; call after the fsync of their batch."""
+        self.db.execute(
+            "UPDATE libraries SET have = ?, downloaded = ?, fetched = ? WHERE id = ?",
+            (have.to_bytes(), downloaded, fetched, library_id),
+        )
+
+    def set_status(self, library_id: str, status: Status, stuff_path: Path | None = None) -> None:
+        completed = time.time() if status is Status.SEEDING else None
+        self.db.execute(
+            "UPDATE libraries SET status = ?, stuff_path = COALESCE(?, stuff_path),"
+            " completed_at = COALESCE(completed_at, ?) WHERE id = ?",
+            (status.value, str(stuff_path) if stuff_path else None, completed, library_id),
+        )
+
+    def add_uploaded(self, library_id: str, amount: int) -> None:
+        self.db.execute("UPDATE libraries SET uploaded = uploaded + ? WHERE id = ?", (amount, library_id))
+
+    def remove(self, library_id: str) -> None:
+        self.db.execute("DELETE FROM libraries WHERE id = ?", (library_id,))
+
+
+def _record(row: Any) -> LibraryRecord:
+    (lid, lib_path, stuff_path, name, size, books, status, have, uploaded, downloaded, fetched, added,
+     completed) = row
+    return LibraryRecord(
+        id=str(lid), lib_path=Path(str(lib_path)), stuff_path=Path(str(stuff_path)), name=str(name),
+        size=int(size), books=int(books), status=Status(status), have=Bitfield(int(books), bytes(have)),
+        uploaded=int(uploaded), downloaded=int(downloaded), fetched=int(fetched),
+        added_at=float(added), completed_at=float(completed) if completed is not None else None,
+    )

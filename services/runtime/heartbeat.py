@@ -1,0 +1,57 @@
+"""Child side of supervision: beat from the main loop, and die with the parent.
+
+A service calls ``tick(now, counters)`` from its own main loop, so a wedged
+loop stops beating and the Maestro sees it hung. ``tick`` also checks that
+the parent is still there; if the Maestro is gone (we were re-parented), the
+child exits instead of living on as an orphan.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from services.wire.pb import control_pb2
+
+
+class ParentGone(SystemExit):
+    """Raised from ``tick`` when the Maestro that started us has died."""
+
+
+class HeartbeatSender:
+    def __init__(self, ctx: zmq.Context[Any], endpoint: str, service: str, interval: float = 0.5) -> None:
+        self.socket = ctx.socket(zmq.PUSH)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.SNDHWM, 4)
+        self.socket.setsockopt(zmq.IMMEDIATE, 1)
+        self.socket.connect(endpoint)
+        self.service = service
+        self.interval = interval
+        self.parent = os.getppid()
+        self.sequence = 0
+        self.next_beat = 0.0
+        self.detail = "running"
+        self.endpoint = ""
+
+    def tick(self, now: float, counters: Callable[[], dict[str, int]]) -> None:
+        if now < self.next_beat:
+            return
+        if os.getppid() != self.parent:
+            raise ParentGone(0)
+        self.next_beat = now + self.interval
+        self.sequence += 1
+        beat = control_pb2.Heartbeat(
+            service=self.service, pid=os.getpid(), sequence=self.sequence, state=self.detail,
+            counters=[control_pb2.Counter(name=k, value=max(0, v)) for k, v in counters().items()],
+            endpoint=self.endpoint,
+        )
+        try:
+            self.socket.send(beat.SerializeToString(), zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
