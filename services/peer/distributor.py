@@ -1,0 +1,276 @@
+"""The Distributor process: the player's public face (a ROUTER on its port).
+
+The loop is thin: it receives frames, lets DistributorLogic decide, reads
+books with ``pread`` and sends them as header + payload without copies. Once
+a second it re-reads state.db (libraries shared or being downloaded), and it
+announces what it serves to the hub through a HubLink worker thread.
+
+Run: ``python -m services.peer.distributor --data-dir D``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from services.peer import identity
+from services.peer.distributor_logic import DistributorLogic, Send, SendBook
+from services.peer.download import partial_path
+from services.peer.hublink import AnnounceJob, HubLink
+from services.peer.library import Library, LibraryError, read_library
+from services.peer.state import State, Status
+from services.runtime import config as config_mod
+from services.runtime.heartbeat import HeartbeatSender
+from services.runtime.logs import get_logger, setup_logging
+from services.wire import framing
+from services.wire.errors import ErrorCode
+from services.wire.ids import make_endpoint
+from services.wire.pb import hub_pb2, wire_pb2
+
+log = get_logger("events")
+slog = get_logger("services")
+RELOAD_SECONDS = 1.0
+ANNOUNCE_DEFAULT = 30.0
+
+
+def notify_endpoint(run_dir: Path) -> str:
+    return f"ipc://{run_dir / 'notify.sock'}"
+
+
+class Distributor:
+    def __init__(self, config: config_mod.Config, heartbeat: str | None = None) -> None:
+        self.config = config
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.MAXMSGSIZE, framing.MAX_CONTROL_FRAME)
+        self.router.setsockopt(zmq.SNDHWM, 0)
+        self.router.setsockopt(zmq.RCVHWM, 10000)
+        self.router.setsockopt(zmq.LINGER, 0)
+        host, port = config.get("distributor.ip"), config.get("distributor.port")
+        if port == 0:
+            port = self.router.bind_to_random_port(f"tcp://{host}" if ":" not in host else f"tcp://[{host}]")
+        else:
+            self.router.bind(make_endpoint(host, port))
+        self.endpoint = make_endpoint(host, port)
+        self.pull = self.ctx.socket(zmq.PULL)
+        self.pull.setsockopt(zmq.LINGER, 0)
+        self.pull.setsockopt(zmq.MAXMSGSIZE, 1024 * 1024)
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+        self.pull.bind(notify_endpoint(config.run_dir))
+        self.state = State(config.state_db)
+        self.player_id = identity.player_id(config.data_dir)
+        self.logic = DistributorLogic(slots=config.get("limits.upload_slots"),
+                                      upload_rate=config.get("limits.upload_rate"), now=time.monotonic())
+        self.files: dict[bytes, tuple[Path, int]] = {}
+        self.complete: dict[bytes, bool] = {}
+        self.next_announce: dict[bytes, float] = {}
+        self.hub = HubLink(self.ctx)
+        self.heartbeat = HeartbeatSender(self.ctx, heartbeat, "distributor",
+                                         config.get("maestro.heartbeat_interval")) if heartbeat else None
+        if self.heartbeat:
+            self.heartbeat.endpoint = self.endpoint
+        self.running = True
+        (config.run_dir / "distributor.endpoint").write_text(self.endpoint)
+
+    # -- catalogue from state.db ---------------------------------------------
+    def reload(self, now: float) -> None:
+        records = {r.id: r for r in self.state.all()}
+        for library_id in list(self.logic.served):
+            if library_id.hex() not in records:
+                self._announce(library_id, hub_pb2.STOPPED, now)
+                self._close(library_id)
+                self.logic.drop_library(library_id)
+        for record in records.values():
+            if record.status is Status.ERROR:
+                continue
+            library_id = bytes.fromhex(record.id)
+            served = self.logic.served.get(library_id)
+            library = served.library if served else self._read(record.lib_path)
+            if library is None:
+                continue
+            self.logic.serve_library(library, record.have)
+            done = record.status is Status.SEEDING
+            self._open(library_id, record.stuff_path if done else partial_path(record.stuff_path))
+            was = self.complete.get(library_id)
+            self.complete[library_id] = done
+            if was is None:
+                self._announce(library_id, hub_pb2.STARTED, now)
+            elif done and not was:
+                self._announce(library_id, hub_pb2.COMPLETED, now)
+            served = self.logic.served[library_id]
+            if served.uploaded:
+                self.state.add_uploaded(record.id, served.uploaded)
+                served.uploaded = 0
+
+    def _read(self, path: Path) -> Library | None:
+        try:
+            return read_library(path)
+        except LibraryError as exc:
+            log.warning("library_unreadable", path=str(path), error=str(exc))
+            return None
+
+    def _open(self, library_id: bytes, path: Path) -> None:
+        current = self.files.get(library_id)
+        if current and current[0] == path:
+            return
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            if current is None:
+                log.warning("stuff_unreadable", path=str(path), error=exc.strerror)
+            return
+        self._close(library_id)
+        self.files[library_id] = (path, fd)
+
+    def _close(self, library_id: bytes) -> None:
+        entry = self.files.pop(library_id, None)
+        if entry:
+            os.close(entry[1])
+
+    # -- hub --------------------------------------------------------------------
+    def _announce(self, library_id: bytes, event: int, now: float) -> None:
+        served = self.logic.served.get(library_id)
+        if served is None:
+            return
+        library = served.library
+        left = sum(library.book_span(i)[1] for i in range(library.books) if i not in served.have)
+        record = self.state.get(library_id.hex())
+        self.hub.submit(AnnounceJob(
+            library_id=library_id, hubs=library.hubs, player_id=self.player_id, endpoint=self.endpoint,
+            event=event, uploaded=record.uploaded if record else 0,
+            downloaded=record.downloaded if record else 0, left=left, numwant=0,
+        ))
+        self.next_announce[library_id] = now + ANNOUNCE_DEFAULT
+        name = hub_pb2.AnnounceEvent.Name(hub_pb2.AnnounceEvent.ValueType(event))
+        log.info("announce", library=library_id.hex(), event=name, left=left)
+
+    def _hub_results(self, now: float) -> None:
+        for result in self.hub.results():
+            if result.ok and result.interval and isinstance(result.job, AnnounceJob):
+                self.next_announce[result.job.library_id] = now + result.interval
+            elif not result.ok and isinstance(result.job, AnnounceJob):
+                self.next_announce[result.job.library_id] = now + 2.0
+
+    # -- the loop -----------------------------------------------------------------
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self.pull, zmq.POLLIN)
+        poller.register(self.hub.socket, zmq.POLLIN)
+        slog.info("distributor_started", endpoint=self.endpoint, pid=os.getpid())
+        print(f"distributor listening on {self.endpoint}", flush=True)
+        next_reload = 0.0
+        while self.running:
+            now = time.monotonic()
+            if now >= next_reload:
+                self.reload(now)
+                next_reload = now + RELOAD_SECONDS
+                for library_id, due in list(self.next_announce.items()):
+                    if now >= due:
+                        self._announce(library_id, hub_pb2.ANNOUNCE_EVENT_UNSPECIFIED, now)
+            if self.heartbeat:
+                self.heartbeat.tick(now, self._counters)
+            wait = self.logic.wait(now)
+            timeout = min(next_reload - now, 0.1 if wait is None else wait)
+            events = dict(poller.poll(max(0, int(timeout * 1000))))
+            now = time.monotonic()
+            if self.router in events:
+                self._receive(now)
+            if self.pull in events:
+                self._notices()
+            if self.hub.socket in events:
+                self._hub_results(now)
+            self._execute(self.logic.serve(now))
+        self.shutdown()
+
+    def _counters(self) -> dict[str, int]:
+        return {**self.logic.counts, "libraries": len(self.logic.served)}
+
+    def _receive(self, now: float) -> None:
+        for _ in range(256):
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) < 2:
+                continue
+            self._execute(self.logic.handle(frames[0], frames[1:], now))
+
+    def _notices(self) -> None:
+        while True:
+            try:
+                frame = self.pull.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                notice: wire_pb2.LocalNotice = framing.decode_local_notice(frame)
+            except Exception as exc:
+                log.warning("bad_local_notice", error=str(exc))
+                continue
+            self._execute(self.logic.books_landed(notice.library_id, list(notice.books)))
+
+    def _execute(self, actions: list[Send | SendBook]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self.router.send_multipart([action.identity, action.frame])
+                continue
+            payload = self._pread(action)
+            if payload is None:
+                error = framing.error(ErrorCode.INTERNAL, "book could not be read; try another peer", action.library_id, action.book)
+                self.router.send_multipart([action.identity, error])
+                continue
+            header = framing.book_header(action.library_id, action.book, action.length)
+            self.router.send_multipart([action.identity, header, payload], copy=False)
+
+    def _pread(self, action: SendBook) -> bytes | None:
+        entry = self.files.get(action.library_id)
+        if entry is None:
+            return None
+        try:
+            data = os.pread(entry[1], action.length, action.offset)
+        except OSError as exc:
+            log.error("book_read_failed", library=action.library_id.hex(), book=action.book, error=exc.strerror)
+            return None
+        return data if len(data) == action.length else None
+
+    def stop(self, *_: object) -> None:
+        self.running = False
+
+    def shutdown(self) -> None:
+        now = time.monotonic()
+        for library_id in list(self.logic.served):
+            self._announce(library_id, hub_pb2.STOPPED, now)
+        self.hub.close(timeout=3.0)
+        for library_id in list(self.files):
+            self._close(library_id)
+        if self.heartbeat:
+            self.heartbeat.close()
+        self.state.close()
+        self.ctx.destroy(linger=0)
+        slog.info("distributor_stopped", pid=os.getpid())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="emma-distributor", description="Run a player's Distributor.")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--heartbeat", default=None, help="Maestro heartbeat endpoint (ipc://...)")
+    args = parser.parse_args(argv)
+    data_dir = (args.data_dir or config_mod.default_data_dir()).absolute()
+    config = config_mod.load(data_dir)
+    config.ensure_dirs()
+    setup_logging(data_dir, process="distributor")
+    distributor = Distributor(config, args.heartbeat)
+    signal.signal(signal.SIGTERM, distributor.stop)
+    signal.signal(signal.SIGINT, distributor.stop)
+    distributor.run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""What the Distributor does with each message: pure logic, no sockets, no files.
+
+How it works. ``handle(identity, frames, now)`` answers one incoming message
+with a list of outgoing actions: ``Send`` (a control frame) or ``SendBook``
+(the loop reads the book with pread and sends header + payload). Requests are
+queued; ``serve(now)`` releases them while the upload token bucket allows,
+choosing, at a rate-limited player, the queued book sent the fewest times so
+far (a seed spreads books no leecher has yet before repeating any). A full
+queue answers ``busy`` instead of stalling. ``books_landed`` turns a book
+just written by the local Requestor into ``have`` messages for every player
+that handshook for that library.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from services.peer.bitfield import Bitfield
+from services.peer.library import Library
+from services.peer.ratelimit import TokenBucket
+from services.wire import framing
+from services.wire.errors import ErrorCode, ProtocolError
+from services.wire.ids import LIBRARY_ID_LEN
+
+MAX_SUBSCRIBERS = 4096
+
+
+@dataclass(frozen=True)
+class Send:
+    identity: bytes
+    frame: bytes
+
+
+@dataclass(frozen=True)
+class SendBook:
+    identity: bytes
+    library_id: bytes
+    book: int
+    offset: int
+    length: int
+
+
+Action = Send | SendBook
+
+
+@dataclass
+class Served:
+    """A library this player serves, and who listens for its news."""
+
+    library: Library
+    have: Bitfield
+    subscribers: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
+    sent: list[int] = field(default_factory=list)
+    uploaded: int = 0
+
+    def __post_init__(self) -> None:
+        self.sent = [0] * self.library.books
+
+
+@dataclass(frozen=True)
+class Pending:
+    identity: bytes
+    library_id: bytes
+    book: int
+
+
+class DistributorLogic:
+    def __init__(self, *, slots: int, upload_rate: int, now: float) -> None:
+        self.slots = slots
+        self.capacity = slots * 4
+        self.bucket = TokenBucket(upload_rate, now)
+        self.served: dict[bytes, Served] = {}
+        self.queue: deque[Pending] = deque()
+        self.counts: dict[str, int] = {"requests": 0, "books_sent": 0, "busy": 0, "errors": 0}
+
+    # -- catalogue ----------------------------------------------------------
+    def serve_library(self, library: Library, have: Bitfield) -> None:
+        """Start serving ``library`` or refresh which books it holds (never forgets books)."""
+        current = self.served.get(library.id)
+        if current is None:
+            self.served[library.id] = Served(library=library, have=have)
+            return
+        for book in have.indices():
+            current.have.add(book)
+
+    def drop_library(self, library_id: bytes) -> None:
+        self.served.pop(library_id, None)
+        self.queue = deque(p for p in self.queue if p.library_id != library_id)
+
+    def set_rate(self, upload_rate: int, now: float) -> None:
+        self.bucket.set_rate(upload_rate, now)
+
+    # -- messages -------------------------------------------------------------
+    def handle(self, identity: bytes, frames: list[bytes], now: float) -> list[Action]:
+        """Answer one message from ``identity`` (its frames after the identity)."""
+        try:
+            if len(frames) != 1:
+                raise ProtocolError(ErrorCode.MALFORMED, f"expected 1 frame, got {len(frames)}")
+            message = framing.decode(frames[0])
+            kind = message.WhichOneof("body")
+            if kind == "handshake":
+                return self._handshake(identity, message.handshake.library_id)
+            if kind == "request":
+                return self._request(identity, message.request.library_id, message.request.book, now)
+            if kind == "cancel":
+                self._cancel(identity, message.cancel.library_id, message.cancel.book)
+                return []
+            raise ProtocolError(ErrorCode.UNKNOWN_REQUEST, f"a distributor does not answer {kind!r}")
+        except ProtocolError as exc:
+            self.counts["errors"] += 1
+            return [Send(identity, framing.error(exc.code, exc.message))]
+
+    def _library(self, library_id: bytes) -> Served:
+        if len(library_id) != LIBRARY_ID_LEN:
+            raise ProtocolError(ErrorCode.INVALID_ARGUMENT, "library id must be 32 bytes")
+        served = self.served.get(library_id)
+        if served is None:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"library {library_id.hex()[:16]} is not served here")
+        return served
+
+    def _handshake(self, identity: bytes, library_id: bytes) -> list[Action]:
+        served = self._library(library_id)
+        served.subscribers[identity] = None
+        served.subscribers.move_to_end(identity)
+        while len(served.subscribers) > MAX_SUBSCRIBERS:
+            served.subscribers.popitem(last=False)
+        frame = framing.bitfield(library_id, served.library.books, served.have.to_bytes(), self.slots)
+        return [Send(identity, frame)]
+
+    def _request(self, identity: bytes, library_id: bytes, book: int, now: float) -> list[Action]:
+        self.counts["requests"] += 1
+        served = self._library(library_id)
+        if book not in served.have:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"book {book} is not held here")
+        if len(self.queue) >= self.capacity:
+            self.counts["busy"] += 1
+            return [Send(identity, framing.busy(library_id, book, self._retry_ms(served, now)))]
+        self.queue.append(Pending(identity, library_id, book))
+        return []
+
+    def _retry_ms(self, served: Served, now: float) -> int:
+        """A hint for a busy reply: about when the queue will have drained."""
+        if not self.bucket.rate:
+            return 50
+        backlog = len(self.queue) * served.library.book_size / self.bucket.rate
+        return int(1000 * min(5.0, max(0.05, self.bucket.wait(now) + backlog / 2)))
+
+    def _cancel(self, identity: bytes, library_id: bytes, book: int) -> None:
+        target = Pending(identity, library_id, book)
+        try:
+            self.queue.remove(target)
+        except ValueError:
+            pass
+
+    # -- serving ------------------------------------------------------------------
+    def serve(self, now: float) -> list[Action]:
+        """Release queued requests the upload budget allows now."""
+        out: list[Action] = []
+        while self.queue and self.bucket.ready(now):
+            pending = self._next()
+            served = self.served.get(pending.library_id)
+            if served is None:
+                continue
+            offset, length = served.library.book_span(pending.book)
+            self.bucket.take(length, now)
+            served.sent[pending.book] += 1
+            served.uploaded += length
+            self.counts["books_sent"] += 1
+            out.append(SendBook(pending.identity, pending.library_id, pending.book, offset, length))
+        return out
+
+    def _next(self) -> Pending:
+        if not self.bucket.rate or len(self.queue) == 1:
+            return self.queue.popleft()
+        best = min(range(len(self.queue)), key=lambda i: self._times_sent(self.queue[i]))
+        chosen = self.queue[best]
+        del self.queue[best]
+        return chosen
+
+    def _times_sent(self, pending: Pending) -> int:
+        served = self.served.get(pending.library_id)
+        return served.sent[pending.book] if served else 0
+
+    def wait(self, now: float) -> float | None:
+        """Seconds until ``serve`` can release something, None if nothing is queued."""
+        return self.bucket.wait(now) if self.queue else None
+
+    def books_landed(self, library_id: bytes, books: list[int]) -> list[Action]:
+        """The local Requestor wrote ``books``: hold them and tell the subscribers."""
+        served = self.served.get(library_id)
+        if served is None:
+            return []
+        fresh = [b for b in books if 0 <= b < served.library.books and served.have.add(b)]
+        if not fresh:
+            return []
+        frame = framing.have(library_id, fresh)
+        return [Send(identity, frame) for identity in served.subscribers]

@@ -1,0 +1,135 @@
+"""One library being downloaded: its picker, its partial file, its progress.
+
+Books are verified against the library, written with ``pwrite`` into
+``<downloads>/<name>.part`` and recorded in memory at once (so they can be
+served); ``sync`` fsyncs the file and only then persists the bitfield to
+state.db. A crash therefore loses at most the books since the last sync and
+never marks an unwritten book as held. ``finish`` renames the partial file to
+its final name once every book is in.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.peer.hashing import hash_bytes
+from services.peer.library import Library
+from services.peer.picker import Picker
+from services.peer.state import LibraryRecord, State, Status
+
+BAN_THRESHOLD = 3
+
+
+class DiskError(OSError):
+    """The partial file cannot be created or written (disk full, permissions)."""
+
+
+@dataclass
+class Download:
+    library: Library
+    record: LibraryRecord
+    picker: Picker
+    fd: int
+    part_path: Path
+    downloaded: int = 0
+    fetched: int = 0
+    unsynced: list[int] = field(default_factory=list)
+    strikes: dict[str, int] = field(default_factory=dict)
+    banned: set[str] = field(default_factory=set)
+    bad_books: int = 0
+
+    @property
+    def id(self) -> bytes:
+        return self.library.id
+
+    @property
+    def complete(self) -> bool:
+        return self.picker.complete
+
+    def verify(self, book: int, payload: memoryview | bytes) -> bool:
+        """Whether ``payload`` is exactly book ``book`` of the library."""
+        if not 0 <= book < self.library.books or len(payload) != self.library.book_span(book)[1]:
+            return False
+        return hash_bytes(self.library.hash_algorithm, payload) == self.library.book_hash(book)
+
+    def write(self, book: int, payload: memoryview | bytes) -> None:
+        """pwrite a verified book; raises DiskError."""
+        offset = self.library.book_span(book)[0]
+        view = memoryview(payload)
+        written = 0
+        try:
+            while written < len(view):
+                written += os.pwrite(self.fd, view[written:], offset + written)
+        except OSError as exc:
+            raise DiskError(exc.errno, f"cannot write {self.part_path}: {exc.strerror}") from exc
+        self.downloaded += len(view)
+        self.fetched += 1
+        self.unsynced.append(book)
+
+    def strike(self, peer: str) -> bool:
+        """Count a bad book against ``peer``; True when it is now banned."""
+        self.bad_books += 1
+        self.strikes[peer] = self.strikes.get(peer, 0) + 1
+        if self.strikes[peer] >= BAN_THRESHOLD:
+            self.banned.add(peer)
+            return True
+        return False
+
+    def sync(self, state: State) -> list[int]:
+        """fsync the file, then persist the bitfield; returns the books made durable."""
+        if not self.unsynced:
+            return []
+        os.fdatasync(self.fd)
+        state.save_progress(self.record.id, self.picker.have, self.downloaded, self.fetched)
+        done, self.unsynced = self.unsynced, []
+        return done
+
+    def finish(self, state: State) -> Path:
+        """All books in: sync, rename to the final name, mark seeding."""
+        self.sync(state)
+        os.fsync(self.fd)
+        final = final_path(self.part_path, self.library)
+        os.rename(self.part_path, final)
+        state.set_status(self.record.id, Status.SEEDING, final)
+        return final
+
+    def close(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+def final_path(part: Path, library: Library) -> Path:
+    target = part.with_name(library.name)
+    if target.exists():
+        target = part.with_name(f"{library.name}.{library.id_hex[:8]}")
+    return target
+
+
+def partial_path(stuff_path: Path) -> Path:
+    """Where a download's bytes live until every book is in."""
+    return stuff_path.with_name(stuff_path.name + ".part")
+
+
+def open_partial(library: Library, record: LibraryRecord) -> tuple[int, Path]:
+    """Open (creating and preallocating) the partial file of a download."""
+    part = partial_path(record.stuff_path)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise DiskError(exc.errno, f"cannot create {part}: {exc.strerror}") from exc
+    try:
+        if os.fstat(fd).st_size != library.size:
+            os.ftruncate(fd, library.size)
+            if library.size:
+                os.posix_fallocate(fd, 0, library.size)
+    except OSError as exc:
+        os.close(fd)
+        reason = "disk full" if exc.errno == errno.ENOSPC else exc.strerror
+        raise DiskError(exc.errno, f"cannot reserve {library.size} bytes for {part}: {reason}") from exc
+    return fd, part

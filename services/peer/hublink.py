@@ -1,0 +1,132 @@
+"""Talking to the hub without blocking a service's loop.
+
+The hub client is synchronous (it waits, retries, fails over), so each
+service runs it in one worker thread. The service's loop sends jobs over an
+inproc PAIR socket and polls the other end for results like any other
+socket: nothing is shared between the threads but messages.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from services.hub.client import HubClient, HubError, HubUnavailable
+from services.runtime.logs import get_logger
+from services.wire.pb import hub_pb2
+
+log = get_logger("debug")
+
+
+@dataclass(frozen=True)
+class AnnounceJob:
+    library_id: bytes
+    hubs: tuple[str, ...]
+    player_id: bytes
+    endpoint: str
+    event: int
+    uploaded: int
+    downloaded: int
+    left: int
+    numwant: int = 50
+
+
+@dataclass(frozen=True)
+class PeersJob:
+    library_id: bytes
+    hubs: tuple[str, ...]
+    player_id: bytes
+    numwant: int = 50
+
+
+@dataclass(frozen=True)
+class ReportJob:
+    library_id: bytes
+    hubs: tuple[str, ...]
+    player_id: bytes
+    endpoint: str
+
+
+@dataclass(frozen=True)
+class PeerInfo:
+    player_id: bytes
+    endpoint: str
+    seed: bool
+
+
+@dataclass(frozen=True)
+class HubResult:
+    job: AnnounceJob | PeersJob | ReportJob
+    ok: bool
+    peers: list[PeerInfo] = field(default_factory=list)
+    interval: float = 0.0
+    error: str = ""
+
+
+class HubLink:
+    """Owns the worker thread; ``submit`` a job, ``results`` when ``socket`` polls readable."""
+
+    def __init__(self, ctx: zmq.Context[Any], timeout: float = 2.0) -> None:
+        address = f"inproc://hublink-{id(self)}"
+        self.socket: zmq.Socket[Any] = ctx.socket(zmq.PAIR)
+        self.socket.bind(address)
+        self._thread = threading.Thread(target=_worker, args=(ctx, address, timeout), daemon=True,
+                                        name="hublink")
+        self._thread.start()
+
+    def submit(self, job: AnnounceJob | PeersJob | ReportJob | None) -> None:
+        """Queue a job (None stops the worker after the jobs before it)."""
+        self.socket.send_pyobj(job)
+
+    def results(self) -> list[HubResult]:
+        out = []
+        while self.socket.poll(0):
+            out.append(self.socket.recv_pyobj())
+        return out
+
+    def close(self, timeout: float = 3.0) -> None:
+        self.submit(None)
+        self._thread.join(timeout)
+        self.socket.close(linger=0)
+
+
+def _worker(ctx: zmq.Context[Any], address: str, timeout: float) -> None:
+    socket: zmq.Socket[Any] = ctx.socket(zmq.PAIR)
+    socket.connect(address)
+    clients: dict[tuple[str, ...], HubClient] = {}
+    try:
+        while True:
+            job = socket.recv_pyobj()
+            if job is None:
+                return
+            client = clients.get(job.hubs)
+            if client is None:
+                client = clients[job.hubs] = HubClient(list(job.hubs), timeout=timeout, retries=1)
+            socket.send_pyobj(_run(client, job))
+    finally:
+        for client in clients.values():
+            client.close()
+        socket.close(linger=0)
+
+
+def _run(client: HubClient, job: AnnounceJob | PeersJob | ReportJob) -> HubResult:
+    try:
+        if isinstance(job, AnnounceJob):
+            reply = client.announce(
+                library_id=job.library_id, player_id=job.player_id, endpoint=job.endpoint,
+                event=hub_pb2.AnnounceEvent.ValueType(job.event), uploaded=job.uploaded,
+                downloaded=job.downloaded, left=job.left, numwant=job.numwant,
+            )
+            peers = [PeerInfo(p.player_id, p.endpoint, p.seed) for p in reply.peers]
+            return HubResult(job, True, peers, float(reply.interval))
+        if isinstance(job, PeersJob):
+            got = client.get_peers(library_id=job.library_id, player_id=job.player_id, numwant=job.numwant)
+            return HubResult(job, True, [PeerInfo(p.player_id, p.endpoint, p.seed) for p in got.peers])
+        client.report_unreachable(library_id=job.library_id, reporter_id=job.player_id, endpoint=job.endpoint)
+        return HubResult(job, True)
+    except (HubError, HubUnavailable) as exc:
+        log.info("hub_request_failed", job=type(job).__name__, error=str(exc))
+        return HubResult(job, False, error=str(exc))

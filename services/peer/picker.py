@@ -1,0 +1,122 @@
+"""The book picker: which book to ask which peer for next. Pure state, no I/O.
+
+How it works. The picker tracks, for one library:
+
+- ``have``: books written locally;
+- ``availability[i]``: how many known peers hold book i (from bitfields and
+  ``have`` messages, and removed when a peer goes away);
+- ``in_flight[i]``: the peers book i is currently requested from.
+
+``pick(peer, peer_books, n)`` returns up to n books the peer holds that we
+lack and have not requested yet: the first few books are random (to get
+something to trade quickly), then rarest first, random among equals. When
+every missing book is already in flight, the picker enters *endgame*: it
+returns books in flight elsewhere (duplicates) so the last books are not held
+up by one slow peer; ``received`` then names the peers whose duplicate
+requests should be cancelled.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Container, Hashable, Iterable
+
+from services.peer.bitfield import Bitfield
+
+Peer = Hashable
+RANDOM_FIRST = 4
+
+
+class Picker:
+    """Piece-picking state for one library."""
+
+    def __init__(self, have: Bitfield, rng: random.Random | None = None) -> None:
+        self.have = have
+        self.size = have.size
+        self.availability = [0] * self.size
+        self.in_flight: dict[int, set[Peer]] = {}
+        self.rng = rng or random.Random()
+        self._missing = set(have.missing())
+
+    # -- availability -------------------------------------------------
+    def peer_has(self, books: Iterable[int]) -> None:
+        """A peer announced it holds ``books`` (a bitfield's indices or a have)."""
+        for book in books:
+            if 0 <= book < self.size:
+                self.availability[book] += 1
+
+    def peer_gone(self, peer: Peer, books: Iterable[int]) -> list[int]:
+        """Forget a peer: its availability and its requests. Returns books it had in flight."""
+        for book in books:
+            if 0 <= book < self.size and self.availability[book] > 0:
+                self.availability[book] -= 1
+        returned = []
+        for book, peers in list(self.in_flight.items()):
+            if peer in peers:
+                self.release(book, peer)
+                returned.append(book)
+        return returned
+
+    # -- picking --------------------------------------------------------
+    @property
+    def missing(self) -> int:
+        return len(self._missing)
+
+    @property
+    def complete(self) -> bool:
+        return not self._missing
+
+    @property
+    def endgame(self) -> bool:
+        return bool(self._missing) and all(book in self.in_flight for book in self._missing)
+
+    def pick(self, peer: Peer, peer_books: Container[int], n: int) -> list[int]:
+        """Up to ``n`` books to request from ``peer``, marking them in flight."""
+        if n <= 0 or not self._missing:
+            return []
+        fresh = [b for b in self._missing if b not in self.in_flight and b in peer_books]
+        if fresh:
+            chosen = self._order(fresh)[:n]
+        else:
+            chosen = self._endgame_choices(peer, peer_books, n)
+        for book in chosen:
+            self.in_flight.setdefault(book, set()).add(peer)
+        return chosen
+
+    def _order(self, books: list[int]) -> list[int]:
+        self.rng.shuffle(books)
+        if len(self.have) < RANDOM_FIRST:
+            return books
+        return sorted(books, key=self.availability.__getitem__)
+
+    def _endgame_choices(self, peer: Peer, peer_books: Container[int], n: int) -> list[int]:
+        if not self.endgame:
+            return []
+        candidates = [
+            b for b in self._missing if b in peer_books and peer not in self.in_flight.get(b, ())
+        ]
+        self.rng.shuffle(candidates)
+        return sorted(candidates, key=lambda b: len(self.in_flight.get(b, ())))[:n]
+
+    # -- outcomes ---------------------------------------------------------
+    def release(self, book: int, peer: Peer) -> None:
+        """A request to ``peer`` ended without the book (timeout, busy, error, cancel)."""
+        peers = self.in_flight.get(book)
+        if peers is not None:
+            peers.discard(peer)
+            if not peers:
+                del self.in_flight[book]
+
+    def received(self, book: int, peer: Peer) -> list[Peer]:
+        """``book`` arrived from ``peer`` and was verified and written.
+
+        Returns the other peers it was still requested from (to cancel).
+        """
+        others = [p for p in self.in_flight.pop(book, set()) if p != peer]
+        self.have.add(book)
+        self._missing.discard(book)
+        return others
+
+    def wanted_from(self, peer_books: Container[int]) -> bool:
+        """Whether a peer holding ``peer_books`` has anything we lack."""
+        return any(b in peer_books for b in self._missing)

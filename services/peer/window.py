@@ -1,0 +1,63 @@
+"""Credit-based flow control: how many requests may be in flight to one peer.
+
+The window starts at ``initial`` and grows by one for each book that arrives
+(additive increase) up to ``maximum`` and the peer's advertised upload slots;
+a busy reply or a timeout halves it (multiplicative decrease), never below 1.
+Pure state: the caller passes ``now`` and the requestor acts on the answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Window:
+    initial: int = 4
+    maximum: int = 32
+    timeout: float = 15.0
+    size: float = field(init=False)
+    limit: int = field(init=False)
+    sent: dict[tuple[bytes, int], float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.size = float(self.initial)
+        self.limit = self.maximum
+
+    def advertise(self, slots: int) -> None:
+        """The peer said it accepts ``slots`` requests in flight."""
+        if slots > 0:
+            self.limit = max(1, min(self.maximum, slots))
+            self.size = min(self.size, self.limit)
+
+    @property
+    def credit(self) -> int:
+        """How many more requests may be sent now."""
+        return max(0, int(self.size) - len(self.sent))
+
+    def on_send(self, key: tuple[bytes, int], now: float) -> None:
+        self.sent[key] = now
+
+    def on_book(self, key: tuple[bytes, int]) -> bool:
+        """A requested book arrived; False if it was not in flight (late or unasked)."""
+        if self.sent.pop(key, None) is None:
+            return False
+        self.size = min(float(self.limit), self.size + 1)
+        return True
+
+    def on_busy(self, key: tuple[bytes, int]) -> None:
+        self.sent.pop(key, None)
+        self.size = max(1.0, self.size / 2)
+
+    def forget(self, key: tuple[bytes, int]) -> bool:
+        """A request was cancelled or refused; True if it was in flight."""
+        return self.sent.pop(key, None) is not None
+
+    def expired(self, now: float) -> list[tuple[bytes, int]]:
+        """Requests older than the timeout: removed, and the window shrinks."""
+        late = [key for key, at in self.sent.items() if now - at > self.timeout]
+        for key in late:
+            del self.sent[key]
+        if late:
+            self.size = max(1.0, self.size / 2)
+        return late
