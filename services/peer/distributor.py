@@ -67,6 +67,7 @@ class Distributor:
         self.player_id = identity.player_id(config.data_dir)
         self.logic = DistributorLogic(slots=config.get("limits.upload_slots"),
                                       upload_rate=config.get("limits.upload_rate"), now=time.monotonic())
+        self.settings = config_mod.Watcher(config)
         self.files: dict[bytes, tuple[Path, int]] = {}
         self.complete: dict[bytes, bool] = {}
         self.next_announce: dict[bytes, float] = {}
@@ -80,6 +81,9 @@ class Distributor:
 
     # -- catalogue from state.db ---------------------------------------------
     def reload(self, now: float) -> None:
+        fresh = self.settings.changed()
+        if fresh is not None:
+            self.logic.set_rate(fresh.get("limits.upload_rate"), now)
         records = {r.id: r for r in self.state.all()}
         for library_id in list(self.logic.served):
             if library_id.hex() not in records:
@@ -222,7 +226,8 @@ class Distributor:
                 continue
             payload = self._pread(action)
             if payload is None:
-                error = framing.error(ErrorCode.INTERNAL, "book could not be read; try another peer", action.library_id, action.book)
+                reason = "book could not be read; try another peer"
+                error = framing.error(ErrorCode.INTERNAL, reason, action.library_id, action.book)
                 self.router.send_multipart([action.identity, error])
                 continue
             header = framing.book_header(action.library_id, action.book, action.length)

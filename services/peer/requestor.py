@@ -63,6 +63,7 @@ class Requestor:
         self.remotes: dict[str, Remote] = {}
         self.by_socket: dict[zmq.Socket[Any], Remote] = {}
         self.next_peers: dict[bytes, float] = {}
+        self.settings = config_mod.Watcher(config)
         self.bucket = TokenBucket(config.get("limits.download_rate"), time.monotonic())
         self.heartbeat = HeartbeatSender(self.ctx, heartbeat, "requestor",
                                          config.get("maestro.heartbeat_interval")) if heartbeat else None
@@ -73,6 +74,9 @@ class Requestor:
 
     # -- which libraries to download ------------------------------------------
     def reload(self, now: float) -> None:
+        fresh = self.settings.changed()
+        if fresh is not None:
+            self.bucket.set_rate(fresh.get("limits.download_rate"), now)
         self._import_dropped_libraries()
         endpoint_file = self.config.run_dir / "distributor.endpoint"
         if endpoint_file.exists():
@@ -393,7 +397,11 @@ class Requestor:
                 log.error("sync_failed", library=download.library.id_hex, error=str(exc))
 
     def _counters(self) -> dict[str, int]:
-        return {**self.counts, "peers": len(self.remotes), "downloads": len(self.downloads)}
+        per_library = {
+            f"peers.{download.library.id_hex}": sum(1 for r in self.remotes.values() if r.books.get(lib))
+            for lib, download in self.downloads.items()
+        }
+        return {**self.counts, "peers": len(self.remotes), "downloads": len(self.downloads), **per_library}
 
     def stop(self, *_: object) -> None:
         self.running = False

@@ -231,3 +231,28 @@ def load(data_dir: Path) -> Config:
                 except ConfigError as exc:
                     raise ConfigError(f"{config.path}: {key}: {exc}") from exc
     return config
+
+
+class Watcher:
+    """Notices when config.toml changes on disk (the CLI or the Maestro saved it)."""
+
+    def __init__(self, config: Config) -> None:
+        self.path = config.path
+        self.stamp = self._stamp()
+
+    def _stamp(self) -> int:
+        try:
+            return self.path.stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    def changed(self) -> Config | None:
+        """The reloaded config if the file changed since the last call, else None."""
+        stamp = self._stamp()
+        if stamp == self.stamp:
+            return None
+        self.stamp = stamp
+        try:
+            return load(self.path.parent)
+        except ConfigError:
+            return None

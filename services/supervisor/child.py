@@ -1,0 +1,89 @@
+"""Process mechanics of one supervised child: spawn, poll, terminate, kill.
+
+No policy here (see policy.py). Children are started with the parent-death
+signal set to SIGKILL (Linux prctl), so a Maestro killed outright takes its
+children with it; the children also check their parent in every heartbeat.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+class Ending(enum.Enum):
+    """How a stop went: the path taken is recorded for logs and tests."""
+
+    ALREADY_EXITED = "already exited"
+    TERMINATED = "terminated"
+    KILLED = "killed"
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the heartbeat's parent check still ends the child
+
+
+class Child:
+    """One OS process running a service module."""
+
+    def __init__(self, service: str, module: str, args: list[str], log_path: Path) -> None:
+        self.service = service
+        self.module = module
+        self.args = args
+        self.log_path = log_path
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.term_sent_at: float | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid if self.popen else 0
+
+    def spawn(self, env: dict[str, str] | None = None) -> int:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", self.module, *self.args],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})}, preexec_fn=_die_with_parent, start_new_session=False,
+            )
+        self.term_sent_at = None
+        return self.popen.pid
+
+    def exited(self) -> int | None:
+        """The exit status if the process has ended (reaping it), else None."""
+        if self.popen is None:
+            return None
+        return self.popen.poll()
+
+    def terminate(self, now: float) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            self.term_sent_at = now
+
+    def kill(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.kill()
+
+    def stop(self, grace: float) -> Ending:
+        """Ask (SIGTERM), wait ``grace``, then SIGKILL; blocks until the process is gone."""
+        if self.popen is None or self.popen.poll() is not None:
+            return Ending.ALREADY_EXITED
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(grace)
+            return Ending.TERMINATED
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+            return Ending.KILLED

@@ -1,0 +1,179 @@
+"""What the Maestro answers on its control socket: plain logic, no sockets.
+
+``ControlLogic.handle(frame, now)`` decodes a ControlRequest, acts through the
+``Supervisor`` protocol (service states, start/stop) and state.db/config, and
+returns the encoded ControlReply. Library actions change state.db; the
+Requestor and Distributor converge to it within a second. Malformed requests
+get an error reply; nothing raised here stops the Maestro.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from google.protobuf.message import DecodeError
+
+from services.peer import catalog
+from services.peer.library import LibraryError, read_library
+from services.peer.state import LibraryRecord, State, Status
+from services.runtime import config as config_mod
+from services.wire.errors import ErrorCode, ProtocolError
+from services.wire.pb import control_pb2
+
+CONTROL_VERSION = 1
+MAX_CONTROL_BYTES = 64 * 1024
+
+
+class Supervisor(Protocol):
+    def statuses(self, now: float) -> list[control_pb2.ServiceStatus]: ...
+
+    def start_service(self, name: str, now: float) -> str: ...
+
+    def stop_service(self, name: str, now: float) -> str: ...
+
+    def request_shutdown(self) -> None: ...
+
+    def peers_of(self, library_id: str) -> int: ...
+
+
+@dataclass
+class RateMeter:
+    """Bytes/s per library from successive counter samples."""
+
+    last: dict[str, tuple[float, int, int]] = field(default_factory=dict)
+    rates: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def sample(self, records: list[LibraryRecord], now: float) -> None:
+        for record in records:
+            prev = self.last.get(record.id)
+            if prev and now - prev[0] >= 0.5:
+                span = now - prev[0]
+                self.rates[record.id] = ((record.downloaded - prev[1]) / span, (record.uploaded - prev[2]) / span)
+            if prev is None or now - prev[0] >= 0.5:
+                self.last[record.id] = (now, record.downloaded, record.uploaded)
+
+    def of(self, library_id: str) -> tuple[float, float]:
+        return self.rates.get(library_id, (0.0, 0.0))
+
+
+class ControlLogic:
+    def __init__(self, supervisor: Supervisor, config: config_mod.Config, state: State) -> None:
+        self.supervisor = supervisor
+        self.config = config
+        self.state = state
+        self.meter = RateMeter()
+
+    def handle(self, frame: bytes, now: float) -> bytes:
+        try:
+            reply = self._dispatch(_decode(frame), now)
+        except ProtocolError as exc:
+            reply = control_pb2.ControlReply(error=exc.to_pb())
+        reply.version = CONTROL_VERSION
+        return reply.SerializeToString()
+
+    def _dispatch(self, request: control_pb2.ControlRequest, now: float) -> control_pb2.ControlReply:
+        kind = request.WhichOneof("body")
+        if kind == "services":
+            return control_pb2.ControlReply(services=control_pb2.ServicesReply(
+                services=self.supervisor.statuses(now)))
+        if kind == "downloads":
+            return control_pb2.ControlReply(downloads=control_pb2.DownloadsReply(downloads=self.downloads(now)))
+        if kind == "add":
+            return _ok(self.add(Path(request.add.path)))
+        if kind == "library":
+            return _ok(self.library_action(request.library))
+        if kind == "rates":
+            return _ok(self.set_rates(request.rates))
+        if kind == "service":
+            action = self.supervisor.start_service if request.service.start else self.supervisor.stop_service
+            return _ok(action(request.service.service, now))
+        if kind == "shutdown":
+            self.supervisor.request_shutdown()
+            return _ok("shutting down")
+        raise ProtocolError(ErrorCode.UNKNOWN_REQUEST, "control request has no body")
+
+    def downloads(self, now: float) -> list[control_pb2.Download]:
+        records = self.state.all()
+        self.meter.sample(records, now)
+        out = []
+        for record in records:
+            down, up = self.meter.of(record.id)
+            out.append(control_pb2.Download(
+                library_id=record.id, name=record.name, size=record.size, books_total=record.books,
+                books_have=len(record.have), download_rate=max(0.0, down), upload_rate=max(0.0, up),
+                peers=self.supervisor.peers_of(record.id), state=_display_state(record), path=str(record.stuff_path),
+            ))
+        return out
+
+    def add(self, path: Path) -> str:
+        try:
+            library = read_library(path)
+        except LibraryError as exc:
+            raise ProtocolError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
+        existing = self.state.get(library.id_hex)
+        if existing is not None:
+            return f"{library.id_hex} is already known ({_display_state(existing)})"
+        target = catalog.import_library(self.config, library, path)
+        catalog.record_download(self.state, self.config, library, target)
+        return f"added {library.id_hex} ({library.name})"
+
+    def _one(self, prefix: str) -> LibraryRecord:
+        if not prefix or len(prefix) > 64 or any(c not in "0123456789abcdef" for c in prefix):
+            raise ProtocolError(ErrorCode.INVALID_ARGUMENT, "give a library id (hex) or a unique prefix of it")
+        found = self.state.find(prefix)
+        if not found:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"no library with id {prefix}; see `emma downloads`")
+        if len(found) > 1:
+            raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"{prefix} matches {len(found)} libraries; give more")
+        return found[0]
+
+    def library_action(self, action: control_pb2.LibraryAction) -> str:
+        record = self._one(action.library_id.lower())
+        if action.action == control_pb2.LibraryAction.PAUSE:
+            if record.status is Status.SEEDING:
+                raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"{record.name} is complete; remove it to stop seeding")
+            self.state.set_status(record.id, Status.PAUSED)
+            return f"paused {record.name}"
+        if action.action == control_pb2.LibraryAction.RESUME:
+            if record.status is Status.SEEDING:
+                return f"{record.name} is complete and seeding"
+            self.state.set_status(record.id, Status.DOWNLOADING)
+            return f"resumed {record.name}"
+        if action.action == control_pb2.LibraryAction.REMOVE:
+            self.state.remove(record.id)
+            lib = self.config.libs_dir / f"lib_{record.id}.lib"
+            lib.unlink(missing_ok=True)
+            return f"removed {record.name} (files kept in {record.stuff_path.parent})"
+        raise ProtocolError(ErrorCode.INVALID_ARGUMENT, "library action must be pause, resume or remove")
+
+    def set_rates(self, rates: control_pb2.SetRates) -> str:
+        try:
+            self.config.set("limits.upload_rate", rates.upload_rate)
+            self.config.set("limits.download_rate", rates.download_rate)
+        except config_mod.ConfigError as exc:
+            raise ProtocolError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
+        self.config.save()
+        return f"upload {rates.upload_rate or 'unlimited'} B/s, download {rates.download_rate or 'unlimited'} B/s"
+
+
+def _display_state(record: LibraryRecord) -> str:
+    return str(record.status.value)
+
+
+def _ok(message: str) -> control_pb2.ControlReply:
+    return control_pb2.ControlReply(ok=control_pb2.Ok(message=message))
+
+
+def _decode(frame: bytes) -> control_pb2.ControlRequest:
+    if len(frame) > MAX_CONTROL_BYTES:
+        raise ProtocolError(ErrorCode.TOO_LARGE, "control request too large")
+    request = control_pb2.ControlRequest()
+    try:
+        request.ParseFromString(frame)
+    except DecodeError as exc:
+        raise ProtocolError(ErrorCode.MALFORMED, "cannot decode control request") from exc
+    if request.version != CONTROL_VERSION:
+        raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION, f"control version {request.version}, expected 1")
+    return request

@@ -1,0 +1,270 @@
+"""A real local swarm: one hub and N players on 127.0.0.1, each its own processes.
+
+    python tools/swarm.py --peers 4 --size 32M
+
+Creates (or takes with --file) a stuff, shares it from --seeds players, makes
+every other player download it, shows live progress, checks every copy is
+byte-identical, prints a summary and stops every process it started. The
+``Swarm`` class is what the swarm tests and benchmarks use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import blake3
+
+from services.peer import catalog
+from services.peer.librarifier import librarify
+from services.peer.library import Library, write_library
+from services.runtime import config as config_mod
+from tools.procs import Proc, ProcessGroup
+
+
+def parse_size(text: str) -> int:
+    """'64M' -> 67108864; accepts K, M, G (binary) and plain bytes."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip().upper().removesuffix("IB").removesuffix("B")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def make_stuff(path: Path, size: int, seed: int = 0) -> None:
+    """Write ``size`` pseudo-random bytes quickly (BLAKE3 XOF, 4 MiB at a time)."""
+    hasher = blake3.blake3(seed.to_bytes(8, "little"))
+    with open(path, "wb") as out:
+        offset = 0
+        while offset < size:
+            n = min(4 << 20, size - offset)
+            out.write(hasher.digest(length=n, seek=offset))
+            offset += n
+
+
+def file_digest(path: Path) -> str:
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    hasher.update_mmap(path) if path.stat().st_size else None
+    return hasher.hexdigest()
+
+
+@dataclass
+class Player:
+    name: str
+    data_dir: Path
+    procs: list[Proc] = field(default_factory=list)
+    done_at: float | None = None
+
+    def progress(self, library_id: str) -> tuple[int, int, str]:
+        """(books held, books, status) from state.db, read-only; (0, 0, '') if unknown yet."""
+        db = self.data_dir / "state.db"
+        if not db.exists():
+            return 0, 0, ""
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+            try:
+                row = conn.execute("SELECT have, books, status FROM libraries WHERE id = ?", (library_id,)).fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return 0, 0, ""
+        if row is None:
+            return 0, 0, ""
+        have = sum(bin(b).count("1") for b in row[0])
+        return have, int(row[1]), str(row[2])
+
+    def stuff_path(self, library_id: str) -> Path | None:
+        conn = sqlite3.connect(f"file:{self.data_dir / 'state.db'}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute("SELECT stuff_path FROM libraries WHERE id = ?", (library_id,)).fetchone()
+        finally:
+            conn.close()
+        return Path(row[0]) if row else None
+
+
+class Swarm:
+    """A hub and players in ``root``; use as a context manager so every process ends."""
+
+    def __init__(self, root: Path, *, upload_limit: int = 0, hub_args: tuple[str, ...] = ()) -> None:
+        self.root = root
+        self.group = ProcessGroup(root / "logs")
+        self.upload_limit = upload_limit
+        self.hub_args = hub_args
+        self.hub: Proc | None = None
+        self.hub_endpoint = ""
+        self.players: list[Player] = []
+
+    def __enter__(self) -> Swarm:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start_hub(self) -> str:
+        bind = self.hub_endpoint or "tcp://127.0.0.1:0"
+        self.hub = self.group.start("hub", ["-m", "services.hub", "--bind", bind, "--db",
+                                            str(self.root / "hub.db"), *self.hub_args])
+        self.hub_endpoint = self.group.wait_for_endpoint(self.hub)
+        return self.hub_endpoint
+
+    def stop_hub(self) -> None:
+        if self.hub is not None:
+            self.group.stop(self.hub)
+
+    def add_player(self, name: str, upload_limit: int | None = None) -> Player:
+        data_dir = self.root / name
+        config = config_mod.load(data_dir)
+        host, port = self.hub_endpoint.removeprefix("tcp://").rsplit(":", 1)
+        config.set("hub.ip", host)
+        config.set("hub.port", port)
+        config.set("distributor.port", 0)
+        config.set("limits.upload_rate", self.upload_limit if upload_limit is None else upload_limit)
+        config.ensure_dirs()
+        config.save()
+        player = Player(name, data_dir)
+        self.players.append(player)
+        return player
+
+    def share(self, player: Player, stuff: Path, book_size: int | None = None) -> Library:
+        config = config_mod.load(player.data_dir)
+        library = librarify(stuff, hubs=(self.hub_endpoint,), book_size=book_size)
+        target = config.libs_dir / library.file_name
+        write_library(library, target)
+        catalog.record_shared(config, library, target, stuff)
+        return library
+
+    def seed_with(self, player: Player, library: Library, stuff: Path) -> None:
+        """Make ``player`` a seed of an existing library (its own copy of the stuff)."""
+        config = config_mod.load(player.data_dir)
+        target = config.libs_dir / library.file_name
+        write_library(library, target)
+        catalog.record_shared(config, library, target, stuff)
+
+    def give(self, player: Player, library: Library) -> None:
+        """Drop the library into the player's libs/ folder: it downloads it."""
+        config = config_mod.load(player.data_dir)
+        write_library(library, config.libs_dir / library.file_name)
+
+    def start_player(self, player: Player, services: tuple[str, ...] = ("distributor", "requestor")) -> None:
+        for service in services:
+            proc = self.group.start(f"{player.name}-{service}",
+                                    ["-m", f"services.peer.{service}", "--data-dir", str(player.data_dir)])
+            player.procs.append(proc)
+
+    def stop_player(self, player: Player) -> None:
+        for proc in player.procs:
+            self.group.stop(proc)
+        player.procs.clear()
+
+    def wait_complete(self, library: Library, players: list[Player], timeout: float,
+                      on_tick: object = None) -> None:
+        deadline = time.monotonic() + timeout
+        start = time.monotonic()
+        while time.monotonic() < deadline:
+            pending = False
+            for player in players:
+                if player.done_at is None:
+                    _, _, status = player.progress(library.id_hex)
+                    if status == "seeding":
+                        player.done_at = time.monotonic() - start
+                    else:
+                        pending = True
+            if callable(on_tick):
+                on_tick()
+            if not pending:
+                return
+            for proc in self.group.procs:
+                if not proc.alive() and proc.popen.returncode not in (0, -15):
+                    raise RuntimeError(f"{proc.name} died with {proc.popen.returncode}: see {proc.log_path}")
+            time.sleep(0.05)
+        raise TimeoutError(f"not every player completed within {timeout}s; logs in {self.group.logs}")
+
+    def stop(self) -> None:
+        self.group.stop_all()
+
+
+def _summary(swarm: Swarm, library: Library, leechers: list[Player], source_digest: str) -> bool:
+    ok = True
+    print(f"\n{'player':12} {'seconds':>8} {'MiB/s':>8}  copy")
+    for player in leechers:
+        path = player.stuff_path(library.id_hex)
+        same = path is not None and path.exists() and file_digest(path) == source_digest
+        ok &= same
+        seconds = player.done_at or 0.0
+        rate = library.size / (1 << 20) / seconds if seconds else 0.0
+        print(f"{player.name:12} {seconds:8.2f} {rate:8.1f}  {'identical' if same else 'DIFFERENT'}")
+    last = max(p.done_at or 0.0 for p in leechers) if leechers else 0.0
+    total = library.size * len(leechers)
+    print(f"\n{len(leechers)} leechers got {library.size} bytes each; last done after {last:.2f}s;"
+          f" aggregate {total / (1 << 20) / max(last, 1e-9):.1f} MiB/s")
+    print("all copies byte-identical" if ok else "SOME COPIES DIFFER")
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run a real local swarm on 127.0.0.1.")
+    parser.add_argument("--peers", type=int, default=4, help="players in all, seeds included")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--size", default="32M", help="size of the generated stuff (K/M/G)")
+    parser.add_argument("--file", type=Path, default=None, help="share this file instead of generating one")
+    parser.add_argument("--upload-limit", default="0", help="per-player upload cap in bytes/s (K/M/G; 0 = none)")
+    parser.add_argument("--book-size", default=None, help="book size (default: automatic)")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--keep", action="store_true", help="keep the working directory and its logs")
+    args = parser.parse_args(argv)
+    if args.seeds < 1 or args.peers <= args.seeds:
+        parser.error("need at least one seed and one leecher (--peers > --seeds >= 1)")
+    root = Path(tempfile.mkdtemp(prefix="emma-swarm-"))
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    ok = False
+    try:
+        stuff = args.file.absolute() if args.file else root / "stuff.bin"
+        if args.file is None:
+            make_stuff(stuff, parse_size(args.size))
+        with Swarm(root, upload_limit=parse_size(args.upload_limit)) as swarm:
+            print(f"hub on {swarm.start_hub()}; working in {root}")
+            players = [swarm.add_player(f"player{i}") for i in range(args.peers)]
+            seeds, leechers = players[: args.seeds], players[args.seeds :]
+            book = parse_size(args.book_size) if args.book_size else None
+            library = swarm.share(seeds[0], stuff, book)
+            for seed in seeds[1:]:
+                swarm.seed_with(seed, library, stuff)
+            print(f"library {library.id_hex}: {library.size} bytes in {library.books} books")
+            for player in players:
+                swarm.start_player(player)
+            for player in leechers:
+                swarm.give(player, library)
+            with Progress(TextColumn("{task.description:10}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                          TextColumn("{task.fields[status]}")) as bar:
+                tasks = {p.name: bar.add_task(p.name, total=max(library.books, 1), status="") for p in leechers}
+
+                def refresh() -> None:
+                    for p in leechers:
+                        have, _, status = p.progress(library.id_hex)
+                        full = status == "seeding"
+                        bar.update(tasks[p.name], completed=max(library.books, 1) if full else have, status=status)
+
+                swarm.wait_complete(library, leechers, args.timeout, refresh)
+            ok = _summary(swarm, library, leechers, file_digest(stuff))
+    finally:
+        if args.keep:
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    raise SystemExit(main())
