@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from services.cli import hub_cmd, lib_cmd, settings_cmd
+from services.cli import hub_cmd, lib_cmd, player_cmd, settings_cmd
 from services.cli.context import CliContext, fail
 from services.cli.setup import interactive, run_setup
 from services.runtime import config as config_mod
@@ -56,6 +56,13 @@ app.command("share")(lib_cmd.share)
 app.add_typer(lib_cmd.lib_app, name="lib")
 app.add_typer(settings_cmd.settings_app, name="settings")
 app.command("hub", help="Run the hub (tracker) in the foreground.")(hub_cmd.hub)
+app.add_typer(player_cmd.peer_app, name="peer")
+app.command("services")(player_cmd.services)
+app.command("downloads")(player_cmd.downloads)
+app.command("get")(player_cmd.get)
+app.command("pause")(player_cmd.pause)
+app.command("resume")(player_cmd.resume)
+app.command("remove")(player_cmd.remove)
 
 
 def main() -> None:
