@@ -1,0 +1,62 @@
+"""Per-client token buckets, keyed by ROUTER identity.
+
+How this works: each client has ``(tokens, last_seen, refusing)``. A request refills
+``rate * (now - last_seen)`` tokens up to ``burst`` and then spends one; with
+less than one token the request is refused. A bucket idle long enough to be
+full again carries no information, so :meth:`RateLimiter.sweep` forgets it;
+memory stays bounded by the clients active in the last ``burst / rate``
+seconds, and by ``max_clients`` (past it, the longest-known bucket goes first).
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Verdict(enum.Enum):
+    """What the limiter says about one request."""
+
+    ALLOW = "allow"
+    REFUSE_FIRST = "refuse_first"  # the first refusal since this client was last allowed: log it
+    REFUSE = "refuse"
+
+
+class RateLimiter:
+    """Token bucket per client; ``rate <= 0`` disables limiting."""
+
+    def __init__(self, rate: float, burst: float, max_clients: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self.max_clients = max_clients
+        self._buckets: dict[bytes, tuple[float, float, bool]] = {}
+
+    def check(self, client: bytes, now: float) -> Verdict:
+        """Spend one token for ``client`` at time ``now``, or refuse when it has none left."""
+        if self.rate <= 0:
+            return Verdict.ALLOW
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            if len(self._buckets) >= self.max_clients:
+                del self._buckets[next(iter(self._buckets))]
+            tokens, refusing = self.burst, False
+        else:
+            tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+            refusing = bucket[2]
+        if tokens < 1.0:
+            self._buckets[client] = (tokens, now, True)
+            return Verdict.REFUSE if refusing else Verdict.REFUSE_FIRST
+        self._buckets[client] = (tokens - 1.0, now, False)
+        return Verdict.ALLOW
+
+    def sweep(self, now: float) -> int:
+        """Forget buckets that have refilled completely; return how many were forgotten."""
+        if self.rate <= 0:
+            return 0
+        full_after = self.burst / self.rate
+        idle = [client for client, (_, last, _) in self._buckets.items() if now - last >= full_after]
+        for client in idle:
+            del self._buckets[client]
+        return len(idle)
+
+    def __len__(self) -> int:
+        return len(self._buckets)

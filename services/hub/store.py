@@ -1,0 +1,120 @@
+"""The hub's peer store: one narrow interface, backends chosen by name.
+
+The broker and the logic only ever see :class:`HubStore`. A backend is a class
+with an ``open(path, now)`` class method registered in :data:`STORES`; adding
+Redis later means writing ``store_redis.py`` and one line in that table.
+
+Every method that reads takes ``now`` (seconds since the epoch) and must act
+as if entries whose ``expires_at <= now`` were already gone, whether or not
+the backend has physically removed them yet.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from services.hub.model import LibraryCounts, PeerRecord, Totals
+from services.hub.store_memory import MemoryStore
+from services.hub.store_sqlite import SqliteStore
+
+
+class HubStore(Protocol):
+    """Players per library, with absolute expiry, and completed counters."""
+
+    name: str
+
+    def upsert(self, record: PeerRecord, now: float) -> PeerRecord | None:
+        """Insert or replace the entry for (library, player); return the live entry it replaced.
+
+        Owes: the new ``expires_at`` replaces the old one; an expired previous
+        entry counts as absent (returns None).
+        """
+        ...
+
+    def remove(self, library_id: bytes, player_id: bytes, now: float) -> PeerRecord | None:
+        """Forget one player in one library at once; return the live entry removed, if any."""
+        ...
+
+    def remove_endpoint(self, library_id: bytes, endpoint: str, now: float) -> list[bytes]:
+        """Forget every player of that library announcing ``endpoint``; return their ids."""
+        ...
+
+    def find_endpoint(self, library_id: bytes, endpoint: str, now: float) -> list[bytes]:
+        """Ids of the live players of that library announcing ``endpoint``."""
+        ...
+
+    def get(self, library_id: bytes, player_id: bytes, now: float) -> PeerRecord | None:
+        """The live entry for (library, player), or None."""
+        ...
+
+    def sample(
+        self,
+        library_id: bytes,
+        count: int,
+        now: float,
+        *,
+        exclude: bytes = b"",
+        seeds: bool = True,
+        rng: random.Random,
+    ) -> list[PeerRecord]:
+        """Up to ``count`` live entries of a library, chosen uniformly at random with ``rng``.
+
+        Owes: never returns ``exclude``; with ``seeds=False`` returns leechers
+        only; no duplicates; an unknown library gives an empty list.
+        """
+        ...
+
+    def counts(self, library_id: bytes, now: float) -> LibraryCounts:
+        """Live seeders and leechers of a library and its completed counter (zeros if unknown)."""
+        ...
+
+    def add_completed(self, library_id: bytes) -> None:
+        """Count one more completed download; the counter outlives the players."""
+        ...
+
+    def libraries_of(self, player_id: bytes, now: float) -> int:
+        """How many libraries this player is live in (for the per-player cap)."""
+        ...
+
+    def totals(self, now: float) -> Totals:
+        """Distinct live players and libraries having at least one live player."""
+        ...
+
+    def maintain(self, now: float) -> None:
+        """Housekeeping the broker calls every tick (about 50 ms).
+
+        Owes: drop expired entries; make every change made before this call
+        durable (a persistent backend may buffer writes until here, so a crash
+        loses at most one tick of announces).
+        """
+        ...
+
+    def close(self) -> None:
+        """Make every change durable and release resources; the store is unusable after."""
+        ...
+
+
+StoreOpener = Callable[[Path | None, float], HubStore]
+
+
+# name -> opener. SQLite is the default; memory is for tests and throwaway hubs.
+STORES: dict[str, StoreOpener] = {
+    "sqlite": SqliteStore.open,
+    "memory": MemoryStore.open,
+}
+DEFAULT_STORE = "sqlite"
+
+
+class UnknownStore(ValueError):
+    """A store name not in :data:`STORES`."""
+
+
+def open_store(name: str, path: Path | None, now: float) -> HubStore:
+    """Open the backend called ``name`` (``path`` is its database file, when it has one)."""
+    opener = STORES.get(name)
+    if opener is None:
+        raise UnknownStore(f"unknown store {name!r}; choose one of: {', '.join(STORES)}")
+    return opener(path, now)

@@ -1,0 +1,74 @@
+"""The in-memory store: a :class:`PeerIndex` and nothing else.
+
+Everything is lost when the hub stops; use it for tests and throwaway hubs.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from services.hub.index import PeerIndex
+from services.hub.model import LibraryCounts, PeerRecord, Totals
+
+
+class MemoryStore:
+    """A :class:`~services.hub.store.HubStore` held in this process's memory."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._index = PeerIndex()
+
+    @classmethod
+    def open(cls, path: Path | None, now: float) -> MemoryStore:
+        """Open an empty store; ``path`` is ignored."""
+        return cls()
+
+    def upsert(self, record: PeerRecord, now: float) -> PeerRecord | None:
+        return self._index.put(record, now)
+
+    def remove(self, library_id: bytes, player_id: bytes, now: float) -> PeerRecord | None:
+        return self._index.pop(library_id, player_id, now)
+
+    def remove_endpoint(self, library_id: bytes, endpoint: str, now: float) -> list[bytes]:
+        found = self._index.find_endpoint(library_id, endpoint, now)
+        for player_id in found:
+            self._index.pop(library_id, player_id, now)
+        return found
+
+    def find_endpoint(self, library_id: bytes, endpoint: str, now: float) -> list[bytes]:
+        return self._index.find_endpoint(library_id, endpoint, now)
+
+    def get(self, library_id: bytes, player_id: bytes, now: float) -> PeerRecord | None:
+        return self._index.get(library_id, player_id, now)
+
+    def sample(
+        self,
+        library_id: bytes,
+        count: int,
+        now: float,
+        *,
+        exclude: bytes = b"",
+        seeds: bool = True,
+        rng: random.Random,
+    ) -> list[PeerRecord]:
+        return self._index.sample(library_id, count, now, exclude, seeds, rng)
+
+    def counts(self, library_id: bytes, now: float) -> LibraryCounts:
+        return self._index.counts(library_id, now)
+
+    def add_completed(self, library_id: bytes) -> None:
+        self._index.add_completed(library_id)
+
+    def libraries_of(self, player_id: bytes, now: float) -> int:
+        return self._index.libraries_of(player_id, now)
+
+    def totals(self, now: float) -> Totals:
+        return self._index.totals(now)
+
+    def maintain(self, now: float) -> None:
+        self._index.expire(now)
+
+    def close(self) -> None:
+        """Nothing to release."""
