@@ -1,0 +1,58 @@
+"""``python -m services.hub``: the hub without the ``emma`` launcher.
+
+Same options and defaults as ``emma hub``. Prints ``hub listening on
+<endpoint>`` once bound; exits 0 on SIGINT/SIGTERM, 2 when it cannot start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from services.hub.serve import HubStartError, build_options, run_hub
+from services.hub.store import DEFAULT_STORE, STORES
+from services.runtime import config as config_mod
+from services.runtime.logs import setup_logging
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m services.hub", description="Run the Emma hub (tracker).")
+    parser.add_argument("--data-dir", type=Path, default=None, help="data directory (config, logs, default db)")
+    parser.add_argument("--bind", default=None, help="ZMQ endpoint to listen on; tcp://HOST:0 = random port")
+    parser.add_argument("--db", type=Path, default=None, help="SQLite database (default <data>/hub.db)")
+    parser.add_argument("--store", choices=sorted(STORES), default=DEFAULT_STORE, help="peer store backend")
+    parser.add_argument("--allowlist", type=Path, default=None, help="file of library ids to serve, one a line")
+    parser.add_argument("--interval", type=int, default=60, help="seconds between announces players are told")
+    parser.add_argument("--rate", type=float, default=200.0, help="requests/s per client (0 = unlimited)")
+    parser.add_argument("--log-requests", action="store_true", help="log every routine request (slow)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    data_dir = (args.data_dir or config_mod.default_data_dir()).expanduser().absolute()
+    try:
+        config = config_mod.load(data_dir)
+        setup_logging(data_dir, process="hub", console_level=logging.INFO)
+        options = build_options(
+            data_dir=data_dir,
+            hub_port=int(config.get("hub.port")),
+            bind=args.bind,
+            db=args.db,
+            store=args.store,
+            allowlist=args.allowlist,
+            interval=args.interval,
+            rate=args.rate,
+            log_requests=args.log_requests,
+        )
+        run_hub(options)
+    except (HubStartError, config_mod.ConfigError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

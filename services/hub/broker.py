@@ -1,0 +1,154 @@
+"""The hub's socket loop: one ROUTER, kept thin around :class:`HubLogic`.
+
+How this works: :meth:`Broker.run` polls the ROUTER, the pinger's PAIR socket
+and an inproc control socket. Readable ROUTER messages are drained in
+batches: ``recv_multipart -> logic.handle_frames -> send_multipart``; sends
+never block (a ROUTER drops replies to clients that are gone or full). Ping
+requests the logic queued go to the pinger thread; its results come back on
+the PAIR socket. Every ``tick`` seconds (monotonic) the logic does its
+housekeeping with the current ``clock()`` (wall-clock by default; tests pass
+a fake one). The loop ends when :meth:`request_stop` was called from the
+loop's own thread (a signal handler) or when anything arrives on the control
+socket (:func:`stop_broker`, from another thread).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+import zmq
+
+from services.hub import pinger
+from services.hub.logic import HubLogic
+from services.runtime.logs import get_logger
+
+_BATCH = 256
+
+log = get_logger("services")
+
+
+def normalize_bind(endpoint: str) -> str:
+    """``tcp://host:0`` means a random free port: zmq spells it ``tcp://host:*``."""
+    if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
+        return endpoint[:-1] + "*"
+    return endpoint
+
+
+def stop_broker(context: zmq.Context[zmq.Socket[bytes]], control_endpoint: str) -> None:
+    """Ask a broker running in another thread of this process to stop."""
+    with context.socket(zmq.PUSH) as push:
+        push.linger = 1000
+        push.connect(control_endpoint)
+        push.send(b"stop")
+
+
+class Broker:
+    """Serves :class:`HubLogic` on a ROUTER socket until stopped."""
+
+    def __init__(
+        self,
+        logic: HubLogic,
+        context: zmq.Context[zmq.Socket[bytes]],
+        *,
+        clock: Callable[[], float] = time.time,
+        tick: float = 0.05,
+        ping_timeout: float = 2.0,
+    ) -> None:
+        self.logic = logic
+        self.context = context
+        self.clock = clock
+        self.tick = tick
+        self.ping_timeout = ping_timeout
+        self.endpoint = ""
+        self.control_endpoint = f"inproc://emma-hub-control-{uuid.uuid4().hex}"
+        self._pinger_endpoint = f"inproc://emma-hub-pinger-{uuid.uuid4().hex}"
+        self._stopping = False
+        self._router = context.socket(zmq.ROUTER)
+        self._router.linger = 0
+        self._router.setsockopt(zmq.MAXMSGSIZE, logic.limits.max_message_bytes)
+        self._control = context.socket(zmq.PULL)
+        self._control.linger = 0
+        self._control.bind(self.control_endpoint)
+
+    def bind(self, endpoint: str) -> str:
+        """Bind the ROUTER (``:0`` = random port); return the endpoint actually bound."""
+        self._router.bind(normalize_bind(endpoint))
+        self.endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
+        return self.endpoint
+
+    def request_stop(self) -> None:
+        """Stop after the current poll; safe from a signal handler in the loop's thread."""
+        self._stopping = True
+
+    def run(self) -> None:
+        """Serve until stopped, then stop the pinger thread. Sockets stay open until :meth:`close`."""
+        pair = self.context.socket(zmq.PAIR)
+        pair.linger = 0
+        pair.bind(self._pinger_endpoint)
+        thread = pinger.Pinger(self.context, self._pinger_endpoint, self.ping_timeout).start()
+        log.info("hub_serving", endpoint=self.endpoint, store=self.logic.store.name)
+        try:
+            self._loop(pair)
+        finally:
+            pair.send(pinger.STOP)
+            thread.join(timeout=5)
+            pair.close()
+            log.info("hub_stopped", endpoint=self.endpoint)
+
+    def close(self) -> None:
+        """Close the ROUTER and control sockets (after :meth:`run` returned, or instead of it)."""
+        self._router.close()
+        self._control.close()
+
+    def _loop(self, pair: zmq.Socket[bytes]) -> None:
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(pair, zmq.POLLIN)
+        poller.register(self._control, zmq.POLLIN)
+        next_tick = time.monotonic() + self.tick
+        while not self._stopping:
+            wait_ms = max(0, int((next_tick - time.monotonic()) * 1000))
+            events = dict(poller.poll(wait_ms))
+            if self._control in events:
+                break
+            if self._router in events:
+                self._serve_batch()
+            if pair in events:
+                self._ping_results(pair)
+            for endpoint in self.logic.take_pings():
+                pair.send_multipart([pinger.PING, endpoint.encode()])
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + self.tick
+                self._tick()
+
+    def _serve_batch(self) -> None:
+        router, logic, clock = self._router, self.logic, self.clock
+        for _ in range(_BATCH):
+            try:
+                frames = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            reply = logic.handle_frames(frames, clock())
+            if reply is None:
+                continue
+            try:
+                router.send_multipart(reply, zmq.NOBLOCK)
+            except zmq.Again:
+                log.warning("hub_reply_dropped", client=reply[0].hex(), reason="client queue full")
+
+    def _ping_results(self, pair: zmq.Socket[bytes]) -> None:
+        while True:
+            try:
+                frames = pair.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) == 3 and frames[0] == pinger.RESULT:
+                self.logic.ping_done(frames[1].decode("utf-8", "replace"), frames[2] == b"1", self.clock())
+
+    def _tick(self) -> None:
+        try:
+            self.logic.tick(self.clock())
+        except Exception:
+            log.exception("hub_tick_failed")

@@ -1,0 +1,210 @@
+"""A player's connection to its hubs: synchronous, one DEALER, retries and failover.
+
+How this works (zguide's Lazy Pirate, with failover): each call sends one
+HubRequest with a fresh ``request_id`` on a DEALER connected to the current
+hub endpoint and polls ``timeout`` seconds for the reply; replies carrying
+another id (late answers to an earlier attempt) are discarded. On timeout the
+socket is closed with linger 0, which drops anything still queued, the next
+endpoint in the list becomes current, a fresh socket is opened and the
+request is sent again, up to ``attempts`` sends in all. The endpoint that
+answers stays current for the next calls. A hub that answers with an error is
+not retried: :class:`HubError` carries its code. When every attempt timed
+out, :class:`HubUnavailable`.
+
+Use one client from one thread; close it with :meth:`HubClient.close` (or a
+``with`` block).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+
+import zmq
+from google.protobuf.message import DecodeError
+
+from services.hub.client_types import (
+    AnnounceEvent,
+    AnnounceResult,
+    HubClientError,
+    HubError,
+    HubHealth,
+    HubUnavailable,
+    LibraryStats,
+    PeerInfo,
+    PeersResult,
+)
+from services.runtime.logs import get_logger
+from services.wire.pb import hub_pb2
+
+__all__ = [
+    "AnnounceEvent",
+    "AnnounceResult",
+    "HubClient",
+    "HubClientError",
+    "HubError",
+    "HubHealth",
+    "HubUnavailable",
+    "LibraryStats",
+    "PeerInfo",
+    "PeersResult",
+]
+
+PROTOCOL_VERSION = 1
+log = get_logger("services")
+
+
+def _peers(items: Iterable[hub_pb2.Peer]) -> tuple[PeerInfo, ...]:
+    return tuple(PeerInfo(p.player_id, p.endpoint, p.seed) for p in items)
+
+
+class HubClient:
+    """Talks to one hub at a time out of ``endpoints``, failing over to the next on timeouts."""
+
+    def __init__(
+        self,
+        endpoints: str | Sequence[str],
+        *,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        timeout: float = 2.0,
+        attempts: int | None = None,
+    ) -> None:
+        self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+        if not self.endpoints:
+            raise ValueError("HubClient needs at least one hub endpoint")
+        self.timeout = timeout
+        self.attempts = attempts if attempts is not None else max(3, len(self.endpoints))
+        self._own_context = context is None
+        self._context: zmq.Context[zmq.Socket[bytes]] = context if context is not None else zmq.Context()
+        self._current = 0
+        self._socket: zmq.Socket[bytes] | None = None
+        self._ids = itertools.count(random.randrange(1, 1 << 31))
+        self._closed = False
+
+    @property
+    def endpoint(self) -> str:
+        """The hub endpoint the next request goes to first."""
+        return self.endpoints[self._current]
+
+    def announce(
+        self,
+        library_id: bytes,
+        player_id: bytes,
+        endpoint: str,
+        event: AnnounceEvent = AnnounceEvent.PERIODIC,
+        *,
+        uploaded: int = 0,
+        downloaded: int = 0,
+        left: int = 0,
+        numwant: int = 50,
+    ) -> AnnounceResult:
+        """Tell the hub this player serves ``library_id`` at ``endpoint``; get peers back (left=0 = seed)."""
+        body = hub_pb2.Announce(
+            library_id=library_id, player_id=player_id, endpoint=endpoint,
+            event=hub_pb2.AnnounceEvent.ValueType(event.value),
+            uploaded=uploaded, downloaded=downloaded, left=left, numwant=numwant,
+        )
+        reply = self._call(hub_pb2.HubRequest(announce=body), "announce").announce
+        return AnnounceResult(
+            _peers(reply.peers), reply.seeders, reply.leechers, reply.interval, reply.min_interval
+        )
+
+    def get_peers(self, library_id: bytes, player_id: bytes = b"", numwant: int = 50) -> PeersResult:
+        """Random live players of a library, never ``player_id`` itself."""
+        body = hub_pb2.GetPeers(library_id=library_id, player_id=player_id, numwant=numwant)
+        reply = self._call(hub_pb2.HubRequest(get_peers=body), "peers").peers
+        return PeersResult(_peers(reply.peers), reply.seeders, reply.leechers)
+
+    def scrape(self, library_ids: Iterable[bytes]) -> list[LibraryStats]:
+        """Seeders, leechers and completed downloads of each library, in the order asked."""
+        body = hub_pb2.Scrape(library_ids=list(library_ids))
+        reply = self._call(hub_pb2.HubRequest(scrape=body), "scrape").scrape
+        return [LibraryStats(s.library_id, s.seeders, s.leechers, s.completed) for s in reply.libraries]
+
+    def report_unreachable(self, library_id: bytes, reporter_id: bytes, endpoint: str) -> bool:
+        """Say this player could not reach ``endpoint``; True when the hub dropped that player."""
+        body = hub_pb2.ReportUnreachable(library_id=library_id, reporter_id=reporter_id, endpoint=endpoint)
+        return self._call(hub_pb2.HubRequest(report=body), "report").report.dropped
+
+    def health(self) -> HubHealth:
+        """The hub's counters: live players and libraries, requests per kind, uptime, store."""
+        reply = self._call(hub_pb2.HubRequest(health=hub_pb2.Health()), "health").health
+        requests = {item.kind: item.count for item in reply.requests}
+        return HubHealth(reply.players, reply.libraries, requests, reply.uptime, reply.store)
+
+    def close(self) -> None:
+        """Close the socket (and the context, when the client made its own). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._drop_socket()
+        if self._own_context:
+            self._context.term()
+
+    def __enter__(self) -> HubClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _call(self, request: hub_pb2.HubRequest, expect: str) -> hub_pb2.HubReply:
+        if self._closed:
+            raise HubClientError("this HubClient is closed; make a new one")
+        request.version = PROTOCOL_VERSION
+        tried: list[str] = []
+        for _ in range(self.attempts):
+            request.request_id = next(self._ids)
+            reply = self._attempt(request)
+            if reply is not None:
+                return self._check(reply, expect)
+            tried.append(self.endpoint)
+            log.warning("hub_timeout", endpoint=self.endpoint, timeout=self.timeout)
+            self._drop_socket()
+            self._current = (self._current + 1) % len(self.endpoints)
+        raise HubUnavailable(tried, self.timeout)
+
+    def _attempt(self, request: hub_pb2.HubRequest) -> hub_pb2.HubReply | None:
+        sock = self._open()
+        try:
+            sock.send(request.SerializeToString(), zmq.NOBLOCK)
+        except zmq.Again:
+            return None
+        deadline = time.monotonic() + self.timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if not sock.poll(max(1, int(left * 1000))):
+                break
+            reply = hub_pb2.HubReply()
+            try:
+                reply.ParseFromString(sock.recv(zmq.NOBLOCK))
+            except (DecodeError, zmq.Again):
+                continue
+            if reply.request_id == request.request_id or (reply.request_id == 0 and reply.HasField("error")):
+                return reply
+        return None
+
+    @staticmethod
+    def _check(reply: hub_pb2.HubReply, expect: str) -> hub_pb2.HubReply:
+        body = reply.WhichOneof("body")
+        if body == "error":
+            raise HubError(reply.error.code, reply.error.message)
+        if body != expect:
+            raise HubClientError(f"hub answered {body or 'nothing'} to a {expect} request; is it an Emma hub?")
+        return reply
+
+    def _open(self) -> zmq.Socket[bytes]:
+        if self._socket is None:
+            sock = self._context.socket(zmq.DEALER)
+            sock.linger = 0
+            sock.connect(self.endpoint)
+            self._socket = sock
+        return self._socket
+
+    def _drop_socket(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None

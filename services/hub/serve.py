@@ -1,0 +1,137 @@
+"""Run a hub in the foreground: what ``emma hub`` and ``python -m services.hub`` share.
+
+Opens the store, binds the ROUTER, prints one line ``hub listening on
+<endpoint>`` (flushed, so a parent process can read the port it got), serves
+until SIGINT or SIGTERM, then flushes the store and exits cleanly.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+import zmq
+
+from services.hub.broker import Broker
+from services.hub.logic import HubLogic
+from services.hub.model import HubLimits
+from services.hub.store import open_store
+from services.hub.store_sqlite import StoreError
+from services.runtime.logs import get_logger
+from services.wire.ids import parse_library_id
+
+log = get_logger("services")
+
+
+class HubStartError(RuntimeError):
+    """The hub cannot start; the message says why and what to change."""
+
+
+@dataclass
+class HubOptions:
+    """Everything a hub process needs, already resolved from options and config."""
+
+    bind: str
+    db: Path | None
+    store: str = "sqlite"
+    limits: HubLimits = field(default_factory=HubLimits)
+    log_requests: bool = False
+
+
+def build_options(
+    *,
+    data_dir: Path,
+    hub_port: int,
+    bind: str | None = None,
+    db: Path | None = None,
+    store: str = "sqlite",
+    allowlist: Path | None = None,
+    interval: int = 60,
+    rate: float = 200.0,
+    log_requests: bool = False,
+) -> HubOptions:
+    """Resolve command-line values against the defaults: bind on all interfaces, db in the data dir."""
+    if not 1 <= interval <= 86_400:
+        raise HubStartError(f"--interval must be between 1 and 86400 seconds, got {interval}")
+    if rate < 0:
+        raise HubStartError(f"--rate must be 0 (unlimited) or more, got {rate}")
+    limits = HubLimits(
+        interval=interval,
+        min_interval=max(1, interval // 2),
+        rate=rate,
+        burst=max(1.0, 2 * rate),
+        allowlist=load_allowlist(allowlist) if allowlist is not None else None,
+    )
+    return HubOptions(
+        bind=bind or f"tcp://0.0.0.0:{hub_port}",
+        db=db if db is not None else data_dir / "hub.db",
+        store=store,
+        limits=limits,
+        log_requests=log_requests,
+    )
+
+
+def load_allowlist(path: Path) -> frozenset[bytes]:
+    """Read library ids (64 hex characters a line; blank lines and ``#`` comments skipped)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HubStartError(f"cannot read allowlist {path}: {exc}") from exc
+    ids = set()
+    for number, line in enumerate(lines, start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            ids.add(parse_library_id(text))
+        except ValueError as exc:
+            raise HubStartError(f"{path}:{number}: not a library id ({exc}); one 64-hex id per line") from exc
+    return frozenset(ids)
+
+
+@contextmanager
+def _stop_on_signals(broker: Broker) -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("hub_signal", signal=signal.Signals(signum).name)
+        broker.request_stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_hub(options: HubOptions, out: TextIO = sys.stdout) -> None:
+    """Serve until SIGINT/SIGTERM. Raises :class:`HubStartError` when it cannot start."""
+    now = time.time()
+    try:
+        store = open_store(options.store, options.db, now)
+    except (StoreError, ValueError) as exc:
+        raise HubStartError(str(exc)) from exc
+    logic = HubLogic(store, options.limits, started_at=now, log_requests=options.log_requests)
+    try:
+        with zmq.Context() as context:
+            broker = Broker(logic, context)
+            try:
+                endpoint = broker.bind(options.bind)
+            except zmq.ZMQError as exc:
+                broker.close()
+                raise HubStartError(f"cannot listen on {options.bind}: {exc}; choose another --bind") from exc
+            print(f"hub listening on {endpoint}", file=out, flush=True)
+            log.info("hub_started", endpoint=endpoint, store=store.name, db=str(options.db or ""))
+            try:
+                with _stop_on_signals(broker):
+                    broker.run()
+            finally:
+                broker.close()
+    finally:
+        store.close()
