@@ -152,7 +152,7 @@ class Distributor:
         ))
         self.next_announce[library_id] = now + ANNOUNCE_DEFAULT
         name = hub_pb2.AnnounceEvent.Name(hub_pb2.AnnounceEvent.ValueType(event))
-        log.info("announce", library=library_id.hex(), event=name, left=left)
+        log.info("announce", library=library_id.hex(), kind=name, left=left)
 
     def _hub_results(self, now: float) -> None:
         for result in self.hub.results():

@@ -14,9 +14,9 @@ from typing import Any
 
 import zmq
 
-from services.hub.client import HubClient, HubError, HubUnavailable
+from services.hub.client import HubClient
+from services.hub.client_types import AnnounceEvent, HubClientError
 from services.runtime.logs import get_logger
-from services.wire.pb import hub_pb2
 
 log = get_logger("debug")
 
@@ -102,9 +102,12 @@ def _worker(ctx: zmq.Context[Any], address: str, timeout: float) -> None:
             job = socket.recv_pyobj()
             if job is None:
                 return
+            if not job.hubs:
+                socket.send_pyobj(HubResult(job, False, error="the library lists no hub"))
+                continue
             client = clients.get(job.hubs)
             if client is None:
-                client = clients[job.hubs] = HubClient(list(job.hubs), timeout=timeout, retries=1)
+                client = clients[job.hubs] = HubClient(list(job.hubs), timeout=timeout, attempts=len(job.hubs))
             socket.send_pyobj(_run(client, job))
     finally:
         for client in clients.values():
@@ -117,7 +120,7 @@ def _run(client: HubClient, job: AnnounceJob | PeersJob | ReportJob) -> HubResul
         if isinstance(job, AnnounceJob):
             reply = client.announce(
                 library_id=job.library_id, player_id=job.player_id, endpoint=job.endpoint,
-                event=hub_pb2.AnnounceEvent.ValueType(job.event), uploaded=job.uploaded,
+                event=AnnounceEvent(job.event), uploaded=job.uploaded,
                 downloaded=job.downloaded, left=job.left, numwant=job.numwant,
             )
             peers = [PeerInfo(p.player_id, p.endpoint, p.seed) for p in reply.peers]
@@ -127,6 +130,6 @@ def _run(client: HubClient, job: AnnounceJob | PeersJob | ReportJob) -> HubResul
             return HubResult(job, True, [PeerInfo(p.player_id, p.endpoint, p.seed) for p in got.peers])
         client.report_unreachable(library_id=job.library_id, reporter_id=job.player_id, endpoint=job.endpoint)
         return HubResult(job, True)
-    except (HubError, HubUnavailable) as exc:
+    except HubClientError as exc:
         log.info("hub_request_failed", job=type(job).__name__, error=str(exc))
         return HubResult(job, False, error=str(exc))

@@ -12,6 +12,7 @@ directory is given, to JSON lines under ``<data>/logs/``:
 from __future__ import annotations
 
 import logging
+import os
 import logging.handlers
 import sys
 from pathlib import Path
@@ -93,7 +94,7 @@ def setup_logging(
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(process=process)
+    structlog.contextvars.bind_contextvars(process=process, pid=os.getpid())
 
 
 def get_logger(kind: str = "events") -> Any:

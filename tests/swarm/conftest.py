@@ -1,0 +1,61 @@
+"""Fixtures for multi-process swarm tests: every process is ended by pid at teardown."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tools.swarm import Player, Swarm, make_stuff
+
+
+@pytest.fixture
+def swarm(tmp_path: Path) -> Iterator[Swarm]:
+    with Swarm(tmp_path / "swarm") as running:
+        running.start_hub()
+        yield running
+        for proc in running.group.procs:
+            if proc.alive():
+                continue
+            assert proc.popen.returncode in (0, -15, -9), f"{proc.name} died with {proc.popen.returncode}"
+
+
+@pytest.fixture
+def stuff(tmp_path: Path):
+    def make(name: str, size: int, seed: int = 1) -> Path:
+        path = tmp_path / name
+        make_stuff(path, size, seed)
+        return path
+
+    return make
+
+
+def persisted_books(player: Player, library_id: str) -> set[int]:
+    """Books state.db says are written (what a restarted requestor must never fetch again)."""
+    conn = sqlite3.connect(f"file:{player.data_dir / 'state.db'}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT have, books FROM libraries WHERE id = ?", (library_id,)).fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        return set()
+    bits, count = row
+    return {i for i in range(count) if bits[i >> 3] & (0x80 >> (i & 7))}
+
+
+def log_events(player: Player, kind: str, event: str) -> list[dict[str, object]]:
+    path = player.data_dir / "logs" / f"{kind}.log"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("event") == event:
+            out.append(record)
+    return out

@@ -1,0 +1,166 @@
+"""Real multi-process swarms on 127.0.0.1: files travel, verified, and resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.swarm.conftest import log_events, persisted_books
+from tools.swarm import Swarm, file_digest
+
+pytestmark = pytest.mark.slow
+BOOK = 16 * 1024
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def assert_identical(swarm: Swarm, players, library, source) -> None:
+    want = file_digest(source)
+    for player in players:
+        path = player.stuff_path(library.id_hex)
+        assert path is not None and path.name == library.name or path.name.startswith(library.name)
+        assert file_digest(path) == want, f"{player.name} has a different copy"
+
+
+def test_one_seed_three_leechers_end_byte_identical(swarm, stuff):
+    source = stuff("data.bin", 40 * BOOK + 123)
+    seed, *leechers = [swarm.add_player(f"p{i}") for i in range(4)]
+    library = swarm.share(seed, source, BOOK)
+    for player in [seed, *leechers]:
+        swarm.start_player(player)
+    for player in leechers:
+        swarm.give(player, library)
+    swarm.wait_complete(library, leechers, timeout=60)
+    assert_identical(swarm, leechers, library, source)
+
+
+def test_late_joiner_completes(swarm, stuff):
+    source = stuff("late.bin", 20 * BOOK)
+    seed, first = swarm.add_player("seed"), swarm.add_player("first")
+    library = swarm.share(seed, source, BOOK)
+    swarm.start_player(seed)
+    swarm.start_player(first)
+    swarm.give(first, library)
+    swarm.wait_complete(library, [first], timeout=60)
+    late = swarm.add_player("late")
+    swarm.start_player(late)
+    swarm.give(late, library)
+    swarm.wait_complete(library, [late], timeout=60)
+    assert_identical(swarm, [first, late], library, source)
+
+
+@pytest.mark.parametrize("size", [0, 1, 7 * BOOK + 5])
+def test_empty_and_uneven_sizes(swarm, stuff, size):
+    source = stuff("odd.bin", size)
+    seed, leecher = swarm.add_player("seed"), swarm.add_player("leecher")
+    library = swarm.share(seed, source, BOOK)
+    swarm.start_player(seed)
+    swarm.start_player(leecher)
+    swarm.give(leecher, library)
+    swarm.wait_complete(library, [leecher], timeout=60)
+    path = leecher.stuff_path(library.id_hex)
+    assert path is not None and path.read_bytes() == source.read_bytes()
+
+
+def test_two_libraries_at_once(swarm, stuff):
+    first, second = stuff("one.bin", 12 * BOOK, seed=1), stuff("two.bin", 9 * BOOK + 77, seed=2)
+    seed, leecher = swarm.add_player("seed"), swarm.add_player("leecher")
+    libraries = [swarm.share(seed, first, BOOK), swarm.share(seed, second, BOOK)]
+    swarm.start_player(seed)
+    swarm.start_player(leecher)
+    for library in libraries:
+        swarm.give(leecher, library)
+    for library, source in zip(libraries, (first, second), strict=True):
+        leecher.done_at = None
+        swarm.wait_complete(library, [leecher], timeout=60)
+        assert_identical(swarm, [leecher], library, source)
+
+
+def test_corrupt_seed_is_banned_and_download_completes(swarm, stuff, tmp_path):
+    source = stuff("honest.bin", 30 * BOOK)
+    liar_copy = stuff("liar.bin", 30 * BOOK, seed=99)  # same size, every book wrong
+    honest, liar, leecher = swarm.add_player("honest"), swarm.add_player("liar"), swarm.add_player("leecher")
+    library = swarm.share(honest, source, BOOK)
+    swarm.seed_with(liar, library, liar_copy)
+    for player in (honest, liar, leecher):
+        swarm.start_player(player)
+    swarm.give(leecher, library)
+    swarm.wait_complete(library, [leecher], timeout=90)
+    assert_identical(swarm, [leecher], library, source)
+    bad = log_events(leecher, "events", "bad_book")
+    if bad:  # the liar was asked for books: it must have been banned
+        assert any(event["banned"] for event in bad)
+        assert {event["endpoint"] for event in bad} == {(liar.data_dir / "run" / "distributor.endpoint").read_text()}
+
+
+def test_requestor_sigkill_resumes_without_refetching(swarm, stuff):
+    source = stuff("resume.bin", 64 * BOOK)
+    seed = swarm.add_player("seed", upload_limit=256 * 1024)
+    leecher = swarm.add_player("leecher")
+    library = swarm.share(seed, source, BOOK)
+    swarm.start_player(seed)
+    swarm.start_player(leecher)
+    swarm.give(leecher, library)
+    wait_until(lambda: len(persisted_books(leecher, library.id_hex)) >= 16, 60, "a quarter of the books")
+    requestor = next(p for p in leecher.procs if p.name.endswith("requestor"))
+    os.kill(requestor.pid, signal.SIGKILL)
+    requestor.popen.wait(10)
+    kept = persisted_books(leecher, library.id_hex)
+    assert 0 < len(kept) < library.books
+    leecher.procs.remove(requestor)
+    swarm.start_player(leecher, services=("requestor",))
+    swarm.wait_complete(library, [leecher], timeout=90)
+    assert_identical(swarm, [leecher], library, source)
+    second = next(p for p in leecher.procs if p.name.endswith("requestor"))
+    refetched = [e["book"] for e in log_events(leecher, "debug", "book_written") if e.get("pid") == second.pid]
+    assert refetched, "the restarted requestor fetched nothing"
+    assert not kept & set(refetched), f"books verified before the kill were fetched again: {kept & set(refetched)}"
+    assert len(refetched) <= library.books - len(kept)
+
+
+def test_seed_leaves_and_leechers_finish_from_each_other(swarm, stuff):
+    source = stuff("leave.bin", 48 * BOOK)
+    seed = swarm.add_player("seed", upload_limit=512 * 1024)
+    leechers = [swarm.add_player(f"l{i}") for i in range(3)]
+    library = swarm.share(seed, source, BOOK)
+    for player in [seed, *leechers]:
+        swarm.start_player(player)
+    for player in leechers:
+        swarm.give(player, library)
+
+    def union_complete() -> bool:
+        held = set().union(*(persisted_books(p, library.id_hex) for p in leechers))
+        return len(held) == library.books
+
+    wait_until(union_complete, 90, "the leechers to hold every book between them")
+    swarm.stop_player(seed)
+    swarm.wait_complete(library, leechers, timeout=90)
+    assert_identical(swarm, leechers, library, source)
+
+
+def test_hub_restart_mid_download(swarm, stuff):
+    source = stuff("hub.bin", 48 * BOOK)
+    seed = swarm.add_player("seed", upload_limit=256 * 1024)
+    leecher = swarm.add_player("leecher")
+    library = swarm.share(seed, source, BOOK)
+    swarm.start_player(seed)
+    swarm.start_player(leecher)
+    swarm.give(leecher, library)
+    wait_until(lambda: len(persisted_books(leecher, library.id_hex)) >= 4, 60, "the download to start")
+    swarm.stop_hub()
+    swarm.start_hub()
+    late = swarm.add_player("late")
+    swarm.start_player(late)
+    swarm.give(late, library)
+    swarm.wait_complete(library, [leecher, late], timeout=120)
+    assert_identical(swarm, [leecher, late], library, source)

@@ -1,0 +1,155 @@
+"""One seeder to one leecher on loopback: Emma against libtorrent, in one run.
+
+    python tools/bench_pair.py --size 1G
+
+Emma: a hub and two players (Distributor + Requestor processes each); the
+clock starts when the leecher is handed the library and stops when its
+state.db says seeding (every book verified and written). libtorrent (the
+``libtorrent`` package, installed with ``pip install -e '.[bench]'``): two
+sessions in two processes, TCP only, uTP off, the high-performance-seed
+settings; the clock starts after the seeder has finished checking. Prints
+MiB/s for each, the ratio, and the peak RSS of each Emma process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tools.swarm import Swarm, file_digest, make_stuff, parse_size
+
+
+def peak_rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_emma(root: Path, stuff: Path) -> tuple[float, dict[str, float]]:
+    with Swarm(root / "emma") as swarm:
+        swarm.start_hub()
+        seed, leecher = swarm.add_player("seed"), swarm.add_player("leecher")
+        library = swarm.share(seed, stuff)
+        swarm.start_player(seed)
+        swarm.start_player(leecher)
+        time.sleep(1.0)  # let both players start and announce before the clock starts
+        started = time.monotonic()
+        swarm.give(leecher, library)
+        swarm.wait_complete(library, [leecher], timeout=600)
+        elapsed = time.monotonic() - started
+        rss = {p.name: peak_rss_mib(p.pid) for p in seed.procs + leecher.procs}
+        path = leecher.stuff_path(library.id_hex)
+        if path is None or file_digest(path) != file_digest(stuff):
+            raise SystemExit("emma: the leecher's copy differs from the source")
+    return elapsed, rss
+
+
+LT_SETTINGS = {
+    "enable_outgoing_utp": False,
+    "enable_incoming_utp": False,
+    "enable_dht": False,
+    "enable_lsd": False,
+    "enable_upnp": False,
+    "enable_natpmp": False,
+    "alert_mask": 0,
+}
+
+
+def lt_role(role: str, torrent: Path, save: Path, port: int, peer_port: int) -> None:
+    """Run one libtorrent session (seed or leech); prints JSON lines for the parent."""
+    import libtorrent as lt
+
+    settings = lt.high_performance_seed()
+    settings.update({**LT_SETTINGS, "listen_interfaces": f"127.0.0.1:{port}"})
+    session = lt.session(settings)
+    info = lt.torrent_info(str(torrent))
+    handle = session.add_torrent({"ti": info, "save_path": str(save)})
+    if role == "seed":
+        while not handle.status().is_seeding:
+            time.sleep(0.01)
+        print(json.dumps({"ready": True, "port": session.listen_port()}), flush=True)
+        sys.stdin.readline()  # the parent closes stdin when done
+        return
+    started = time.monotonic()
+    handle.connect_peer(("127.0.0.1", peer_port))
+    while not handle.status().is_seeding:
+        time.sleep(0.005)
+    print(json.dumps({"seconds": time.monotonic() - started}), flush=True)
+
+
+def run_libtorrent(root: Path, stuff: Path) -> float:
+    import libtorrent as lt
+
+    work = root / "lt"
+    (work / "leech").mkdir(parents=True)
+    storage = lt.file_storage()
+    lt.add_files(storage, str(stuff))
+    creator = lt.create_torrent(storage, 512 * 1024)
+    lt.set_piece_hashes(creator, str(stuff.parent))
+    torrent = work / "stuff.torrent"
+    torrent.write_bytes(lt.bencode(creator.generate()))
+    me = [sys.executable, __file__, "--lt-role"]
+    seed = subprocess.Popen([*me, "seed", str(torrent), str(stuff.parent), "0", "0"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert seed.stdout is not None and seed.stdin is not None
+        port = json.loads(seed.stdout.readline())["port"]
+        leech = subprocess.run([*me, "leech", str(torrent), str(work / "leech"), "0", str(port)],
+                               capture_output=True, text=True, timeout=900, check=True)
+        seconds = float(json.loads(leech.stdout.strip().splitlines()[-1])["seconds"])
+        seed.stdin.close()
+        seed.wait(30)
+    finally:
+        if seed.poll() is None:
+            seed.kill()
+            seed.wait()
+    if file_digest(work / "leech" / stuff.name) != file_digest(stuff):
+        raise SystemExit("libtorrent: the leecher's copy differs from the source")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="1G")
+    parser.add_argument("--no-libtorrent", action="store_true", help="measure Emma only")
+    parser.add_argument("--lt-role", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.lt_role:
+        role, torrent, save, port, peer = args.lt_role
+        lt_role(role, Path(torrent), Path(save), int(port), int(peer))
+        return 0
+    size = parse_size(args.size)
+    mib = size / (1 << 20)
+    with tempfile.TemporaryDirectory(prefix="emma-bench-pair-") as tmp:
+        root = Path(tmp)
+        stuff = root / "stuff.bin"
+        make_stuff(stuff, size)
+        emma_seconds, rss = run_emma(root, stuff)
+        emma_rate = mib / emma_seconds
+        print(f"emma        {emma_seconds:7.2f} s  {emma_rate:8.1f} MiB/s")
+        for name, peak in rss.items():
+            print(f"  peak RSS {name:22} {peak:7.1f} MiB")
+        if not args.no_libtorrent:
+            lt_seconds = run_libtorrent(root, stuff)
+            lt_rate = mib / lt_seconds
+            print(f"libtorrent  {lt_seconds:7.2f} s  {lt_rate:8.1f} MiB/s")
+            print(f"ratio emma/libtorrent: {emma_rate / lt_rate:.2f}x")
+        target = emma_rate >= 1024
+        print(f"target >= 1024 MiB/s: {'met' if target else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
