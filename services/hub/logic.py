@@ -180,7 +180,9 @@ class HubLogic:
         if event == _STOPPED:
             gone = self.store.remove(library_id, player_id, now)
             self._fill_counts(out, library_id, now)
-            log.info("announce", event="stopped", library=library_id.hex(), player=player_id.hex(), known=bool(gone))
+            log.info(
+                "announce", kind="stopped", library=library_id.hex(), player=player_id.hex(), known=bool(gone)
+            )
             return
         store = self.store
         known = store.get(library_id, player_id, now)
@@ -204,7 +206,7 @@ class HubLogic:
         if event != hub_pb2.ANNOUNCE_EVENT_UNSPECIFIED or self.log_requests:
             level = log.debug if event == hub_pb2.ANNOUNCE_EVENT_UNSPECIFIED else log.info
             level(
-                "announce", event=_EVENT_NAMES[event], library=library_id.hex(), player=player_id.hex(),
+                "announce", kind=_EVENT_NAMES[event], library=library_id.hex(), player=player_id.hex(),
                 endpoint=endpoint, seed=seed, peers=len(peers), seeders=counts[0], leechers=counts[1],
             )
 

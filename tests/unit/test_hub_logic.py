@@ -1,0 +1,270 @@
+"""HubLogic without sockets: bytes in, bytes out, time passed in."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.hub.logic import HubLogic
+from services.hub.model import HubLimits, RequestKind
+from services.hub.store_memory import MemoryStore
+from services.wire.pb import common_pb2, hub_pb2
+
+T0 = 1_700_000_000.0
+LIB = b"L" * 32
+OTHER_LIB = b"O" * 32
+CLIENT = b"\x00client"
+E = common_pb2.ErrorCode
+
+
+def pid(n: int) -> bytes:
+    return n.to_bytes(16, "big")
+
+
+def ep(n: int) -> str:
+    return f"tcp://10.1.{n // 250}.{n % 250 + 1}:7000"
+
+
+def make_logic(**limits: Any) -> HubLogic:
+    return HubLogic(MemoryStore(), replace(HubLimits(rate=0), **limits), started_at=T0, rng=random.Random(5))
+
+
+def request(**body: Any) -> bytes:
+    return hub_pb2.HubRequest(version=1, request_id=42, **body).SerializeToString()
+
+
+def announce(n: int, *, lib: bytes = LIB, event: int = hub_pb2.STARTED, left: int = 100, **more: Any) -> bytes:
+    fields: dict[str, Any] = {"library_id": lib, "player_id": pid(n), "endpoint": ep(n), "left": left, **more}
+    return request(announce=hub_pb2.Announce(event=event, **fields))  # type: ignore[arg-type]
+
+
+def raw_announce(**fields: Any) -> bytes:
+    return request(announce=hub_pb2.Announce(**{"library_id": LIB, "player_id": pid(1), "endpoint": ep(1), **fields}))
+
+
+def report(endpoint: str, reporter: int = 1) -> bytes:
+    return request(report=hub_pb2.ReportUnreachable(library_id=LIB, reporter_id=pid(reporter), endpoint=endpoint))
+
+
+def call(logic: HubLogic, body: bytes, now: float = T0, client: bytes = CLIENT) -> hub_pb2.HubReply:
+    return hub_pb2.HubReply.FromString(logic.handle(client, body, now))
+
+
+def error_of(reply: hub_pb2.HubReply) -> int:
+    assert reply.WhichOneof("body") == "error", reply
+    return reply.error.code
+
+
+def test_announce_returns_other_players_counts_and_intervals() -> None:
+    logic = make_logic()
+    for n in range(5):
+        call(logic, announce(n, left=0 if n == 0 else 10))
+    reply = call(logic, announce(9))
+    assert reply.request_id == 42
+    got = reply.announce
+    assert {p.player_id for p in got.peers} == {pid(n) for n in range(5)}
+    assert {p.endpoint for p in got.peers if p.player_id == pid(0)} == {ep(0)}
+    assert [p.seed for p in got.peers if p.player_id == pid(0)] == [True]
+    assert (got.seeders, got.leechers, got.interval, got.min_interval) == (1, 5, 60, 30)
+
+
+def test_a_seed_is_given_leechers_only() -> None:
+    logic = make_logic()
+    call(logic, announce(1, left=0))
+    call(logic, announce(2, left=5))
+    peers = call(logic, announce(3, left=0)).announce.peers
+    assert [p.player_id for p in peers] == [pid(2)]
+
+
+def test_stopped_removes_at_once() -> None:
+    logic = make_logic()
+    call(logic, announce(1))
+    reply = call(logic, announce(1, event=hub_pb2.STOPPED))
+    assert (reply.announce.seeders, reply.announce.leechers) == (0, 0)
+    assert call(logic, request(get_peers=hub_pb2.GetPeers(library_id=LIB))).peers.peers == []
+
+
+def test_completed_counts_once_and_needs_left_zero() -> None:
+    logic = make_logic()
+    call(logic, announce(1))
+    assert error_of(call(logic, announce(1, event=hub_pb2.COMPLETED, left=3))) == E.INVALID_ARGUMENT
+    call(logic, announce(1, event=hub_pb2.COMPLETED, left=0))
+    call(logic, announce(1, event=hub_pb2.COMPLETED, left=0))
+    stats = call(logic, request(scrape=hub_pb2.Scrape(library_ids=[LIB, OTHER_LIB]))).scrape.libraries
+    assert [(s.library_id, s.seeders, s.leechers, s.completed) for s in stats] == [
+        (LIB, 1, 0, 1),
+        (OTHER_LIB, 0, 0, 0),
+    ]
+
+
+def test_players_expire_after_two_missed_intervals() -> None:
+    logic = make_logic(interval=10)
+    call(logic, announce(1))
+    call(logic, announce(2), now=T0 + 15)
+    ask = request(get_peers=hub_pb2.GetPeers(library_id=LIB))
+    assert len(call(logic, ask, now=T0 + 19.9).peers.peers) == 2
+    assert [p.player_id for p in call(logic, ask, now=T0 + 20).peers.peers] == [pid(2)]
+    logic.tick(T0 + 40)
+    assert call(logic, request(health=hub_pb2.Health()), now=T0 + 40).health.players == 0
+
+
+def test_numwant_is_capped_and_zero_means_the_default() -> None:
+    logic = make_logic(default_numwant=3, max_numwant=5)
+    for n in range(10):
+        call(logic, announce(n))
+    assert len(call(logic, announce(20, numwant=0)).announce.peers) == 3
+    assert len(call(logic, announce(20, numwant=1000)).announce.peers) == 5
+    get = request(get_peers=hub_pb2.GetPeers(library_id=LIB, numwant=4_000_000_000))
+    assert len(call(logic, get).peers.peers) == 5
+
+
+def test_get_peers_excludes_the_asker() -> None:
+    logic = make_logic()
+    call(logic, announce(1))
+    call(logic, announce(2))
+    got = call(logic, request(get_peers=hub_pb2.GetPeers(library_id=LIB, player_id=pid(1), numwant=10))).peers
+    assert [p.player_id for p in got.peers] == [pid(2)]
+    assert (got.seeders, got.leechers) == (0, 2)
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (announce(1, lib=b"short"), E.INVALID_ARGUMENT),
+        (raw_announce(player_id=b"x" * 15), E.INVALID_ARGUMENT),
+        (raw_announce(endpoint="udp://x:1"), E.INVALID_ARGUMENT),
+        (raw_announce(endpoint="tcp://h:0"), E.INVALID_ARGUMENT),
+        (raw_announce(endpoint="tcp://0.0.0.0:9"), E.INVALID_ARGUMENT),
+        (announce(1, event=9), E.INVALID_ARGUMENT),
+        (request(get_peers=hub_pb2.GetPeers(library_id=LIB, player_id=b"xy")), E.INVALID_ARGUMENT),
+        (request(scrape=hub_pb2.Scrape()), E.INVALID_ARGUMENT),
+        (request(scrape=hub_pb2.Scrape(library_ids=[LIB] * 101)), E.TOO_LARGE),
+        (request(scrape=hub_pb2.Scrape(library_ids=[LIB, b"bad"])), E.INVALID_ARGUMENT),
+        (report("nope"), E.INVALID_ARGUMENT),
+        (report(ep(2)), E.NOT_FOUND),
+        (hub_pb2.HubRequest(version=2, health=hub_pb2.Health()).SerializeToString(), E.UNSUPPORTED_VERSION),
+        (hub_pb2.HubRequest(version=1, request_id=3).SerializeToString(), E.UNKNOWN_REQUEST),
+        (b"\x08\x01" + b"\xfa\x01\x00", E.UNKNOWN_REQUEST),  # a body kind from the future (field 31)
+        (b"", E.MALFORMED),
+        (b"\xff\xff\xff", E.MALFORMED),
+        (request(health=hub_pb2.Health())[:-1] + b"\x52\x05ab", E.MALFORMED),
+        (b"\x0a" + b"x" * 20_000, E.TOO_LARGE),
+    ],
+)
+def test_bad_requests_get_error_replies(body: bytes, code: int) -> None:
+    logic = make_logic()
+    reply = call(logic, body)
+    assert error_of(reply) == code
+    assert reply.error.message
+    assert logic.rejected == 1
+    assert call(logic, request(health=hub_pb2.Health())).health.store == "memory"
+
+
+def test_allowlist_forbids_other_libraries() -> None:
+    logic = make_logic(allowlist=frozenset({LIB}))
+    assert call(logic, announce(1)).WhichOneof("body") == "announce"
+    assert error_of(call(logic, announce(1, lib=OTHER_LIB))) == E.FORBIDDEN
+    assert error_of(call(logic, request(scrape=hub_pb2.Scrape(library_ids=[LIB, OTHER_LIB])))) == E.FORBIDDEN
+
+
+def test_libraries_per_player_are_capped() -> None:
+    logic = make_logic(max_libraries_per_player=2)
+    call(logic, announce(1, lib=b"1" * 32))
+    call(logic, announce(1, lib=b"2" * 32))
+    assert error_of(call(logic, announce(1, lib=b"3" * 32))) == E.TOO_LARGE
+    assert call(logic, announce(1, lib=b"2" * 32)).WhichOneof("body") == "announce"
+
+
+def test_rate_limit_per_client_refills_with_time() -> None:
+    logic = make_logic(rate=2.0, burst=3.0)
+    health = request(health=hub_pb2.Health())
+    assert [call(logic, health).WhichOneof("body") for _ in range(3)] == ["health"] * 3
+    assert error_of(call(logic, health)) == E.RATE_LIMITED
+    assert call(logic, health, client=b"other").WhichOneof("body") == "health"
+    assert call(logic, health, now=T0 + 0.5).WhichOneof("body") == "health"
+
+
+def test_envelopes_are_answered_in_the_shape_they_came() -> None:
+    logic = make_logic()
+    health = request(health=hub_pb2.Health())
+    dealer = logic.handle_frames([b"id", health], T0)
+    req = logic.handle_frames([b"id", b"", health], T0)
+    assert dealer is not None and req is not None
+    assert len(dealer) == 2 and dealer[0] == b"id"
+    assert req[:2] == [b"id", b""] and len(req) == 3
+    assert logic.handle_frames([b"id"], T0) is None
+    for frames, head in (([b"id", b"", health, health], 2), ([b"id", health, health], 1), ([b"id", b"", b"", b""], 2)):
+        reply = logic.handle_frames(frames, T0)
+        assert reply is not None and len(reply) == head + 1
+        assert error_of(hub_pb2.HubReply.FromString(reply[-1])) == E.MALFORMED
+
+
+def test_three_distinct_reporters_drop_an_endpoint() -> None:
+    logic = make_logic()
+    for n in range(5):
+        call(logic, announce(n))
+
+    def dropped(reporter: int) -> bool:
+        return call(logic, report(ep(0), reporter)).report.dropped
+
+    assert dropped(1) is False
+    assert logic.take_pings() == [ep(0)]
+    assert dropped(1) is False
+    assert dropped(2) is False
+    assert dropped(3) is True
+    assert call(logic, announce(9)).announce.leechers == 5  # 1-4 and 9
+
+
+def test_a_failed_ping_drops_and_a_good_one_holds_off_the_next() -> None:
+    logic = make_logic()
+    call(logic, announce(0))
+    call(logic, announce(1))
+    body = report(ep(0))
+    call(logic, body)
+    assert logic.take_pings() == [ep(0)]
+    logic.ping_done(ep(0), True, T0 + 1)
+    call(logic, body, now=T0 + 2)
+    assert logic.take_pings() == []  # cooling down
+    call(logic, body, now=T0 + 100)
+    assert logic.take_pings() == [ep(0)]
+    logic.ping_done(ep(0), False, T0 + 101)
+    got = call(logic, request(get_peers=hub_pb2.GetPeers(library_id=LIB)), now=T0 + 101).peers
+    assert [p.player_id for p in got.peers] == [pid(1)]
+
+
+def test_health_reports_counts_per_kind_and_uptime() -> None:
+    logic = make_logic()
+    call(logic, announce(1))
+    call(logic, announce(2, lib=OTHER_LIB))
+    call(logic, b"junk")
+    health = call(logic, request(health=hub_pb2.Health()), now=T0 + 12).health
+    counts = {item.kind: item.count for item in health.requests}
+    assert (health.players, health.libraries, health.uptime, health.store) == (2, 2, 12.0, "memory")
+    assert counts == {"announce": 2, "get_peers": 0, "scrape": 0, "report": 0, "health": 1, "invalid": 1, "rejected": 1}
+    assert logic.counts[RequestKind.ANNOUNCE] == 2
+
+
+class _BrokenStore(MemoryStore):
+    def counts(self, library_id: bytes, now: float) -> Any:
+        raise RuntimeError("disk on fire")
+
+
+def test_an_unexpected_failure_is_answered_internal_and_the_hub_goes_on() -> None:
+    logic = HubLogic(_BrokenStore(), HubLimits(rate=0), started_at=T0)
+    assert error_of(call(logic, announce(1))) == E.INTERNAL
+    assert call(logic, request(health=hub_pb2.Health())).WhichOneof("body") == "health"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=64), min_size=1, max_size=4))
+def test_any_frames_get_a_decodable_reply_or_none(frames: list[bytes]) -> None:
+    logic = make_logic()
+    reply = logic.handle_frames(frames, T0)
+    if reply is not None:
+        hub_pb2.HubReply.FromString(reply[-1])
+        assert reply[0] == frames[0]

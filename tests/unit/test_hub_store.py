@@ -1,0 +1,216 @@
+"""One contract suite for every hub store backend, with a fake clock (plain ``now`` values)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.hub.model import LibraryCounts, PeerRecord, Totals
+from services.hub.store import STORES, HubStore, UnknownStore, open_store
+from services.hub.store_sqlite import StoreError
+
+T0 = 1_700_000_000.0
+LIB_A = b"A" * 32
+LIB_B = b"B" * 32
+
+
+def pid(n: int) -> bytes:
+    return n.to_bytes(16, "big")
+
+
+def rec(n: int, *, lib: bytes = LIB_A, seed: bool = False, expires: float = T0 + 120, port: int = 0) -> PeerRecord:
+    return PeerRecord(lib, pid(n), f"tcp://10.0.0.{n % 250 + 1}:{port or 6000 + n}", seed, expires)
+
+
+@pytest.fixture(params=sorted(STORES))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HubStore]:
+    opened = open_store(request.param, tmp_path / "hub.db", T0)
+    yield opened
+    opened.close()
+
+
+def test_upsert_then_get_returns_the_entry(store: HubStore) -> None:
+    assert store.upsert(rec(1), T0) is None
+    assert store.get(LIB_A, pid(1), T0) == rec(1)
+    assert store.get(LIB_B, pid(1), T0) is None
+
+
+def test_upsert_replaces_and_returns_the_live_entry_it_replaced(store: HubStore) -> None:
+    store.upsert(rec(1), T0)
+    newer = rec(1, seed=True, expires=T0 + 300, port=7000)
+    assert store.upsert(newer, T0 + 1) == rec(1)
+    assert store.get(LIB_A, pid(1), T0 + 1) == newer
+    assert store.counts(LIB_A, T0 + 1) == LibraryCounts(seeders=1, leechers=0)
+
+
+def test_an_expired_previous_entry_counts_as_absent(store: HubStore) -> None:
+    store.upsert(rec(1, expires=T0 + 10), T0)
+    assert store.upsert(rec(1, expires=T0 + 100), T0 + 10) is None
+
+
+def test_remove_forgets_at_once(store: HubStore) -> None:
+    store.upsert(rec(1), T0)
+    assert store.remove(LIB_A, pid(1), T0) == rec(1)
+    assert store.remove(LIB_A, pid(1), T0) is None
+    assert store.get(LIB_A, pid(1), T0) is None
+    assert store.totals(T0) == Totals(players=0, libraries=0)
+
+
+def test_entries_expire_at_their_absolute_time(store: HubStore) -> None:
+    store.upsert(rec(1, expires=T0 + 10), T0)
+    store.upsert(rec(2, expires=T0 + 20, seed=True), T0)
+    assert store.counts(LIB_A, T0 + 9.9) == LibraryCounts(seeders=1, leechers=1)
+    assert store.get(LIB_A, pid(1), T0 + 10) is None
+    assert store.counts(LIB_A, T0 + 10) == LibraryCounts(seeders=1, leechers=0)
+    assert store.libraries_of(pid(1), T0 + 10) == 0
+    assert [r.player_id for r in store.sample(LIB_A, 10, T0 + 10, rng=random.Random(1))] == [pid(2)]
+    assert store.totals(T0 + 20) == Totals(players=0, libraries=0)
+
+
+def test_a_reannounce_pushes_expiry_back(store: HubStore) -> None:
+    store.upsert(rec(1, expires=T0 + 10), T0)
+    store.upsert(rec(1, expires=T0 + 30), T0 + 5)
+    store.maintain(T0 + 15)
+    assert store.get(LIB_A, pid(1), T0 + 15) is not None
+    assert store.get(LIB_A, pid(1), T0 + 30) is None
+
+
+def test_maintain_drops_expired_entries(store: HubStore) -> None:
+    store.upsert(rec(1, expires=T0 + 10), T0)
+    store.maintain(T0 + 11)
+    assert store.totals(T0 + 11) == Totals(players=0, libraries=0)
+
+
+def test_sample_is_bounded_unique_and_never_returns_the_excluded_player(store: HubStore) -> None:
+    for n in range(30):
+        store.upsert(rec(n, seed=n % 3 == 0), T0)
+    rng = random.Random(7)
+    for count in (0, 1, 5, 29, 30, 100):
+        picked = store.sample(LIB_A, count, T0, exclude=pid(4), rng=rng)
+        ids = [r.player_id for r in picked]
+        assert len(ids) == len(set(ids)) == min(count, 29)
+        assert pid(4) not in ids
+
+
+def test_sample_covers_the_library_uniformly_enough(store: HubStore) -> None:
+    for n in range(20):
+        store.upsert(rec(n), T0)
+    rng = random.Random(3)
+    seen = {r.player_id for _ in range(40) for r in store.sample(LIB_A, 3, T0, rng=rng)}
+    assert len(seen) == 20
+
+
+def test_sample_without_seeds_returns_leechers_only(store: HubStore) -> None:
+    for n in range(10):
+        store.upsert(rec(n, seed=n < 5), T0)
+    picked = store.sample(LIB_A, 10, T0, seeds=False, rng=random.Random(1))
+    assert sorted(r.player_id for r in picked) == [pid(n) for n in range(5, 10)]
+
+
+def test_sample_of_an_unknown_library_is_empty(store: HubStore) -> None:
+    assert store.sample(LIB_B, 10, T0, rng=random.Random(1)) == []
+
+
+def test_completed_counter_outlives_the_players(store: HubStore) -> None:
+    store.upsert(rec(1, seed=True), T0)
+    store.add_completed(LIB_A)
+    store.add_completed(LIB_A)
+    store.remove(LIB_A, pid(1), T0)
+    assert store.counts(LIB_A, T0) == LibraryCounts(seeders=0, leechers=0, completed=2)
+    assert store.counts(LIB_B, T0) == LibraryCounts()
+
+
+def test_totals_count_distinct_players_and_live_libraries(store: HubStore) -> None:
+    store.upsert(rec(1), T0)
+    store.upsert(rec(1, lib=LIB_B), T0)
+    store.upsert(rec(2, lib=LIB_B), T0)
+    assert store.totals(T0) == Totals(players=2, libraries=2)
+    assert store.libraries_of(pid(1), T0) == 2
+    assert store.libraries_of(pid(3), T0) == 0
+
+
+def test_endpoints_are_found_and_removed_per_library(store: HubStore) -> None:
+    store.upsert(rec(1, port=9000), T0)
+    store.upsert(rec(1, lib=LIB_B, port=9000), T0)
+    store.upsert(rec(2), T0)
+    endpoint = rec(1, port=9000).endpoint
+    assert store.find_endpoint(LIB_A, endpoint, T0) == [pid(1)]
+    assert store.remove_endpoint(LIB_A, endpoint, T0) == [pid(1)]
+    assert store.find_endpoint(LIB_A, endpoint, T0) == []
+    assert store.find_endpoint(LIB_B, endpoint, T0) == [pid(1)]
+    assert store.counts(LIB_A, T0).leechers == 1
+
+
+def test_many_players_churn_keeps_counts_consistent(store: HubStore) -> None:
+    rng = random.Random(11)
+    live: dict[int, bool] = {}
+    for step in range(2000):
+        n = rng.randrange(200)
+        if rng.random() < 0.3:
+            store.remove(LIB_A, pid(n), T0)
+            live.pop(n, None)
+        else:
+            seed = rng.random() < 0.5
+            store.upsert(rec(n, seed=seed, expires=T0 + 1000 + step), T0)
+            live[n] = seed
+    seeds = sum(live.values())
+    assert store.counts(LIB_A, T0) == LibraryCounts(seeders=seeds, leechers=len(live) - seeds)
+    assert len(store.sample(LIB_A, 500, T0, rng=rng)) == len(live)
+
+
+def test_unknown_store_name_is_refused() -> None:
+    with pytest.raises(UnknownStore, match="choose one of"):
+        open_store("redis-someday", None, T0)
+
+
+def test_sqlite_entries_and_counters_survive_a_reopen(tmp_path: Path) -> None:
+    db = tmp_path / "hub.db"
+    first = open_store("sqlite", db, T0)
+    first.upsert(rec(1, expires=T0 + 100), T0)
+    first.upsert(rec(2, expires=T0 + 50, seed=True), T0)
+    first.upsert(rec(3, expires=T0 + 100), T0)
+    first.remove(LIB_A, pid(3), T0)
+    first.add_completed(LIB_A)
+    first.maintain(T0 + 1)
+    first.close()
+    second = open_store("sqlite", db, T0 + 10)
+    try:
+        assert second.get(LIB_A, pid(1), T0 + 10) == rec(1, expires=T0 + 100)
+        assert second.get(LIB_A, pid(3), T0 + 10) is None
+        assert second.counts(LIB_A, T0 + 10) == LibraryCounts(seeders=1, leechers=1, completed=1)
+        assert second.counts(LIB_A, T0 + 50) == LibraryCounts(seeders=0, leechers=1, completed=1)
+        assert second.totals(T0 + 100) == Totals(players=0, libraries=0)
+    finally:
+        second.close()
+
+
+def test_sqlite_reopen_after_expiry_loads_nothing_stale(tmp_path: Path) -> None:
+    db = tmp_path / "hub.db"
+    first = open_store("sqlite", db, T0)
+    first.upsert(rec(1, expires=T0 + 10), T0)
+    first.close()
+    second = open_store("sqlite", db, T0 + 11)
+    try:
+        assert second.totals(T0 + 11) == Totals(players=0, libraries=0)
+    finally:
+        second.close()
+
+
+def test_sqlite_refuses_a_second_hub_on_the_same_file(tmp_path: Path) -> None:
+    db = tmp_path / "hub.db"
+    first = open_store("sqlite", db, T0)
+    try:
+        first.upsert(rec(1), T0)
+        first.maintain(T0)
+        with pytest.raises(StoreError, match="another hub"):
+            open_store("sqlite", db, T0)
+    finally:
+        first.close()
+
+
+def test_sqlite_needs_a_path() -> None:
+    with pytest.raises(StoreError, match="--db"):
+        open_store("sqlite", None, T0)
