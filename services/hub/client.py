@@ -83,6 +83,7 @@ class HubClient:
         self._socket: zmq.Socket[bytes] | None = None
         self._ids = itertools.count(random.randrange(1, 1 << 31))
         self._closed = False
+        self.timeouts = 0  # attempts that got no answer in time, over the client's life
 
     @property
     def endpoint(self) -> str:
@@ -163,6 +164,7 @@ class HubClient:
             if reply is not None:
                 return self._check(reply, expect)
             tried.append(self.endpoint)
+            self.timeouts += 1
             log.warning("hub_timeout", endpoint=self.endpoint, timeout=self.timeout)
             self._drop_socket()
             self._current = (self._current + 1) % len(self.endpoints)

@@ -93,8 +93,9 @@ class Pinger:
                 self._begin(pair, poller, attempts, frames[1].decode("utf-8", "replace"))
         now = time.monotonic()
         for sock, attempt in list(attempts.items()):
-            if sock in events or attempt.deadline <= now:
-                ok = sock in events and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+            ready = sock.fileno() in events  # the poller reports plain sockets by file descriptor
+            if ready or attempt.deadline <= now:
+                ok = ready and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
                 self._finish(pair, poller, attempts, sock, ok)
         return True
 
