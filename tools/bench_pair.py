@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -37,6 +38,17 @@ def peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
+def event_times(data_dir: Path, events: tuple[str, ...]) -> list[float]:
+    """Timestamps (epoch seconds) of the first occurrence of each event in events.log."""
+    found: dict[str, float] = {}
+    for line in (data_dir / "logs" / "events.log").read_text().splitlines():
+        record = json.loads(line)
+        if record.get("event") in events and record["event"] not in found:
+            stamp = record["timestamp"].replace("Z", "+00:00")
+            found[record["event"]] = datetime.fromisoformat(stamp).timestamp()
+    return [found[e] for e in events if e in found]
+
+
 def run_emma(root: Path, stuff: Path) -> tuple[float, dict[str, float]]:
     with Swarm(root / "emma") as swarm:
         swarm.start_hub()
@@ -49,6 +61,10 @@ def run_emma(root: Path, stuff: Path) -> tuple[float, dict[str, float]]:
         swarm.give(leecher, library)
         swarm.wait_complete(library, [leecher], timeout=600)
         elapsed = time.monotonic() - started
+        phases = event_times(leecher.data_dir, ("download_started", "download_verified", "download_complete"))
+        if len(phases) == 3:
+            start, verified, durable = phases
+            print(f"emma phases: start->verified {verified - start:.2f}s, verified->durable {durable - verified:.2f}s")
         rss = {p.name: peak_rss_mib(p.pid) for p in seed.procs + leecher.procs}
         path = leecher.stuff_path(library.id_hex)
         if path is None or file_digest(path) != file_digest(stuff):

@@ -161,6 +161,15 @@ class Swarm:
                                     ["-m", f"services.peer.{service}", "--data-dir", str(player.data_dir)])
             player.procs.append(proc)
 
+    def kill_service(self, player: Player, service: str) -> Proc:
+        """SIGKILL one of a player's processes (a crash); it is no longer tracked."""
+        proc = next(p for p in player.procs if p.name.endswith(service))
+        proc.popen.kill()
+        proc.popen.wait(10)
+        player.procs.remove(proc)
+        self.group.procs.remove(proc)
+        return proc
+
     def stop_player(self, player: Player) -> None:
         for proc in player.procs:
             self.group.stop(proc)

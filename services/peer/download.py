@@ -2,10 +2,12 @@
 
 Books are verified against the library, written with ``pwrite`` into
 ``<downloads>/<name>.part`` and recorded in memory at once (so they can be
-served); ``sync`` fsyncs the file and only then persists the bitfield to
-state.db. A crash therefore loses at most the books since the last sync and
-never marks an unwritten book as held. ``finish`` renames the partial file to
-its final name once every book is in.
+served). Durability runs in batches: ``begin_sync`` hands the books written
+so far to an fdatasync (done off the loop, see syncer.py), and ``end_sync``
+adds them to ``durable`` and persists that bitfield to state.db. A crash
+therefore loses at most the books since the last finished sync and never
+marks an unwritten book as held. ``finish`` renames the partial file to its
+final name once every book is in and durable.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.peer.bitfield import Bitfield
 from services.peer.hashing import hash_bytes
 from services.peer.library import Library
 from services.peer.picker import Picker
 from services.peer.state import LibraryRecord, State, Status
+from services.runtime.logs import get_logger
 
 BAN_THRESHOLD = 3
+log = get_logger("debug")
 
 
 class DiskError(OSError):
@@ -36,10 +41,15 @@ class Download:
     part_path: Path
     downloaded: int = 0
     fetched: int = 0
+    durable: Bitfield = field(init=False)
     unsynced: list[int] = field(default_factory=list)
+    syncing: list[int] | None = None
     strikes: dict[str, int] = field(default_factory=dict)
     banned: set[str] = field(default_factory=set)
     bad_books: int = 0
+
+    def __post_init__(self) -> None:
+        self.durable = Bitfield(self.library.books, self.picker.have.to_bytes())
 
     @property
     def id(self) -> bytes:
@@ -78,19 +88,36 @@ class Download:
             return True
         return False
 
-    def sync(self, state: State) -> list[int]:
-        """fsync the file, then persist the bitfield; returns the books made durable."""
-        if not self.unsynced:
-            return []
+    def begin_sync(self) -> bool:
+        """Start a batch: True if there are written books to make durable and no batch runs."""
+        if self.syncing is not None or not self.unsynced:
+            return False
+        self.syncing, self.unsynced = self.unsynced, []
+        log.debug("books_written", library=self.library.id_hex, books=self.syncing)
+        return True
+
+    def end_sync(self, state: State) -> None:
+        """The batch's fdatasync returned: its books are durable; persist them."""
+        for book in self.syncing or ():
+            self.durable.add(book)
+        self.syncing = None
+        state.save_progress(self.record.id, self.durable, self.downloaded, self.fetched)
+
+    def sync_now(self, state: State) -> None:
+        """Make every written book durable, blocking (shutdown, pause, finish)."""
         os.fdatasync(self.fd)
-        state.save_progress(self.record.id, self.picker.have, self.downloaded, self.fetched)
-        done, self.unsynced = self.unsynced, []
-        return done
+        self.unsynced = [*(self.syncing or ()), *self.unsynced]
+        self.syncing = None
+        if self.begin_sync():
+            self.end_sync(state)
+
+    @property
+    def finishable(self) -> bool:
+        return self.complete and self.syncing is None and not self.unsynced
 
     def finish(self, state: State) -> Path:
-        """All books in: sync, rename to the final name, mark seeding."""
-        self.sync(state)
-        os.fsync(self.fd)
+        """All books in and durable: rename to the final name, mark seeding."""
+        self.sync_now(state)
         final = final_path(self.part_path, self.library)
         os.rename(self.part_path, final)
         state.set_status(self.record.id, Status.SEEDING, final)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import blake3
@@ -105,11 +106,11 @@ class Library:
     creator: str
     info_bytes: bytes = field(repr=False)
 
-    @property
+    @cached_property
     def id(self) -> bytes:
         return blake3.blake3(self.info_bytes).digest()
 
-    @property
+    @cached_property
     def id_hex(self) -> str:
         return self.id.hex()
 
@@ -140,7 +141,8 @@ class Library:
     def with_hubs(self, hubs: tuple[str, ...]) -> Library:
         """The same library (same id) listing other hubs."""
         _check_hubs(hubs)
-        return Library(**{**self.__dict__, "hubs": hubs})
+        fields = {k: v for k, v in self.__dict__.items() if k not in ("id", "id_hex")}
+        return Library(**{**fields, "hubs": hubs})
 
 
 def make_library(

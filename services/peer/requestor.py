@@ -4,7 +4,8 @@ Each loop turn it (1) re-reads state.db and ``<data>/libs/`` for libraries to
 download, pause or drop; (2) asks the hub for peers through a HubLink worker;
 (3) handshakes new peers on a DEALER each; (4) tops up every peer's request
 window with books from the picker; (5) receives books, verifies, pwrites,
-tells the local Distributor, and fsyncs + persists progress in batches;
+tells the local Distributor, and fsyncs (in a Syncer thread) + persists
+progress in batches;
 (6) expires late requests and unreachable peers (reported to the hub).
 
 Run: ``python -m services.peer.requestor --data-dir D``.
@@ -31,6 +32,7 @@ from services.peer.picker import Picker
 from services.peer.ratelimit import TokenBucket
 from services.peer.remote import Remote
 from services.peer.state import State, Status
+from services.peer.syncer import Syncer
 from services.runtime import config as config_mod
 from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import get_logger, setup_logging
@@ -69,6 +71,8 @@ class Requestor:
                                          config.get("maestro.heartbeat_interval")) if heartbeat else None
         self.poller = zmq.Poller()
         self.poller.register(self.hub.socket, zmq.POLLIN)
+        self.syncer = Syncer(self.ctx)
+        self.poller.register(self.syncer.socket, zmq.POLLIN)
         self.counts = {"books": 0, "bad_books": 0, "peers": 0, "downloads": 0}
         self.running = True
 
@@ -133,7 +137,10 @@ class Requestor:
                 remote.send(framing.cancel(download.id, book))
             remote.books.pop(download.id, None)
             remote.handshake_at.pop(download.id, None)
-        download.sync(self.state)
+        try:
+            download.sync_now(self.state)
+        except OSError as exc:
+            log.error("sync_failed", library=download.library.id_hex, error=str(exc))
         download.close()
         del self.downloads[download.id]
         self.next_peers.pop(download.id, None)
@@ -300,14 +307,15 @@ class Requestor:
             self._deactivate(download, "disk error")
             return
         self.counts["books"] += 1
-        log.debug("book_written", library=download.library.id_hex, book=header.book, endpoint=remote.endpoint)
         for other in download.picker.received(header.book, remote.endpoint):
             peer = self.remotes.get(str(other))
             if peer and peer.window.forget(key):
                 peer.send(framing.cancel(header.library_id, header.book))
         self.push.send(framing.local_notice(wire_pb2.LocalNotice(library_id=download.id, books=[header.book])))
         if download.complete:
-            self._finish(download)
+            log.info("download_verified", library=download.library.id_hex, books=download.library.books,
+                     fetched=download.fetched)
+            self._sync_one(download)
 
     def _finish(self, download: Download) -> None:
         try:
@@ -379,7 +387,9 @@ class Requestor:
             timeout = max(0.0, min(next_reload, next_sync) - now)
             for socket, _ in self.poller.poll(int(min(timeout, 0.1) * 1000)):
                 now = time.monotonic()
-                if socket is self.hub.socket:
+                if socket is self.syncer.socket:
+                    self._synced()
+                elif socket is self.hub.socket:
                     for result in self.hub.results():
                         self._on_hub(result, now)
                 else:
@@ -391,10 +401,28 @@ class Requestor:
 
     def _sync(self) -> None:
         for download in list(self.downloads.values()):
-            try:
-                download.sync(self.state)
-            except OSError as exc:
-                log.error("sync_failed", library=download.library.id_hex, error=str(exc))
+            self._sync_one(download)
+
+    def _sync_one(self, download: Download) -> None:
+        if download.begin_sync():
+            self.syncer.submit(download.id, download.fd)
+        elif download.finishable:
+            self._finish(download)
+
+    def _synced(self) -> None:
+        for library_id, error in self.syncer.results():
+            download = self.downloads.get(library_id)
+            if download is None:
+                continue
+            if error:
+                log.error("sync_failed", library=download.library.id_hex, error=error,
+                          hint="check the disk; progress since the last sync will be fetched again")
+                download.unsynced = [*(download.syncing or ()), *download.unsynced]
+                download.syncing = None
+                continue
+            download.end_sync(self.state)
+            if download.finishable:
+                self._finish(download)
 
     def _counters(self) -> dict[str, int]:
         per_library = {
@@ -412,6 +440,7 @@ class Requestor:
         for remote in list(self.remotes.values()):
             remote.close()
         self.hub.close(timeout=1.0)
+        self.syncer.close()
         if self.heartbeat:
             self.heartbeat.close()
         self.state.close()

@@ -35,6 +35,8 @@ def stuff(tmp_path: Path):
 
 def persisted_books(player: Player, library_id: str) -> set[int]:
     """Books state.db says are written (what a restarted requestor must never fetch again)."""
+    if not (player.data_dir / "state.db").exists():
+        return set()
     conn = sqlite3.connect(f"file:{player.data_dir / 'state.db'}?mode=ro", uri=True)
     try:
         row = conn.execute("SELECT have, books FROM libraries WHERE id = ?", (library_id,)).fetchone()

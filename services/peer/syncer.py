@@ -1,0 +1,60 @@
+"""fdatasync off the Requestor's loop.
+
+Flushing hundreds of megabytes to disk takes seconds; the loop must keep
+receiving meanwhile. The loop hands a *duplicate* file descriptor to this
+worker thread over an inproc PAIR socket (so closing the download's own fd
+can never race with a sync in progress); the worker syncs, closes the
+duplicate and answers with the library id. Only then are the batch's books
+persisted as held.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import zmq
+
+
+class Syncer:
+    def __init__(self, ctx: zmq.Context[Any]) -> None:
+        address = f"inproc://syncer-{id(self)}"
+        self.socket: zmq.Socket[Any] = ctx.socket(zmq.PAIR)
+        self.socket.bind(address)
+        self._thread = threading.Thread(target=_worker, args=(ctx, address), daemon=True, name="syncer")
+        self._thread.start()
+
+    def submit(self, library_id: bytes, fd: int) -> None:
+        """Sync ``fd`` (duplicated here) in the background."""
+        self.socket.send_pyobj((library_id, os.dup(fd)))
+
+    def results(self) -> list[tuple[bytes, str]]:
+        """(library id, error or "") for every finished sync."""
+        out = []
+        while self.socket.poll(0):
+            out.append(self.socket.recv_pyobj())
+        return out
+
+    def close(self, timeout: float = 30.0) -> None:
+        self.socket.send_pyobj(None)
+        self._thread.join(timeout)
+        self.socket.close(linger=0)
+
+
+def _worker(ctx: zmq.Context[Any], address: str) -> None:
+    socket: zmq.Socket[Any] = ctx.socket(zmq.PAIR)
+    socket.connect(address)
+    try:
+        while (job := socket.recv_pyobj()) is not None:
+            library_id, fd = job
+            error = ""
+            try:
+                os.fdatasync(fd)
+            except OSError as exc:
+                error = f"fdatasync failed: {exc.strerror}"
+            finally:
+                os.close(fd)
+            socket.send_pyobj((library_id, error))
+    finally:
+        socket.close(linger=0)
