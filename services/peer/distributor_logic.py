@@ -93,15 +93,22 @@ class DistributorLogic:
 
     # -- messages -------------------------------------------------------------
     def handle(self, identity: bytes, frames: list[bytes], now: float) -> list[Action]:
-        """Answer one message from ``identity`` (its frames after the identity)."""
+        """Answer one message from ``identity`` (its frames after the identity).
+
+        An error reply names the library and book it is about, so the
+        requestor can match it to the request it answers.
+        """
+        about: tuple[bytes, int] = (b"", 0)
         try:
             if len(frames) != 1:
                 raise ProtocolError(ErrorCode.MALFORMED, f"expected 1 frame, got {len(frames)}")
             message = framing.decode(frames[0])
             kind = message.WhichOneof("body")
             if kind == "handshake":
+                about = (message.handshake.library_id, 0)
                 return self._handshake(identity, message.handshake.library_id)
             if kind == "request":
+                about = (message.request.library_id, message.request.book)
                 return self._request(identity, message.request.library_id, message.request.book, now)
             if kind == "cancel":
                 self._cancel(identity, message.cancel.library_id, message.cancel.book)
@@ -109,7 +116,7 @@ class DistributorLogic:
             raise ProtocolError(ErrorCode.UNKNOWN_REQUEST, f"a distributor does not answer {kind!r}")
         except ProtocolError as exc:
             self.counts["errors"] += 1
-            return [Send(identity, framing.error(exc.code, exc.message))]
+            return [Send(identity, framing.error(exc.code, exc.message, *about))]
 
     def _library(self, library_id: bytes) -> Served:
         if len(library_id) != LIBRARY_ID_LEN:
