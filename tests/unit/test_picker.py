@@ -1,0 +1,238 @@
+"""The book picker as readable scenarios.
+
+Scenarios are short strings, one character per book:
+
+- ``have``: ``*`` a book we hold, ``.`` one we lack;
+- ``availability``: how many known peers hold each book (digits);
+- a peer's books: ``*`` it holds the book.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.peer.bitfield import Bitfield
+from services.peer.picker import RANDOM_FIRST, Picker
+
+SEEDS = range(60)
+
+
+def bits(pattern: str) -> Bitfield:
+    field = Bitfield(len(pattern))
+    for index, mark in enumerate(pattern):
+        if mark == "*":
+            field.add(index)
+    return field
+
+
+def books(pattern: str) -> set[int]:
+    return {index for index, mark in enumerate(pattern) if mark == "*"}
+
+
+def make(have: str, availability: str = "", seed: int = 0) -> Picker:
+    picker = Picker(bits(have), random.Random(seed))
+    for index, count in enumerate(availability):
+        picker.peer_has([index] * int(count))
+    return picker
+
+
+def everything(picker: Picker) -> set[int]:
+    return set(range(picker.size))
+
+
+# --- what can be picked ----------------------------------------------------------------------
+
+
+def test_picks_only_books_the_peer_has_and_we_lack() -> None:
+    picker = make("**....", "111111")
+    chosen = picker.pick("A", books("*.*.*."), 10)
+    assert sorted(chosen) == [2, 4]
+    assert picker.in_flight == {2: {"A"}, 4: {"A"}}
+
+
+def test_pick_at_most_n() -> None:
+    picker = make("......", "111111")
+    assert len(picker.pick("A", everything(picker), 3)) == 3
+    assert picker.missing == 6  # in flight is not held
+
+
+@pytest.mark.parametrize("n", [0, -1])
+def test_pick_nothing_when_n_is_not_positive(n: int) -> None:
+    picker = make("....", "1111")
+    assert picker.pick("A", everything(picker), n) == []
+    assert picker.in_flight == {}
+
+
+def test_pick_nothing_when_complete() -> None:
+    picker = make("****", "1111")
+    assert picker.complete
+    assert picker.pick("A", everything(picker), 4) == []
+
+
+def test_a_book_in_flight_is_not_asked_of_a_second_peer_before_endgame() -> None:
+    picker = make("****..", "000011")
+    assert picker.pick("A", books("....*."), 4) == [4]
+    # B holds book 4 only: it is in flight to A, and book 5 is not in flight, so no endgame yet.
+    assert not picker.endgame
+    assert picker.pick("B", books("....*."), 4) == []
+    assert picker.pick("B", books("....**"), 4) == [5]
+
+
+# --- order: random first, then rarest first ------------------------------------------------
+
+
+def test_rarest_first_once_a_few_books_are_held() -> None:
+    picker = make("****......", "0000312132")
+    chosen = picker.pick("A", everything(picker), 6)
+    assert set(chosen[:2]) == {5, 7}  # held by one peer
+    assert set(chosen[2:4]) == {6, 9}  # by two
+    assert set(chosen[4:]) == {4, 8}  # by three
+
+
+def test_random_among_equally_rare_books() -> None:
+    firsts = {make("****....", "00001199", seed).pick("A", books("********"), 1)[0] for seed in SEEDS}
+    assert firsts == {4, 5}
+
+
+@pytest.mark.parametrize(("have", "rarest_only"), [("........", False), ("***.....", False), ("****....", True)])
+def test_the_first_books_are_random(have: str, rarest_only: bool) -> None:
+    """Below RANDOM_FIRST held books, any book may come first; from then on only the rarest."""
+    assert (have.count("*") >= RANDOM_FIRST) == rarest_only
+    availability = "99999199"  # book 5 is the rarest
+    firsts = {make(have, availability, seed).pick("A", books("********"), 1)[0] for seed in SEEDS}
+    if rarest_only:
+        assert firsts == {5}
+    else:
+        assert len(firsts) > 1
+
+
+def test_availability_counts_bitfields_and_haves_and_ignores_out_of_range() -> None:
+    picker = make("...")
+    picker.peer_has([0, 1, 2])
+    picker.peer_has([1])
+    picker.peer_has([-1, 3, 99])
+    assert picker.availability == [1, 2, 1]
+
+
+# --- endgame -----------------------------------------------------------------------------------
+
+
+def test_endgame_asks_a_second_peer_for_books_in_flight() -> None:
+    picker = make("****..", "000022")
+    assert sorted(picker.pick("A", everything(picker), 4)) == [4, 5]
+    assert picker.endgame
+    assert sorted(picker.pick("B", everything(picker), 4)) == [4, 5]
+    assert picker.in_flight == {4: {"A", "B"}, 5: {"A", "B"}}
+
+
+def test_endgame_never_asks_the_same_peer_twice() -> None:
+    picker = make("****..", "000011")
+    picker.pick("A", everything(picker), 4)
+    assert picker.pick("A", everything(picker), 4) == []
+
+
+def test_endgame_only_asks_for_books_the_peer_has() -> None:
+    picker = make("****..", "000021")
+    picker.pick("A", everything(picker), 4)
+    assert picker.pick("B", books("....*."), 4) == [4]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_endgame_prefers_books_requested_from_fewest_peers(seed: int) -> None:
+    picker = make("****..", "000033", seed)
+    picker.pick("A", everything(picker), 2)
+    [first] = picker.pick("B", everything(picker), 1)
+    [second] = picker.pick("C", everything(picker), 1)
+    assert {first, second} == {4, 5}
+
+
+def test_received_names_the_peers_to_cancel() -> None:
+    picker = make("****..", "000033")
+    picker.pick("A", everything(picker), 2)
+    picker.pick("B", everything(picker), 2)
+    picker.pick("C", everything(picker), 2)
+    assert set(picker.received(4, "B")) == {"A", "C"}
+    assert 4 in picker.have and 4 not in picker.in_flight
+    assert picker.missing == 1 and not picker.complete
+    assert set(picker.received(5, "A")) == {"B", "C"}
+    assert picker.complete and not picker.endgame and picker.in_flight == {}
+
+
+def test_received_without_duplicates_cancels_nobody() -> None:
+    picker = make("..", "11")
+    picker.pick("A", everything(picker), 2)
+    assert picker.received(0, "A") == []
+    assert picker.in_flight == {1: {"A"}}
+
+
+# --- peers going away and requests ending ----------------------------------------------------
+
+
+def test_release_makes_a_book_pickable_again() -> None:
+    picker = make("****..", "000011")
+    [book] = picker.pick("A", books("....*."), 1)
+    picker.release(book, "A")
+    assert picker.in_flight == {}
+    assert picker.pick("B", books("....*."), 1) == [4]
+
+
+def test_release_of_an_unknown_request_is_harmless() -> None:
+    picker = make("..", "11")
+    picker.pick("A", everything(picker), 1)
+    before = {k: set(v) for k, v in picker.in_flight.items()}
+    picker.release(0, "nobody")
+    picker.release(1, "A")
+    assert picker.in_flight == before
+
+
+def test_peer_gone_returns_its_requests_and_lowers_availability() -> None:
+    picker = make("****..", "000022")
+    picker.pick("A", everything(picker), 4)
+    picker.pick("B", everything(picker), 1)
+    assert sorted(picker.peer_gone("A", books("....**"))) == [4, 5]
+    assert picker.availability == [0, 0, 0, 0, 1, 1]
+    assert all("A" not in peers for peers in picker.in_flight.values())
+    assert len(picker.in_flight) == 1  # B's request stays
+
+
+def test_peer_gone_never_makes_availability_negative() -> None:
+    picker = make("..", "01")
+    assert picker.peer_gone("A", [0, 1, 1, 7, -2]) == []
+    assert picker.availability == [0, 0]
+
+
+def test_wanted_from() -> None:
+    picker = make("**..", "1111")
+    assert not picker.wanted_from(books("**.."))
+    assert not picker.wanted_from(set())
+    assert picker.wanted_from(books("..*."))
+
+
+# --- properties --------------------------------------------------------------------------------
+
+
+@given(
+    have=st.lists(st.booleans(), min_size=1, max_size=40),
+    peers=st.lists(st.tuples(st.sampled_from("ABCD"), st.sets(st.integers(0, 39)), st.integers(0, 8)), max_size=12),
+    seed=st.integers(0, 2**16),
+)
+def test_picks_are_always_wanted_held_and_bounded(
+    have: list[bool], peers: list[tuple[str, set[int], int]], seed: int
+) -> None:
+    picker = make("".join("*" if h else "." for h in have), seed=seed)
+    for _, peer_books, _ in peers:
+        picker.peer_has(peer_books)
+    for peer, peer_books, n in peers:
+        was_endgame = picker.endgame
+        before = {book: set(who) for book, who in picker.in_flight.items()}
+        chosen = picker.pick(peer, peer_books, n)
+        assert len(chosen) <= n and len(set(chosen)) == len(chosen)
+        for book in chosen:
+            assert book in peer_books and book not in picker.have
+            assert peer not in before.get(book, set())
+            assert was_endgame or book not in before
+            assert peer in picker.in_flight[book]

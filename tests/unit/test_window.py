@@ -1,0 +1,139 @@
+"""The credit window: additive increase per book, halving on busy or timeout, fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.peer.window import Window
+
+LIB = b"L" * 32
+
+
+def key(book: int) -> tuple[bytes, int]:
+    return (LIB, book)
+
+
+def fill(window: Window, count: int, now: float = 0.0, first: int = 0) -> None:
+    for book in range(first, first + count):
+        window.on_send(key(book), now)
+
+
+def test_starts_with_initial_credit() -> None:
+    window = Window(initial=4)
+    assert window.size == 4 and window.credit == 4
+
+
+def test_credit_falls_as_requests_go_out() -> None:
+    window = Window(initial=4)
+    fill(window, 3)
+    assert window.credit == 1
+    fill(window, 2, first=3)
+    assert window.credit == 0  # never negative
+
+
+def test_each_book_adds_one() -> None:
+    window = Window(initial=4, maximum=32)
+    fill(window, 4)
+    assert window.on_book(key(0)) is True
+    assert window.size == 5 and window.credit == 2  # 5 allowed, 3 still out
+
+
+def test_growth_stops_at_maximum() -> None:
+    window = Window(initial=4, maximum=6)
+    for book in range(10):
+        window.on_send(key(book), 0.0)
+        window.on_book(key(book))
+    assert window.size == 6
+
+
+def test_a_book_not_in_flight_does_not_grow_the_window() -> None:
+    window = Window(initial=4)
+    assert window.on_book(key(9)) is False
+    assert window.size == 4
+    fill(window, 1)
+    window.on_book(key(0))
+    assert window.on_book(key(0)) is False  # a late duplicate
+    assert window.size == 5
+
+
+@pytest.mark.parametrize(("start", "after"), [(8, 4.0), (5, 2.5), (1, 1.0)])
+def test_busy_halves_never_below_one(start: int, after: float) -> None:
+    window = Window(initial=start)
+    fill(window, 1)
+    window.on_busy(key(0))
+    assert window.size == after
+    assert window.sent == {}
+
+
+def test_busy_twice_from_one_keeps_one() -> None:
+    window = Window(initial=2)
+    window.on_busy(key(0))
+    window.on_busy(key(1))
+    assert window.size == 1 and window.credit == 1
+
+
+def test_advertised_slots_cap_the_window() -> None:
+    window = Window(initial=8, maximum=32)
+    window.advertise(3)
+    assert (window.limit, window.size) == (3, 3)
+    for book in range(5):
+        window.on_send(key(book), 0.0)
+        window.on_book(key(book))
+    assert window.size == 3
+
+
+def test_advertise_cannot_exceed_maximum() -> None:
+    window = Window(initial=4, maximum=10)
+    window.advertise(1000)
+    assert window.limit == 10 and window.size == 4
+
+
+@pytest.mark.parametrize("slots", [0, -5])
+def test_advertise_ignores_no_slots(slots: int) -> None:
+    window = Window(initial=4, maximum=10)
+    window.advertise(slots)
+    assert (window.limit, window.size) == (10, 4)
+
+
+def test_advertise_higher_later_lets_the_window_grow_again() -> None:
+    window = Window(initial=4, maximum=32)
+    window.advertise(2)
+    window.advertise(16)
+    fill(window, 2)
+    window.on_book(key(0))
+    window.on_book(key(1))
+    assert window.size == 4
+
+
+def test_expired_after_the_timeout_only() -> None:
+    window = Window(initial=8, timeout=15.0)
+    window.on_send(key(0), 100.0)
+    window.on_send(key(1), 105.0)
+    assert window.expired(115.0) == []  # exactly the timeout is not late
+    assert window.size == 8
+    assert window.expired(115.5) == [key(0)]
+    assert window.size == 4
+    assert list(window.sent) == [key(1)]
+
+
+def test_several_expire_together_halve_once() -> None:
+    window = Window(initial=8, timeout=1.0)
+    fill(window, 3, now=0.0)
+    assert sorted(window.expired(2.0)) == [key(0), key(1), key(2)]
+    assert window.size == 4
+    assert window.credit == 4
+
+
+def test_forget_says_whether_it_was_in_flight_and_keeps_size() -> None:
+    window = Window(initial=4)
+    fill(window, 1)
+    assert window.forget(key(0)) is True
+    assert window.forget(key(0)) is False
+    assert window.size == 4 and window.credit == 4
+
+
+def test_keys_are_per_library() -> None:
+    window = Window(initial=4)
+    window.on_send((b"A" * 32, 1), 0.0)
+    assert window.on_book((b"B" * 32, 1)) is False
+    assert window.on_book((b"A" * 32, 1)) is True
