@@ -1,0 +1,309 @@
+"""What the Distributor answers, message by message, on a fake clock.
+
+Libraries are small real ones (16 KiB books); ``have`` patterns are strings,
+``*`` for a book held and ``.`` for one not yet held.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from services.peer.bitfield import Bitfield
+from services.peer.distributor_logic import DistributorLogic, Send, SendBook
+from services.peer.hashing import hash_bytes
+from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, make_library
+from services.wire import framing
+from services.wire.errors import ErrorCode
+from services.wire.pb import wire_pb2
+
+BOOK = MIN_BOOK_SIZE
+ALICE, BOB, CAROL = b"alice", b"bob", b"carol"
+
+
+def library(name: str = "movie.mkv", books: int = 4, tail: int = 100) -> Library:
+    """A library of ``books`` books, the last one ``tail`` bytes long."""
+    size = (books - 1) * BOOK + tail
+    data = bytes((i * 7 + len(name)) % 251 for i in range(size))
+    hashes = b"".join(hash_bytes(HashAlgorithm.BLAKE3, data[i : i + BOOK]) for i in range(0, size, BOOK))
+    return make_library(name=name, size=size, book_size=BOOK, hash_algorithm=HashAlgorithm.BLAKE3,
+                        book_hashes=hashes, hubs=(), created_at=0, creator="test")
+
+
+def bits(pattern: str) -> Bitfield:
+    field = Bitfield(len(pattern))
+    for index, mark in enumerate(pattern):
+        if mark == "*":
+            field.add(index)
+    return field
+
+
+LIB = library()
+
+
+def logic(have: str = "****", *, slots: int = 2, rate: int = 0, lib: Library = LIB) -> DistributorLogic:
+    result = DistributorLogic(slots=slots, upload_rate=rate, now=0.0)
+    result.serve_library(lib, bits(have))
+    return result
+
+
+def one_reply(actions: list[Send | SendBook], identity: bytes) -> wire_pb2.PeerMessage:
+    assert len(actions) == 1
+    [action] = actions
+    assert isinstance(action, Send) and action.identity == identity
+    return framing.decode(action.frame)
+
+
+def error_code(actions: list[Send | SendBook], identity: bytes = ALICE) -> int:
+    message = one_reply(actions, identity)
+    assert message.WhichOneof("body") == "error"
+    return message.error.error.code
+
+
+def request(
+    dist: DistributorLogic, who: bytes, book: int, now: float = 0.0, lib: Library = LIB
+) -> list[Send | SendBook]:
+    return dist.handle(who, [framing.request(lib.id, book)], now)
+
+
+def sent_books(actions: list[Send | SendBook]) -> list[tuple[bytes, int]]:
+    assert all(isinstance(a, SendBook) for a in actions)
+    return [(a.identity, a.book) for a in actions if isinstance(a, SendBook)]
+
+
+# --- handshake ---------------------------------------------------------------------------------
+
+
+def test_handshake_answers_the_bitfield_and_slots() -> None:
+    dist = logic("*.*.", slots=3)
+    reply = one_reply(dist.handle(ALICE, [framing.handshake(LIB.id, b"p" * 16)], 0.0), ALICE)
+    assert reply.WhichOneof("body") == "bitfield"
+    assert reply.bitfield.library_id == LIB.id
+    assert (reply.bitfield.book_count, reply.bitfield.bits, reply.bitfield.upload_slots) == (4, b"\xa0", 3)
+
+
+def test_handshake_for_an_unknown_library_is_not_found_and_names_it() -> None:
+    dist = logic()
+    other = library("other.iso")
+    reply = one_reply(dist.handle(ALICE, [framing.handshake(other.id, b"p" * 16)], 0.0), ALICE)
+    assert reply.error.error.code == ErrorCode.NOT_FOUND
+    assert reply.error.library_id == other.id
+
+
+@pytest.mark.parametrize("library_id", [b"", b"short", b"x" * 33])
+def test_a_library_id_of_the_wrong_length_is_invalid(library_id: bytes) -> None:
+    dist = logic()
+    assert error_code(dist.handle(ALICE, [framing.handshake(library_id, b"")], 0.0)) == ErrorCode.INVALID_ARGUMENT
+    assert error_code(dist.handle(ALICE, [framing.request(library_id, 0)], 0.0)) == ErrorCode.INVALID_ARGUMENT
+
+
+# --- requests and serving ----------------------------------------------------------------------
+
+
+def test_request_is_queued_then_served_with_its_span() -> None:
+    dist = logic()
+    assert request(dist, ALICE, 1) == []
+    assert dist.wait(0.0) == 0.0
+    assert dist.serve(0.0) == [SendBook(ALICE, LIB.id, 1, BOOK, BOOK)]
+    assert dist.wait(0.0) is None
+    assert dist.counts["requests"] == 1 and dist.counts["books_sent"] == 1
+
+
+def test_the_last_book_is_short() -> None:
+    dist = logic()
+    request(dist, ALICE, 3)
+    assert dist.serve(0.0) == [SendBook(ALICE, LIB.id, 3, 3 * BOOK, 100)]
+
+
+def test_unlimited_serving_is_first_come_first_served() -> None:
+    dist = logic(slots=4)
+    for who, book in [(ALICE, 2), (BOB, 0), (ALICE, 0), (CAROL, 2)]:
+        request(dist, who, book)
+    assert sent_books(dist.serve(0.0)) == [(ALICE, 2), (BOB, 0), (ALICE, 0), (CAROL, 2)]
+
+
+def test_a_book_not_held_is_not_found_and_names_the_request() -> None:
+    dist = logic("**..")
+    reply = one_reply(request(dist, ALICE, 2), ALICE)
+    assert reply.error.error.code == ErrorCode.NOT_FOUND
+    assert (reply.error.library_id, reply.error.book) == (LIB.id, 2)
+    assert dist.serve(0.0) == []
+
+
+@pytest.mark.parametrize("book", [4, 1000, 2**32 - 1])
+def test_a_book_out_of_range_is_not_found(book: int) -> None:
+    dist = logic()
+    assert error_code(request(dist, ALICE, book)) == ErrorCode.NOT_FOUND
+    assert dist.serve(0.0) == []
+
+
+def test_a_request_for_an_unknown_library_is_not_found() -> None:
+    dist = logic()
+    assert error_code(request(dist, ALICE, 0, lib=library("other.iso"))) == ErrorCode.NOT_FOUND
+
+
+def test_a_full_queue_answers_busy_with_a_retry_hint() -> None:
+    dist = logic(slots=2)  # queue capacity 8
+    for book in range(8):
+        assert request(dist, ALICE, book % 4) == []
+    reply = one_reply(request(dist, BOB, 1), BOB)
+    assert reply.WhichOneof("body") == "busy"
+    assert (reply.busy.library_id, reply.busy.book) == (LIB.id, 1)
+    assert reply.busy.retry_after_ms > 0
+    assert dist.counts["busy"] == 1 and len(dist.queue) == 8
+    dist.serve(0.0)
+    assert request(dist, BOB, 1) == []  # room again
+
+
+def test_busy_hint_grows_with_the_backlog_when_rate_limited() -> None:
+    dist = logic(slots=1, rate=BOOK)  # capacity 4, a book a second
+    for book in range(4):
+        request(dist, ALICE, book)
+    reply = one_reply(request(dist, BOB, 0), BOB)
+    assert reply.busy.retry_after_ms == 2000  # 4 books queued at one a second, halved
+    assert 50 <= reply.busy.retry_after_ms <= 5000
+
+
+def test_cancel_removes_a_queued_request_silently() -> None:
+    dist = logic(slots=4)
+    request(dist, ALICE, 0)
+    request(dist, ALICE, 1)
+    request(dist, BOB, 1)
+    assert dist.handle(ALICE, [framing.cancel(LIB.id, 1)], 0.0) == []
+    assert sent_books(dist.serve(0.0)) == [(ALICE, 0), (BOB, 1)]
+
+
+def test_cancel_of_nothing_is_silent() -> None:
+    dist = logic()
+    assert dist.handle(ALICE, [framing.cancel(LIB.id, 3)], 0.0) == []
+    assert dist.handle(ALICE, [framing.cancel(b"x", 3)], 0.0) == []
+    assert dist.counts["errors"] == 0
+
+
+# --- rate limiting -------------------------------------------------------------------------------
+
+
+def test_rate_limited_serving_waits_for_tokens() -> None:
+    dist = logic(slots=4, rate=BOOK)  # burst 64 KiB = 4 books, then one a second
+    for book in range(4):
+        request(dist, ALICE, book % 3)
+        request(dist, BOB, book % 3)
+    first = dist.serve(0.0)
+    assert len(first) == 5  # 64 KiB of tokens: four books empty it, a fifth may start at zero
+    assert dist.serve(0.5) == []
+    assert dist.wait(0.5) == pytest.approx(0.5)
+    assert len(dist.serve(1.0)) == 1
+
+
+def test_rate_limited_serving_prefers_books_sent_fewest_times() -> None:
+    dist = logic(slots=4, rate=BOOK)
+    request(dist, ALICE, 0)
+    dist.serve(0.0)  # book 0 sent once
+    dist.bucket.take(10 * BOOK, 0.0)  # spend the burst so one book goes out at a time
+    for who, book in [(BOB, 0), (CAROL, 0), (BOB, 2), (CAROL, 1)]:
+        request(dist, who, book)
+    order = []
+    now = 0.0
+    while dist.queue:
+        now += dist.wait(now) or 0.0
+        order += sent_books(dist.serve(now))
+    assert order == [(BOB, 2), (CAROL, 1), (BOB, 0), (CAROL, 0)]
+    assert dist.served[LIB.id].sent == [3, 1, 1, 0]
+
+
+def test_set_rate_takes_effect_at_once() -> None:
+    dist = logic(slots=4, rate=BOOK)
+    dist.bucket.take(10 * BOOK, 0.0)
+    request(dist, ALICE, 0)
+    assert dist.serve(0.0) == []
+    dist.set_rate(0, 0.0)
+    assert sent_books(dist.serve(0.0)) == [(ALICE, 0)]
+
+
+# --- news of books written locally -----------------------------------------------------------------
+
+
+def test_books_landed_tells_every_subscriber_once() -> None:
+    dist = logic("*...")
+    for who in (ALICE, BOB):
+        dist.handle(who, [framing.handshake(LIB.id, b"")], 0.0)
+    actions = dist.books_landed(LIB.id, [1, 2, 2, 0, 9, -1])
+    assert [a.identity for a in actions if isinstance(a, Send)] == [ALICE, BOB]
+    for action in actions:
+        assert isinstance(action, Send)
+        message = framing.decode(action.frame)
+        assert (message.have.library_id, list(message.have.books)) == (LIB.id, [1, 2])
+    assert dist.books_landed(LIB.id, [1, 2]) == []  # old news
+
+
+def test_a_landed_book_can_be_requested_and_shows_in_a_new_bitfield() -> None:
+    dist = logic("*...")
+    assert error_code(request(dist, ALICE, 2)) == ErrorCode.NOT_FOUND
+    dist.books_landed(LIB.id, [2])
+    assert request(dist, ALICE, 2) == []
+    reply = one_reply(dist.handle(BOB, [framing.handshake(LIB.id, b"")], 0.0), BOB)
+    assert reply.bitfield.bits == b"\xa0"
+
+
+def test_books_landed_for_an_unknown_library_is_ignored() -> None:
+    dist = logic()
+    assert dist.books_landed(library("other.iso").id, [0]) == []
+
+
+def test_subscribers_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("services.peer.distributor_logic.MAX_SUBSCRIBERS", 2)
+    dist = logic("....")
+    for who in (ALICE, BOB, CAROL, ALICE):
+        dist.handle(who, [framing.handshake(LIB.id, b"")], 0.0)
+    actions = dist.books_landed(LIB.id, [0])
+    assert [a.identity for a in actions if isinstance(a, Send)] == [CAROL, ALICE]
+
+
+# --- the catalogue ---------------------------------------------------------------------------------
+
+
+def test_serve_library_refresh_never_forgets_books() -> None:
+    dist = logic("**..")
+    dist.serve_library(LIB, bits("..*."))
+    assert dist.served[LIB.id].have.indices() == [0, 1, 2]
+
+
+def test_drop_library_drops_its_queued_requests() -> None:
+    other = library("other.iso")
+    dist = logic(slots=4)
+    dist.serve_library(other, Bitfield.full(other.books))
+    request(dist, ALICE, 0)
+    request(dist, ALICE, 0, lib=other)
+    dist.drop_library(LIB.id)
+    assert [(a.library_id, a.book) for a in dist.serve(0.0) if isinstance(a, SendBook)] == [(other.id, 0)]
+    assert error_code(request(dist, ALICE, 0)) == ErrorCode.NOT_FOUND
+
+
+# --- garbage ---------------------------------------------------------------------------------------------
+
+
+def versioned(version: int) -> bytes:
+    return wire_pb2.PeerMessage(version=version, request=wire_pb2.Request(library_id=LIB.id)).SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        ([], ErrorCode.MALFORMED),
+        ([framing.request(LIB.id, 0), b""], ErrorCode.MALFORMED),
+        ([b"a", b"b", b"c"], ErrorCode.MALFORMED),
+        ([b"\xff\xfe\xfd"], ErrorCode.MALFORMED),
+        ([framing.request(LIB.id, 0)[:-3]], ErrorCode.MALFORMED),
+        ([b""], ErrorCode.UNSUPPORTED_VERSION),
+        ([versioned(2)], ErrorCode.UNSUPPORTED_VERSION),
+        ([wire_pb2.PeerMessage(version=1).SerializeToString()], ErrorCode.UNKNOWN_REQUEST),
+        ([framing.bitfield(LIB.id, 4, b"\xf0", 1)], ErrorCode.UNKNOWN_REQUEST),
+        ([framing.book_header(LIB.id, 0, 1)], ErrorCode.UNKNOWN_REQUEST),
+        ([b"\x00" * (framing.MAX_CONTROL_FRAME + 1)], ErrorCode.TOO_LARGE),
+    ],
+)
+def test_garbage_gets_an_error_reply_and_nothing_is_queued(frames: list[bytes], code: int) -> None:
+    dist = logic()
+    assert error_code(dist.handle(ALICE, frames, 0.0)) == code
+    assert dist.counts["errors"] == 1
+    assert not dist.queue
+    assert request(dist, ALICE, 0) == []  # still serving
