@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -29,6 +31,7 @@ from services.peer import catalog
 from services.peer.librarifier import librarify
 from services.peer.library import Library, write_library
 from services.runtime import config as config_mod
+from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
 from tools.procs import Proc, ProcessGroup
 
 
@@ -95,8 +98,10 @@ class Player:
 class Swarm:
     """A hub and players in ``root``; use as a context manager so every process ends."""
 
-    def __init__(self, root: Path, *, upload_limit: int = 0, hub_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, root: Path, *, upload_limit: int = 0, hub_args: tuple[str, ...] = (),
+                 maestro: bool = False) -> None:
         self.root = root
+        self.maestro = maestro
         self.group = ProcessGroup(root / "logs")
         self.upload_limit = upload_limit
         self.hub_args = hub_args
@@ -156,13 +161,30 @@ class Swarm:
         write_library(library, config.libs_dir / library.file_name)
 
     def start_player(self, player: Player, services: tuple[str, ...] = ("distributor", "requestor")) -> None:
+        """Start the player's processes: its Maestro, or (without one) the named services directly."""
+        if self.maestro:
+            proc = self.group.start(f"{player.name}-maestro",
+                                    ["-m", "services.supervisor.maestro", "--data-dir", str(player.data_dir)])
+            player.procs.append(proc)
+            return
         for service in services:
             proc = self.group.start(f"{player.name}-{service}",
                                     ["-m", f"services.peer.{service}", "--data-dir", str(player.data_dir)])
             player.procs.append(proc)
 
-    def kill_service(self, player: Player, service: str) -> Proc:
-        """SIGKILL one of a player's processes (a crash); it is no longer tracked."""
+    def child_pids(self, player: Player) -> dict[str, int]:
+        """Pids of a Maestro's running children, from its control socket."""
+        client = ControlClient(player.data_dir / "run", timeout=2.0)
+        return {s.name: s.pid for s in client.services() if s.name != "maestro" and s.pid}
+
+    def kill_service(self, player: Player, service: str) -> Proc | None:
+        """SIGKILL one of a player's processes (a crash). Directly started ones are no longer tracked;
+        under a Maestro the child is killed by pid and the Maestro respawns it."""
+        if self.maestro:
+            pid = self.child_pids(player).get(service)
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+            return None
         proc = next(p for p in player.procs if p.name.endswith(service))
         proc.popen.kill()
         proc.popen.wait(10)
@@ -202,6 +224,27 @@ class Swarm:
         self.group.stop_all()
 
 
+class Chaos:
+    """Kills a random child of a random player now and then (every 0.3-1.5 s)."""
+
+    def __init__(self, swarm: Swarm, players: list[Player], rng: random.Random, enabled: bool) -> None:
+        self.swarm, self.players, self.rng, self.enabled = swarm, players, rng, enabled
+        self.next_at = time.monotonic() + 1.0
+        self.kills: list[str] = []
+
+    def tick(self) -> None:
+        if not self.enabled or time.monotonic() < self.next_at:
+            return
+        self.next_at = time.monotonic() + self.rng.uniform(0.3, 1.5)
+        player = self.rng.choice(self.players)
+        service = self.rng.choice(("distributor", "requestor"))
+        try:
+            self.swarm.kill_service(player, service)
+        except (MaestroNotRunning, ControlError, ProcessLookupError):
+            return
+        self.kills.append(f"{player.name}/{service}")
+
+
 def _summary(swarm: Swarm, library: Library, leechers: list[Player], source_digest: str) -> bool:
     ok = True
     print(f"\n{'player':12} {'seconds':>8} {'MiB/s':>8}  copy")
@@ -230,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--book-size", default=None, help="book size (default: automatic)")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--keep", action="store_true", help="keep the working directory and its logs")
+    parser.add_argument("--chaos", action="store_true",
+                        help="SIGKILL random Distributors/Requestors while the swarm runs (Maestros respawn them)")
+    parser.add_argument("--no-maestro", action="store_true", help="start services directly, without a Maestro")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.peers <= args.seeds:
         parser.error("need at least one seed and one leecher (--peers > --seeds >= 1)")
@@ -241,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         stuff = args.file.absolute() if args.file else root / "stuff.bin"
         if args.file is None:
             make_stuff(stuff, parse_size(args.size))
-        with Swarm(root, upload_limit=parse_size(args.upload_limit)) as swarm:
+        with Swarm(root, upload_limit=parse_size(args.upload_limit), maestro=not args.no_maestro) as swarm:
             print(f"hub on {swarm.start_hub()}; working in {root}")
             players = [swarm.add_player(f"player{i}") for i in range(args.peers)]
             seeds, leechers = players[: args.seeds], players[args.seeds :]
@@ -258,7 +304,10 @@ def main(argv: list[str] | None = None) -> int:
                           TextColumn("{task.fields[status]}")) as bar:
                 tasks = {p.name: bar.add_task(p.name, total=max(library.books, 1), status="") for p in leechers}
 
+                chaos = Chaos(swarm, players, random.Random(), enabled=args.chaos and swarm.maestro)
+
                 def refresh() -> None:
+                    chaos.tick()
                     for p in leechers:
                         have, _, status = p.progress(library.id_hex)
                         full = status == "seeding"
@@ -266,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 swarm.wait_complete(library, leechers, args.timeout, refresh)
             ok = _summary(swarm, library, leechers, file_digest(stuff))
+            if chaos.kills:
+                print(f"chaos: {len(chaos.kills)} services killed with SIGKILL: {', '.join(chaos.kills)}")
     finally:
         if args.keep:
             print(f"kept {root}")

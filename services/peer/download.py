@@ -145,8 +145,8 @@ def partial_path(stuff_path: Path) -> Path:
 def open_partial(library: Library, record: LibraryRecord) -> tuple[int, Path]:
     """Open (creating and preallocating) the partial file of a download."""
     part = partial_path(record.stuff_path)
-    part.parent.mkdir(parents=True, exist_ok=True)
     try:
+        part.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise DiskError(exc.errno, f"cannot create {part}: {exc.strerror}") from exc

@@ -34,6 +34,7 @@ from services.peer.remote import Remote
 from services.peer.state import State, Status
 from services.peer.syncer import Syncer
 from services.runtime import config as config_mod
+from services.runtime import faults
 from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import get_logger, setup_logging
 from services.wire import framing
@@ -453,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--heartbeat", default=None, help="Maestro heartbeat endpoint (ipc://...)")
     args = parser.parse_args(argv)
+    faults.crash_at_start("requestor")
     data_dir = (args.data_dir or config_mod.default_data_dir()).absolute()
     config = config_mod.load(data_dir)
     config.ensure_dirs()

@@ -12,8 +12,8 @@ directory is given, to JSON lines under ``<data>/logs/``:
 from __future__ import annotations
 
 import logging
-import os
 import logging.handlers
+import os
 import sys
 from pathlib import Path
 from typing import Any

@@ -160,3 +160,23 @@ def test_hub_restart_mid_download(swarm, stuff):
     swarm.give(late, library)
     swarm.wait_complete(library, [leecher, late], timeout=120)
     assert_identical(swarm, [leecher, late], library, source)
+
+
+def test_under_maestros_killed_children_respawn_and_every_copy_completes(tmp_path, stuff):
+    source = stuff("chaos.bin", 48 * BOOK)
+    with Swarm(tmp_path / "maestro-swarm", maestro=True) as swarm:
+        swarm.start_hub()
+        seed = swarm.add_player("seed", upload_limit=384 * 1024)
+        leechers = [swarm.add_player(f"l{i}") for i in range(2)]
+        library = swarm.share(seed, source, BOOK)
+        for player in [seed, *leechers]:
+            swarm.start_player(player)
+        for player in leechers:
+            swarm.give(player, library)
+        wait_until(lambda: len(persisted_books(leechers[0], library.id_hex)) >= 4, 60, "the download to start")
+        before = swarm.child_pids(leechers[0])["requestor"]
+        swarm.kill_service(leechers[0], "requestor")
+        swarm.kill_service(seed, "distributor")
+        wait_until(lambda: swarm.child_pids(leechers[0]).get("requestor", before) != before, 5, "a new requestor")
+        swarm.wait_complete(library, leechers, timeout=120)
+        assert_identical(swarm, leechers, library, source)

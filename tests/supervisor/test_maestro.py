@@ -1,0 +1,179 @@
+"""The Maestro with real processes: respawn, hang detection, FATAL, no orphans, one per data dir."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from services.runtime import config as config_mod
+from services.supervisor.control_client import ControlClient, MaestroNotRunning, control_endpoint
+from services.wire.pb import control_pb2
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+        except MaestroNotRunning:
+            value = None
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0): look at its state
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+class Player:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        config = config_mod.load(data_dir)
+        config.set("hub.port", 9)  # nothing listens: announces fail quietly, which is fine here
+        config.ensure_dirs()
+        config.save()
+        self.client = ControlClient(data_dir / "run", timeout=2.0)
+        self.log = open(data_dir / "maestro-test.out", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.supervisor.maestro", "--data-dir", str(data_dir)],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})},
+        )
+
+    def states(self) -> dict[str, control_pb2.ServiceStatus]:
+        return {s.name: s for s in self.client.services()}
+
+    def running(self, name: str) -> control_pb2.ServiceStatus | None:
+        status = self.states().get(name)
+        return status if status is not None and status.state == control_pb2.RUNNING else None
+
+    def wait_running(self, timeout: float = 15.0) -> dict[str, control_pb2.ServiceStatus]:
+        return wait_for(lambda: self.running("distributor") and self.running("requestor") and self.states(),
+                        timeout, "both services RUNNING")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def players(tmp_path: Path) -> Iterator[Callable[..., Player]]:
+    started: list[Player] = []
+
+    def start(name: str = "p", env: dict[str, str] | None = None) -> Player:
+        player = Player(tmp_path / name, env)
+        started.append(player)
+        return player
+
+    yield start
+    for player in started:
+        children = []
+        try:
+            children = [s.pid for s in player.client.services() if s.name != "maestro" and s.pid]
+        except MaestroNotRunning:
+            pass
+        player.stop()
+        for pid in children:
+            wait_for(lambda pid=pid: not alive(pid), 5, f"child {pid} to end")
+
+
+def test_child_killed_is_running_again_within_a_second(players):
+    player = players()
+    before = player.wait_running()["requestor"]
+    os.kill(before.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    after = wait_for(lambda: (s := player.running("requestor")) and s.pid != before.pid and s, 3, "a new requestor")
+    assert time.monotonic() - killed_at <= 1.0
+    assert after.restarts == 1
+    assert player.running("distributor").pid == player.states()["distributor"].pid
+
+
+def test_hung_child_is_detected_killed_and_replaced(players):
+    player = players()
+    before = player.wait_running()["distributor"]
+    os.kill(before.pid, signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    wait_for(lambda: player.states()["distributor"].pid != before.pid, 5, "the hung child to be replaced")
+    detected = time.monotonic() - stopped_at
+    assert detected <= 1.5 + 0.3, f"hang noticed after {detected:.2f}s"
+    wait_for(lambda: not alive(before.pid), 3, "the hung child to be killed")
+    after = wait_for(lambda: (s := player.running("distributor")) and s.pid != before.pid and s, 5, "a new one")
+    assert "hung" in player.states()["distributor"].detail or after.restarts == 1
+
+
+def test_child_crashing_at_start_ends_fatal_and_the_rest_keeps_running(players):
+    player = players(env={"EMMA_FAULT": "crash-at-start:requestor"})
+    fatal = wait_for(lambda: (s := player.states()["requestor"]).state == control_pb2.FATAL and s, 60,
+                     "the requestor to be FATAL")
+    assert fatal.restarts >= 5
+    assert player.proc.poll() is None
+    distributor = player.running("distributor")
+    assert distributor is not None and alive(distributor.pid)
+    time.sleep(0.5)  # FATAL is sticky: no respawn happens afterwards
+    assert player.states()["requestor"].state == control_pb2.FATAL
+
+
+def test_killed_maestro_leaves_no_children(players):
+    player = players()
+    pids = [s.pid for s in player.wait_running().values() if s.name != "maestro"]
+    player.proc.kill()
+    player.proc.wait()
+    wait_for(lambda: not any(alive(pid) for pid in pids), 2.0, "every child to exit")
+
+
+def test_second_maestro_on_the_same_data_dir_refuses(players, tmp_path):
+    player = players()
+    player.wait_running()
+    second = subprocess.run(
+        [sys.executable, "-m", "services.supervisor.maestro", "--data-dir", str(player.data_dir)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert second.returncode == 2
+    assert "already runs" in second.stdout
+    assert player.proc.poll() is None
+
+
+def test_control_socket_answers_garbage_with_an_error_and_keeps_serving(players):
+    player = players()
+    player.wait_running()
+    ctx: zmq.Context[Any] = zmq.Context()
+    socket = ctx.socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.connect(control_endpoint(player.data_dir / "run"))
+    try:
+        for garbage in (b"\xff\xfe\x00garbage", b"", control_pb2.ControlRequest(version=9).SerializeToString()):
+            socket.send_multipart([b"", garbage])
+            assert socket.poll(3000), "no reply to garbage"
+            reply = control_pb2.ControlReply()
+            reply.ParseFromString(socket.recv_multipart()[-1])
+            assert reply.WhichOneof("body") == "error"
+    finally:
+        socket.close(linger=0)
+        ctx.term()
+    assert player.running("distributor") is not None
