@@ -14,6 +14,7 @@ MiB/s for each, the ratio, and the peak RSS of each Emma process.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -72,7 +74,7 @@ def run_emma(root: Path, stuff: Path) -> tuple[float, dict[str, float]]:
     return elapsed, rss
 
 
-LT_SETTINGS = {
+LT_SETTINGS: dict[str, object] = {
     "enable_outgoing_utp": False,
     "enable_incoming_utp": False,
     "enable_dht": False,
@@ -83,12 +85,20 @@ LT_SETTINGS = {
 }
 
 
+def load_libtorrent() -> Any:
+    """The libtorrent module, untyped (its stubs are not installed with the project)."""
+    try:
+        return importlib.import_module("libtorrent")
+    except ImportError as exc:
+        raise SystemExit("libtorrent is not installed: pip install -e '.[bench]' (or use --no-libtorrent)") from exc
+
+
 def lt_role(role: str, torrent: Path, save: Path, port: int, peer_port: int) -> None:
     """Run one libtorrent session (seed or leech); prints JSON lines for the parent."""
-    import libtorrent as lt
-
+    lt = load_libtorrent()
     settings = lt.high_performance_seed()
-    settings.update({**LT_SETTINGS, "listen_interfaces": f"127.0.0.1:{port}"})
+    settings.update(LT_SETTINGS)
+    settings["listen_interfaces"] = f"127.0.0.1:{port}"
     session = lt.session(settings)
     info = lt.torrent_info(str(torrent))
     handle = session.add_torrent({"ti": info, "save_path": str(save)})
@@ -106,8 +116,7 @@ def lt_role(role: str, torrent: Path, save: Path, port: int, peer_port: int) -> 
 
 
 def run_libtorrent(root: Path, stuff: Path) -> float:
-    import libtorrent as lt
-
+    lt = load_libtorrent()
     work = root / "lt"
     (work / "leech").mkdir(parents=True)
     storage = lt.file_storage()

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import zmq
-from conftest import FakeClock, RunningHub, hub_request, recv, wait_for
 
 from services.hub.model import HubLimits
 from services.hub.store_memory import MemoryStore
 from services.wire.pb import common_pb2, hub_pb2
+from tests.contract.conftest import FakeClock, RunningHub, hub_request, recv, wait_for
 
 LIB = bytes(range(32))
 E = common_pb2.ErrorCode

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import zmq
-from conftest import RunningHub
 
 from services.hub.client import (
     AnnounceEvent,
@@ -23,6 +22,7 @@ from services.hub.client import (
 )
 from services.hub.model import HubLimits
 from services.wire.pb import common_pb2
+from tests.contract.conftest import RunningHub
 
 LIB = b"\x01" * 32
 ME = b"\x02" * 16

@@ -100,7 +100,7 @@ def players(tmp_path: Path) -> Iterator[Callable[..., Player]]:
             pass
         player.stop()
         for pid in children:
-            wait_for(lambda pid=pid: not alive(pid), 5, f"child {pid} to end")
+            wait_for(lambda pid=pid: not alive(pid), 5, f"child {pid} to end")  # type: ignore[misc]
 
 
 def test_child_killed_is_running_again_within_a_second(players):

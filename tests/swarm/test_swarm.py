@@ -26,7 +26,7 @@ def assert_identical(swarm: Swarm, players, library, source) -> None:
     want = file_digest(source)
     for player in players:
         path = player.stuff_path(library.id_hex)
-        assert path is not None and path.name == library.name or path.name.startswith(library.name)
+        assert path is not None and path.name.startswith(library.name)
         assert file_digest(path) == want, f"{player.name} has a different copy"
 
 
@@ -118,7 +118,7 @@ def test_requestor_sigkill_resumes_without_refetching(swarm, stuff):
     assert_identical(swarm, [leecher], library, source)
     second = next(p for p in leecher.procs if p.name.endswith("requestor"))
     batches = [e["books"] for e in log_events(leecher, "debug", "books_written") if e.get("pid") == second.pid]
-    refetched = [book for batch in batches for book in batch]  # type: ignore[union-attr]
+    refetched = [int(book) for batch in batches if isinstance(batch, list) for book in batch]
     assert refetched, "the restarted requestor fetched nothing"
     assert not kept & set(refetched), f"books verified before the kill were fetched again: {kept & set(refetched)}"
     assert len(refetched) <= library.books - len(kept)
@@ -135,7 +135,7 @@ def test_seed_leaves_and_leechers_finish_from_each_other(swarm, stuff):
         swarm.give(player, library)
 
     def union_complete() -> bool:
-        held = set().union(*(persisted_books(p, library.id_hex) for p in leechers))
+        held: set[int] = set().union(*(persisted_books(p, library.id_hex) for p in leechers))
         return len(held) == library.books
 
     wait_until(union_complete, 90, "the leechers to hold every book between them")
