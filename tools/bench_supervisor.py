@@ -65,7 +65,7 @@ def trial(client: ControlClient, log: Path, service: str, sig: int) -> tuple[flo
         time.sleep(0.01)
     sent = time.time()
     os.kill(old, sig)
-    while (new := running_pid(client, service)) in (0, old):
+    while running_pid(client, service) in (0, old):
         if time.monotonic() > deadline:
             raise SystemExit(f"{service} was not replaced within 20 s")
         time.sleep(0.005)
