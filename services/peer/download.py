@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.peer.bitfield import Bitfield
-from services.peer.hashing import hash_bytes
 from services.peer.library import Library
 from services.peer.picker import Picker
 from services.peer.state import LibraryRecord, State, Status
@@ -44,6 +43,7 @@ class Download:
     durable: Bitfield = field(init=False)
     unsynced: list[int] = field(default_factory=list)
     syncing: list[int] | None = None
+    verifying: set[int] = field(default_factory=set)
     strikes: dict[str, int] = field(default_factory=dict)
     banned: set[str] = field(default_factory=set)
     bad_books: int = 0
@@ -59,23 +59,9 @@ class Download:
     def complete(self) -> bool:
         return self.picker.complete
 
-    def verify(self, book: int, payload: memoryview | bytes) -> bool:
-        """Whether ``payload`` is exactly book ``book`` of the library."""
-        if not 0 <= book < self.library.books or len(payload) != self.library.book_span(book)[1]:
-            return False
-        return hash_bytes(self.library.hash_algorithm, payload) == self.library.book_hash(book)
-
-    def write(self, book: int, payload: memoryview | bytes) -> None:
-        """pwrite a verified book; raises DiskError."""
-        offset = self.library.book_span(book)[0]
-        view = memoryview(payload)
-        written = 0
-        try:
-            while written < len(view):
-                written += os.pwrite(self.fd, view[written:], offset + written)
-        except OSError as exc:
-            raise DiskError(exc.errno, f"cannot write {self.part_path}: {exc.strerror}") from exc
-        self.downloaded += len(view)
+    def record_written(self, book: int, length: int) -> None:
+        """A verified book is on disk (not yet synced): count it and queue it for the next sync."""
+        self.downloaded += length
         self.fetched += 1
         self.unsynced.append(book)
 
@@ -128,6 +114,17 @@ class Download:
             os.close(self.fd)
         except OSError:
             pass
+
+
+def write_book(fd: int, offset: int, payload: memoryview | bytes) -> None:
+    """pwrite all of ``payload`` at ``offset``; raises DiskError (disk full, I/O error)."""
+    view = memoryview(payload)
+    written = 0
+    try:
+        while written < len(view):
+            written += os.pwrite(fd, view[written:], offset + written)
+    except OSError as exc:
+        raise DiskError(exc.errno, f"cannot write book at offset {offset}: {exc.strerror}") from exc
 
 
 def final_path(part: Path, library: Library) -> Path:

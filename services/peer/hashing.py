@@ -8,7 +8,6 @@ size. Used by the librarifier (make the hashes) and by ``verify``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections import deque
@@ -16,18 +15,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import blake3
-
-from services.peer.library import HashAlgorithm, book_count, book_span
+from services.peer.library import HashAlgorithm, book_count, book_span, hash_bytes
 
 Progress = Callable[[int], None]
-
-
-def hash_bytes(algorithm: HashAlgorithm, data: bytes | memoryview) -> bytes:
-    """Digest of one book's bytes."""
-    if algorithm is HashAlgorithm.BLAKE3:
-        return blake3.blake3(data).digest()
-    return hashlib.sha256(data).digest()
 
 
 def _workers() -> int:

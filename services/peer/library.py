@@ -10,6 +10,7 @@ when a file is read back. Every way a file can be wrong raises
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -52,6 +53,13 @@ class HashAlgorithm(enum.Enum):
         if value == library_pb2.SHA256:
             return cls.SHA256
         raise LibraryError(f"unknown hash algorithm number {value}")
+
+
+def hash_bytes(algorithm: HashAlgorithm, data: bytes | memoryview) -> bytes:
+    """Digest of one book's bytes (both hashes release the GIL on large inputs)."""
+    if algorithm is HashAlgorithm.BLAKE3:
+        return blake3.blake3(data).digest()
+    return hashlib.sha256(data).digest()
 
 
 def book_count(size: int, book_size: int) -> int:
@@ -123,6 +131,15 @@ class Library:
 
     def book_span(self, index: int) -> tuple[int, int]:
         return book_span(index, self.size, self.book_size)
+
+    def verify_book(self, index: int, payload: memoryview | bytes) -> bool:
+        """Whether ``payload`` is exactly book ``index``: right length and right hash.
+
+        Touches only immutable state, so worker threads may call it.
+        """
+        if not 0 <= index < self.books or len(payload) != self.book_span(index)[1]:
+            return False
+        return hash_bytes(self.hash_algorithm, payload) == self.book_hash(index)
 
     @property
     def file_name(self) -> str:

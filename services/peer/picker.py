@@ -18,6 +18,7 @@ requests should be cancelled.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Container, Hashable, Iterable
 
@@ -37,6 +38,11 @@ class Picker:
         self.in_flight: dict[int, set[Peer]] = {}
         self.rng = rng or random.Random()
         self._missing = set(have.missing())
+        ranks = list(range(self.size))
+        self.rng.shuffle(ranks)
+        self._rank = ranks  # random tie-break among equally rare books
+        self._order: list[int] | None = None  # cached pick order; None = rebuild
+        self._start = 0
 
     # -- availability -------------------------------------------------
     def peer_has(self, books: Iterable[int]) -> None:
@@ -44,12 +50,14 @@ class Picker:
         for book in books:
             if 0 <= book < self.size:
                 self.availability[book] += 1
+                self._order = None
 
     def peer_gone(self, peer: Peer, books: Iterable[int]) -> list[int]:
         """Forget a peer: its availability and its requests. Returns books it had in flight."""
         for book in books:
             if 0 <= book < self.size and self.availability[book] > 0:
                 self.availability[book] -= 1
+                self._order = None
         returned = []
         for book, peers in list(self.in_flight.items()):
             if peer in peers:
@@ -68,26 +76,45 @@ class Picker:
 
     @property
     def endgame(self) -> bool:
-        return bool(self._missing) and all(book in self.in_flight for book in self._missing)
+        # in_flight only ever holds missing books, so "every missing book is in flight" is a count
+        return bool(self._missing) and len(self.in_flight) == len(self._missing)
 
     def pick(self, peer: Peer, peer_books: Container[int], n: int) -> list[int]:
         """Up to ``n`` books to request from ``peer``, marking them in flight."""
         if n <= 0 or not self._missing:
             return []
-        fresh = [b for b in self._missing if b not in self.in_flight and b in peer_books]
-        if fresh:
-            chosen = self._order(fresh)[:n]
+        if len(self.have) < RANDOM_FIRST:
+            fresh = [b for b in self._missing if b not in self.in_flight and b in peer_books]
+            self.rng.shuffle(fresh)
+            chosen = fresh[:n]
         else:
+            chosen = self._rarest(peer_books, n)
+        if not chosen:
             chosen = self._endgame_choices(peer, peer_books, n)
         for book in chosen:
             self.in_flight.setdefault(book, set()).add(peer)
         return chosen
 
-    def _order(self, books: list[int]) -> list[int]:
-        self.rng.shuffle(books)
-        if len(self.have) < RANDOM_FIRST:
-            return books
-        return sorted(books, key=self.availability.__getitem__)
+    def _rarest(self, peer_books: Container[int], n: int) -> list[int]:
+        """Walk the missing books in (availability, random rank) order.
+
+        The order is rebuilt only after availability changed; books received
+        since are dropped from its front, books in flight skipped.
+        """
+        if self._order is None:
+            self._order = sorted(self._missing, key=lambda b: (self.availability[b], self._rank[b]))
+            self._start = 0
+        order, start = self._order, self._start
+        while start < len(order) and order[start] not in self._missing:
+            start += 1
+        self._start = start
+        chosen: list[int] = []
+        for book in itertools.islice(order, start, None):
+            if book in self._missing and book not in self.in_flight and book in peer_books:
+                chosen.append(book)
+                if len(chosen) == n:
+                    break
+        return chosen
 
     def _endgame_choices(self, peer: Peer, peer_books: Container[int], n: int) -> list[int]:
         if not self.endgame:

@@ -33,6 +33,7 @@ from services.peer.ratelimit import TokenBucket
 from services.peer.remote import Remote
 from services.peer.state import State, Status
 from services.peer.syncer import Syncer
+from services.peer.writer import Outcome, Written, land
 from services.runtime import config as config_mod
 from services.runtime import faults
 from services.runtime.heartbeat import HeartbeatSender
@@ -43,10 +44,10 @@ from services.wire.pb import wire_pb2
 
 log = get_logger("events")
 slog = get_logger("services")
-RELOAD_SECONDS = 1.0
+RELOAD_SECONDS = 0.25
 SYNC_SECONDS = 0.5
 PEERS_EVERY = 5.0
-PEERS_EVERY_STARVED = 1.0
+PEERS_EVERY_STARVED = 0.5
 SILENT_PEER = 20.0
 HANDSHAKE_ATTEMPTS = 3
 
@@ -219,7 +220,7 @@ class Requestor:
         if kind == "book":
             if len(frames) != 2:
                 raise ProtocolError(ErrorCode.MALFORMED, "a book needs a header and one payload frame")
-            self._on_book(remote, message.book, frames[1].buffer, now)
+            self._on_book(remote, message.book, frames[1])
         elif len(frames) != 1:
             raise ProtocolError(ErrorCode.MALFORMED, f"{kind} must be one frame")
         elif kind == "bitfield":
@@ -234,10 +235,10 @@ class Requestor:
             remote.not_before = now + min(5.0, message.busy.retry_after_ms / 1000)
         elif kind == "error":
             key = (message.error.library_id, message.error.book)
-            if remote.window.forget(key):
+            if message.error.library_id in remote.books and remote.books[message.error.library_id] is None:
+                self._forget_library(remote, message.error.library_id)  # the handshake was refused
+            elif remote.window.forget(key):
                 self._release(key, remote)
-            elif message.error.error.code == ErrorCode.NOT_FOUND:
-                self._forget_library(remote, message.error.library_id)
             log.info("peer_error", endpoint=remote.endpoint, code=ErrorCode.Name(message.error.error.code),
                      message=message.error.error.message)
         else:
@@ -281,38 +282,56 @@ class Requestor:
         fresh = [b for b in message.books if 0 <= b < books.size and books.add(b)]
         download.picker.peer_has(fresh)
 
-    def _on_book(self, remote: Remote, header: wire_pb2.BookHeader, payload: memoryview, now: float) -> None:
+    def _on_book(self, remote: Remote, header: wire_pb2.BookHeader, payload: zmq.Frame) -> None:
         key = (header.library_id, header.book)
         download = self.downloads.get(header.library_id)
-        if not remote.window.on_book(key) or download is None:
+        if not remote.window.arrived(key):
             return  # cancelled, or a late duplicate: not counted, not written
-        if header.book in download.picker.have:
-            download.picker.release(header.book, remote.endpoint)
+        if download is None or header.book in download.picker.have or header.book in download.verifying:
+            remote.window.landed(key)
+            if download is not None:
+                download.picker.release(header.book, remote.endpoint)
             return
-        if not download.verify(header.book, payload):
-            download.picker.release(header.book, remote.endpoint)
-            self.counts["bad_books"] += 1
-            banned = download.strike(remote.endpoint)
-            log.warning("bad_book", library=download.library.id_hex, book=header.book, endpoint=remote.endpoint,
-                        banned=banned)
-            if banned:
-                self._forget_library(remote, download.id)
-            return
-        try:
-            download.write(header.book, payload)
-        except DiskError as exc:
-            download.picker.release(header.book, remote.endpoint)
-            log.error("download_failed", library=download.library.id_hex, error=str(exc),
+        download.verifying.add(header.book)
+        self._on_written(land(download.library, header.book, remote.endpoint, payload, download.fd))
+
+    def _on_written(self, result: Written) -> None:
+        remote = self.remotes.get(result.peer)
+        if remote is not None:
+            remote.window.landed((result.library_id, result.book))
+        download = self.downloads.get(result.library_id)
+        if download is None or result.book not in download.verifying:
+            return  # the download was stopped meanwhile
+        download.verifying.discard(result.book)
+        if result.outcome is Outcome.BAD_HASH:
+            self._bad_book(download, result)
+        elif result.outcome is Outcome.DISK_ERROR:
+            download.picker.release(result.book, result.peer)
+            log.error("download_failed", library=download.library.id_hex, error=result.error,
                       hint="free disk space, then `emma resume`")
             self.state.set_status(download.record.id, Status.ERROR)
             self._deactivate(download, "disk error")
-            return
+        else:
+            self._landed(download, result)
+
+    def _bad_book(self, download: Download, result: Written) -> None:
+        download.picker.release(result.book, result.peer)
+        self.counts["bad_books"] += 1
+        banned = download.strike(result.peer)
+        log.warning("bad_book", library=download.library.id_hex, book=result.book, endpoint=result.peer,
+                    banned=banned)
+        remote = self.remotes.get(result.peer)
+        if banned and remote is not None:
+            self._forget_library(remote, download.id)
+
+    def _landed(self, download: Download, result: Written) -> None:
+        download.record_written(result.book, result.length)
         self.counts["books"] += 1
-        for other in download.picker.received(header.book, remote.endpoint):
+        for other in download.picker.received(result.book, result.peer):
             peer = self.remotes.get(str(other))
-            if peer and peer.window.forget(key):
-                peer.send(framing.cancel(header.library_id, header.book))
-        self.push.send(framing.local_notice(wire_pb2.LocalNotice(library_id=download.id, books=[header.book])))
+            if peer and peer.window.forget((download.id, result.book)):
+                peer.send(framing.cancel(download.id, result.book))
+        self.push.send(framing.local_notice(wire_pb2.LocalNotice(library_id=download.id, books=[result.book])))
         if download.complete:
             log.info("download_verified", library=download.library.id_hex, books=download.library.books,
                      fetched=download.fetched)

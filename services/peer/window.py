@@ -1,6 +1,6 @@
 """Credit-based flow control: how many requests may be in flight to one peer.
 
-The window starts at ``initial`` and grows by one for each book that arrives
+The window starts at ``initial`` and grows by one for each book written
 (additive increase) up to ``maximum`` and the peer's advertised upload slots;
 a busy reply or a timeout halves it (multiplicative decrease), never below 1.
 Pure state: the caller passes ``now`` and the requestor acts on the answers.
@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 @dataclass
 class Window:
     initial: int = 4
-    maximum: int = 32
+    maximum: int = 64
     timeout: float = 15.0
     size: float = field(init=False)
     limit: int = field(init=False)
     sent: dict[tuple[bytes, int], float] = field(default_factory=dict)
+    landing: set[tuple[bytes, int]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.size = float(self.initial)
@@ -32,18 +33,25 @@ class Window:
 
     @property
     def credit(self) -> int:
-        """How many more requests may be sent now."""
-        return max(0, int(self.size) - len(self.sent))
+        """How many more requests may be sent now: a book holds its credit until it is written,
+        so the memory held by received-but-unwritten books is bounded by the window."""
+        return max(0, int(self.size) - len(self.sent) - len(self.landing))
+
+    def arrived(self, key: tuple[bytes, int]) -> bool:
+        """A requested book arrived and goes to be verified and written; False if it was not in flight."""
+        if self.sent.pop(key, None) is None:
+            return False
+        self.landing.add(key)
+        return True
+
+    def landed(self, key: tuple[bytes, int]) -> None:
+        """A book that arrived was written (or rejected): its credit is free again."""
+        if key in self.landing:
+            self.landing.discard(key)
+            self.size = min(float(self.limit), self.size + 1)
 
     def on_send(self, key: tuple[bytes, int], now: float) -> None:
         self.sent[key] = now
-
-    def on_book(self, key: tuple[bytes, int]) -> bool:
-        """A requested book arrived; False if it was not in flight (late or unasked)."""
-        if self.sent.pop(key, None) is None:
-            return False
-        self.size = min(float(self.limit), self.size + 1)
-        return True
 
     def on_busy(self, key: tuple[bytes, int]) -> None:
         self.sent.pop(key, None)

@@ -110,7 +110,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("distributor.port", 0, _port(True), "distributor TCP port (0 = a random free port)"),
         Setting("limits.upload_rate", 0, _non_negative, "upload cap in bytes/s (0 = unlimited)"),
         Setting("limits.download_rate", 0, _non_negative, "download cap in bytes/s (0 = unlimited)"),
-        Setting("limits.upload_slots", 16, _positive, "book requests served at once"),
+        Setting("limits.upload_slots", 64, _positive, "book requests served at once"),
         Setting("maestro.heartbeat_interval", 0.5, _seconds, "seconds between service heartbeats"),
         Setting("paths.downloads", "", _text, "where downloads land (empty = <data>/downloads)"),
     ]

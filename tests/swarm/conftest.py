@@ -40,6 +40,8 @@ def persisted_books(player: Player, library_id: str) -> set[int]:
     conn = sqlite3.connect(f"file:{player.data_dir / 'state.db'}?mode=ro", uri=True)
     try:
         row = conn.execute("SELECT have, books FROM libraries WHERE id = ?", (library_id,)).fetchone()
+    except sqlite3.OperationalError:  # the player has not created its tables yet
+        return set()
     finally:
         conn.close()
     if row is None:

@@ -27,7 +27,7 @@ DEFAULTS = {
     "distributor.port": 0,
     "limits.upload_rate": 0,
     "limits.download_rate": 0,
-    "limits.upload_slots": 16,
+    "limits.upload_slots": 64,
     "maestro.heartbeat_interval": 0.5,
     "paths.downloads": "",
 }

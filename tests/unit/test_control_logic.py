@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from services.peer.bitfield import Bitfield
-from services.peer.hashing import hash_bytes
-from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, make_library, write_library
+from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library, write_library
 from services.peer.state import State, Status
 from services.runtime import config as config_mod
 from services.supervisor.control_logic import ControlLogic, Supervisor

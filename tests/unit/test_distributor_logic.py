@@ -10,8 +10,7 @@ import pytest
 
 from services.peer.bitfield import Bitfield
 from services.peer.distributor_logic import DistributorLogic, Send, SendBook
-from services.peer.hashing import hash_bytes
-from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, make_library
+from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library
 from services.wire import framing
 from services.wire.errors import ErrorCode
 from services.wire.pb import wire_pb2

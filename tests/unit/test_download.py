@@ -11,9 +11,16 @@ import pytest
 
 from services.peer import catalog
 from services.peer.bitfield import Bitfield
-from services.peer.download import BAN_THRESHOLD, DiskError, Download, final_path, open_partial, partial_path
-from services.peer.hashing import hash_bytes
-from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, make_library
+from services.peer.download import (
+    BAN_THRESHOLD,
+    DiskError,
+    Download,
+    final_path,
+    open_partial,
+    partial_path,
+    write_book,
+)
+from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library
 from services.peer.picker import Picker
 from services.peer.state import LibraryRecord, State, Status
 from services.runtime.config import Config
@@ -69,8 +76,9 @@ def download(state: State, config: Config) -> Iterator[Download]:
 def land(download: Download, book: int, peer: str = "A") -> None:
     """What the requestor does with a good book: write it, then tell the picker."""
     payload = book_of(book)
-    assert download.verify(book, payload)
-    download.write(book, payload)
+    assert download.library.verify_book(book, payload)
+    write_book(download.fd, download.library.book_span(book)[0], payload)
+    download.record_written(book, len(payload))
     download.picker.received(book, peer)
 
 
@@ -139,8 +147,8 @@ def test_verify_accepts_exactly_the_right_bytes(algorithm: HashAlgorithm, state:
     fd, part = open_partial(library, record)
     dl = Download(library=library, record=record, picker=Picker(Bitfield(library.books)), fd=fd, part_path=part)
     try:
-        assert [dl.verify(i, book_of(i)) for i in range(3)] == [True, True, True]
-        assert dl.verify(1, memoryview(book_of(1)))
+        assert [dl.library.verify_book(i, book_of(i)) for i in range(3)] == [True, True, True]
+        assert dl.library.verify_book(1, memoryview(book_of(1)))
     finally:
         dl.close()
 
@@ -158,7 +166,7 @@ def test_verify_accepts_exactly_the_right_bytes(algorithm: HashAlgorithm, state:
     ],
 )
 def test_verify_refuses_anything_else(download: Download, book: int, payload: bytes) -> None:
-    assert not download.verify(book, payload)
+    assert not download.library.verify_book(book, payload)
 
 
 # --- write and sync ---------------------------------------------------------------------------------------
@@ -249,7 +257,7 @@ def test_write_to_a_file_that_cannot_be_written_is_a_disk_error(download: Downlo
     download.close()
     download.fd = readonly
     with pytest.raises(DiskError, match="cannot write"):
-        download.write(0, book_of(0))
+        write_book(download.fd, 0, book_of(0))
     assert (download.downloaded, download.fetched, download.unsynced) == (0, 0, [])
 
 

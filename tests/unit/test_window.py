@@ -9,6 +9,13 @@ from services.peer.window import Window
 LIB = b"L" * 32
 
 
+
+def land(window: Window, k: tuple[bytes, int]) -> bool:
+    """A book arrives and is written: what the requestor reports to the window."""
+    arrived = window.arrived(k)
+    window.landed(k)
+    return arrived
+
 def key(book: int) -> tuple[bytes, int]:
     return (LIB, book)
 
@@ -34,7 +41,7 @@ def test_credit_falls_as_requests_go_out() -> None:
 def test_each_book_adds_one() -> None:
     window = Window(initial=4, maximum=32)
     fill(window, 4)
-    assert window.on_book(key(0)) is True
+    assert land(window, key(0)) is True
     assert window.size == 5 and window.credit == 2  # 5 allowed, 3 still out
 
 
@@ -42,17 +49,17 @@ def test_growth_stops_at_maximum() -> None:
     window = Window(initial=4, maximum=6)
     for book in range(10):
         window.on_send(key(book), 0.0)
-        window.on_book(key(book))
+        land(window, key(book))
     assert window.size == 6
 
 
 def test_a_book_not_in_flight_does_not_grow_the_window() -> None:
     window = Window(initial=4)
-    assert window.on_book(key(9)) is False
+    assert land(window, key(9)) is False
     assert window.size == 4
     fill(window, 1)
-    window.on_book(key(0))
-    assert window.on_book(key(0)) is False  # a late duplicate
+    land(window, key(0))
+    assert land(window, key(0)) is False  # a late duplicate
     assert window.size == 5
 
 
@@ -78,7 +85,7 @@ def test_advertised_slots_cap_the_window() -> None:
     assert (window.limit, window.size) == (3, 3)
     for book in range(5):
         window.on_send(key(book), 0.0)
-        window.on_book(key(book))
+        land(window, key(book))
     assert window.size == 3
 
 
@@ -100,8 +107,8 @@ def test_advertise_higher_later_lets_the_window_grow_again() -> None:
     window.advertise(2)
     window.advertise(16)
     fill(window, 2)
-    window.on_book(key(0))
-    window.on_book(key(1))
+    land(window, key(0))
+    land(window, key(1))
     assert window.size == 4
 
 
@@ -135,5 +142,17 @@ def test_forget_says_whether_it_was_in_flight_and_keeps_size() -> None:
 def test_keys_are_per_library() -> None:
     window = Window(initial=4)
     window.on_send((b"A" * 32, 1), 0.0)
-    assert window.on_book((b"B" * 32, 1)) is False
-    assert window.on_book((b"A" * 32, 1)) is True
+    assert land(window, (b"B" * 32, 1)) is False
+    assert land(window, (b"A" * 32, 1)) is True
+
+
+def test_a_book_holds_its_credit_until_written() -> None:
+    window = Window(initial=2, maximum=8)
+    window.on_send(key(0), 0.0)
+    window.on_send(key(1), 0.0)
+    assert window.credit == 0
+    assert window.arrived(key(0))
+    assert window.credit == 0  # received, not yet written: memory still held
+    window.landed(key(0))
+    assert window.credit == 2  # the slot is back and the window grew by one
+    assert window.expired(1000.0) == [key(1)]  # only requests on the network can time out

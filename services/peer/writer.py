@@ -1,0 +1,50 @@
+"""Verify a received book and write it: the one place a book reaches the disk.
+
+``land`` hashes the payload against the library and ``pwrite``s it only when
+it matches, returning what happened as a ``Written`` value for the Requestor
+to act on (count it, strike the sender, or stop on a disk error).
+
+It runs inline in the Requestor's loop. A version on two worker threads was
+measured slower on 2 cores (the loop then fought the workers for the GIL and
+the memory held by books waiting to be written grew), see the closing note
+of the player issue.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from services.peer.download import DiskError, write_book
+from services.peer.library import Library
+
+
+class Outcome(enum.Enum):
+    WRITTEN = "written"
+    BAD_HASH = "bad hash"
+    DISK_ERROR = "disk error"
+
+
+@dataclass(frozen=True)
+class Written:
+    library_id: bytes
+    book: int
+    peer: str
+    length: int
+    outcome: Outcome
+    error: str = ""
+
+
+def land(library: Library, book: int, peer: str, payload: Any, fd: int) -> Written:
+    """Verify ``payload`` (anything memoryview() accepts) as ``book`` and write it into ``fd``."""
+    view = memoryview(payload)
+    try:
+        if not library.verify_book(book, view):
+            return Written(library.id, book, peer, len(view), Outcome.BAD_HASH)
+        write_book(fd, library.book_span(book)[0], view)
+        return Written(library.id, book, peer, len(view), Outcome.WRITTEN)
+    except DiskError as exc:
+        return Written(library.id, book, peer, len(view), Outcome.DISK_ERROR, str(exc))
+    finally:
+        view.release()
