@@ -36,7 +36,7 @@ from services.wire.pb import hub_pb2, wire_pb2
 
 log = get_logger("events")
 slog = get_logger("services")
-RELOAD_SECONDS = 1.0
+RELOAD_SECONDS = 0.25
 ANNOUNCE_DEFAULT = 30.0
 
 

@@ -5,8 +5,14 @@ with a list of outgoing actions: ``Send`` (a control frame) or ``SendBook``
 (the loop reads the book with pread and sends header + payload). Requests are
 queued; ``serve(now)`` releases them while the upload token bucket allows,
 choosing, at a rate-limited player, the queued book sent the fewest times so
-far (a seed spreads books no leecher has yet before repeating any). A full
-queue answers ``busy`` instead of stalling. ``books_landed`` turns a book
+far. A full queue answers ``busy`` instead of stalling.
+
+Spreading (a rate-limited seed): while some books have never been sent, the
+seed's upload is the swarm's scarcest resource, so a request for a book it
+already sent once is answered ``busy`` (the requester gets it from the
+leecher that has it, whose ``have`` it has seen or will see) and the seed
+spends its budget only on books no leecher holds yet. Once every book went
+out once, it serves everything, least-sent first. ``books_landed`` turns a book
 just written by the local Requestor into ``have`` messages for every player
 that handshook for that library.
 """
@@ -24,6 +30,9 @@ from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.ids import LIBRARY_ID_LEN
 
 MAX_SUBSCRIBERS = 4096
+MAX_WAIT = 1.0  # seconds a queued request may be passed over for less-sent books
+QUEUE_SECONDS = 0.5  # under a rate limit, queue about this much upload; beyond it, answer busy
+SPREAD_RETRY_MS = 10
 
 
 @dataclass(frozen=True)
@@ -52,10 +61,21 @@ class Served:
     have: Bitfield
     subscribers: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
     sent: list[int] = field(default_factory=list)
+    unsent: int = 0
     uploaded: int = 0
 
     def __post_init__(self) -> None:
         self.sent = [0] * self.library.books
+        self.unsent = self.library.books
+
+    def record_sent(self, book: int) -> None:
+        if self.sent[book] == 0:
+            self.unsent -= 1
+        self.sent[book] += 1
+
+    def already_spread(self, book: int) -> bool:
+        """A complete holder that still has never-sent books should not send ``book`` again yet."""
+        return self.sent[book] > 0 and self.unsent > 0 and self.have.complete
 
 
 @dataclass(frozen=True)
@@ -63,6 +83,7 @@ class Pending:
     identity: bytes
     library_id: bytes
     book: int
+    queued_at: float = field(default=0.0, compare=False)
 
 
 class DistributorLogic:
@@ -140,11 +161,20 @@ class DistributorLogic:
         served = self._library(library_id)
         if book not in served.have:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"book {book} is not held here")
-        if len(self.queue) >= self.capacity:
+        if self.bucket.rate and served.already_spread(book):
+            self.counts["busy"] += 1  # ask a leecher for this one; other books are welcome at once
+            return [Send(identity, framing.busy(library_id, book, SPREAD_RETRY_MS))]
+        if len(self.queue) >= self._capacity(served):
             self.counts["busy"] += 1
             return [Send(identity, framing.busy(library_id, book, self._retry_ms(served, now)))]
-        self.queue.append(Pending(identity, library_id, book))
+        self.queue.append(Pending(identity, library_id, book, now))
         return []
+
+    def _capacity(self, served: Served) -> int:
+        """Queued requests accepted: under a rate limit, about QUEUE_SECONDS of upload (at least 4)."""
+        if not self.bucket.rate:
+            return self.capacity
+        return max(4, min(self.capacity, int(QUEUE_SECONDS * self.bucket.rate / served.library.book_size)))
 
     def _retry_ms(self, served: Served, now: float) -> int:
         """A hint for a busy reply: about when the queue will have drained."""
@@ -165,20 +195,25 @@ class DistributorLogic:
         """Release queued requests the upload budget allows now."""
         out: list[Action] = []
         while self.queue and self.bucket.ready(now):
-            pending = self._next()
+            pending = self._next(now)
             served = self.served.get(pending.library_id)
             if served is None:
                 continue
+            if self.bucket.rate and served.already_spread(pending.book):
+                self.counts["busy"] += 1
+                out.append(Send(pending.identity, framing.busy(pending.library_id, pending.book, SPREAD_RETRY_MS)))
+                continue
             offset, length = served.library.book_span(pending.book)
             self.bucket.take(length, now)
-            served.sent[pending.book] += 1
+            served.record_sent(pending.book)
             served.uploaded += length
             self.counts["books_sent"] += 1
             out.append(SendBook(pending.identity, pending.library_id, pending.book, offset, length))
         return out
 
-    def _next(self) -> Pending:
-        if not self.bucket.rate or len(self.queue) == 1:
+    def _next(self, now: float) -> Pending:
+        """Least-sent first under a rate limit, but never let a request wait past MAX_WAIT (no starvation)."""
+        if not self.bucket.rate or len(self.queue) == 1 or now - self.queue[0].queued_at > MAX_WAIT:
             return self.queue.popleft()
         best = min(range(len(self.queue)), key=lambda i: self._times_sent(self.queue[i]))
         chosen = self.queue[best]

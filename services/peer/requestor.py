@@ -52,6 +52,16 @@ SILENT_PEER = 20.0
 HANDSHAKE_ATTEMPTS = 3
 
 
+def peers_interval(asks: int, got: int, numwant: int, ok: bool) -> float:
+    """When to ask the hub again: soon and then less often while the swarm is still forming
+    (players join the library at about the same time), every PEERS_EVERY once it has formed."""
+    if not ok or got == 0:
+        return PEERS_EVERY_STARVED
+    if got >= numwant:
+        return PEERS_EVERY
+    return min(PEERS_EVERY, 0.25 * float(2 ** min(asks, 8)))
+
+
 class Requestor:
     def __init__(self, config: config_mod.Config, heartbeat: str | None = None) -> None:
         self.config = config
@@ -67,6 +77,7 @@ class Requestor:
         self.remotes: dict[str, Remote] = {}
         self.by_socket: dict[zmq.Socket[Any], Remote] = {}
         self.next_peers: dict[bytes, float] = {}
+        self.peer_asks: dict[bytes, int] = {}
         self.settings = config_mod.Watcher(config)
         self.bucket = TokenBucket(config.get("limits.download_rate"), time.monotonic())
         self.heartbeat = HeartbeatSender(self.ctx, heartbeat, "requestor",
@@ -126,6 +137,7 @@ class Requestor:
                             downloaded=record.downloaded, fetched=record.fetched)
         self.downloads[library.id] = download
         self.next_peers[library.id] = now
+        self.peer_asks[library.id] = 0
         self.push.send(framing.local_notice(wire_pb2.LocalNotice(library_id=library.id)))
         log.info("download_started", library=record.id, name=library.name, have=len(picker.have),
                  books=library.books)
@@ -174,8 +186,8 @@ class Requestor:
             if job.library_id not in remote.books:
                 remote.handshake(job.library_id, self.player_id, now)
                 added += 1
-        serving = sum(1 for r in self.remotes.values() if r.books.get(job.library_id) is not None)
-        self.next_peers[job.library_id] = now + (PEERS_EVERY if serving and result.ok else PEERS_EVERY_STARVED)
+        asks = self.peer_asks[job.library_id] = self.peer_asks.get(job.library_id, 0) + 1
+        self.next_peers[job.library_id] = now + peers_interval(asks, len(result.peers), job.numwant, result.ok)
 
     def _remote(self, endpoint: str, now: float) -> Remote:
         remote = self.remotes.get(endpoint)

@@ -182,31 +182,69 @@ def test_cancel_of_nothing_is_silent() -> None:
 
 
 def test_rate_limited_serving_waits_for_tokens() -> None:
-    dist = logic(slots=4, rate=BOOK)  # burst 64 KiB = 4 books, then one a second
-    for book in range(4):
-        request(dist, ALICE, book % 3)
-        request(dist, BOB, book % 3)
-    first = dist.serve(0.0)
-    assert len(first) == 5  # 64 KiB of tokens: four books empty it, a fifth may start at zero
+    dist = logic("***.", slots=4, rate=BOOK)  # burst 64 KiB = 4 books, then one a second; queue of 4
+    for who, book in [(ALICE, 0), (ALICE, 1), (ALICE, 2), (BOB, 0)]:
+        request(dist, who, book)
+    assert len(dist.serve(0.0)) == 4  # the burst empties exactly
+    request(dist, BOB, 1)
+    request(dist, BOB, 2)
+    assert len(dist.serve(0.0)) == 1  # a balance of zero may start one more book
     assert dist.serve(0.5) == []
     assert dist.wait(0.5) == pytest.approx(0.5)
     assert len(dist.serve(1.0)) == 1
 
 
 def test_rate_limited_serving_prefers_books_sent_fewest_times() -> None:
-    dist = logic(slots=4, rate=BOOK)
+    dist = logic("***.", slots=4, rate=BOOK)  # a partial holder: no spreading, just least-sent first
     request(dist, ALICE, 0)
     dist.serve(0.0)  # book 0 sent once
     dist.bucket.take(10 * BOOK, 0.0)  # spend the burst so one book goes out at a time
+    now = dist.bucket.wait(0.0)
     for who, book in [(BOB, 0), (CAROL, 0), (BOB, 2), (CAROL, 1)]:
-        request(dist, who, book)
+        request(dist, who, book, now)
     order = []
-    now = 0.0
     while dist.queue:
         now += dist.wait(now) or 0.0
         order += sent_books(dist.serve(now))
     assert order == [(BOB, 2), (CAROL, 1), (BOB, 0), (CAROL, 0)]
     assert dist.served[LIB.id].sent == [3, 1, 1, 0]
+
+
+def test_a_request_passed_over_for_a_second_is_served_next() -> None:
+    dist = logic("***.", slots=4, rate=BOOK)
+    request(dist, ALICE, 0)
+    dist.serve(0.0)
+    dist.bucket.take(10 * BOOK, 0.0)
+    request(dist, BOB, 0, 0.0)  # book 0 already sent: normally passed over
+    request(dist, CAROL, 1, 0.0)
+    now = dist.bucket.wait(0.0)  # six seconds later: Bob has waited long enough
+    assert sent_books(dist.serve(now)) == [(BOB, 0)]
+
+
+def test_a_rate_limited_seed_spreads_books_no_one_has_before_repeating_any() -> None:
+    dist = logic("****", slots=4, rate=4 * BOOK)
+    request(dist, ALICE, 0)
+    assert sent_books(dist.serve(0.0)) == [(ALICE, 0)]
+    reply = one_reply(request(dist, BOB, 0), BOB)  # book 0 already went out once; 1..3 never did
+    assert reply.WhichOneof("body") == "busy" and reply.busy.retry_after_ms <= 50
+    assert request(dist, BOB, 1) == []  # a never-sent book is queued as usual
+    for book in (2, 3):
+        request(dist, CAROL, book)
+    dist.serve(10.0)
+    assert dist.served[LIB.id].unsent == 0
+    assert request(dist, BOB, 0, 10.0) == []  # every book went out once: repeats are served again
+    assert sent_books(dist.serve(20.0)) == [(BOB, 0)]
+
+
+def test_spreading_is_only_for_a_rate_limited_complete_holder() -> None:
+    unlimited = logic("****", slots=4)
+    request(unlimited, ALICE, 0)
+    unlimited.serve(0.0)
+    assert request(unlimited, BOB, 0) == []
+    partial = logic("***.", slots=4, rate=4 * BOOK)
+    request(partial, ALICE, 0)
+    partial.serve(0.0)
+    assert request(partial, BOB, 0) == []
 
 
 def test_set_rate_takes_effect_at_once() -> None:

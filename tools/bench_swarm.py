@@ -1,0 +1,99 @@
+"""1 seed + N leechers, every player's upload capped at U: how close to the bound?
+
+    python tools/bench_swarm.py --leechers 16 --size 32M --upload 2M
+
+The Kumar-Ross lower bound for distributing F bytes from one seed to N
+leechers when every upload is U is max(F/U, N*F/((N+1)*U)) = F/U: no swarm
+can finish sooner. A client-server copy takes N*F/U. The clock starts when
+every player is up and the library is handed to all leechers at once; each
+leecher's time is its ``download_verified`` event (every book verified and
+written). U is chosen so the aggregate, (N+1)*U, stays far below what the two
+cores can move (a single pair moves several hundred MiB/s here), so the caps,
+not the CPU, set the pace. Prints each completion time, the last one divided
+by F/U, and 16 F/U for scale. Target: at most 1.15x the bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tools.swarm import Player, Swarm, file_digest, make_stuff, parse_size
+
+
+def verified_at(player: Player) -> float | None:
+    log = player.data_dir / "logs" / "events.log"
+    if not log.exists():
+        return None
+    for line in log.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("event") == "download_verified":
+            return datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp()
+    return None
+
+
+def wait_serving(players: list[Player], timeout: float = 120.0) -> None:
+    """Every distributor has bound its port (and so announced at its first loop turn)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all((p.data_dir / "run" / "distributor.endpoint").exists() for p in players):
+            return
+        time.sleep(0.1)
+    raise SystemExit("not every player started within the timeout")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leechers", type=int, default=16)
+    parser.add_argument("--size", default="32M", help="F, the stuff size")
+    parser.add_argument("--upload", default="2M", help="U, every player's upload cap in bytes/s")
+    parser.add_argument("--book-size", default="64K")
+    parser.add_argument("--keep", action="store_true", help="keep the working directory")
+    args = parser.parse_args(argv)
+    size, upload = parse_size(args.size), parse_size(args.upload)
+    bound = size / upload
+    root = Path(tempfile.mkdtemp(prefix="emma-bench-swarm-"))
+    with Swarm(root, upload_limit=upload) as swarm:
+        swarm.start_hub()
+        stuff = root / "stuff.bin"
+        make_stuff(stuff, size)
+        seed = swarm.add_player("seed")
+        leechers = [swarm.add_player(f"leecher{i:02}") for i in range(args.leechers)]
+        library = swarm.share(seed, stuff, parse_size(args.book_size))
+        for player in [seed, *leechers]:
+            swarm.start_player(player)
+        wait_serving([seed, *leechers])
+        time.sleep(2.0)  # the seed's first announce is in; start-up CPU has settled
+        started = time.time()
+        for player in leechers:
+            swarm.give(player, library)
+        swarm.wait_complete(library, leechers, timeout=max(120.0, 6 * bound))
+        times = sorted((verified_at(p) or float("nan")) - started for p in leechers)
+        digest = file_digest(stuff)
+        identical = all(file_digest(p.stuff_path(library.id_hex) or stuff) == digest for p in leechers)
+    print(f"F = {size / 2**20:.1f} MiB in {library.books} books, U = {upload / 2**20:.2f} MiB/s per player, "
+          f"{args.leechers} leechers; aggregate upload capacity {(args.leechers + 1) * upload / 2**20:.1f} MiB/s")
+    print("completion times (s): " + " ".join(f"{t:.2f}" for t in times))
+    last = times[-1]
+    print(f"Kumar-Ross bound F/U = {bound:.2f} s; client-server {args.leechers} F/U = {args.leechers * bound:.2f} s")
+    print(f"last leecher done after {last:.2f} s = {last / bound:.3f}x the bound (target <= 1.15x); "
+          f"copies {'identical' if identical else 'DIFFER'}")
+    if args.keep:
+        print(f"kept {root}")
+    else:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+    return 0 if identical and last / bound <= 1.15 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
