@@ -7,8 +7,10 @@ clock starts when the leecher is handed the library and stops when its
 state.db says seeding (every book verified and written). libtorrent (the
 ``libtorrent`` package, installed with ``pip install -e '.[bench]'``): two
 sessions in two processes, TCP only, uTP off, the high-performance-seed
-settings; the clock starts after the seeder has finished checking. Prints
-MiB/s for each, the ratio, and the peak RSS of each Emma process.
+settings; the clock starts after the seeder has finished checking. Also, as
+the machine's reference, a bare pyzmq pread/send/recv/BLAKE3/pwrite pipeline
+(tools/bare_pipeline.py). Prints MiB/s for each, the ratios, and the peak RSS
+of each Emma process.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tools import bare_pipeline
 from tools.swarm import Swarm, file_digest, make_stuff, parse_size
 
 
@@ -161,9 +164,14 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         stuff = root / "stuff.bin"
         make_stuff(stuff, size)
+        bare_seconds = bare_pipeline.run(stuff, root / "bare.bin")
+        (root / "bare.bin").unlink()
+        bare_rate = mib / bare_seconds
+        print(f"bare pyzmq pipeline (reference) {bare_seconds:7.2f} s  {bare_rate:8.1f} MiB/s")
         emma_seconds, rss = run_emma(root, stuff)
         emma_rate = mib / emma_seconds
-        print(f"emma        {emma_seconds:7.2f} s  {emma_rate:8.1f} MiB/s")
+        versus = f"{emma_rate / bare_rate:.2f}x the bare pipeline"
+        print(f"emma        {emma_seconds:7.2f} s  {emma_rate:8.1f} MiB/s  ({versus})")
         for name, peak in rss.items():
             print(f"  peak RSS {name:22} {peak:7.1f} MiB")
         if not args.no_libtorrent:
