@@ -150,11 +150,14 @@ class ControlLogic:
 
     def set_rates(self, rates: control_pb2.SetRates) -> str:
         try:
-            self.config.set("limits.upload_rate", rates.upload_rate)
-            self.config.set("limits.download_rate", rates.download_rate)
+            # From disk, not the copy loaded at start: saving that would undo `emma settings set` since.
+            fresh = config_mod.load(self.config.data_dir)
+            fresh.set("limits.upload_rate", rates.upload_rate)
+            fresh.set("limits.download_rate", rates.download_rate)
         except config_mod.ConfigError as exc:
             raise ProtocolError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
-        self.config.save()
+        fresh.save()
+        self.config.values = fresh.values
         return f"upload {rates.upload_rate or 'unlimited'} B/s, download {rates.download_rate or 'unlimited'} B/s"
 
 
