@@ -11,10 +11,9 @@ import typer
 
 from services.cli.context import cli_context, fail
 from services.cli.progress import byte_progress
-from services.peer import catalog
-from services.peer.librarifier import librarify, stuff_size, verify
-from services.peer.library import HashAlgorithm, Library, LibraryError, read_library, write_library
-from services.wire.ids import InvalidEndpoint, parse_endpoint
+from services.cli.sharing import ShareError, parse_algorithm, share_file
+from services.peer.librarifier import verify
+from services.peer.library import Library, LibraryError, read_library
 
 lib_app = typer.Typer(help="Inspect and verify library (.lib) files.", no_args_is_help=True)
 
@@ -33,33 +32,13 @@ def share(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Librarify FILE: write lib_<id>.lib and seed FILE from this player."""
-    cli = cli_context(ctx)
-    config = cli.config()
+    config = cli_context(ctx).config()
     try:
-        algorithm = HashAlgorithm(hash.lower())
-    except ValueError:
-        fail(f"unknown hash {hash!r}: use blake3 or sha256")
-    hubs = tuple(hub) if hub else (config.hub_endpoint,)
-    for endpoint in hubs:
-        try:
-            parse_endpoint(endpoint)
-        except InvalidEndpoint as exc:
-            fail(str(exc))
-    path = file.expanduser().absolute()
-    started = time.monotonic()
-    try:
-        total = stuff_size(path)
-        with byte_progress(f"hashing {path.name}", total) as advance:
-            library = librarify(path, hubs=hubs, book_size=book_size, algorithm=algorithm, progress=advance)
-    except LibraryError as exc:
+        done = share_file(config, file, hubs=tuple(hub or ()), book_size=book_size, algorithm=parse_algorithm(hash),
+                          out=out)
+    except ShareError as exc:
         fail(str(exc))
-    elapsed = time.monotonic() - started
-    target = out if out is not None else config.libs_dir / library.file_name
-    try:
-        write_library(library, target)
-        catalog.record_shared(config, library, target, path)
-    except OSError as exc:
-        fail(f"cannot write {target}: {exc.strerror or exc}")
+    library, target, elapsed = done.library, done.lib_path, done.seconds
     if json_out:
         typer.echo(json.dumps({"id": library.id_hex, "path": str(target), "name": library.name,
                                "size": library.size, "books": library.books, "seconds": round(elapsed, 3),

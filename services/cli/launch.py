@@ -1,0 +1,120 @@
+"""Starting a player in the background and stopping it: shared by ``emma peer`` and the console.
+
+``start_in_background`` spawns ``python -m services.supervisor.maestro`` in its
+own session (it outlives the command that started it) and returns once the
+Maestro reports both services RUNNING. ``stop`` asks the Maestro to shut down
+and waits until its process is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from services.runtime.config import Config
+from services.supervisor.control_client import ControlClient, MaestroNotRunning
+from services.wire.pb import control_pb2
+
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 20.0
+SERVICES = ("distributor", "requestor")
+
+
+class PlayerError(RuntimeError):
+    """The player could not be started or stopped; the message says what to do."""
+
+
+def is_running(run_dir: Path) -> bool:
+    """Whether a Maestro answers on this data directory's control socket."""
+    try:
+        ControlClient(run_dir, timeout=1.0).services()
+    except MaestroNotRunning:
+        return False
+    return True
+
+
+def maestro_pid(run_dir: Path) -> int:
+    """The pid in ``run/maestro.pid``, or 0 when there is none."""
+    try:
+        return int((run_dir / "maestro.pid").read_text().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+def start_in_background(config: Config, timeout: float = START_TIMEOUT) -> int:
+    """Start this data directory's player detached; return the Maestro's pid once its services run."""
+    data_dir, run_dir = config.data_dir, config.run_dir
+    if is_running(run_dir):
+        raise PlayerError(f"a player already runs for {data_dir}; stop it with `emma peer stop`")
+    config.ensure_dirs()
+    out_path = data_dir / "logs" / "maestro.out"
+    pid = _spawn_detached(out_path, [sys.executable, "-m", "services.supervisor.maestro", "--data-dir", str(data_dir)])
+    client = ControlClient(run_dir, timeout=1.0)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            raise PlayerError(f"the player exited at start; see {out_path}")
+        if _services_running(client):
+            return pid
+        time.sleep(0.1)
+    raise PlayerError(f"the player did not report its services running within {timeout:g} s; "
+                      f"see {data_dir / 'logs'}")
+
+
+# A throwaway parent: it starts the Maestro in a new session and exits, so the Maestro is
+# nobody's child here (no zombie, no Popen left to reap) and outlives this command.
+_LAUNCHER = """
+import subprocess, sys
+with open(sys.argv[1], "ab") as out:
+    proc = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+print(proc.pid)
+"""
+
+
+def _spawn_detached(out_path: Path, argv: list[str]) -> int:
+    try:
+        done = subprocess.run([sys.executable, "-c", _LAUNCHER, str(out_path), *argv], capture_output=True,
+                              text=True, timeout=30, stdin=subprocess.DEVNULL, check=True)
+        return int(done.stdout.strip())
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raise PlayerError(f"cannot start the player: {exc}") from exc
+
+
+def _services_running(client: ControlClient) -> bool:
+    try:
+        states = {s.name: s.state for s in client.services()}
+    except MaestroNotRunning:
+        return False
+    return all(states.get(name) == control_pb2.RUNNING for name in SERVICES)
+
+
+def stop(run_dir: Path, timeout: float = STOP_TIMEOUT) -> None:
+    """Ask the Maestro to shut down and wait until its process has exited.
+
+    Raises MaestroNotRunning when no player runs, PlayerError when it outlives ``timeout``.
+    """
+    pid = maestro_pid(run_dir)
+    ControlClient(run_dir).shutdown()
+    deadline = time.monotonic() + timeout
+    while pid and alive(pid):
+        if time.monotonic() > deadline:
+            raise PlayerError(f"the player (pid {pid}) still runs after {timeout:g} s; end it with `kill {pid}`")
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie waiting to be reaped counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

@@ -1,0 +1,118 @@
+"""Shared helpers for the CLI tests: the typer runner, one-line errors, real processes ended by pid."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner, Result
+
+from services.cli.app import app
+from services.cli.launch import alive, maestro_pid
+from services.runtime import config as config_mod
+
+runner = CliRunner()
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
+
+
+def emma(data: Path, *args: str, stdin: str | None = None) -> Result:
+    return runner.invoke(app, ["--data-dir", str(data), *args], input=stdin)
+
+
+def assert_one_line_error(result: Result, text: str, code: int = 2) -> None:
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert text in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def configure(data: Path, **values: object) -> config_mod.Config:
+    """Write a config for ``data`` (keys with '_' for '.', e.g. hub_port=7071)."""
+    config = config_mod.load(data)
+    for key, value in values.items():
+        config.set(key.replace("_", ".", 1), value)
+    config.ensure_dirs()
+    config.save()
+    return config
+
+
+def stop_maestro(data: Path, timeout: float = 20.0) -> None:
+    """End the Maestro of ``data`` (started in the background by a test or a console) by its pid."""
+    pid = maestro_pid(data / "run")
+    if not pid or not alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+
+
+class Hub:
+    """``python -m services.hub`` on a random loopback port with a memory store; ended by pid."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.log = open(root / "hub.err", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.hub", "--bind", "tcp://127.0.0.1:0", "--db", str(root / "hub.db"),
+             "--store", "memory", "--data-dir", str(root)],
+            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL,
+        )
+        self.endpoint = self._read_endpoint(timeout=20.0)
+        self.ip, port = self.endpoint.removeprefix("tcp://").rsplit(":", 1)
+        self.port = int(port)
+
+    def _read_endpoint(self, timeout: float) -> str:
+        assert self.proc.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline, seen = time.monotonic() + timeout, b""
+        try:
+            while time.monotonic() < deadline:
+                if selector.select(max(0.0, deadline - time.monotonic())):
+                    chunk = os.read(self.proc.stdout.fileno(), 4096)
+                    if not chunk:
+                        break
+                    seen += chunk
+                    match = re.search(rb"hub listening on (tcp://\S+)", seen)
+                    if match:
+                        return match.group(1).decode()
+        finally:
+            selector.close()
+        self.stop()
+        raise AssertionError(f"the hub did not say where it listens: {seen!r}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.log.close()

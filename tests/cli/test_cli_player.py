@@ -1,0 +1,222 @@
+"""Commands that talk to a player (peer, services, downloads, get, pause, resume, remove): against a real
+Maestro started with `emma peer --detach`, and against none."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.cli.launch import alive, maestro_pid
+from services.runtime import config as config_mod
+from services.supervisor.control_client import ControlClient
+from tests.cli.helpers import assert_one_line_error, configure, emma, stop_maestro, wait_for
+
+BOOK = 16 * 1024
+
+
+def make_file(folder: Path, name: str, size: int = 5 * BOOK, seed: int = 1) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(bytes((i * seed + i // 7) % 251 for i in range(size)))
+    return path
+
+
+def foreign_library(root: Path, name: str, seed: int) -> tuple[Path, str]:
+    """A library made by another data directory (so the player under test must download it)."""
+    other = root / f"maker-{name}"
+    lib = root / f"{name}.lib"
+    result = emma(other, "share", str(make_file(root / "files", name, seed=seed)), "--book-size", str(BOOK),
+                  "--out", str(lib), "--json")
+    assert result.exit_code == 0, result.output
+    return lib, json.loads(result.stdout)["id"]
+
+
+def downloads(data: Path) -> dict[str, dict[str, object]]:
+    result = emma(data, "downloads", "--json")
+    assert result.exit_code == 0, result.output
+    return {str(row["id"]): row for row in json.loads(result.stdout)}
+
+
+def services(data: Path) -> dict[str, dict[str, object]]:
+    result = emma(data, "services", "--json")
+    assert result.exit_code == 0, result.output
+    return {str(row["name"]): row for row in json.loads(result.stdout)}
+
+
+# --- no player --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["peer", "status"], ["peer", "status", "--json"], ["services"], ["services", "--json"],
+     ["services", "--start", "requestor"], ["downloads"], ["downloads", "--json"], ["pause", "ab12"],
+     ["resume", "ab12"], ["remove", "ab12", "--json"]],
+)
+def test_without_a_player_commands_say_how_to_start_one(tmp_path: Path, args: list[str]) -> None:
+    data = tmp_path / "data"
+    result = emma(data, *args)
+    assert_one_line_error(result, f"no player runs for {data}; start one with `emma peer --detach`")
+    assert result.stdout == ""
+
+
+def test_get_without_a_player(tmp_path: Path) -> None:
+    lib, _ = foreign_library(tmp_path, "a.bin", seed=3)
+    assert_one_line_error(emma(tmp_path / "data", "get", str(lib)), "no player runs for")
+
+
+def test_peer_stop_without_a_player(tmp_path: Path) -> None:
+    assert_one_line_error(emma(tmp_path / "data", "peer", "stop"), "no player runs for")
+
+
+def test_get_a_file_that_is_no_library(tmp_path: Path) -> None:
+    (tmp_path / "junk.lib").write_bytes(b"not a library")
+    assert_one_line_error(emma(tmp_path / "data", "get", str(tmp_path / "junk.lib")), "junk.lib")
+    assert_one_line_error(emma(tmp_path / "data", "get", str(tmp_path / "none.lib")), "none.lib")
+
+
+# --- a real player ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def player(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    data = tmp_path_factory.mktemp("player") / "data"
+    configure(data, hub_port=9)  # nothing listens there: announces fail quietly
+    try:
+        result = emma(data, "peer", "--detach")
+        assert result.exit_code == 0, result.output
+        yield data
+    finally:
+        stop_maestro(data)
+
+
+@pytest.mark.slow
+def test_detach_reports_the_pid_and_refuses_a_second_player(player: Path) -> None:
+    pid = maestro_pid(player / "run")
+    assert pid and alive(pid)
+    assert_one_line_error(emma(player, "peer", "--detach"), f"a player already runs for {player}")
+    assert_one_line_error(emma(player, "peer", "start", "--detach"), "a player already runs")
+    foreground = subprocess.run([sys.executable, "-m", "services.cli.app", "--data-dir", str(player), "peer"],
+                                capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert foreground.returncode == 2
+    assert foreground.stderr.strip().startswith(f"error: a player already runs for {player} (pid {pid})")
+
+
+@pytest.mark.slow
+def test_status_and_services(player: Path) -> None:
+    rows = services(player)
+    assert list(rows) == ["maestro", "distributor", "requestor"]
+    assert all(row["state"] == "RUNNING" and int(str(row["pid"])) > 0 for row in rows.values())
+    assert rows["maestro"]["pid"] == maestro_pid(player / "run")
+    status = emma(player, "peer", "status", "--json")
+    assert status.exit_code == 0 and [r["name"] for r in json.loads(status.stdout)] == list(rows)
+    text = emma(player, "peer", "status")
+    assert text.exit_code == 0
+    lines = text.stdout.splitlines()
+    assert lines[0].split() == ["service", "state", "pid", "uptime", "restarts", "detail"]
+    assert [line.split()[:2] for line in lines[1:]] == [[name, "RUNNING"] for name in rows]
+
+
+@pytest.mark.slow
+def test_services_stop_and_start_one(player: Path) -> None:
+    stopped = emma(player, "services", "--stop", "requestor")
+    assert stopped.exit_code == 0 and stopped.stdout.startswith("stopped requestor")
+    assert services(player)["requestor"]["state"] == "OFF"
+    started = emma(player, "services", "--start", "requestor", "--json")
+    assert started.exit_code == 0
+    assert started.stderr.startswith("started requestor")  # with --json, stdout is only the JSON
+    assert json.loads(started.stdout)[2]["name"] == "requestor"
+    wait_for(lambda: services(player)["requestor"]["state"] == "RUNNING", 15, "the requestor running again")
+
+
+@pytest.mark.slow
+def test_services_unknown_name(player: Path) -> None:
+    assert_one_line_error(emma(player, "services", "--start", "janitor"), "start: no service 'janitor'")
+
+
+@pytest.mark.slow
+def test_shared_file_is_listed_as_seeding(player: Path, tmp_path: Path) -> None:
+    shared = emma(player, "share", str(make_file(tmp_path, "seeded.bin", seed=5)), "--book-size", str(BOOK),
+                  "--json")
+    library_id = json.loads(shared.stdout)["id"]
+    row = downloads(player)[library_id]
+    assert (row["name"], row["state"], row["progress"], row["books"], row["have"]) == ("seeded.bin", "seeding",
+                                                                                      100.0, 5, 5)
+    text = emma(player, "downloads")
+    assert text.stdout.splitlines()[0].split() == ["id", "name", "size", "progress", "down/s", "up/s", "peers",
+                                                   "state"]
+    line = next(line for line in text.stdout.splitlines() if line.startswith(library_id[:12]))
+    assert "seeded.bin" in line and line.endswith("seeding") and "100.0%" in line
+    assert_one_line_error(emma(player, "pause", library_id[:16]), "seeded.bin is complete")
+
+
+@pytest.mark.slow
+def test_get_pause_resume_remove(player: Path, tmp_path: Path) -> None:
+    lib, library_id = foreign_library(tmp_path, "wanted.bin", seed=7)
+    got = emma(player, "get", str(lib), "--json")
+    assert got.exit_code == 0, got.output
+    assert json.loads(got.stdout) == {"id": library_id, "name": "wanted.bin",
+                                      "message": f"added {library_id} (wanted.bin)"}
+    assert (player / "libs" / f"lib_{library_id}.lib").is_file()
+    assert downloads(player)[library_id]["state"] == "downloading"
+    again = emma(player, "get", str(lib))
+    assert again.stdout == f"{library_id} is already known (downloading)\n"
+
+    prefix = library_id[:10]
+    paused = emma(player, "pause", prefix, "--json")
+    assert json.loads(paused.stdout) == {"id": prefix, "message": "paused wanted.bin"}
+    assert downloads(player)[library_id]["state"] == "paused"
+    assert emma(player, "resume", prefix).stdout == "resumed wanted.bin\n"
+    assert downloads(player)[library_id]["state"] == "downloading"
+    removed = emma(player, "remove", library_id)
+    assert removed.exit_code == 0 and removed.stdout.startswith("removed wanted.bin")
+    assert library_id not in downloads(player)
+    assert_one_line_error(emma(player, "resume", prefix), f"library: no library with id {prefix}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("prefix", "text"), [("XYZ", "give a library id (hex)"), ("0" * 65, "give a library id")])
+def test_library_actions_refuse_bad_ids(player: Path, prefix: str, text: str) -> None:
+    assert_one_line_error(emma(player, "pause", prefix), text)
+
+
+@pytest.mark.slow
+def test_get_wait_gives_up_after_the_timeout(player: Path, tmp_path: Path) -> None:
+    lib, library_id = foreign_library(tmp_path, "nobody-has-it.bin", seed=9)
+    result = emma(player, "get", str(lib), "--wait", "--timeout", "0.5")
+    assert result.stdout.startswith("added")
+    assert_one_line_error(result, "not complete after 0.5 s; it goes on in the background")
+    emma(player, "remove", library_id)
+
+
+@pytest.mark.slow
+def test_live_rates_keep_settings_saved_since_the_player_started(player: Path) -> None:
+    assert emma(player, "settings", "set", "hub.port", "9100").exit_code == 0
+    try:
+        ControlClient(player / "run").set_rates(1000, 0)
+        saved = config_mod.load(player)
+        assert (saved.get("hub.port"), saved.get("limits.upload_rate")) == (9100, 1000)
+    finally:
+        emma(player, "settings", "set", "hub.port", "9")
+        emma(player, "settings", "set", "limits.upload_rate", "0")
+
+
+@pytest.mark.slow
+def test_peer_stop(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    configure(data, hub_port=9)
+    try:
+        started = emma(data, "peer", "start", "--detach")
+        assert started.exit_code == 0, started.output
+        pid = maestro_pid(data / "run")
+        assert started.stdout == f"player running for {data} (pid {pid})\n"
+        stopped = emma(data, "peer", "stop")
+        assert stopped.exit_code == 0 and stopped.stdout == "player stopped\n"
+        assert not alive(pid)
+        assert_one_line_error(emma(data, "peer", "status"), "no player runs for")
+    finally:
+        stop_maestro(data)
