@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from services.cli import hub_cmd, lib_cmd, player_cmd, settings_cmd
+from services.cli import about, console, hub_cmd, lib_cmd, logs_cmd, player_cmd, settings_cmd, swarm_cmd
 from services.cli.context import CliContext, fail
 from services.cli.setup import interactive, run_setup
 from services.runtime import config as config_mod
@@ -20,8 +20,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Commands that must not trigger first-run setup (they configure, or need no config).
-_NO_SETUP = {"settings", "lib", "hub"}
+# Commands that must not trigger the silent first-run setup: they configure (the console asks
+# its own questions), or need no config.
+_NO_SETUP = {"settings", "lib", "hub", "console", "about", "logs", "swarm"}
 
 
 @app.callback()
@@ -52,23 +53,28 @@ def root(
         fail("setup interrupted; nothing saved")
 
 
+app.command("console")(console.console)
 app.command("share")(lib_cmd.share)
-app.add_typer(lib_cmd.lib_app, name="lib")
-app.add_typer(settings_cmd.settings_app, name="settings")
-app.command("hub", help="Run the hub (tracker) in the foreground.")(hub_cmd.hub)
-app.add_typer(player_cmd.peer_app, name="peer")
-app.command("services")(player_cmd.services)
-app.command("downloads")(player_cmd.downloads)
 app.command("get")(player_cmd.get)
+app.command("downloads")(player_cmd.downloads)
 app.command("pause")(player_cmd.pause)
 app.command("resume")(player_cmd.resume)
 app.command("remove")(player_cmd.remove)
+app.add_typer(player_cmd.peer_app, name="peer")
+app.command("services")(player_cmd.services)
+app.command("logs")(logs_cmd.logs)
+app.add_typer(settings_cmd.settings_app, name="settings")
+app.add_typer(lib_cmd.lib_app, name="lib")
+app.command("hub", help="Run the hub (tracker) in the foreground.")(hub_cmd.hub)
+app.command("about")(about.about)
+app.command("swarm", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                       "help_option_names": []})(swarm_cmd.swarm)
 
 
 def main() -> None:
     """Console-script entry point."""
     try:
-        app()
+        app(prog_name="emma")
     except KeyboardInterrupt:
         sys.exit(130)
 

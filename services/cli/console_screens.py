@@ -1,0 +1,186 @@
+"""Console screens that ask and act: Upload File, Download File, Settings, About."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from services.cli.about import about_info, about_lines
+from services.cli.fmt import human_bytes
+from services.cli.sharing import ShareError, share_file
+from services.peer.library import Library, LibraryError, read_library
+from services.peer.state import State, Status
+from services.runtime.config import SETTINGS, Config, ConfigError
+from services.supervisor.control_client import MaestroNotRunning
+from services.wire.pb import control_pb2
+
+if TYPE_CHECKING:
+    from services.cli.console import Session
+
+LIVE_RATES = ("limits.upload_rate", "limits.download_rate")
+
+
+# --- 1 Upload File -------------------------------------------------------------------------------------
+
+
+def upload(session: Session) -> None:
+    """Share a file: librarify it (progress bar), write its library, seed it."""
+    config = session.config()
+    while True:
+        path = session.choose("Path of the file to share ('exit' to go back): ", Path)
+        if path is None:
+            return
+        try:
+            done = share_file(config, path)
+        except ShareError as exc:
+            session.say(f"  {exc}", style="yellow")
+            continue
+        library = done.library
+        session.log.info("library_shared", library=library.id_hex, name=library.name, size=library.size,
+                         lib_path=str(done.lib_path), via="console")
+        session.say(f"Library {library.id_hex}", style="bold green")
+        session.say(f"  {library.name}: {human_bytes(library.size)} in {library.books} books, "
+                    f"hashed in {done.seconds:.2f}s")
+        session.say(f"  written to {done.lib_path}")
+        session.say("  seeding now; give that .lib file to the players that should download it")
+        return
+
+
+# --- 2 Download File -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A library in libs/ this player does not hold yet."""
+
+    path: Path
+    library: Library
+    status: str  # "new" (not in state.db yet) or its state.db status
+
+
+def pending_libraries(libs_dir: Path, known: dict[str, Status]) -> list[Candidate]:
+    """Libraries in ``libs_dir`` that are not in state.db, or are there but not seeding; by name."""
+    found = []
+    for path in sorted(libs_dir.glob("*.lib")):
+        try:
+            library = read_library(path)
+        except LibraryError:
+            continue  # the Requestor moves bad ones aside and logs why
+        status = known.get(library.id_hex)
+        if status is not Status.SEEDING:
+            found.append(Candidate(path, library, status.value if status else "new"))
+    return sorted(found, key=lambda c: (c.library.name, c.library.id_hex))
+
+
+def _known(config: Config) -> dict[str, Status]:
+    state = State(config.state_db)
+    try:
+        return {record.id: record.status for record in state.all()}
+    finally:
+        state.close()
+
+
+def download(session: Session) -> None:
+    """Pick a library from libs/ (or give a .lib path) and have the player download it."""
+    config = session.config()
+    candidates = pending_libraries(config.libs_dir, _known(config))
+    if candidates:
+        table = Table("#", "name", "size", "library id", "state", title=Text(f"Libraries in {config.libs_dir}"))
+        for number, c in enumerate(candidates, start=1):
+            name, size = Text(c.library.name), human_bytes(c.library.size)
+            table.add_row(str(number), name, size, c.library.id_hex[:16], c.status)
+        session.out.print(table)
+    else:
+        session.say(f"No library waiting in {config.libs_dir}; give the path of a .lib file.")
+
+    def choose(answer: str) -> Candidate:
+        if answer.isdigit():
+            if not 1 <= int(answer) <= len(candidates):
+                raise ValueError(f"no library number {answer}" + (f": 1 to {len(candidates)}" if candidates else ""))
+            return candidates[int(answer) - 1]
+        path = Path(answer).expanduser().absolute()
+        try:
+            return Candidate(path, read_library(path), "new")
+        except LibraryError as exc:
+            raise ValueError(str(exc)) from None
+
+    picked = session.choose("Library to download (number, or path to a .lib; 'exit' to go back): ", choose)
+    if picked is None:
+        return
+    client = session.client
+    if picked.status in (Status.PAUSED.value, Status.ERROR.value):
+        message = client.library(picked.library.id_hex, control_pb2.LibraryAction.RESUME)
+    else:
+        message = client.add(picked.path)
+    session.log.info("download_requested", library=picked.library.id_hex, name=picked.library.name, via="console")
+    session.say(message, style="green")
+    session.say("  watch it with 3 View Download")
+
+
+# --- 6 Settings ----------------------------------------------------------------------------------------
+
+
+def _effect(key: str) -> str:
+    if key in LIVE_RATES:
+        return "applied to the running player"
+    if key.startswith("hub."):
+        return "used by the libraries you share from now on (each library names its hubs)"
+    return "takes effect when the player restarts (Exit and stop it, then open the console again)"
+
+
+def settings(session: Session) -> None:
+    """Show the settings; change them one at a time, each validated before it is saved."""
+    keys = list(SETTINGS)
+    while True:
+        config = session.config()
+        table = Table("#", "setting", "value", "meaning", title="Settings")
+        for number, key in enumerate(keys, start=1):
+            table.add_row(str(number), key, Text(str(config.get(key))), SETTINGS[key].help)
+        session.out.print(table)
+        session.say(f"data folder: {config.data_dir} (another one: `emma --data-dir DIR console`)", style="dim")
+
+        def choose(answer: str) -> str:
+            if answer.isdigit() and 1 <= int(answer) <= len(keys):
+                return keys[int(answer) - 1]
+            if answer in SETTINGS:
+                return answer
+            raise ValueError(f"no setting {answer!r}: a number from 1 to {len(keys)}, or its name")
+
+        picked = session.choose("Setting to change (number or name; 'exit' to go back): ", choose)
+        if picked is None:
+            return
+        change(session, config, picked)
+
+
+def change(session: Session, config: Config, key: str) -> None:
+    """Ask for a new value until it validates; save it and apply it where the player allows."""
+    while True:
+        answer = session.ask(f"New value for {key} [{config.get(key)}] (empty keeps it): ").strip()
+        if not answer:
+            return
+        try:
+            value = config.set(key, answer)
+            break
+        except ConfigError as exc:
+            session.say(f"  {exc}; try again", style="yellow")
+    config.save()
+    session.log.info("setting_changed", key=key, value=value, via="console")
+    note = _effect(key)
+    if key in LIVE_RATES:
+        try:
+            session.client.set_rates(config.get(LIVE_RATES[0]), config.get(LIVE_RATES[1]))
+        except MaestroNotRunning:
+            note = "saved; the player applies it when it starts"
+    session.say(f"{key} = {value}: {note}", style="green")
+
+
+# --- 7 About -------------------------------------------------------------------------------------------
+
+
+def about(session: Session) -> None:
+    session.out.print(Panel(Text("\n".join(about_lines(about_info(session.data_dir)))), title="About", expand=False))
