@@ -25,6 +25,9 @@ from services.hub.logic import HubLogic
 from services.runtime.logs import get_logger
 
 _BATCH = 256
+# Plain ints: pyzmq's flag enums cost an enum construction per combined flag.
+_NOBLOCK = int(zmq.NOBLOCK)
+_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 
 log = get_logger("services")
 
@@ -127,14 +130,16 @@ class Broker:
         router, logic, clock = self._router, self.logic, self.clock
         for _ in range(_BATCH):
             try:
-                frames = router.recv_multipart(zmq.NOBLOCK)
+                frames = router.recv_multipart(_NOBLOCK)
             except zmq.Again:
                 return
             reply = logic.handle_frames(frames, clock())
             if reply is None:
                 continue
             try:
-                router.send_multipart(reply, zmq.NOBLOCK)
+                for frame in reply[:-1]:
+                    router.send(frame, _MORE)
+                router.send(reply[-1], _NOBLOCK)
             except zmq.Again:
                 log.warning("hub_reply_dropped", client=reply[0].hex(), reason="client queue full")
 

@@ -2,9 +2,12 @@
 
 How this works:
 
-- Per library, a dict ``player_id -> PeerRecord`` plus two lists of player ids
-  (seeds, leechers) and a position map, so a removal is O(1) (swap the last
-  id into the hole) and a random sample is ``rng.sample`` over list indices.
+- Per library, a dict ``player_id -> PeerRecord`` plus two shuffled lists of
+  player ids (everyone, leechers), each with a position map and the peers'
+  encoded ``wire`` alongside. Insertion at a random position and swap-last
+  removal are O(1) and keep each list a uniformly random permutation, so a
+  random sample is a window of consecutive entries from a random start, and
+  a reply's peer list is a slice of ``wire`` bytes.
 - A min-heap of ``(expires_at, library_id, player_id)`` finds expired entries
   without scanning. Every operation first pops the heap while its head is due
   and removes the entry only if its current ``expires_at`` still matches: a
@@ -27,40 +30,107 @@ _COMPACT_FACTOR = 4
 _COMPACT_FLOOR = 1024
 
 
-class _Library:
-    """The live players of one library."""
+class _Shuffled:
+    """Player ids in uniformly random order, each with its ``wire`` in a parallel list.
 
-    __slots__ = ("leechers", "pos", "records", "seeds")
+    A new id goes to a random position (the id it displaces moves to the
+    end); a removal moves the last id into the hole. Both keep the order a
+    uniformly random permutation, so any window of consecutive positions is
+    a uniformly random subset.
+    """
+
+    __slots__ = ("ids", "pos", "wires")
+
+    def __init__(self) -> None:
+        self.ids: list[bytes] = []
+        self.wires: list[bytes] = []
+        self.pos: dict[bytes, int] = {}
+
+    def add(self, player_id: bytes, wire: bytes, rng: random.Random) -> None:
+        ids, wires, pos = self.ids, self.wires, self.pos
+        end = len(ids)
+        spot = int(rng.random() * (end + 1))
+        if spot == end:
+            ids.append(player_id)
+            wires.append(wire)
+            pos[player_id] = end
+            return
+        displaced = ids[spot]
+        ids.append(displaced)
+        wires.append(wires[spot])
+        ids[spot], wires[spot] = player_id, wire
+        pos[player_id], pos[displaced] = spot, end
+
+    def remove(self, player_id: bytes) -> None:
+        ids, wires, pos = self.ids, self.wires, self.pos
+        hole = pos.pop(player_id)
+        last, last_wire = ids.pop(), wires.pop()
+        if hole < len(ids):
+            ids[hole], wires[hole] = last, last_wire
+            pos[last] = hole
+
+    def set_wire(self, player_id: bytes, wire: bytes) -> None:
+        self.wires[self.pos[player_id]] = wire
+
+    def window(self, items: list[bytes], count: int, exclude: bytes, rng: random.Random) -> list[bytes]:
+        """Up to ``count`` consecutive entries of ``items`` (ids or wires) from a random start, minus ``exclude``."""
+        pool = len(items)
+        if pool == 0 or count <= 0:
+            return []
+        take = min(count + 1, pool)
+        start = int(rng.random() * pool)
+        end = start + take
+        picked = items[start:end] if end <= pool else items[start:] + items[: end - pool]
+        skip = self.pos.get(exclude)
+        if skip is not None and (skip - start) % pool < take:
+            del picked[(skip - start) % pool]
+        return picked[:count]
+
+
+class _Library:
+    """The live players of one library: everyone, and the leechers among them."""
+
+    __slots__ = ("everyone", "leechers", "records")
 
     def __init__(self) -> None:
         self.records: dict[bytes, PeerRecord] = {}
-        self.seeds: list[bytes] = []
-        self.leechers: list[bytes] = []
-        self.pos: dict[bytes, int] = {}
+        self.everyone = _Shuffled()
+        self.leechers = _Shuffled()
 
-    def add(self, record: PeerRecord) -> None:
-        ids = self.seeds if record.seed else self.leechers
-        self.records[record.player_id] = record
-        self.pos[record.player_id] = len(ids)
-        ids.append(record.player_id)
+    def put(self, record: PeerRecord, rng: random.Random) -> PeerRecord | None:
+        player_id, wire = record.player_id, record.wire
+        old = self.records.get(player_id)
+        self.records[player_id] = record
+        if old is None:
+            self.everyone.add(player_id, wire, rng)
+        elif old.wire != wire:
+            self.everyone.set_wire(player_id, wire)
+        if record.seed:
+            if old is not None and not old.seed:
+                self.leechers.remove(player_id)
+        elif old is None or old.seed:
+            self.leechers.add(player_id, wire, rng)
+        elif old.wire != wire:
+            self.leechers.set_wire(player_id, wire)
+        return old
 
     def discard(self, player_id: bytes) -> PeerRecord | None:
         record = self.records.pop(player_id, None)
         if record is None:
             return None
-        ids = self.seeds if record.seed else self.leechers
-        hole = self.pos.pop(player_id)
-        last = ids.pop()
-        if hole < len(ids):
-            ids[hole] = last
-            self.pos[last] = hole
+        self.everyone.remove(player_id)
+        if not record.seed:
+            self.leechers.remove(player_id)
         return record
 
 
 class PeerIndex:
     """Live players per library with absolute expiry; see the module comment."""
 
-    def __init__(self) -> None:
+    def __init__(self, track_expired: bool = False, rng: random.Random | None = None) -> None:
+        self.track_expired = track_expired
+        self._rng = rng or random.Random()
+        self.expired: list[PeerRecord] = []  # dropped by expiry, kept for the caller when tracking
         self._libs: dict[bytes, _Library] = {}
         self._player_libs: dict[bytes, int] = {}
         self._heap: list[tuple[float, bytes, bytes]] = []
@@ -78,6 +148,8 @@ class PeerIndex:
             if record is not None and record.expires_at == expires_at:
                 self._drop(library_id, player_id)
                 dropped += 1
+                if self.track_expired:
+                    self.expired.append(record)
         return dropped
 
     def put(self, record: PeerRecord, now: float) -> PeerRecord | None:
@@ -86,11 +158,10 @@ class PeerIndex:
         library = self._libs.get(record.library_id)
         if library is None:
             library = self._libs[record.library_id] = _Library()
-        old = library.discard(record.player_id)
+        old = library.put(record, self._rng)
         if old is None:
             self._size += 1
             self._player_libs[record.player_id] = self._player_libs.get(record.player_id, 0) + 1
-        library.add(record)
         heapq.heappush(self._heap, (record.expires_at, record.library_id, record.player_id))
         if len(self._heap) > _COMPACT_FACTOR * self._size + _COMPACT_FLOOR:
             self._compact()
@@ -116,25 +187,32 @@ class PeerIndex:
     def sample(
         self, library_id: bytes, count: int, now: float, exclude: bytes, seeds: bool, rng: random.Random
     ) -> list[PeerRecord]:
-        """Up to ``count`` random live entries, never ``exclude``, leechers only unless ``seeds``."""
-        self.expire(now)
-        library = self._libs.get(library_id)
-        if library is None or count <= 0:
+        """Up to ``count`` random live entries, never ``exclude``, leechers only unless ``seeds``.
+
+        A window of consecutive ids from a random start (see :class:`_Shuffled`):
+        each answer is a uniformly random subset; answers given at nearly the
+        same time overlap more than independent draws would, until churn
+        reshuffles the order.
+        """
+        library = self._library(library_id, now)
+        if library is None:
             return []
-        leechers, seed_ids = library.leechers, library.seeds
-        pool = len(leechers) + (len(seed_ids) if seeds else 0)
-        picks = rng.sample(range(pool), min(count + 1, pool))
-        records = library.records
-        out: list[PeerRecord] = []
-        split = len(leechers)
-        for pick in picks:
-            player_id = leechers[pick] if pick < split else seed_ids[pick - split]
-            if player_id == exclude:
-                continue
-            out.append(records[player_id])
-            if len(out) == count:
-                break
-        return out
+        chosen = library.everyone if seeds else library.leechers
+        return list(map(library.records.__getitem__, chosen.window(chosen.ids, count, exclude, rng)))
+
+    def sample_wires(
+        self, library_id: bytes, count: int, now: float, exclude: bytes, seeds: bool, rng: random.Random
+    ) -> list[bytes]:
+        """Like :meth:`sample`, but only the chosen entries' ``wire`` fields (no record is touched)."""
+        library = self._library(library_id, now)
+        if library is None:
+            return []
+        chosen = library.everyone if seeds else library.leechers
+        return chosen.window(chosen.wires, count, exclude, rng)
+
+    def _library(self, library_id: bytes, now: float) -> _Library | None:
+        self.expire(now)
+        return self._libs.get(library_id)
 
     def counts(self, library_id: bytes, now: float) -> LibraryCounts:
         self.expire(now)
@@ -142,7 +220,8 @@ class PeerIndex:
         completed = self._completed.get(library_id, 0)
         if library is None:
             return LibraryCounts(completed=completed)
-        return LibraryCounts(len(library.seeds), len(library.leechers), completed)
+        leechers = len(library.leechers.ids)
+        return LibraryCounts(len(library.records) - leechers, leechers, completed)
 
     def add_completed(self, library_id: bytes, amount: int = 1) -> int:
         """Add to a library's completed counter; return the new value."""

@@ -1,12 +1,14 @@
 """Values the hub passes between its logic, its stores and its client.
 
-Plain frozen dataclasses and enums: no protobuf, no sockets, no clock.
+Plain immutable values (NamedTuples where one is built per request) and
+enums: no protobuf, no sockets, no clock.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 class RequestKind(enum.Enum):
@@ -20,12 +22,13 @@ class RequestKind(enum.Enum):
     INVALID = "invalid"  # rejected before its kind was known
 
 
-@dataclass(frozen=True, slots=True)
-class PeerRecord:
-    """One player in one library, as the hub remembers it.
+class PeerRecord(NamedTuple):
+    """One player in one library, as the hub remembers it (a NamedTuple: built on every announce).
 
     ``expires_at`` is an absolute wall-clock time (seconds since the epoch) so
-    it keeps its meaning across a hub restart.
+    it keeps its meaning across a hub restart. ``wire`` is this peer as the
+    hub encodes it in replies (:func:`services.hub.encode.peer_field`),
+    computed once per change by the logic; stores keep and return it as given.
     """
 
     library_id: bytes
@@ -33,10 +36,10 @@ class PeerRecord:
     endpoint: str
     seed: bool
     expires_at: float
+    wire: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class LibraryCounts:
+class LibraryCounts(NamedTuple):
     """Swarm size of one library: live seeders and leechers, completed downloads ever."""
 
     seeders: int = 0
@@ -44,8 +47,7 @@ class LibraryCounts:
     completed: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Totals:
+class Totals(NamedTuple):
     """Distinct live players and libraries with at least one live player."""
 
     players: int
@@ -76,3 +78,8 @@ class HubLimits:
     def expiry(self) -> float:
         """Seconds after its last announce that a player is forgotten."""
         return float(self.interval * self.expiry_intervals)
+
+    @property
+    def refresh_slack(self) -> float:
+        """How far a persisted expiry may lag the live one: half an interval."""
+        return self.interval / 2

@@ -7,6 +7,7 @@ until SIGINT or SIGTERM, then flushes the store and exits cleanly.
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import time
@@ -114,10 +115,11 @@ def run_hub(options: HubOptions, out: TextIO = sys.stdout) -> None:
     """Serve until SIGINT/SIGTERM. Raises :class:`HubStartError` when it cannot start."""
     now = time.time()
     try:
-        store = open_store(options.store, options.db, now)
+        store = open_store(options.store, options.db, now, refresh_slack=options.limits.refresh_slack)
     except (StoreError, ValueError) as exc:
         raise HubStartError(str(exc)) from exc
     logic = HubLogic(store, options.limits, started_at=now, log_requests=options.log_requests)
+    gc.freeze()  # the loaded store is long-lived: keep full collections from walking it (tens of ms)
     try:
         with zmq.Context() as context:
             broker = Broker(logic, context)

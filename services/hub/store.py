@@ -12,7 +12,6 @@ the backend has physically removed them yet.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -30,7 +29,10 @@ class HubStore(Protocol):
         """Insert or replace the entry for (library, player); return the live entry it replaced.
 
         Owes: the new ``expires_at`` replaces the old one; an expired previous
-        entry counts as absent (returns None).
+        entry counts as absent (returns None). A persistent backend may skip
+        persisting a refresh (same endpoint and seed status) while the stored
+        expiry lags by less than its ``refresh_slack``; reads always see the
+        new expiry.
         """
         ...
 
@@ -67,6 +69,22 @@ class HubStore(Protocol):
         """
         ...
 
+    def sample_wires(
+        self,
+        library_id: bytes,
+        count: int,
+        now: float,
+        *,
+        exclude: bytes = b"",
+        seeds: bool = True,
+        rng: random.Random,
+    ) -> list[bytes]:
+        """The ``wire`` fields of a sample chosen as :meth:`sample` chooses: the announce hot path.
+
+        Owes: the same guarantees as :meth:`sample`; may skip building records.
+        """
+        ...
+
     def counts(self, library_id: bytes, now: float) -> LibraryCounts:
         """Live seeders and leechers of a library and its completed counter (zeros if unknown)."""
         ...
@@ -97,7 +115,11 @@ class HubStore(Protocol):
         ...
 
 
-StoreOpener = Callable[[Path | None, float], HubStore]
+class StoreOpener(Protocol):
+    """How a backend is opened: its file (if it has one), the time, and the refresh slack in seconds."""
+
+    def __call__(self, path: Path | None, now: float, *, refresh_slack: float = 0.0) -> HubStore: ...
+
 
 
 # name -> opener. SQLite is the default; memory is for tests and throwaway hubs.
@@ -112,9 +134,9 @@ class UnknownStore(ValueError):
     """A store name not in :data:`STORES`."""
 
 
-def open_store(name: str, path: Path | None, now: float) -> HubStore:
+def open_store(name: str, path: Path | None, now: float, *, refresh_slack: float = 0.0) -> HubStore:
     """Open the backend called ``name`` (``path`` is its database file, when it has one)."""
     opener = STORES.get(name)
     if opener is None:
         raise UnknownStore(f"unknown store {name!r}; choose one of: {', '.join(STORES)}")
-    return opener(path, now)
+    return opener(path, now, refresh_slack=refresh_slack)

@@ -21,8 +21,8 @@ class MemoryStore:
         self._index = PeerIndex()
 
     @classmethod
-    def open(cls, path: Path | None, now: float) -> MemoryStore:
-        """Open an empty store; ``path`` is ignored."""
+    def open(cls, path: Path | None, now: float, *, refresh_slack: float = 0.0) -> MemoryStore:
+        """Open an empty store; ``path`` and ``refresh_slack`` are ignored."""
         return cls()
 
     def upsert(self, record: PeerRecord, now: float) -> PeerRecord | None:
@@ -54,6 +54,18 @@ class MemoryStore:
         rng: random.Random,
     ) -> list[PeerRecord]:
         return self._index.sample(library_id, count, now, exclude, seeds, rng)
+
+    def sample_wires(
+        self,
+        library_id: bytes,
+        count: int,
+        now: float,
+        *,
+        exclude: bytes = b"",
+        seeds: bool = True,
+        rng: random.Random,
+    ) -> list[bytes]:
+        return self._index.sample_wires(library_id, count, now, exclude, seeds, rng)
 
     def counts(self, library_id: bytes, now: float) -> LibraryCounts:
         return self._index.counts(library_id, now)

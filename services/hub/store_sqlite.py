@@ -3,10 +3,17 @@
 How this works: reads are answered from a :class:`PeerIndex` in memory. Each
 change is also noted in a pending map keyed by (library, player), last write
 wins, and completed counters are noted by library. ``maintain(now)`` writes
-all pending changes in one transaction with prepared ``executemany``
-statements and, at most once a second, deletes rows that expired. On open,
-the rows still live are loaded into the index, so a restarted hub knows its
-players and forgets them at their stored absolute expiry time.
+the pending changes, and deletes the rows of entries that expired, in one
+transaction of prepared ``executemany`` statements. On open, the rows still
+live are loaded into the index, so a restarted hub knows its players and
+forgets them at their stored absolute expiry time.
+
+A refresh (same endpoint and seed status, later expiry) is written only when
+the stored expiry would otherwise lag the live one by ``refresh_slack``
+seconds or more (the hub passes half an announce interval). Frequent
+re-announces then cost no disk writes; after a restart an entry may expire
+up to ``refresh_slack`` early, still more than an interval after its last
+announce.
 
 Durability: WAL with ``synchronous=NORMAL``; a crash loses at most the
 changes since the last ``maintain`` (one broker tick), never the file. The
@@ -20,9 +27,11 @@ import random
 import sqlite3
 from pathlib import Path
 
+from services.hub.encode import peer_field
 from services.hub.index import PeerIndex
 from services.hub.model import LibraryCounts, PeerRecord, Totals
 
+SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS peers (
     library_id BLOB NOT NULL,
@@ -32,7 +41,6 @@ CREATE TABLE IF NOT EXISTS peers (
     expires_at REAL NOT NULL,
     PRIMARY KEY (library_id, player_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS peers_expiry ON peers (expires_at);
 CREATE TABLE IF NOT EXISTS completed (
     library_id BLOB PRIMARY KEY,
     count INTEGER NOT NULL
@@ -40,13 +48,33 @@ CREATE TABLE IF NOT EXISTS completed (
 """
 _UPSERT = "INSERT OR REPLACE INTO peers VALUES (?, ?, ?, ?, ?)"
 _DELETE = "DELETE FROM peers WHERE library_id = ? AND player_id = ?"
+_EXPIRE = "DELETE FROM peers WHERE library_id = ? AND player_id = ? AND expires_at <= ?"
 _COMPLETED = "INSERT OR REPLACE INTO completed VALUES (?, ?)"
-_EXPIRE = "DELETE FROM peers WHERE expires_at <= ?"
-_SWEEP_EVERY = 1.0
+
+Key = tuple[bytes, bytes]
 
 
 class StoreError(RuntimeError):
     """The database cannot be opened or written; the message says what to do."""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=0.5, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA cache_size = -32768")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise StoreError(f"{path} has hub schema {version}, this hub needs {SCHEMA_VERSION}; move the file aside")
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 class SqliteStore:
@@ -54,47 +82,49 @@ class SqliteStore:
 
     name = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection, now: float) -> None:
+    def __init__(self, conn: sqlite3.Connection, now: float, refresh_slack: float = 0.0) -> None:
         self._conn = conn
-        self._index = PeerIndex()
-        self._pending: dict[tuple[bytes, bytes], PeerRecord | None] = {}
+        self._slack = refresh_slack
+        self._index = PeerIndex(track_expired=True)
+        self._pending: dict[Key, PeerRecord | None] = {}
+        self._persisted: dict[Key, float] = {}  # expires_at as stored, for live entries
         self._completed: dict[bytes, int] = {}
-        self._next_sweep = now
         self._load(now)
 
     @classmethod
-    def open(cls, path: Path | None, now: float) -> SqliteStore:
+    def open(cls, path: Path | None, now: float, *, refresh_slack: float = 0.0) -> SqliteStore:
         """Open (creating if needed) the database at ``path`` and load its live entries."""
         if path is None:
             raise StoreError("the sqlite store needs a database path (--db)")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=0.5, isolation_level=None, check_same_thread=False)
+            return cls(_connect(path), now, refresh_slack)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open hub database {path}: {exc}") from exc
-        try:
-            conn.execute("PRAGMA locking_mode = EXCLUSIVE")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(_SCHEMA)
-            return cls(conn, now)
-        except sqlite3.Error as exc:
-            conn.close()
-            hint = "is another hub using it? stop it or choose another --db" if "locked" in str(exc) else ""
-            raise StoreError(f"cannot use hub database {path}: {exc}; {hint or 'move it aside'}") from exc
+            locked = "locked" in str(exc)
+            hint = "is another hub using it? stop it or choose another --db" if locked else "move it aside"
+            raise StoreError(f"cannot use hub database {path}: {exc}; {hint}") from exc
 
     def _load(self, now: float) -> None:
-        rows = self._conn.execute(
-            "SELECT library_id, player_id, endpoint, seed, expires_at FROM peers WHERE expires_at > ?", (now,)
-        )
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.execute("DELETE FROM peers WHERE expires_at <= ?", (now,))
+        rows = self._conn.execute("SELECT library_id, player_id, endpoint, seed, expires_at FROM peers")
         for library_id, player_id, endpoint, seed, expires_at in rows:
-            self._index.put(PeerRecord(bytes(library_id), bytes(player_id), endpoint, bool(seed), expires_at), now)
+            library_id, player_id, seed = bytes(library_id), bytes(player_id), bool(seed)
+            wire = peer_field(player_id, endpoint, seed)
+            self._index.put(PeerRecord(library_id, player_id, endpoint, seed, expires_at, wire), now)
+            self._persisted[(library_id, player_id)] = expires_at
         for library_id, count in self._conn.execute("SELECT library_id, count FROM completed"):
             self._index.add_completed(bytes(library_id), count)
 
     def upsert(self, record: PeerRecord, now: float) -> PeerRecord | None:
-        self._pending[(record.library_id, record.player_id)] = record
-        return self._index.put(record, now)
+        old = self._index.put(record, now)
+        key = (record.library_id, record.player_id)
+        if old is not None and old.endpoint == record.endpoint and old.seed == record.seed:
+            persisted = self._persisted.get(key)
+            if persisted is not None and record.expires_at - persisted < self._slack:
+                return old
+        self._pending[key] = record
+        return old
 
     def remove(self, library_id: bytes, player_id: bytes, now: float) -> PeerRecord | None:
         self._pending[(library_id, player_id)] = None
@@ -124,6 +154,18 @@ class SqliteStore:
     ) -> list[PeerRecord]:
         return self._index.sample(library_id, count, now, exclude, seeds, rng)
 
+    def sample_wires(
+        self,
+        library_id: bytes,
+        count: int,
+        now: float,
+        *,
+        exclude: bytes = b"",
+        seeds: bool = True,
+        rng: random.Random,
+    ) -> list[bytes]:
+        return self._index.sample_wires(library_id, count, now, exclude, seeds, rng)
+
     def counts(self, library_id: bytes, now: float) -> LibraryCounts:
         return self._index.counts(library_id, now)
 
@@ -138,35 +180,36 @@ class SqliteStore:
 
     def maintain(self, now: float) -> None:
         self._index.expire(now)
-        sweep = now >= self._next_sweep
-        if sweep:
-            self._next_sweep = now + _SWEEP_EVERY
-        self._write(now if sweep else None)
+        self._write()
 
     def close(self) -> None:
         try:
-            self._write(None)
+            self._write()
         finally:
             self._conn.close()
 
-    def _write(self, expire_before: float | None) -> None:
-        if not self._pending and not self._completed and expire_before is None:
+    def _write(self) -> None:
+        expired, self._index.expired = self._index.expired, []
+        if not self._pending and not self._completed and not expired:
             return
         pending, self._pending = self._pending, {}
         completed, self._completed = self._completed, {}
-        upserts = [
-            (r.library_id, r.player_id, r.endpoint, int(r.seed), r.expires_at)
-            for r in pending.values()
-            if r is not None
-        ]
+        upserts = [r for r in pending.values() if r is not None]
         deletes = [key for key, r in pending.items() if r is None]
+        for record in expired:
+            self._persisted.pop((record.library_id, record.player_id), None)
+        for key in deletes:
+            self._persisted.pop(key, None)
+        for record in upserts:
+            self._persisted[(record.library_id, record.player_id)] = record.expires_at
         try:
             with self._conn:
                 self._conn.execute("BEGIN")
-                self._conn.executemany(_UPSERT, upserts)
+                self._conn.executemany(
+                    _UPSERT, [(r.library_id, r.player_id, r.endpoint, int(r.seed), r.expires_at) for r in upserts]
+                )
                 self._conn.executemany(_DELETE, deletes)
+                self._conn.executemany(_EXPIRE, [(r.library_id, r.player_id, r.expires_at) for r in expired])
                 self._conn.executemany(_COMPLETED, list(completed.items()))
-                if expire_before is not None:
-                    self._conn.execute(_EXPIRE, (expire_before,))
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write the hub database: {exc}; check disk space and permissions") from exc

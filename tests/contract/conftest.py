@@ -151,8 +151,9 @@ def start_hub(
 ) -> RunningHub:
     """Bind a hub (``:0`` = a port the OS picks) and, unless ``run`` is False, serve it in a thread."""
     clock = clock or FakeClock()
-    opened = open_store(store, db, clock()) if isinstance(store, str) else store
-    logic = HubLogic(opened, limits or HubLimits(), started_at=clock())
+    limits = limits or HubLimits()
+    opened = open_store(store, db, clock(), refresh_slack=limits.refresh_slack) if isinstance(store, str) else store
+    logic = HubLogic(opened, limits, started_at=clock())
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     broker = Broker(logic, context, clock=clock, tick=0.02, ping_timeout=ping_timeout)
     endpoint = broker.bind(bind)

@@ -134,7 +134,7 @@ def test_libraries_per_player_are_capped(hubs: Callable[..., RunningHub], socket
 
 
 class _FailingStore(MemoryStore):
-    def sample(self, *args: Any, **kwargs: Any) -> Any:
+    def sample_wires(self, *args: Any, **kwargs: Any) -> Any:
         raise OSError("simulated disk failure")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from services.hub.encode import peer_field
 from services.hub.model import LibraryCounts, PeerRecord, Totals
 from services.hub.store import STORES, HubStore, UnknownStore, open_store
 from services.hub.store_sqlite import StoreError
@@ -22,7 +23,8 @@ def pid(n: int) -> bytes:
 
 
 def rec(n: int, *, lib: bytes = LIB_A, seed: bool = False, expires: float = T0 + 120, port: int = 0) -> PeerRecord:
-    return PeerRecord(lib, pid(n), f"tcp://10.0.0.{n % 250 + 1}:{port or 6000 + n}", seed, expires)
+    endpoint = f"tcp://10.0.0.{n % 250 + 1}:{port or 6000 + n}"
+    return PeerRecord(lib, pid(n), endpoint, seed, expires, peer_field(pid(n), endpoint, seed))
 
 
 @pytest.fixture(params=sorted(STORES))
@@ -103,6 +105,18 @@ def test_sample_covers_the_library_uniformly_enough(store: HubStore) -> None:
     assert len(seen) == 20
 
 
+def test_sample_wires_are_the_wires_of_the_same_choice(store: HubStore) -> None:
+    for n in range(12):
+        store.upsert(rec(n, seed=n % 4 == 0), T0)
+    for seeds in (True, False):
+        records = store.sample(LIB_A, 5, T0, exclude=pid(3), seeds=seeds, rng=random.Random(9))
+        wires = store.sample_wires(LIB_A, 5, T0, exclude=pid(3), seeds=seeds, rng=random.Random(9))
+        assert wires == [r.wire for r in records]
+    store.upsert(rec(5, port=9999), T0)  # a changed endpoint changes the wire served
+    everyone = store.sample_wires(LIB_A, 20, T0, rng=random.Random(1))
+    assert rec(5, port=9999).wire in everyone and rec(5).wire not in everyone
+
+
 def test_sample_without_seeds_returns_leechers_only(store: HubStore) -> None:
     for n in range(10):
         store.upsert(rec(n, seed=n < 5), T0)
@@ -144,21 +158,23 @@ def test_endpoints_are_found_and_removed_per_library(store: HubStore) -> None:
     assert store.counts(LIB_A, T0).leechers == 1
 
 
-def test_many_players_churn_keeps_counts_consistent(store: HubStore) -> None:
+def test_many_players_churn_keeps_counts_and_samples_consistent(store: HubStore) -> None:
     rng = random.Random(11)
-    live: dict[int, bool] = {}
+    live: dict[int, PeerRecord] = {}
     for step in range(2000):
         n = rng.randrange(200)
         if rng.random() < 0.3:
             store.remove(LIB_A, pid(n), T0)
             live.pop(n, None)
         else:
-            seed = rng.random() < 0.5
-            store.upsert(rec(n, seed=seed, expires=T0 + 1000 + step), T0)
-            live[n] = seed
-    seeds = sum(live.values())
+            live[n] = rec(n, seed=rng.random() < 0.5, expires=T0 + 1000 + step, port=rng.choice([0, 9000]))
+            store.upsert(live[n], T0)
+    seeds = sum(r.seed for r in live.values())
     assert store.counts(LIB_A, T0) == LibraryCounts(seeders=seeds, leechers=len(live) - seeds)
-    assert len(store.sample(LIB_A, 500, T0, rng=rng)) == len(live)
+    assert sorted(store.sample_wires(LIB_A, 500, T0, rng=rng)) == sorted(r.wire for r in live.values())
+    leechers = sorted(r.wire for r in live.values() if not r.seed)
+    assert sorted(store.sample_wires(LIB_A, 500, T0, seeds=False, rng=rng)) == leechers
+    assert sorted(r.wire for r in store.sample(LIB_A, 500, T0, seeds=False, rng=rng)) == leechers
 
 
 def test_unknown_store_name_is_refused() -> None:
@@ -197,6 +213,25 @@ def test_sqlite_reopen_after_expiry_loads_nothing_stale(tmp_path: Path) -> None:
         assert second.totals(T0 + 11) == Totals(players=0, libraries=0)
     finally:
         second.close()
+
+
+def test_sqlite_writes_a_refresh_only_past_the_slack(tmp_path: Path) -> None:
+    db = tmp_path / "hub.db"
+    first = open_store("sqlite", db, T0, refresh_slack=30)
+    first.upsert(rec(1, expires=T0 + 120), T0)
+    first.maintain(T0)
+    first.upsert(rec(1, expires=T0 + 140), T0 + 20)  # 20 s later than stored: not written
+    assert first.get(LIB_A, pid(1), T0 + 20) == rec(1, expires=T0 + 140)
+    first.close()
+    second = open_store("sqlite", db, T0 + 20, refresh_slack=30)
+    assert second.get(LIB_A, pid(1), T0 + 20) == rec(1, expires=T0 + 120)
+    second.upsert(rec(1, expires=T0 + 160), T0 + 40)  # 40 s later: written
+    second.close()
+    third = open_store("sqlite", db, T0 + 40, refresh_slack=30)
+    try:
+        assert third.get(LIB_A, pid(1), T0 + 40) == rec(1, expires=T0 + 160)
+    finally:
+        third.close()
 
 
 def test_sqlite_refuses_a_second_hub_on_the_same_file(tmp_path: Path) -> None:

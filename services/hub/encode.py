@@ -1,0 +1,78 @@
+"""Hand-encoded announce and peers replies: the hub's hot path.
+
+Building protobuf objects per reply (a ``Peer`` per peer, then the reply) was
+the largest cost of an announce. Protobuf's wire format makes a faster way
+exact: a message is the concatenation of its encoded fields. So each peer is
+encoded once per change as the ``peers`` field (number 1 in both
+AnnounceReply and PeersReply) and kept in its record (``PeerRecord.wire``);
+a reply is a few varint fields plus the joined peer fields, wrapped as field
+10 (announce) or 11 (peers) of HubReply. Field numbers come from
+``proto/hub.proto``; the tests decode every reply with the generated classes.
+"""
+
+from __future__ import annotations
+
+from services.wire.pb import hub_pb2
+
+_SMALL = [bytes([n]) for n in range(128)]
+_TWO = 1 << 14
+
+
+def varint(value: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative integer."""
+    if value < 128:
+        return _SMALL[value]
+    if value < _TWO:
+        return bytes((value & 0x7F | 0x80, value >> 7))
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _key(field: int, wire_type: int) -> bytes:
+    return varint(field << 3 | wire_type)
+
+
+# HubReply: version = 1, request_id = 2, announce = 10, peers = 11.
+_VERSION_1 = _key(1, 0) + varint(1)
+_REQUEST_ID = _key(2, 0)
+_ANNOUNCE = _key(10, 2)
+_PEERS = _key(11, 2)
+# AnnounceReply: peers = 1, seeders = 2, leechers = 3, interval = 4, min_interval = 5 (PeersReply: 1-3).
+_PEER = _key(1, 2)
+_SEEDERS = _key(2, 0)
+_LEECHERS = _key(3, 0)
+_INTERVAL = _key(4, 0)
+_MIN_INTERVAL = _key(5, 0)
+
+
+def peer_field(player_id: bytes, endpoint: str, seed: bool) -> bytes:
+    """One peer encoded as the ``peers`` field of AnnounceReply / PeersReply."""
+    body = hub_pb2.Peer(player_id=player_id, endpoint=endpoint, seed=seed).SerializeToString()
+    return _PEER + varint(len(body)) + body
+
+
+def _head(request_id: int) -> bytes:
+    return _VERSION_1 + _REQUEST_ID + varint(request_id) if request_id else _VERSION_1
+
+
+def _counts(seeders: int, leechers: int) -> bytes:
+    return _SEEDERS + varint(seeders) + _LEECHERS + varint(leechers)
+
+
+def announce_reply(
+    request_id: int, seeders: int, leechers: int, interval: int, min_interval: int, peers: list[bytes]
+) -> bytes:
+    """A serialized HubReply carrying an AnnounceReply; ``peers`` are ``peer_field`` encodings."""
+    body = _counts(seeders, leechers) + _INTERVAL + varint(interval) + _MIN_INTERVAL + varint(min_interval)
+    body += b"".join(peers)
+    return _head(request_id) + _ANNOUNCE + varint(len(body)) + body
+
+
+def peers_reply(request_id: int, seeders: int, leechers: int, peers: list[bytes]) -> bytes:
+    """A serialized HubReply carrying a PeersReply."""
+    body = _counts(seeders, leechers) + b"".join(peers)
+    return _head(request_id) + _PEERS + varint(len(body)) + body

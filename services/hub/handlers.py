@@ -1,0 +1,148 @@
+"""One method per hub request kind: validate every field, act on the store, encode the reply.
+
+Each handler takes the decoded request and ``now`` and returns the serialized
+reply (announce and get_peers replies are hand-encoded, see
+:mod:`services.hub.encode`). It raises
+:class:`ProtocolError` for anything it refuses; :class:`HubLogic` turns that
+into an error reply. Routine requests are logged only with ``log_requests``
+(an event costs more than the request); state changes always are.
+"""
+
+from __future__ import annotations
+
+import random
+
+from services.hub import validate
+from services.hub.encode import announce_reply, peer_field, peers_reply
+from services.hub.model import HubLimits, PeerRecord
+from services.hub.reports import Unreachable
+from services.hub.store import HubStore
+from services.runtime.logs import get_logger
+from services.wire.errors import ErrorCode, ProtocolError
+from services.wire.pb import hub_pb2
+
+PROTOCOL_VERSION = 1
+_PERIODIC = hub_pb2.ANNOUNCE_EVENT_UNSPECIFIED
+_STOPPED = hub_pb2.STOPPED
+_COMPLETED = hub_pb2.COMPLETED
+_EVENT_NAMES: dict[int, str] = {value: name.lower() for name, value in hub_pb2.AnnounceEvent.items()}
+_EVENT_NAMES[_PERIODIC] = "periodic"
+
+log = get_logger("events")
+
+
+def reply_head(request: hub_pb2.HubRequest) -> hub_pb2.HubReply:
+    """An empty reply to ``request``: protocol version and the request's id."""
+    return hub_pb2.HubReply(version=PROTOCOL_VERSION, request_id=request.request_id)
+
+
+class RequestHandlers:
+    """Announce, get_peers, scrape and report over one store."""
+
+    def __init__(
+        self, store: HubStore, limits: HubLimits, unreachable: Unreachable, rng: random.Random, log_requests: bool
+    ) -> None:
+        self.store = store
+        self.limits = limits
+        self.unreachable = unreachable
+        self.rng = rng
+        self.log_requests = log_requests
+
+    def announce(self, request: hub_pb2.HubRequest, now: float) -> bytes:
+        msg = request.announce
+        store, limits = self.store, self.limits
+        library_id = validate.library_id(msg.library_id, limits)
+        player_id = validate.player_id(msg.player_id)
+        event = validate.event(msg.event)
+        if event == _STOPPED:
+            gone = store.remove(library_id, player_id, now)
+            log.info("announce", kind="stopped", library=library_id.hex(), player=player_id.hex(), known=bool(gone))
+            return self._announce_reply(request.request_id, library_id, [], now)
+        known = store.get(library_id, player_id, now)
+        same_endpoint = known is not None and known.endpoint == msg.endpoint
+        endpoint = msg.endpoint if same_endpoint else validate.endpoint(msg.endpoint)
+        seed = msg.left == 0
+        if event == _COMPLETED and not seed:
+            raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"completed announce with left={msg.left}; send left=0")
+        if known is None and store.libraries_of(player_id, now) >= limits.max_libraries_per_player:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE,
+                f"player is in {limits.max_libraries_per_player} libraries already; stop one before starting another",
+            )
+        if known is not None and same_endpoint and known.seed == seed and known.wire:
+            wire = known.wire  # a plain refresh: reuse the encoded peer
+        else:
+            wire = peer_field(player_id, endpoint, seed)
+        store.upsert(PeerRecord(library_id, player_id, endpoint, seed, now + limits.expiry, wire), now)
+        if event == _COMPLETED and (known is None or not known.seed):
+            store.add_completed(library_id)
+        want = validate.numwant(msg.numwant, limits)
+        peers = store.sample_wires(library_id, want, now, exclude=player_id, seeds=not seed, rng=self.rng)
+        if event != _PERIODIC or self.log_requests:
+            level = log.debug if event == _PERIODIC else log.info
+            level(
+                "announce", kind=_EVENT_NAMES[event], library=library_id.hex(), player=player_id.hex(),
+                endpoint=endpoint, seed=seed, peers=len(peers),
+            )
+        return self._announce_reply(request.request_id, library_id, peers, now)
+
+    def _announce_reply(self, request_id: int, library_id: bytes, peers: list[bytes], now: float) -> bytes:
+        seeders, leechers, _ = self.store.counts(library_id, now)
+        limits = self.limits
+        return announce_reply(request_id, seeders, leechers, limits.interval, limits.min_interval, peers)
+
+    def get_peers(self, request: hub_pb2.HubRequest, now: float) -> bytes:
+        msg = request.get_peers
+        library_id = validate.library_id(msg.library_id, self.limits)
+        player_id = validate.player_id(msg.player_id, optional=True)
+        want = validate.numwant(msg.numwant, self.limits)
+        me = self.store.get(library_id, player_id, now) if player_id else None
+        seeds = me is None or not me.seed
+        peers = self.store.sample_wires(library_id, want, now, exclude=player_id, seeds=seeds, rng=self.rng)
+        seeders, leechers, _ = self.store.counts(library_id, now)
+        if self.log_requests:
+            log.debug("get_peers", library=library_id.hex(), peers=len(peers))
+        return peers_reply(request.request_id, seeders, leechers, peers)
+
+    def scrape(self, request: hub_pb2.HubRequest, now: float) -> bytes:
+        library_ids = validate.scrape_ids(list(request.scrape.library_ids), self.limits)
+        head = reply_head(request)
+        out = head.scrape
+        for library_id in library_ids:
+            counts = self.store.counts(library_id, now)
+            out.libraries.add(
+                library_id=library_id, seeders=counts.seeders, leechers=counts.leechers, completed=counts.completed
+            )
+        if self.log_requests:
+            log.debug("scrape", libraries=len(library_ids))
+        return head.SerializeToString()
+
+    def report(self, request: hub_pb2.HubRequest, now: float) -> bytes:
+        msg = request.report
+        library_id = validate.library_id(msg.library_id, self.limits)
+        reporter = validate.player_id(msg.reporter_id, "reporter_id")
+        endpoint = validate.endpoint(msg.endpoint)
+        if self.store.get(library_id, reporter, now) is None:
+            raise ProtocolError(ErrorCode.NOT_FOUND, "reporter is not in this library; announce before reporting")
+        head = reply_head(request)
+        head.report.dropped = False
+        if not self.store.find_endpoint(library_id, endpoint, now):
+            log.info("report_unknown_endpoint", library=library_id.hex(), endpoint=endpoint)
+        elif self.unreachable.report(library_id, endpoint, reporter, now):
+            dropped = self.store.remove_endpoint(library_id, endpoint, now)
+            head.report.dropped = bool(dropped)
+            log.info(
+                "player_dropped", reason="reports", library=library_id.hex(), endpoint=endpoint, players=len(dropped)
+            )
+        else:
+            queued = self.unreachable.want_ping(library_id, endpoint, now)
+            log.info("report", library=library_id.hex(), endpoint=endpoint, reporter=reporter.hex(), ping=queued)
+        return head.SerializeToString()
+
+    def ping_done(self, endpoint: str, reachable: bool, now: float) -> None:
+        """Apply a ping result: an unreachable endpoint is dropped from the libraries that reported it."""
+        for library_id in self.unreachable.ping_done(endpoint, reachable, now):
+            dropped = self.store.remove_endpoint(library_id, endpoint, now)
+            log.info("player_dropped", reason="ping", library=library_id.hex(), endpoint=endpoint, players=len(dropped))
+        if reachable:
+            log.info("ping_ok", endpoint=endpoint)
