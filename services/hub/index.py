@@ -8,11 +8,14 @@ How this works:
   removal are O(1) and keep each list a uniformly random permutation, so a
   random sample is a window of consecutive entries from a random start, and
   a reply's peer list is a slice of ``wire`` bytes.
-- A min-heap of ``(expires_at, library_id, player_id)`` finds expired entries
-  without scanning. Every operation first pops the heap while its head is due
-  and removes the entry only if its current ``expires_at`` still matches: a
-  re-announce leaves a stale heap item that is discarded when it surfaces.
-  The heap is rebuilt when stale items outnumber live entries four to one.
+- A min-heap of ``(due, library_id, player_id)`` finds expired entries
+  without scanning. Each live entry has one scheduled item (its ``due`` time
+  kept in ``_Library.scheduled``); a refresh only moves ``expires_at`` later
+  and touches no heap item. Every operation first pops the heap while its
+  head is due: an item whose entry was removed or rescheduled is stale and
+  skipped; an entry refreshed since is rescheduled at its new expiry; the
+  rest expire. The heap is rebuilt if stale items ever outnumber live
+  entries four to one.
 - ``player_id -> number of libraries`` answers the per-player cap and the
   distinct-player total in O(1).
 
@@ -90,10 +93,11 @@ class _Shuffled:
 class _Library:
     """The live players of one library: everyone, and the leechers among them."""
 
-    __slots__ = ("everyone", "leechers", "records")
+    __slots__ = ("everyone", "leechers", "records", "scheduled")
 
     def __init__(self) -> None:
         self.records: dict[bytes, PeerRecord] = {}
+        self.scheduled: dict[bytes, float] = {}  # player -> time of its one live heap item
         self.everyone = _Shuffled()
         self.leechers = _Shuffled()
 
@@ -118,6 +122,7 @@ class _Library:
         record = self.records.pop(player_id, None)
         if record is None:
             return None
+        del self.scheduled[player_id]
         self.everyone.remove(player_id)
         if not record.seed:
             self.leechers.remove(player_id)
@@ -142,29 +147,42 @@ class PeerIndex:
         heap = self._heap
         dropped = 0
         while heap and heap[0][0] <= now:
-            expires_at, library_id, player_id = heapq.heappop(heap)
+            due, library_id, player_id = heapq.heappop(heap)
             library = self._libs.get(library_id)
-            record = library.records.get(player_id) if library is not None else None
-            if record is not None and record.expires_at == expires_at:
-                self._drop(library_id, player_id)
-                dropped += 1
-                if self.track_expired:
-                    self.expired.append(record)
+            if library is None or library.scheduled.get(player_id) != due:
+                continue  # stale: the entry was removed or rescheduled
+            record = library.records[player_id]
+            if record.expires_at > now:  # refreshed since it was scheduled: look again later
+                library.scheduled[player_id] = record.expires_at
+                heapq.heappush(heap, (record.expires_at, library_id, player_id))
+                continue
+            self._drop(library_id, player_id)
+            dropped += 1
+            if self.track_expired:
+                self.expired.append(record)
         return dropped
 
     def put(self, record: PeerRecord, now: float) -> PeerRecord | None:
-        """Insert or replace; return the live entry replaced."""
+        """Insert or replace; return the live entry replaced.
+
+        A refresh that pushes expiry later touches no heap item: the item
+        already scheduled reschedules itself when it comes due.
+        """
         self.expire(now)
-        library = self._libs.get(record.library_id)
+        library_id, player_id, expires_at = record.library_id, record.player_id, record.expires_at
+        library = self._libs.get(library_id)
         if library is None:
-            library = self._libs[record.library_id] = _Library()
+            library = self._libs[library_id] = _Library()
         old = library.put(record, self._rng)
         if old is None:
             self._size += 1
-            self._player_libs[record.player_id] = self._player_libs.get(record.player_id, 0) + 1
-        heapq.heappush(self._heap, (record.expires_at, record.library_id, record.player_id))
-        if len(self._heap) > _COMPACT_FACTOR * self._size + _COMPACT_FLOOR:
-            self._compact()
+            self._player_libs[player_id] = self._player_libs.get(player_id, 0) + 1
+        scheduled = library.scheduled.get(player_id)
+        if scheduled is None or expires_at < scheduled:
+            library.scheduled[player_id] = expires_at
+            heapq.heappush(self._heap, (expires_at, library_id, player_id))
+            if len(self._heap) > _COMPACT_FACTOR * self._size + _COMPACT_FLOOR:
+                self._compact()
         return old
 
     def pop(self, library_id: bytes, player_id: bytes, now: float) -> PeerRecord | None:
@@ -256,8 +274,8 @@ class PeerIndex:
 
     def _compact(self) -> None:
         self._heap = [
-            (record.expires_at, record.library_id, record.player_id)
-            for library in self._libs.values()
-            for record in library.records.values()
+            (due, library_id, player_id)
+            for library_id, library in self._libs.items()
+            for player_id, due in library.scheduled.items()
         ]
         heapq.heapify(self._heap)

@@ -80,6 +80,18 @@ def test_a_reannounce_pushes_expiry_back(store: HubStore) -> None:
     assert store.get(LIB_A, pid(1), T0 + 30) is None
 
 
+def test_an_earlier_expiry_and_remove_readd_cycles_expire_on_time(store: HubStore) -> None:
+    store.upsert(rec(1, expires=T0 + 100), T0)
+    store.upsert(rec(1, expires=T0 + 50), T0)  # a shorter interval after a config change
+    for _ in range(5):
+        store.remove(LIB_A, pid(2), T0)
+        store.upsert(rec(2, expires=T0 + 70), T0)
+    assert store.get(LIB_A, pid(1), T0 + 49) is not None
+    assert store.get(LIB_A, pid(1), T0 + 50) is None
+    assert store.get(LIB_A, pid(2), T0 + 69) is not None
+    assert store.totals(T0 + 70) == Totals(players=0, libraries=0)
+
+
 def test_maintain_drops_expired_entries(store: HubStore) -> None:
     store.upsert(rec(1, expires=T0 + 10), T0)
     store.maintain(T0 + 11)
