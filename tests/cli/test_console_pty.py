@@ -1,0 +1,171 @@
+"""The console as a person uses it: in a pseudo-terminal, two players and a real hub.
+
+Alice sets up, uploads a file and seeds it; Bob sets up, downloads it, watches the live view until it
+completes, reads logs, restarts a stopped service, changes a setting, reads About and leaves with Ctrl-D
+(his player keeps running); Alice leaves and stops hers. Every prompt also gets a wrong answer first.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import sys
+from collections.abc import Iterator
+from io import StringIO
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from services.cli.launch import alive, maestro_pid
+from services.runtime import config as config_mod
+from services.supervisor.control_client import ControlClient
+from tests.cli.helpers import ANSI, Hub, stop_maestro
+
+pytestmark = pytest.mark.slow
+MENU = "Choose an action: "
+
+
+class Person:
+    """One console session in a pty; ``say`` sends a line once ``prompt`` (a regex) shows."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "50"}
+        self.child = pexpect.spawn(sys.executable, ["-m", "services.cli.app", "--data-dir", str(data), "console"],
+                                   encoding="utf-8", dimensions=(50, 120), timeout=30, env=env)
+        self.seen = StringIO()
+        self.child.logfile_read = self.seen
+
+    def expect(self, pattern: str, timeout: float = 30) -> re.Match[str]:
+        self.child.expect(pattern, timeout=timeout)
+        match = self.child.match
+        assert isinstance(match, re.Match)
+        return match
+
+    def answer(self, prompt: str, text: str) -> None:
+        self.expect(prompt)
+        self.child.sendline(text)
+
+    def setup(self, hub_port: int) -> None:
+        self.answer(r"Hub port \[7070\] \(type 'skip' to keep\): ", "seven")
+        self.answer("expected a whole number, got 'seven'; try again", str(hub_port))
+        self.answer(r"Hub IP \[127.0.0.1\]", "skip")
+        self.answer(r"Distributor port \(0 = random\) \[0\]", "99999")
+        self.answer("port must be between 0 and 65535, got 99999; try again", "0")
+        self.expect("Saved settings to")
+        self.expect(f"Player running for {re.escape(str(self.data))}")
+
+    def wrong_menu_choices(self) -> None:
+        self.answer(MENU, "")
+        self.answer("type a number from 1 to 8", "42")
+        self.expect("no action '42': type a number from 1 to 8")
+
+    def text(self) -> str:
+        return ANSI.sub("", self.seen.getvalue())
+
+    def close(self) -> None:
+        self.child.close(force=True)
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[Hub]:
+    running = Hub(tmp_path / "hub")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def people(tmp_path: Path) -> Iterator[list[Person]]:
+    sessions: list[Person] = []
+    yield sessions
+    for person in sessions:
+        person.close()
+        stop_maestro(person.data)  # the Maestros the consoles started in the background
+
+
+def test_upload_download_watch_logs_services_settings_about_exit(tmp_path: Path, hub: Hub,
+                                                                 people: list[Person]) -> None:
+    stuff = tmp_path / "files" / "holiday.mov"
+    stuff.parent.mkdir()
+    stuff.write_bytes(random.Random(6).randbytes(3 * 1024 * 1024 + 123))
+
+    alice = Person(tmp_path / "alice")
+    people.append(alice)
+    alice.setup(hub.port)
+    alice.wrong_menu_choices()
+    alice.answer(MENU, "1")
+    alice.answer(r"Path of the file to share \('exit' to go back\): ", "")
+    alice.answer("type an answer, or 'exit' to go back", str(tmp_path / "nope.mov"))
+    alice.answer("no such file", str(stuff))
+    lib = Path(alice.expect(r"written to (\S+\.lib)").group(1))
+    assert lib.parent == tmp_path / "alice" / "libs" and lib.name.startswith("lib_")
+
+    bob = Person(tmp_path / "bob")
+    people.append(bob)
+    bob.setup(hub.port)
+    bob.answer(MENU, "2")
+    bob.answer("No library waiting in .*; give the path of a .lib file.", "5")
+    bob.answer("no library number 5", str(tmp_path / "nope.lib"))
+    bob.answer("nope.lib", str(lib))
+    bob.expect("added [0-9a-f]{64} \\(holiday.mov\\)")
+
+    bob.answer(MENU, "3")
+    bob.expect("press any key to go back")
+    bob.expect("100.0%.*seeding", timeout=60)
+    bob.child.send("q")
+    bob.expect(MENU)
+    assert (tmp_path / "bob" / "downloads" / "holiday.mov").read_bytes() == stuff.read_bytes()
+
+    bob.child.sendline("4")
+    bob.expect(r"Which log\? \(number or name; 'exit' to go back\): ")
+    bob.child.sendintr()  # Ctrl-C in a screen: back to the menu
+    bob.expect("back to the menu")
+    bob.answer(MENU, "4")
+    bob.answer("Which log", "7")
+    bob.answer("no log '7': a number from 1 to 4, or its name", "events")
+    bob.expect("download_complete")
+    bob.answer(r"Follow new lines\? \[y/N\] ", "perhaps")
+    bob.answer("answer y or n", "y")
+    bob.expect("following events: press any key to stop")
+    bob.child.send("x")
+    bob.expect("stopped following")
+
+    ControlClient(tmp_path / "bob" / "run").service("requestor", False)
+    bob.answer(MENU, "5")
+    bob.expect("Requestor.*OFF")
+    bob.answer(r"Start which service\? \(requestor; 'exit' to go back\): ", "maestro")
+    bob.answer("'maestro' is not a service that is off: requestor", "requestor")
+    bob.expect("started requestor")
+
+    bob.answer(MENU, "6")
+    bob.answer("Setting to change", "0")
+    bob.answer("no setting '0'", "limits.download_rate")
+    bob.answer(r"New value for limits.download_rate \[0\]", "fast")
+    bob.answer("expected a whole number, got 'fast'; try again", "5000000")
+    bob.expect("limits.download_rate = 5000000: applied to the running player")
+    bob.answer("Setting to change", "exit")
+    assert config_mod.load(tmp_path / "bob").get("limits.download_rate") == 5000000
+
+    bob.answer(MENU, "7")
+    bob.expect(r"Emma Torrent \d+\.\d+\.\d+ \(emma-torrent\)")
+    bob.expect(MENU)
+    bob.child.sendeof()  # Ctrl-D at the menu: leave, the player keeps running
+    bob.expect("The player keeps running; stop it with")
+    bob.child.expect(pexpect.EOF)
+    bob.child.close()
+    assert bob.child.exitstatus == 0
+    assert alive(maestro_pid(tmp_path / "bob" / "run"))
+
+    alice_pid = maestro_pid(tmp_path / "alice" / "run")
+    alice.answer(MENU, "8")
+    alice.answer(r"Stop the player too\? \[y/N\] ", "dunno")
+    alice.answer("answer y or n", "y")
+    alice.expect("Player stopped. Bye.")
+    alice.child.expect(pexpect.EOF)
+    alice.child.close()
+    assert alice.child.exitstatus == 0 and not alive(alice_pid)
+
+    for person in people:
+        assert "Traceback" not in person.text(), person.text()
