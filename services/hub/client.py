@@ -62,7 +62,14 @@ def _peers(items: Iterable[hub_pb2.Peer]) -> tuple[PeerInfo, ...]:
 
 
 class HubClient:
-    """Talks to one hub at a time out of ``endpoints``, failing over to the next on timeouts."""
+    """Talks to one hub at a time out of ``endpoints``, failing over to the next on timeouts.
+
+    ``timeout`` is seconds per attempt; ``attempts`` is sends per call in all,
+    across endpoints (default: 3, or one per endpoint if there are more). A
+    call therefore gives up after about ``timeout * attempts`` seconds. Pass
+    ``context`` to share one; otherwise the client makes its own and ends it
+    on :meth:`close`.
+    """
 
     def __init__(
         self,
@@ -182,7 +189,7 @@ class HubClient:
                 break
             reply = hub_pb2.HubReply()
             try:
-                reply.ParseFromString(sock.recv(zmq.NOBLOCK))
+                reply.ParseFromString(sock.recv_multipart(zmq.NOBLOCK)[-1])
             except (DecodeError, zmq.Again):
                 continue
             if reply.request_id == request.request_id or (reply.request_id == 0 and reply.HasField("error")):
