@@ -55,24 +55,30 @@ def peer_field(player_id: bytes, endpoint: str, seed: bool) -> bytes:
     return _PEER + varint(len(body)) + body
 
 
-def _head(request_id: int) -> bytes:
-    return _VERSION_1 + _REQUEST_ID + varint(request_id) if request_id else _VERSION_1
+def _wrap(request_id: int, field_key: bytes, parts: list[bytes]) -> bytes:
+    body = b"".join(parts)
+    if request_id:
+        return b"".join((_VERSION_1, _REQUEST_ID, varint(request_id), field_key, varint(len(body)), body))
+    return b"".join((_VERSION_1, field_key, varint(len(body)), body))
 
 
-def _counts(seeders: int, leechers: int) -> bytes:
-    return _SEEDERS + varint(seeders) + _LEECHERS + varint(leechers)
+def intervals(interval: int, min_interval: int) -> bytes:
+    """The constant tail of every AnnounceReply: interval and min_interval fields."""
+    return _INTERVAL + varint(interval) + _MIN_INTERVAL + varint(min_interval)
 
 
-def announce_reply(
-    request_id: int, seeders: int, leechers: int, interval: int, min_interval: int, peers: list[bytes]
-) -> bytes:
-    """A serialized HubReply carrying an AnnounceReply; ``peers`` are ``peer_field`` encodings."""
-    body = _counts(seeders, leechers) + _INTERVAL + varint(interval) + _MIN_INTERVAL + varint(min_interval)
-    body += b"".join(peers)
-    return _head(request_id) + _ANNOUNCE + varint(len(body)) + body
+def announce_reply(request_id: int, seeders: int, leechers: int, tail: bytes, peers: list[bytes]) -> bytes:
+    """A serialized HubReply carrying an AnnounceReply.
+
+    ``tail`` comes from :func:`intervals`, each of ``peers`` from :func:`peer_field`.
+    """
+    parts = [_SEEDERS, varint(seeders), _LEECHERS, varint(leechers), tail]
+    parts += peers
+    return _wrap(request_id, _ANNOUNCE, parts)
 
 
 def peers_reply(request_id: int, seeders: int, leechers: int, peers: list[bytes]) -> bytes:
     """A serialized HubReply carrying a PeersReply."""
-    body = _counts(seeders, leechers) + b"".join(peers)
-    return _head(request_id) + _PEERS + varint(len(body)) + body
+    parts = [_SEEDERS, varint(seeders), _LEECHERS, varint(leechers)]
+    parts += peers
+    return _wrap(request_id, _PEERS, parts)

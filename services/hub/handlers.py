@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 
 from services.hub import validate
-from services.hub.encode import announce_reply, peer_field, peers_reply
+from services.hub.encode import announce_reply, intervals, peer_field, peers_reply
 from services.hub.model import HubLimits, PeerRecord
 from services.hub.reports import Unreachable
 from services.hub.store import HubStore
@@ -47,6 +47,7 @@ class RequestHandlers:
         self.unreachable = unreachable
         self.rng = rng
         self.log_requests = log_requests
+        self._intervals = intervals(limits.interval, limits.min_interval)
 
     def announce(self, request: hub_pb2.HubRequest, now: float) -> bytes:
         msg = request.announce
@@ -88,8 +89,7 @@ class RequestHandlers:
 
     def _announce_reply(self, request_id: int, library_id: bytes, peers: list[bytes], now: float) -> bytes:
         seeders, leechers, _ = self.store.counts(library_id, now)
-        limits = self.limits
-        return announce_reply(request_id, seeders, leechers, limits.interval, limits.min_interval, peers)
+        return announce_reply(request_id, seeders, leechers, self._intervals, peers)
 
     def get_peers(self, request: hub_pb2.HubRequest, now: float) -> bytes:
         msg = request.get_peers

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.hub.encode import announce_reply, peer_field, peers_reply
+from services.hub.encode import announce_reply, intervals, peer_field, peers_reply
 from services.hub.logic import HubLogic
 from services.hub.model import HubLimits, RequestKind
 from services.hub.store_memory import MemoryStore
@@ -253,7 +253,7 @@ def test_health_reports_counts_per_kind_and_uptime() -> None:
 @pytest.mark.parametrize("request_id", [0, 1, 127, 128, 16_383, 16_384, 2**35, 2**64 - 1])
 def test_hand_encoded_replies_decode_with_the_generated_classes(request_id: int) -> None:
     peers = [peer_field(pid(n), ep(n), n % 2 == 0) for n in range(3)]
-    announced = hub_pb2.HubReply.FromString(announce_reply(request_id, 300, 0, 1800, 900, peers))
+    announced = hub_pb2.HubReply.FromString(announce_reply(request_id, 300, 0, intervals(1800, 900), peers))
     assert (announced.version, announced.request_id) == (1, request_id)
     got = announced.announce
     assert (got.seeders, got.leechers, got.interval, got.min_interval) == (300, 0, 1800, 900)
