@@ -183,4 +183,4 @@ def change(session: Session, config: Config, key: str) -> None:
 
 
 def about(session: Session) -> None:
-    session.out.print(Panel(Text("\n".join(about_lines(about_info(session.data_dir)))), title="About", expand=False))
+    session.out.print(Panel(Text("\n".join(about_lines(about_info(session.data_dir)))), expand=False))

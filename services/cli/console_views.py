@@ -83,7 +83,7 @@ def logs(session: Session) -> None:
     entries = follower.backlog(LOG_BACKLOG)
     session.say(f"{kind} log, last {len(entries)} lines ({path}):", style="bold")
     for entry in entries:
-        session.out.print(render(entry))
+        session.out.print(render(entry), soft_wrap=True)
     if not entries:
         session.say("  nothing logged yet", style="dim")
     if not session.confirm("Follow new lines? [y/N] "):
@@ -95,7 +95,7 @@ def logs(session: Session) -> None:
         session.say(f"following {kind}: press any key to stop", style="dim")
         while not keys.pressed(REFRESH):
             for entry in follower.poll():
-                session.out.print(render(entry))
+                session.out.print(render(entry), soft_wrap=True)
     session.say("stopped following", style="dim")
 
 
