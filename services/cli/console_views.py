@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -37,14 +38,19 @@ def bar(have: int, total: int) -> Text:
 
 def downloads_table(items: list[control_pb2.Download], footer: str) -> Table:
     table = Table("name", "size", "progress", "down", "up", "peers", "state", title="Downloads and shares",
-                  caption=footer)
+                  caption=footer or None)
     for d in items:
         have = d.books_total if d.state == "seeding" else d.books_have
         table.add_row(Text(d.name), human_bytes(d.size), bar(have, d.books_total), human_rate(d.download_rate),
                       human_rate(d.upload_rate), str(d.peers), Text(d.state, style=STATE_STYLES.get(d.state, "")))
-    if not items:
-        table.add_row("no libraries yet: 1 Upload File shares one, 2 Download File gets one", "", "", "", "", "", "")
     return table
+
+
+def downloads_view(items: list[control_pb2.Download], footer: str) -> RenderableType:
+    if items:
+        return downloads_table(items, footer)
+    return Group(downloads_table(items, ""), Text("no libraries yet: 1 Upload File shares one, 2 Download File "
+                                                  "gets one"), Text(footer, style="dim"))
 
 
 def downloads(session: Session) -> None:
@@ -53,12 +59,12 @@ def downloads(session: Session) -> None:
     items = client.downloads()
     with session.keys() as keys:
         if keys is None:
-            session.out.print(downloads_table(items, ""))
+            session.out.print(downloads_view(items, ""))
             return
         footer = f"refreshed every {REFRESH:g} s; press any key to go back"
-        with Live(downloads_table(items, footer), console=session.out, auto_refresh=False) as live:
+        with Live(downloads_view(items, footer), console=session.out, auto_refresh=False) as live:
             while not keys.pressed(REFRESH):
-                live.update(downloads_table(client.downloads(), footer), refresh=True)
+                live.update(downloads_view(client.downloads(), footer), refresh=True)
 
 
 # --- 4 View Logs ---------------------------------------------------------------------------------------

@@ -9,11 +9,12 @@ _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 
 def human_bytes(n: float) -> str:
     """1536 -> '1.5 KiB'; whole bytes below 1 KiB."""
-    for unit in _UNITS:
-        if abs(n) < 1024 or unit == _UNITS[-1]:
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
+    value, unit = float(n), _UNITS[0]
+    for bigger in _UNITS[1:]:
+        if abs(value) < 1024:
+            break
+        value, unit = value / 1024, bigger
+    return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
 def human_rate(n: float) -> str:

@@ -62,11 +62,6 @@ def level_rank(name: str) -> int:
     return LEVELS.index(name.lower())
 
 
-def tail(path: Path, count: int, min_rank: int = 0) -> list[Entry]:
-    """The last ``count`` entries of ``path`` at ``min_rank`` or above, oldest first ([] if no file)."""
-    return Follower(path, min_rank).backlog(count)
-
-
 def render(entry: Entry) -> Text:
     """``2026-01-02 10:11:12.345 INFO     maestro     service_spawned service=requestor pid=12``."""
     line = Text()

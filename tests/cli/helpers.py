@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-import selectors
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +15,7 @@ from typer.testing import CliRunner, Result
 from services.cli.app import app
 from services.cli.launch import alive, maestro_pid
 from services.runtime import config as config_mod
+from tools.procs import ProcessGroup
 
 runner = CliRunner()
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
@@ -71,48 +69,19 @@ def stop_maestro(data: Path, timeout: float = 20.0) -> None:
 
 
 class Hub:
-    """``python -m services.hub`` on a random loopback port with a memory store; ended by pid."""
+    """``python -m services.hub`` on a random loopback port with a memory store; ended by pid in ``stop``."""
 
     def __init__(self, root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        self.log = open(root / "hub.err", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.hub", "--bind", "tcp://127.0.0.1:0", "--db", str(root / "hub.db"),
-             "--store", "memory", "--data-dir", str(root)],
-            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL,
-        )
-        self.endpoint = self._read_endpoint(timeout=20.0)
+        self.group = ProcessGroup(root)
+        proc = self.group.start("hub", ["-m", "services.hub", "--bind", "tcp://127.0.0.1:0", "--db",
+                                        str(root / "hub.db"), "--store", "memory", "--data-dir", str(root)])
+        try:
+            self.endpoint = self.group.wait_for_endpoint(proc)  # from its "hub listening on tcp://..." line
+        except (RuntimeError, TimeoutError):
+            self.stop()
+            raise
         self.ip, port = self.endpoint.removeprefix("tcp://").rsplit(":", 1)
         self.port = int(port)
 
-    def _read_endpoint(self, timeout: float) -> str:
-        assert self.proc.stdout is not None
-        selector = selectors.DefaultSelector()
-        selector.register(self.proc.stdout, selectors.EVENT_READ)
-        deadline, seen = time.monotonic() + timeout, b""
-        try:
-            while time.monotonic() < deadline:
-                if selector.select(max(0.0, deadline - time.monotonic())):
-                    chunk = os.read(self.proc.stdout.fileno(), 4096)
-                    if not chunk:
-                        break
-                    seen += chunk
-                    match = re.search(rb"hub listening on (tcp://\S+)", seen)
-                    if match:
-                        return match.group(1).decode()
-        finally:
-            selector.close()
-        self.stop()
-        raise AssertionError(f"the hub did not say where it listens: {seen!r}")
-
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self.log.close()
+        self.group.stop_all()

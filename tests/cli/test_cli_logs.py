@@ -9,7 +9,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from services.cli.logs_view import Entry, Follower, level_rank, parse, render, tail
+from services.cli.logs_view import Entry, Follower, level_rank, parse, render
 from tests.cli.helpers import emma
 
 LINES: list[dict[str, object]] = [
@@ -134,9 +134,9 @@ def test_level_rank_names() -> None:
 def test_tail_and_follower(tmp_path: Path) -> None:
     path = tmp_path / "logs" / "events.log"
     follower = Follower(path, min_rank=1)
-    assert tail(path, 5) == [] and follower.backlog(5) == []
+    assert follower.backlog(5) == []
     write_log(tmp_path, "events", LINES)
-    assert [e.event for e in tail(path, 2)] == ["service_failed", "download_failed"]
+    assert [e.event for e in Follower(path).backlog(2)] == ["service_failed", "download_failed"]
     assert [e.event for e in follower.poll()] == ["library_added", "service_failed", "download_failed"]
     assert follower.poll() == []
     path.write_text(json.dumps(LINES[1]) + "\n")  # truncated and rewritten: start over

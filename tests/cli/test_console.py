@@ -15,7 +15,7 @@ from services.cli import console as console_mod
 from services.cli import launch
 from services.cli.console import MENU, Session, menu_loop, run, run_screen
 from services.cli.console_screens import about, download, pending_libraries, settings, upload
-from services.cli.console_views import bar, downloads, downloads_table, logs, services
+from services.cli.console_views import bar, downloads, downloads_table, downloads_view, logs, services
 from services.cli.keys import Keys
 from services.peer.library import read_library
 from services.peer.state import State, Status
@@ -318,7 +318,7 @@ def test_downloads_table_and_bar() -> None:
     assert "a.bin" in text and "3.0 MiB" in text and "25.0%" in text and "2.0 KiB/s" in text
     assert "[b].bin" in text and "100.0%" in text and "seeding" in text and "press any key" in text
     empty = Console(file=StringIO(), width=120, color_system=None)
-    empty.print(downloads_table([], ""))
+    empty.print(downloads_view([], ""))
     assert "no libraries yet" in empty.file.getvalue()  # type: ignore[attr-defined]
 
 
