@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from services.runtime.config import Config
-from services.supervisor.control_client import ControlClient, MaestroNotRunning
+from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
 from services.wire.pb import control_pb2
 
 START_TIMEOUT = 20.0
@@ -33,6 +33,8 @@ def is_running(run_dir: Path) -> bool:
         ControlClient(run_dir, timeout=1.0).services()
     except MaestroNotRunning:
         return False
+    except ControlError:
+        return True  # it answered, if with an error
     return True
 
 
