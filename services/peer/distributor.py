@@ -99,7 +99,7 @@ class Distributor:
             library = served.library if served else self._read(record.lib_path)
             if library is None:
                 continue
-            self.logic.serve_library(library, record.have)
+            self._execute(self.logic.serve_library(library, record.have))
             done = record.status is Status.SEEDING
             self._open(library_id, record.stuff_path if done else partial_path(record.stuff_path))
             was = self.complete.get(library_id)

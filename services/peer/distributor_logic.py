@@ -9,10 +9,11 @@ far. A full queue answers ``busy`` instead of stalling.
 
 Spreading (a rate-limited seed): while some books have never been sent, the
 seed's upload is the swarm's scarcest resource, so a request for a book it
-already sent once is answered ``busy`` (the requester gets it from the
-leecher that has it, whose ``have`` it has seen or will see) and the seed
-spends its budget only on books no leecher holds yet. Once every book went
-out once, it serves everything, least-sent first. ``books_landed`` turns a book
+sent in the last SPREAD_HOLD seconds is answered ``busy`` (the requester gets
+it from the leecher that has it, whose ``have`` it has seen or will see) and
+the seed spends its budget on books no leecher holds yet. The hold is short
+so no requester can wait on it for long; once every book went out once, the
+seed serves everything, least-sent first. ``books_landed`` turns a book
 just written by the local Requestor into ``have`` messages for every player
 that handshook for that library.
 """
@@ -33,6 +34,7 @@ MAX_SUBSCRIBERS = 4096
 MAX_WAIT = 1.0  # seconds a queued request may be passed over for less-sent books
 QUEUE_SECONDS = 0.5  # under a rate limit, queue about this much upload; beyond it, answer busy
 SPREAD_RETRY_MS = 10
+SPREAD_HOLD = 3.0  # seconds a rate-limited seed refuses to repeat a book while others were never sent
 
 
 @dataclass(frozen=True)
@@ -61,21 +63,27 @@ class Served:
     have: Bitfield
     subscribers: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
     sent: list[int] = field(default_factory=list)
+    last_sent: list[float] = field(default_factory=list)
     unsent: int = 0
     uploaded: int = 0
 
     def __post_init__(self) -> None:
         self.sent = [0] * self.library.books
+        self.last_sent = [0.0] * self.library.books
         self.unsent = self.library.books
 
-    def record_sent(self, book: int) -> None:
+    def record_sent(self, book: int, now: float) -> None:
         if self.sent[book] == 0:
             self.unsent -= 1
         self.sent[book] += 1
+        self.last_sent[book] = now
 
-    def already_spread(self, book: int) -> bool:
-        """A complete holder that still has never-sent books should not send ``book`` again yet."""
-        return self.sent[book] > 0 and self.unsent > 0 and self.have.complete
+    def already_spread(self, book: int, now: float) -> bool:
+        """A complete holder that still has never-sent books should not send ``book`` again yet:
+        not within SPREAD_HOLD of its last send (afterwards it does, so nobody waits on it forever:
+        a requester that lost the book, a book other seeds spread instead)."""
+        return (self.unsent > 0 and self.sent[book] > 0 and now - self.last_sent[book] < SPREAD_HOLD
+                and self.have.complete)
 
 
 @dataclass(frozen=True)
@@ -96,14 +104,17 @@ class DistributorLogic:
         self.counts: dict[str, int] = {"requests": 0, "books_sent": 0, "busy": 0, "errors": 0}
 
     # -- catalogue ----------------------------------------------------------
-    def serve_library(self, library: Library, have: Bitfield) -> None:
-        """Start serving ``library`` or refresh which books it holds (never forgets books)."""
+    def serve_library(self, library: Library, have: Bitfield) -> list[Action]:
+        """Start serving ``library`` or refresh which books it holds (never forgets books).
+
+        Books new to this refresh are announced with ``have`` like ``books_landed`` does: whichever
+        of state.db or the Requestor's notice tells first, the subscribers hear of every book.
+        """
         current = self.served.get(library.id)
         if current is None:
             self.served[library.id] = Served(library=library, have=have)
-            return
-        for book in have.indices():
-            current.have.add(book)
+            return []
+        return self.books_landed(library.id, have.indices())
 
     def drop_library(self, library_id: bytes) -> None:
         self.served.pop(library_id, None)
@@ -161,7 +172,7 @@ class DistributorLogic:
         served = self._library(library_id)
         if book not in served.have:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"book {book} is not held here")
-        if self.bucket.rate and served.already_spread(book):
+        if self.bucket.rate and served.already_spread(book, now):
             self.counts["busy"] += 1  # ask a leecher for this one; other books are welcome at once
             return [Send(identity, framing.busy(library_id, book, SPREAD_RETRY_MS))]
         if len(self.queue) >= self._capacity(served):
@@ -199,13 +210,13 @@ class DistributorLogic:
             served = self.served.get(pending.library_id)
             if served is None:
                 continue
-            if self.bucket.rate and served.already_spread(pending.book):
+            if self.bucket.rate and served.already_spread(pending.book, now):
                 self.counts["busy"] += 1
                 out.append(Send(pending.identity, framing.busy(pending.library_id, pending.book, SPREAD_RETRY_MS)))
                 continue
             offset, length = served.library.book_span(pending.book)
             self.bucket.take(length, now)
-            served.record_sent(pending.book)
+            served.record_sent(pending.book, now)
             served.uploaded += length
             self.counts["books_sent"] += 1
             out.append(SendBook(pending.identity, pending.library_id, pending.book, offset, length))

@@ -7,6 +7,7 @@ handshake is answered); the credit window is per remote.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,22 @@ class Remote:
     last_heard: float = 0.0
     not_before: float = 0.0
     attempts: int = 0
+    refused: dict[tuple[bytes, int], float] = field(default_factory=dict)
+
+    def refuse(self, key: tuple[bytes, int], until: float) -> None:
+        """The remote answered busy for this book: ask it for other books until ``until``."""
+        self.refused[key] = until
+
+    def offer(self, library_id: bytes, books: Bitfield, now: float) -> Container[int]:
+        """The books of ``library_id`` worth asking this remote for now."""
+        if not self.refused:
+            return books
+        for key, until in list(self.refused.items()):
+            if until <= now:
+                del self.refused[key]
+        skip = {book for (lib, book) in self.refused if lib == library_id}
+        return _Without(books, skip) if skip else books
+
 
     @classmethod
     def connect(cls, ctx: zmq.Context[Any], endpoint: str, now: float) -> Remote:
@@ -56,3 +73,13 @@ class Remote:
 
     def close(self) -> None:
         self.socket.close(linger=0)
+
+
+class _Without:
+    """A bitfield minus a few books (a Container for the picker)."""
+
+    def __init__(self, books: Bitfield, skip: set[int]) -> None:
+        self.books, self.skip = books, skip
+
+    def __contains__(self, book: object) -> bool:
+        return book not in self.skip and book in self.books

@@ -50,6 +50,7 @@ PEERS_EVERY = 5.0
 PEERS_EVERY_STARVED = 0.5
 SILENT_PEER = 20.0
 HANDSHAKE_ATTEMPTS = 3
+REFUSED_SECONDS = 0.5  # after a busy for a book, ask that remote for other books this long
 
 
 def peers_interval(asks: int, got: int, numwant: int, ok: bool) -> float:
@@ -176,6 +177,8 @@ class Requestor:
         download = self.downloads.get(job.library_id)
         if download is None:
             return
+        slog.debug("hub_peers", library=job.library_id.hex(), ok=result.ok, error=result.error,
+                   peers=[p.endpoint for p in result.peers])
         added = 0
         for peer in result.peers:
             if peer.player_id == self.player_id or peer.endpoint == self.own_endpoint:
@@ -241,10 +244,12 @@ class Requestor:
             self._on_have(remote, message.have)
         elif kind == "busy":
             key = (message.busy.library_id, message.busy.book)
+            retry = min(5.0, message.busy.retry_after_ms / 1000)
             if remote.window.forget(key):
                 remote.window.on_busy(key)
                 self._release(key, remote)
-            remote.not_before = now + min(5.0, message.busy.retry_after_ms / 1000)
+            remote.refuse(key, now + max(REFUSED_SECONDS, retry))
+            remote.not_before = now + retry
         elif kind == "error":
             key = (message.error.library_id, message.error.book)
             if message.error.library_id in remote.books and remote.books[message.error.library_id] is None:
@@ -376,7 +381,7 @@ class Requestor:
                     break
                 if not self.bucket.ready(now):
                     return
-                for book in download.picker.pick(remote.endpoint, books, credit):
+                for book in download.picker.pick(remote.endpoint, remote.offer(library_id, books, now), credit):
                     remote.window.on_send((library_id, book), now)
                     self.bucket.take(download.library.book_span(book)[1], now)
                     remote.send(framing.request(library_id, book))

@@ -236,6 +236,15 @@ def test_a_rate_limited_seed_spreads_books_no_one_has_before_repeating_any() -> 
     assert sent_books(dist.serve(20.0)) == [(BOB, 0)]
 
 
+def test_a_seed_refuses_a_repeat_only_briefly() -> None:
+    dist = logic("****", slots=4, rate=4 * BOOK)
+    request(dist, ALICE, 0)
+    dist.serve(0.0)
+    assert one_reply(request(dist, BOB, 0, 1.0), BOB).WhichOneof("body") == "busy"
+    assert request(dist, BOB, 0, 5.0) == []  # a requester that lost it, or never found another holder
+    assert sent_books(dist.serve(5.0)) == [(BOB, 0)]
+
+
 def test_spreading_is_only_for_a_rate_limited_complete_holder() -> None:
     unlimited = logic("****", slots=4)
     request(unlimited, ALICE, 0)
@@ -344,3 +353,11 @@ def test_garbage_gets_an_error_reply_and_nothing_is_queued(frames: list[bytes], 
     assert dist.counts["errors"] == 1
     assert not dist.queue
     assert request(dist, ALICE, 0) == []  # still serving
+
+
+def test_books_learned_from_a_state_refresh_are_announced_once() -> None:
+    dist = logic("*...")
+    dist.handle(ALICE, [framing.handshake(LIB.id, b"p" * 16)], 0.0)
+    actions = dist.serve_library(LIB, bits("**.*"))  # state.db told first
+    assert [framing.decode(a.frame).have.books for a in actions if isinstance(a, Send)] == [[1, 3]]
+    assert dist.books_landed(LIB.id, [1, 3]) == []  # the Requestor's notice, later: nothing new
