@@ -59,7 +59,7 @@ def run(source: Path, target: Path) -> float:
             pending += 1
         next_index = min(WINDOW, len(offsets))
         while pending:
-            _, request, payload = dealer.recv_multipart(copy=False)
+            request, payload = dealer.recv_multipart(copy=False)
             pending -= 1
             if next_index < len(offsets):
                 dealer.send(str(offsets[next_index]).encode())
@@ -72,6 +72,9 @@ def run(source: Path, target: Path) -> float:
     finally:
         os.close(fd)
         sender.join(10)
+        if sender.is_alive():  # the run failed before the sender was told to stop
+            sender.kill()
+            sender.join()
         dealer.close(linger=0)
         ctx.term()
     return elapsed
