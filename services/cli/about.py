@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
@@ -11,17 +10,10 @@ import typer
 
 from services.cli.context import cli_context
 from services.runtime import config as config_mod
+from services.runtime.version import PACKAGE, version
 
-PACKAGE = "emma-torrent"
 SUMMARY = ("Emma Torrent distributes large files peer to peer over ZeroMQ: a hub (tracker) tells players "
            "who has which library, and players trade verified books (pieces) directly with each other.")
-
-
-def version() -> str:
-    try:
-        return metadata.version(PACKAGE)
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
 
 
 def about_info(data_dir: Path) -> dict[str, str]:

@@ -21,8 +21,9 @@ from services.peer.library import (
     check_name,
     make_library,
 )
+from services.runtime.version import version
 
-CREATOR = "emma 0.1.0"
+CREATOR = f"emma {version()}"
 
 
 def stuff_size(path: Path) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+from importlib import metadata
 from pathlib import Path
 
 import blake3
@@ -135,6 +136,7 @@ def test_librarified_library_survives_write_and_read(tmp_path: Path) -> None:
     write_library(library, tmp_path / library.file_name)
     back = read_library(tmp_path / library.file_name)
     assert back == library and back.name == "stuff.bin"
+    assert back.creator == f"emma {metadata.version('emma-torrent')}"
     assert verify(back, path).ok
 
 
