@@ -11,6 +11,7 @@ Run: ``python -m services.peer.distributor --data-dir D``.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import time
@@ -101,7 +102,7 @@ class Distributor:
                 continue
             self._execute(self.logic.serve_library(library, record.have))
             done = record.status is Status.SEEDING
-            self._open(library_id, record.stuff_path if done else partial_path(record.stuff_path))
+            self._open(library_id, record.stuff_path if done else partial_path(record.stuff_path), partial=not done)
             was = self.complete.get(library_id)
             self.complete[library_id] = done
             if was is None:
@@ -120,14 +121,15 @@ class Distributor:
             log.warning("library_unreadable", path=str(path), error=str(exc))
             return None
 
-    def _open(self, library_id: bytes, path: Path) -> None:
+    def _open(self, library_id: bytes, path: Path, *, partial: bool) -> None:
+        """Open the file books are served from; a partial file the Requestor has not created yet is no news."""
         current = self.files.get(library_id)
         if current and current[0] == path:
             return
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
-            if current is None:
+            if current is None and not (partial and exc.errno == errno.ENOENT):
                 log.warning("stuff_unreadable", path=str(path), error=exc.strerror)
             return
         self._close(library_id)
