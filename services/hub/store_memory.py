@@ -1,6 +1,7 @@
 """The in-memory store: a :class:`PeerIndex` and nothing else.
 
 Everything is lost when the hub stops; use it for tests and throwaway hubs.
+The SQLite store extends it: same reads, writes also noted for persistence.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ class MemoryStore:
 
     name = "memory"
 
-    def __init__(self) -> None:
-        self._index = PeerIndex()
+    def __init__(self, *, track_expired: bool = False) -> None:
+        self._index = PeerIndex(track_expired=track_expired)
 
     @classmethod
     def open(cls, path: Path | None, now: float, *, refresh_slack: float = 0.0) -> MemoryStore:
@@ -34,7 +35,7 @@ class MemoryStore:
     def remove_endpoint(self, library_id: bytes, endpoint: str, now: float) -> list[bytes]:
         found = self._index.find_endpoint(library_id, endpoint, now)
         for player_id in found:
-            self._index.pop(library_id, player_id, now)
+            self.remove(library_id, player_id, now)
         return found
 
     def find_endpoint(self, library_id: bytes, endpoint: str, now: float) -> list[bytes]:

@@ -23,13 +23,12 @@ at open instead of silently diverging.
 
 from __future__ import annotations
 
-import random
 import sqlite3
 from pathlib import Path
 
 from services.hub.encode import peer_field
-from services.hub.index import PeerIndex
-from services.hub.model import LibraryCounts, PeerRecord, Totals
+from services.hub.model import PeerRecord
+from services.hub.store_memory import MemoryStore
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -77,15 +76,15 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class SqliteStore:
-    """A :class:`~services.hub.store.HubStore` that survives a hub restart."""
+class SqliteStore(MemoryStore):
+    """A :class:`~services.hub.store.HubStore` that survives a hub restart (reads as :class:`MemoryStore`)."""
 
     name = "sqlite"
 
     def __init__(self, conn: sqlite3.Connection, now: float, refresh_slack: float = 0.0) -> None:
+        super().__init__(track_expired=True)
         self._conn = conn
         self._slack = refresh_slack
-        self._index = PeerIndex(track_expired=True)
         self._pending: dict[Key, PeerRecord | None] = {}
         self._persisted: dict[Key, float] = {}  # expires_at as stored, for live entries
         self._completed: dict[bytes, int] = {}
@@ -130,53 +129,8 @@ class SqliteStore:
         self._pending[(library_id, player_id)] = None
         return self._index.pop(library_id, player_id, now)
 
-    def remove_endpoint(self, library_id: bytes, endpoint: str, now: float) -> list[bytes]:
-        found = self._index.find_endpoint(library_id, endpoint, now)
-        for player_id in found:
-            self.remove(library_id, player_id, now)
-        return found
-
-    def find_endpoint(self, library_id: bytes, endpoint: str, now: float) -> list[bytes]:
-        return self._index.find_endpoint(library_id, endpoint, now)
-
-    def get(self, library_id: bytes, player_id: bytes, now: float) -> PeerRecord | None:
-        return self._index.get(library_id, player_id, now)
-
-    def sample(
-        self,
-        library_id: bytes,
-        count: int,
-        now: float,
-        *,
-        exclude: bytes = b"",
-        seeds: bool = True,
-        rng: random.Random,
-    ) -> list[PeerRecord]:
-        return self._index.sample(library_id, count, now, exclude, seeds, rng)
-
-    def sample_wires(
-        self,
-        library_id: bytes,
-        count: int,
-        now: float,
-        *,
-        exclude: bytes = b"",
-        seeds: bool = True,
-        rng: random.Random,
-    ) -> list[bytes]:
-        return self._index.sample_wires(library_id, count, now, exclude, seeds, rng)
-
-    def counts(self, library_id: bytes, now: float) -> LibraryCounts:
-        return self._index.counts(library_id, now)
-
     def add_completed(self, library_id: bytes) -> None:
         self._completed[library_id] = self._index.add_completed(library_id)
-
-    def libraries_of(self, player_id: bytes, now: float) -> int:
-        return self._index.libraries_of(player_id, now)
-
-    def totals(self, now: float) -> Totals:
-        return self._index.totals(now)
 
     def maintain(self, now: float) -> None:
         self._index.expire(now)
