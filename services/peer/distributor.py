@@ -10,10 +10,8 @@ Run: ``python -m services.peer.distributor --data-dir D``.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -27,9 +25,9 @@ from services.peer.hublink import AnnounceJob, HubLink
 from services.peer.library import Library, LibraryError, read_library
 from services.peer.state import State, Status
 from services.runtime import config as config_mod
-from services.runtime import faults
 from services.runtime.heartbeat import HeartbeatSender
-from services.runtime.logs import get_logger, setup_logging
+from services.runtime.logs import get_logger
+from services.runtime.service import service_main
 from services.wire import framing
 from services.wire.errors import ErrorCode
 from services.wire.ids import make_endpoint
@@ -265,20 +263,7 @@ class Distributor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="emma-distributor", description="Run a player's Distributor.")
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--heartbeat", default=None, help="Maestro heartbeat endpoint (ipc://...)")
-    args = parser.parse_args(argv)
-    faults.crash_at_start("distributor")
-    data_dir = (args.data_dir or config_mod.default_data_dir()).absolute()
-    config = config_mod.load(data_dir)
-    config.ensure_dirs()
-    setup_logging(data_dir, process="distributor")
-    distributor = Distributor(config, args.heartbeat)
-    signal.signal(signal.SIGTERM, distributor.stop)
-    signal.signal(signal.SIGINT, distributor.stop)
-    distributor.run()
-    return 0
+    return service_main("distributor", Distributor, argv)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,8 @@ Run: ``python -m services.peer.requestor --data-dir D``.
 
 from __future__ import annotations
 
-import argparse
 import os
-import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import zmq
@@ -35,9 +32,9 @@ from services.peer.state import State, Status
 from services.peer.syncer import Syncer
 from services.peer.writer import Outcome, Written, land
 from services.runtime import config as config_mod
-from services.runtime import faults
 from services.runtime.heartbeat import HeartbeatSender
-from services.runtime.logs import get_logger, setup_logging
+from services.runtime.logs import get_logger
+from services.runtime.service import service_main
 from services.wire import framing
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import wire_pb2
@@ -486,20 +483,7 @@ class Requestor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="emma-requestor", description="Run a player's Requestor.")
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--heartbeat", default=None, help="Maestro heartbeat endpoint (ipc://...)")
-    args = parser.parse_args(argv)
-    faults.crash_at_start("requestor")
-    data_dir = (args.data_dir or config_mod.default_data_dir()).absolute()
-    config = config_mod.load(data_dir)
-    config.ensure_dirs()
-    setup_logging(data_dir, process="requestor")
-    requestor = Requestor(config, args.heartbeat)
-    signal.signal(signal.SIGTERM, requestor.stop)
-    signal.signal(signal.SIGINT, requestor.stop)
-    requestor.run()
-    return 0
+    return service_main("requestor", Requestor, argv)
 
 
 if __name__ == "__main__":

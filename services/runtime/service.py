@@ -1,0 +1,44 @@
+"""How a supervised service process starts: arguments, fault injection, config, logging, signals.
+
+The Distributor and the Requestor run the same way under the Maestro
+(``python -m services.peer.distributor --data-dir D --heartbeat ipc://...``);
+this is that way, written once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from services.runtime import config as config_mod
+from services.runtime import faults
+from services.runtime.logs import setup_logging
+
+
+class Service(Protocol):
+    def run(self) -> None: ...
+
+    def stop(self, *_: object) -> None: ...
+
+
+def service_main(
+    name: str, make: Callable[[config_mod.Config, str | None], Service], argv: list[str] | None = None
+) -> int:
+    """Parse ``--data-dir``/``--heartbeat``, build the service with ``make`` and run it until SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(prog=f"emma-{name}", description=f"Run a player's {name.capitalize()}.")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--heartbeat", default=None, help="Maestro heartbeat endpoint (ipc://...)")
+    args = parser.parse_args(argv)
+    faults.crash_at_start(name)
+    data_dir = (args.data_dir or config_mod.default_data_dir()).absolute()
+    config = config_mod.load(data_dir)
+    config.ensure_dirs()
+    setup_logging(data_dir, process=name)
+    service = make(config, args.heartbeat)
+    signal.signal(signal.SIGTERM, service.stop)
+    signal.signal(signal.SIGINT, service.stop)
+    service.run()
+    return 0
