@@ -5,6 +5,11 @@ Maestro reports what it observes -- ``spawned``, ``beat``, ``failed`` (an
 exit, or a heartbeat older than ``liveness`` intervals), ``stopped`` -- and
 asks ``due(now)`` whether a backed-off service should be spawned again.
 
+The hang deadline is ``liveness`` intervals after the last beat less a
+tenth of an interval (``HANG_EARLY``): the last beat always comes before the hang, and the Maestro
+checks every tick, so the margin keeps a hang's detection within ``liveness``
+intervals of the moment the child stopped, not a tick after.
+
 Backoff doubles from ``initial_backoff`` to ``max_backoff`` and resets after
 ``stable_after`` seconds of running. More than ``max_failures`` failures in
 ``window`` seconds make the service FATAL (restart intensity, as in OTP): it
@@ -16,6 +21,8 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass, field
+
+HANG_EARLY = 0.1  # intervals before the liveness deadline that a silent child counts as hung
 
 
 class ServiceState(enum.Enum):
@@ -60,7 +67,7 @@ class RestartPolicy:
     def hung(self, now: float) -> bool:
         """True when a live service has missed ``liveness`` beats (or never beat at start-up)."""
         if self.state is ServiceState.RUNNING and self.last_beat is not None:
-            return now - self.last_beat > self.liveness * self.interval
+            return now - self.last_beat > (self.liveness - HANG_EARLY) * self.interval
         if self.state is ServiceState.STARTING:
             return now - self.started_at > self.startup_timeout
         return False
