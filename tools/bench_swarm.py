@@ -40,16 +40,6 @@ def verified_at(player: Player) -> float | None:
     return None
 
 
-def wait_serving(players: list[Player], timeout: float = 120.0) -> None:
-    """Every distributor has bound its port (and so announced at its first loop turn)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all((p.data_dir / "run" / "distributor.endpoint").exists() for p in players):
-            return
-        time.sleep(0.1)
-    raise SystemExit("not every player started within the timeout")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leechers", type=int, default=16)
@@ -70,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         library = swarm.share(seed, stuff, parse_size(args.book_size))
         for player in [seed, *leechers]:
             swarm.start_player(player)
-        wait_serving([seed, *leechers])
+        swarm.wait_serving([seed, *leechers])
         time.sleep(2.0)  # the seed's first announce is in; start-up CPU has settled
         started = time.time()
         for player in leechers:

@@ -32,6 +32,7 @@ from services.peer.librarifier import librarify
 from services.peer.library import Library, write_library
 from services.runtime import config as config_mod
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
+from services.wire.pb import control_pb2
 from tools.procs import Proc, ProcessGroup
 
 
@@ -172,6 +173,31 @@ class Swarm:
                                     ["-m", f"services.peer.{service}", "--data-dir", str(player.data_dir)])
             player.procs.append(proc)
 
+    def wait_serving(self, players: list[Player], timeout: float = 120.0) -> float:
+        """Wait until every player serves: under a Maestro its services are RUNNING, else its
+        Distributor has bound its port (and so announced at its first loop turn). Returns the seconds."""
+        start = time.monotonic()
+        waiting = list(players)
+        while waiting:
+            if time.monotonic() - start > timeout:
+                names = ", ".join(p.name for p in waiting)
+                raise TimeoutError(f"{names} not serving within {timeout}s; logs in {self.group.logs}")
+            for proc in self.group.procs:
+                if not proc.alive():
+                    raise RuntimeError(f"{proc.name} died with {proc.popen.returncode}: see {proc.log_path}")
+            waiting = [p for p in waiting if not self._serving(p)]
+            time.sleep(0.05)
+        return time.monotonic() - start
+
+    def _serving(self, player: Player) -> bool:
+        if not self.maestro:
+            return (player.data_dir / "run" / "distributor.endpoint").exists()
+        try:
+            states = {s.name: s.state for s in ControlClient(player.data_dir / "run", timeout=1.0).services()}
+        except (MaestroNotRunning, ControlError):
+            return False
+        return all(states.get(name) == control_pb2.RUNNING for name in ("distributor", "requestor"))
+
     def child_pids(self, player: Player) -> dict[str, int]:
         """Pids of a Maestro's running children, from its control socket."""
         client = ControlClient(player.data_dir / "run", timeout=2.0)
@@ -298,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"library {library.id_hex}: {library.size} bytes in {library.books} books")
             for player in players:
                 swarm.start_player(player)
+            print(f"{len(players)} players serving after {swarm.wait_serving(players):.2f}s; "
+                  "completion times count from here")
             for player in leechers:
                 swarm.give(player, library)
             with Progress(TextColumn("{task.description:10}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
