@@ -3,7 +3,8 @@
 Each loop turn it (1) re-reads state.db and ``<data>/libs/`` for libraries to
 download, pause or drop; (2) asks the hub for peers through a HubLink worker;
 (3) handshakes new peers on a DEALER each; (4) tops up every peer's request
-window with books from the picker; (5) receives books, verifies, pwrites,
+window with books from the picker, all windows together holding at most
+IN_FLIGHT_BYTES of books (the memory bound, whatever the book size); (5) receives books, verifies, pwrites,
 tells the local Distributor, and fsyncs (in a Syncer thread) + persists
 progress in batches;
 (6) expires late requests and unreachable peers (reported to the hub).
@@ -30,6 +31,7 @@ from services.peer.ratelimit import TokenBucket
 from services.peer.remote import Remote
 from services.peer.state import State, Status
 from services.peer.syncer import Syncer
+from services.peer.window import IN_FLIGHT_BYTES
 from services.peer.writer import Outcome, Written, land
 from services.runtime import config as config_mod
 from services.runtime.heartbeat import HeartbeatSender
@@ -366,6 +368,7 @@ class Requestor:
 
     # -- requests ---------------------------------------------------------------------
     def _fill(self, now: float) -> None:
+        room = IN_FLIGHT_BYTES - sum(remote.window.held_bytes for remote in self.remotes.values())
         for remote in list(self.remotes.values()):
             if now < remote.not_before:
                 continue
@@ -373,14 +376,16 @@ class Requestor:
                 download = self.downloads.get(library_id)
                 if books is None or download is None or download.complete:
                     continue
-                credit = remote.window.credit
+                credit = min(remote.window.credit, room // download.library.book_size)
                 if credit <= 0:
-                    break
+                    continue
                 if not self.bucket.ready(now):
                     return
                 for book in download.picker.pick(remote.endpoint, remote.offer(library_id, books, now), credit):
-                    remote.window.on_send((library_id, book), now)
-                    self.bucket.take(download.library.book_span(book)[1], now)
+                    length = download.library.book_span(book)[1]
+                    remote.window.on_send((library_id, book), now, length)
+                    room -= length
+                    self.bucket.take(length, now)
                     remote.send(framing.request(library_id, book))
 
     def _expire(self, now: float) -> None:

@@ -4,11 +4,17 @@ The window starts at ``initial`` and grows by one for each book written
 (additive increase) up to ``maximum`` and the peer's advertised upload slots;
 a busy reply or a timeout halves it (multiplicative decrease), never below 1.
 Pure state: the caller passes ``now`` and the requestor acts on the answers.
+
+It also counts the bytes of the books it holds credit for (requested, or
+arrived and not yet written), so the requestor can bound the memory of all
+its windows together (``IN_FLIGHT_BYTES``) whatever the book size.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+IN_FLIGHT_BYTES = 64 << 20  # books requested or unwritten, over all remotes: the requestor's memory bound
 
 
 @dataclass
@@ -20,6 +26,8 @@ class Window:
     limit: int = field(init=False)
     sent: dict[tuple[bytes, int], float] = field(default_factory=dict)
     landing: set[tuple[bytes, int]] = field(default_factory=set)
+    sizes: dict[tuple[bytes, int], int] = field(default_factory=dict)
+    held_bytes: int = 0
 
     def __post_init__(self) -> None:
         self.size = float(self.initial)
@@ -48,24 +56,36 @@ class Window:
         """A book that arrived was written (or rejected): its credit is free again."""
         if key in self.landing:
             self.landing.discard(key)
+            self._release(key)
             self.size = min(float(self.limit), self.size + 1)
 
-    def on_send(self, key: tuple[bytes, int], now: float) -> None:
+    def on_send(self, key: tuple[bytes, int], now: float, length: int = 0) -> None:
+        """A request for a book of ``length`` bytes went out."""
+        self._release(key)
         self.sent[key] = now
+        self.sizes[key] = length
+        self.held_bytes += length
 
     def on_busy(self, key: tuple[bytes, int]) -> None:
-        self.sent.pop(key, None)
+        self.forget(key)
         self.size = max(1.0, self.size / 2)
 
     def forget(self, key: tuple[bytes, int]) -> bool:
         """A request was cancelled or refused; True if it was in flight."""
-        return self.sent.pop(key, None) is not None
+        if self.sent.pop(key, None) is None:
+            return False
+        self._release(key)
+        return True
+
+    def _release(self, key: tuple[bytes, int]) -> None:
+        self.held_bytes -= self.sizes.pop(key, 0)
 
     def expired(self, now: float) -> list[tuple[bytes, int]]:
         """Requests older than the timeout: removed, and the window shrinks."""
         late = [key for key, at in self.sent.items() if now - at > self.timeout]
         for key in late:
             del self.sent[key]
+            self._release(key)
         if late:
             self.size = max(1.0, self.size / 2)
         return late

@@ -156,3 +156,27 @@ def test_a_book_holds_its_credit_until_written() -> None:
     window.landed(key(0))
     assert window.credit == 2  # the slot is back and the window grew by one
     assert window.expired(1000.0) == [key(1)]  # only requests on the network can time out
+
+
+def test_held_bytes_follow_every_way_a_book_leaves_the_window() -> None:
+    window = Window(initial=8, timeout=10.0)
+    for book in range(5):
+        window.on_send(key(book), 0.0, 1000 + book)
+    assert window.held_bytes == 5010
+    assert window.arrived(key(0))
+    assert window.held_bytes == 5010  # arrived, not yet written: still held
+    window.landed(key(0))
+    assert window.held_bytes == 4010
+    assert window.forget(key(1))
+    window.on_busy(key(2))
+    assert window.held_bytes == 1003 + 1004
+    assert window.expired(11.0) == [key(3), key(4)]
+    assert window.held_bytes == 0 and window.sizes == {}
+
+
+def test_a_book_requested_again_is_counted_once() -> None:
+    window = Window(initial=8)
+    window.on_send(key(0), 0.0, 500)
+    window.on_send(key(0), 1.0, 500)
+    assert window.held_bytes == 500
+    assert not window.forget(key(9)) and window.held_bytes == 500
