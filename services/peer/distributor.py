@@ -1,9 +1,8 @@
 """The Distributor process: the player's public face (a ROUTER on its port).
 
 The loop is thin: it receives frames, lets DistributorLogic decide, reads
-books with ``pread`` and sends them as header + payload without copies,
-tracked until the socket has sent them: at most UNSENT_BYTES (plus one
-book) are held, however many peers ask and however large the books. Once
+books with ``pread`` and sends them as header + payload without copies
+(each requester keeps what it asks for under its own in-flight bound). Once
 a second it re-reads state.db (libraries shared or being downloaded), and it
 announces what it serves to the hub through a HubLink worker thread.
 
@@ -15,7 +14,6 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +37,6 @@ from services.wire.pb import hub_pb2, wire_pb2
 log = get_logger("events")
 slog = get_logger("services")
 RELOAD_SECONDS = 0.25
-UNSENT_BYTES = 64 << 20  # books handed to the socket and not yet on the wire: the memory bound
-FULL_RETRY = 0.002  # seconds between looks while the socket holds UNSENT_BYTES
 ANNOUNCE_DEFAULT = 30.0
 
 
@@ -81,8 +77,6 @@ class Distributor:
                                          config.get("maestro.heartbeat_interval")) if heartbeat else None
         if self.heartbeat:
             self.heartbeat.endpoint = self.endpoint
-        self.unsent: deque[tuple[zmq.MessageTracker, int]] = deque()  # books the socket has not sent yet
-        self.unsent_bytes = 0
         self.running = True
         (config.run_dir / "distributor.endpoint").write_text(self.endpoint)
 
@@ -170,16 +164,6 @@ class Distributor:
                 self.next_announce[result.job.library_id] = now + 2.0
 
     # -- the loop -----------------------------------------------------------------
-    def _room(self) -> int:
-        """Bytes of books that may still be handed to the socket: UNSENT_BYTES less those it holds."""
-        unsent = self.unsent
-        while unsent and unsent[0][0].done:
-            self.unsent_bytes -= unsent.popleft()[1]
-        if self.unsent_bytes >= UNSENT_BYTES:  # a slow peer's book at the head: look past it
-            self.unsent = deque(entry for entry in unsent if not entry[0].done)
-            self.unsent_bytes = sum(length for _, length in self.unsent)
-        return UNSENT_BYTES - self.unsent_bytes
-
     def run(self) -> None:
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
@@ -199,8 +183,6 @@ class Distributor:
             if self.heartbeat:
                 self.heartbeat.tick(now, self._counters)
             wait = self.logic.wait(now)
-            if wait is not None and self._room() <= 0:
-                wait = max(wait, FULL_RETRY)  # the socket holds its fill of books: look again shortly
             timeout = min(next_reload - now, 0.1 if wait is None else wait)
             events = dict(poller.poll(max(0, int(timeout * 1000))))
             now = time.monotonic()
@@ -210,7 +192,7 @@ class Distributor:
                 self._notices()
             if self.hub.socket in events:
                 self._hub_results(now)
-            self._execute(self.logic.serve(now, self._room()))
+            self._execute(self.logic.serve(now))
         self.shutdown()
 
     def _counters(self) -> dict[str, int]:
@@ -251,10 +233,7 @@ class Distributor:
                 self.router.send_multipart([action.identity, error])
                 continue
             header = framing.book_header(action.library_id, action.book, action.length)
-            tracker = self.router.send_multipart([action.identity, header, payload], copy=False, track=True)
-            if tracker is not None:
-                self.unsent.append((tracker, action.length))
-                self.unsent_bytes += action.length
+            self.router.send_multipart([action.identity, header, payload], copy=False)
 
     def _pread(self, action: SendBook) -> bytes | None:
         entry = self.files.get(action.library_id)

@@ -3,10 +3,9 @@
 How it works. ``handle(identity, frames, now)`` answers one incoming message
 with a list of outgoing actions: ``Send`` (a control frame) or ``SendBook``
 (the loop reads the book with pread and sends header + payload). Requests are
-queued; ``serve(now, room)`` releases them while the upload token bucket and
-the loop's room for unsent bytes allow, choosing, at a rate-limited player,
-the queued book sent the fewest times so far. A full queue answers ``busy``
-instead of stalling.
+queued; ``serve(now)`` releases them while the upload token bucket allows,
+choosing, at a rate-limited player, the queued book sent the fewest times so
+far. A full queue answers ``busy`` instead of stalling.
 
 Spreading (a rate-limited seed): while some books have never been sent, the
 seed's upload is the swarm's scarcest resource, so a request for a book it
@@ -203,11 +202,10 @@ class DistributorLogic:
             pass
 
     # -- serving ------------------------------------------------------------------
-    def serve(self, now: float, room: int | None = None) -> list[Action]:
-        """Release queued requests the upload budget allows now, and books of about ``room`` bytes
-        at most (the loop's bound on books handed to the socket and not yet sent; one book may pass it)."""
+    def serve(self, now: float) -> list[Action]:
+        """Release queued requests the upload budget allows now."""
         out: list[Action] = []
-        while self.queue and self.bucket.ready(now) and (room is None or room > 0):
+        while self.queue and self.bucket.ready(now):
             pending = self._next(now)
             served = self.served.get(pending.library_id)
             if served is None:
@@ -221,8 +219,6 @@ class DistributorLogic:
             served.record_sent(pending.book, now)
             served.uploaded += length
             self.counts["books_sent"] += 1
-            if room is not None:
-                room -= length
             out.append(SendBook(pending.identity, pending.library_id, pending.book, offset, length))
         return out
 

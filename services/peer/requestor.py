@@ -4,10 +4,10 @@ Each loop turn it (1) re-reads state.db and ``<data>/libs/`` for libraries to
 download, pause or drop; (2) asks the hub for peers through a HubLink worker;
 (3) handshakes new peers on a DEALER each; (4) tops up every peer's request
 window with books from the picker, all windows together holding at most
-IN_FLIGHT_BYTES of books (the memory bound, whatever the book size); (5) receives books, verifies, pwrites,
-tells the local Distributor, and fsyncs (in a Syncer thread) + persists
-progress in batches;
-(6) expires late requests and unreachable peers (reported to the hub).
+IN_FLIGHT_BYTES of books (the memory bound, whatever the book size); (5)
+receives books, verifies, pwrites, tells the local Distributor, and fsyncs
+(in a Syncer thread) + persists progress in batches; (6) expires late
+requests and unreachable peers (reported to the hub).
 
 Run: ``python -m services.peer.requestor --data-dir D``.
 """

@@ -120,16 +120,6 @@ def test_unlimited_serving_is_first_come_first_served() -> None:
     assert sent_books(dist.serve(0.0)) == [(ALICE, 2), (BOB, 0), (ALICE, 0), (CAROL, 2)]
 
 
-def test_serving_stops_when_the_room_for_unsent_bytes_is_used() -> None:
-    dist = logic(slots=4)
-    for who, book in [(ALICE, 0), (BOB, 1), (CAROL, 2)]:
-        request(dist, who, book)
-    assert dist.serve(0.0, room=0) == []
-    assert sent_books(dist.serve(0.0, room=BOOK + 1)) == [(ALICE, 0), (BOB, 1)]  # one book may pass the room
-    assert dist.wait(0.0) == 0.0  # CAROL still queued, served once there is room
-    assert sent_books(dist.serve(0.0, room=BOOK)) == [(CAROL, 2)]
-
-
 def test_a_book_not_held_is_not_found_and_names_the_request() -> None:
     dist = logic("**..")
     reply = one_reply(request(dist, ALICE, 2), ALICE)
