@@ -54,15 +54,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the committed code differs")
     args = parser.parse_args()
-    if not args.check:
-        if OUT_DIR.exists():
-            shutil.rmtree(OUT_DIR)
-        OUT_DIR.mkdir(parents=True)
-        generate(OUT_DIR)
-        return 0
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp)
-        generate(fresh)
+        generate(fresh)  # into a scratch folder first: a failed run leaves the committed code alone
+        if not args.check:
+            if OUT_DIR.exists():
+                shutil.rmtree(OUT_DIR)
+            shutil.copytree(fresh, OUT_DIR)
+            return 0
         want = {p.name: p.read_bytes() for p in fresh.iterdir()}
         have = {p.name: p.read_bytes() for p in OUT_DIR.iterdir() if p.is_file()} if OUT_DIR.exists() else {}
         if want != have:
