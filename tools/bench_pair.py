@@ -187,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         bare_seconds = bare_pipeline.run(stuff, root / "bare.bin")
         (root / "bare.bin").unlink()
         bare_rate = mib / bare_seconds
-        write_rate = mib / new_file_write_seconds(root / "write.bin", size)
-        print(f"pwrite into a new file (floor)  {mib / write_rate:7.2f} s  {write_rate:8.1f} MiB/s")
+        write_seconds = new_file_write_seconds(root / "write.bin", size)
+        print(f"pwrite into a new file (floor)  {write_seconds:7.2f} s  {mib / write_seconds:8.1f} MiB/s")
         print(f"bare pyzmq pipeline (reference) {bare_seconds:7.2f} s  {bare_rate:8.1f} MiB/s")
         emma_seconds, to_verified, rss = run_emma(root, stuff)
         emma_rate = mib / emma_seconds

@@ -27,12 +27,12 @@ if __package__ in (None, ""):
 
 import blake3
 
+from services.cli import launch
 from services.peer import catalog
 from services.peer.librarifier import librarify
 from services.peer.library import Library, write_library
 from services.runtime import config as config_mod
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
-from services.wire.pb import control_pb2
 from tools.procs import Proc, ProcessGroup
 
 
@@ -182,9 +182,7 @@ class Swarm:
             if time.monotonic() - start > timeout:
                 names = ", ".join(p.name for p in waiting)
                 raise TimeoutError(f"{names} not serving within {timeout}s; logs in {self.group.logs}")
-            for proc in self.group.procs:
-                if not proc.alive():
-                    raise RuntimeError(f"{proc.name} died with {proc.popen.returncode}: see {proc.log_path}")
+            self._raise_if_died()
             waiting = [p for p in waiting if not self._serving(p)]
             time.sleep(0.05)
         return time.monotonic() - start
@@ -192,11 +190,12 @@ class Swarm:
     def _serving(self, player: Player) -> bool:
         if not self.maestro:
             return (player.data_dir / "run" / "distributor.endpoint").exists()
-        try:
-            states = {s.name: s.state for s in ControlClient(player.data_dir / "run", timeout=1.0).services()}
-        except (MaestroNotRunning, ControlError):
-            return False
-        return all(states.get(name) == control_pb2.RUNNING for name in ("distributor", "requestor"))
+        return launch.services_running(ControlClient(player.data_dir / "run", timeout=1.0))
+
+    def _raise_if_died(self) -> None:
+        for proc in self.group.procs:
+            if not proc.alive() and proc.popen.returncode not in (0, -15):
+                raise RuntimeError(f"{proc.name} died with {proc.popen.returncode}: see {proc.log_path}")
 
     def child_pids(self, player: Player) -> dict[str, int]:
         """Pids of a Maestro's running children, from its control socket."""
@@ -240,9 +239,7 @@ class Swarm:
                 on_tick()
             if not pending:
                 return
-            for proc in self.group.procs:
-                if not proc.alive() and proc.popen.returncode not in (0, -15):
-                    raise RuntimeError(f"{proc.name} died with {proc.popen.returncode}: see {proc.log_path}")
+            self._raise_if_died()
             time.sleep(0.05)
         raise TimeoutError(f"not every player completed within {timeout}s; logs in {self.group.logs}")
 

@@ -59,7 +59,7 @@ def start_in_background(config: Config, timeout: float = START_TIMEOUT) -> int:
     while time.monotonic() < deadline:
         if not alive(pid):
             raise PlayerError(f"the player exited at start; see {out_path}")
-        if _services_running(client):
+        if services_running(client):
             return pid
         time.sleep(0.1)
     raise PlayerError(f"the player did not report its services running within {timeout:g} s; "
@@ -86,7 +86,8 @@ def _spawn_detached(out_path: Path, argv: list[str]) -> int:
         raise PlayerError(f"cannot start the player: {exc}") from exc
 
 
-def _services_running(client: ControlClient) -> bool:
+def services_running(client: ControlClient) -> bool:
+    """The Maestro behind ``client`` has its Distributor and Requestor RUNNING."""
     try:
         states = {s.name: s.state for s in client.services()}
     except MaestroNotRunning:

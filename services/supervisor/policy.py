@@ -6,9 +6,10 @@ exit, or a heartbeat older than ``liveness`` intervals), ``stopped`` -- and
 asks ``due(now)`` whether a backed-off service should be spawned again.
 
 The hang deadline is ``liveness`` intervals after the last beat less a
-tenth of an interval (``HANG_EARLY``): the last beat always comes before the hang, and the Maestro
-checks every tick, so the margin keeps a hang's detection within ``liveness``
-intervals of the moment the child stopped, not a tick after.
+tenth of an interval (``HANG_EARLY``): the last beat always comes before the
+hang, and the Maestro checks every tick, so the margin keeps a hang's
+detection within ``liveness`` intervals of the moment the child stopped, not
+a tick after.
 
 Backoff doubles from ``initial_backoff`` to ``max_backoff`` and resets after
 ``stable_after`` seconds of running. More than ``max_failures`` failures in
