@@ -10,9 +10,12 @@ import shutil
 from pathlib import Path
 
 from services.peer.bitfield import Bitfield
-from services.peer.library import Library
+from services.peer.library import Library, LibraryError, read_library
 from services.peer.state import State, Status
 from services.runtime.config import Config
+from services.runtime.logs import get_logger
+
+log = get_logger("events")
 
 
 def record_shared(config: Config, library: Library, lib_path: Path, stuff_path: Path) -> None:
@@ -50,3 +53,25 @@ def import_library(config: Config, library: Library, source: Path) -> Path:
         shutil.copyfile(source, tmp)
         tmp.replace(target)
     return target
+
+
+def import_dropped(config: Config, state: State) -> None:
+    """Download every library dropped into ``<data>/libs/`` that is not known yet.
+
+    A file that is not a valid library is renamed to ``<name>.bad`` (and logged), so it is
+    reported once rather than on every look.
+    """
+    for path in sorted(config.libs_dir.glob("*.lib")):
+        try:
+            library = read_library(path)
+        except LibraryError as exc:
+            bad = path.with_name(path.name + ".bad")
+            log.error("library_rejected", path=str(path), error=str(exc), moved_to=str(bad))
+            path.rename(bad)
+            continue
+        if state.get(library.id_hex) is None:
+            target = import_library(config, library, path)
+            if target != path:
+                path.unlink()
+            record_download(state, config, library, target)
+            log.info("library_added", library=library.id_hex, name=library.name, size=library.size)

@@ -21,9 +21,9 @@ import zmq
 
 from services.peer import identity
 from services.peer.distributor_logic import DistributorLogic, Send, SendBook
-from services.peer.download import partial_path
 from services.peer.hublink import AnnounceJob, HubLink
 from services.peer.library import Library, LibraryError, read_library
+from services.peer.partfile import partial_path
 from services.peer.state import State, Status
 from services.runtime import config as config_mod
 from services.runtime.heartbeat import HeartbeatSender

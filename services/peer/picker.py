@@ -144,6 +144,10 @@ class Picker:
         self._missing.discard(book)
         return others
 
+    def unavailable(self) -> int:
+        """Missing books that no known peer holds (no source to ask)."""
+        return sum(1 for b in self._missing if self.availability[b] == 0)
+
     def wanted_from(self, peer_books: Container[int]) -> bool:
         """Whether a peer holding ``peer_books`` has anything we lack."""
         return any(b in peer_books for b in self._missing)

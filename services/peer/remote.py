@@ -1,21 +1,18 @@
-"""One remote player seen by the Requestor: a DEALER socket and what we know.
+"""One remote player as the Requestor's logic sees it: a plain record keyed by endpoint.
 
-A Remote is connected once per endpoint and shared by every library the
-remote serves. Per library it holds the remote's bitfield (None until the
-handshake is answered); the credit window is per remote.
+A Remote is shared by every library the remote serves. Per library it holds
+the remote's bitfield (None while the handshake is unanswered); the credit
+window is per remote. No socket lives here: the Requestor's loop keeps one
+DEALER per endpoint and carries out what the logic decides.
 """
 
 from __future__ import annotations
 
 from collections.abc import Container
 from dataclasses import dataclass, field
-from typing import Any
-
-import zmq
 
 from services.peer.bitfield import Bitfield
 from services.peer.window import Window
-from services.wire import framing
 
 HANDSHAKE_TIMEOUT = 5.0
 
@@ -23,7 +20,6 @@ HANDSHAKE_TIMEOUT = 5.0
 @dataclass
 class Remote:
     endpoint: str
-    socket: zmq.Socket[Any]
     window: Window = field(default_factory=Window)
     books: dict[bytes, Bitfield | None] = field(default_factory=dict)
     handshake_at: dict[bytes, float] = field(default_factory=dict)
@@ -46,33 +42,22 @@ class Remote:
         skip = {book for (lib, book) in self.refused if lib == library_id}
         return _Without(books, skip) if skip else books
 
-
-    @classmethod
-    def connect(cls, ctx: zmq.Context[Any], endpoint: str, now: float) -> Remote:
-        socket = ctx.socket(zmq.DEALER)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.MAXMSGSIZE, framing.MAX_BOOK_FRAME)
-        socket.setsockopt(zmq.RCVHWM, 0)
-        socket.connect(endpoint)
-        return cls(endpoint=endpoint, socket=socket, last_heard=now)
-
-    def handshake(self, library_id: bytes, player_id: bytes, now: float) -> None:
+    def handshaking(self, library_id: bytes, now: float) -> None:
+        """A handshake for ``library_id`` goes out now."""
         self.books.setdefault(library_id, None)
         self.handshake_at[library_id] = now
-        self.send(framing.handshake(library_id, player_id))
 
-    def send(self, frame: bytes) -> None:
-        try:
-            self.socket.send(frame, zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # not connected yet: the handshake timeout notices
+    def answered(self, library_id: bytes) -> bool:
+        """Whether the remote answered the handshake for ``library_id`` with its bitfield."""
+        return self.books.get(library_id) is not None
 
     def stale_handshakes(self, now: float) -> list[bytes]:
         return [lib for lib, at in self.handshake_at.items()
                 if self.books.get(lib) is None and now - at > HANDSHAKE_TIMEOUT]
 
-    def close(self) -> None:
-        self.socket.close(linger=0)
+    def in_flight(self, library_id: bytes) -> list[int]:
+        """Books of ``library_id`` requested from this remote and not arrived yet."""
+        return [book for (lib, book) in self.window.sent if lib == library_id]
 
 
 class _Without:

@@ -16,8 +16,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from services.peer.download import DiskError, write_book
 from services.peer.library import Library
+from services.peer.partfile import DiskError, write_book
 
 
 class Outcome(enum.Enum):

@@ -1,0 +1,94 @@
+"""A download's bytes on disk: ``<downloads>/<name>.part`` until every book is in.
+
+The one place the Requestor's loop opens, writes, syncs and renames a
+download's file. ``PartFile.open`` creates and preallocates it (so a full disk
+is found at once, not halfway), ``write_book`` puts a verified book at its
+offset, ``sync`` makes what was written durable, ``finish`` renames it to its
+final name, never over an existing file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.peer.library import Library
+
+
+class DiskError(OSError):
+    """The partial file cannot be created, written or synced (disk full, permissions, I/O)."""
+
+
+@dataclass
+class PartFile:
+    library: Library
+    fd: int
+    path: Path
+
+    @classmethod
+    def open(cls, library: Library, stuff_path: Path) -> PartFile:
+        """Open (creating and preallocating) the partial file of a download bound for ``stuff_path``."""
+        part = partial_path(stuff_path)
+        try:
+            part.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise DiskError(exc.errno, f"cannot create {part}: {exc.strerror}") from exc
+        try:
+            if os.fstat(fd).st_size != library.size:
+                os.ftruncate(fd, library.size)
+                if library.size:
+                    os.posix_fallocate(fd, 0, library.size)
+        except OSError as exc:
+            os.close(fd)
+            reason = "disk full" if exc.errno == errno.ENOSPC else exc.strerror
+            raise DiskError(exc.errno, f"cannot reserve {library.size} bytes for {part}: {reason}") from exc
+        return cls(library, fd, part)
+
+    def sync(self) -> None:
+        """Make every book written so far durable (blocking)."""
+        try:
+            os.fdatasync(self.fd)
+        except OSError as exc:
+            raise DiskError(exc.errno, f"cannot sync {self.path}: {exc.strerror}") from exc
+
+    def finish(self) -> Path:
+        """Every book is in: sync, rename to the final name, return it."""
+        self.sync()
+        final = final_path(self.path, self.library)
+        try:
+            os.rename(self.path, final)
+        except OSError as exc:
+            raise DiskError(exc.errno, f"cannot rename {self.path} to {final}: {exc.strerror}") from exc
+        return final
+
+    def close(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+def write_book(fd: int, offset: int, payload: memoryview | bytes) -> None:
+    """pwrite all of ``payload`` at ``offset``; raises DiskError (disk full, I/O error)."""
+    view = memoryview(payload)
+    written = 0
+    try:
+        while written < len(view):
+            written += os.pwrite(fd, view[written:], offset + written)
+    except OSError as exc:
+        raise DiskError(exc.errno, f"cannot write book at offset {offset}: {exc.strerror}") from exc
+
+
+def final_path(part: Path, library: Library) -> Path:
+    target = part.with_name(library.name)
+    if target.exists():
+        target = part.with_name(f"{library.name}.{library.id_hex[:8]}")
+    return target
+
+
+def partial_path(stuff_path: Path) -> Path:
+    """Where a download's bytes live until every book is in."""
+    return stuff_path.with_name(stuff_path.name + ".part")
