@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from services.cli import launch
-from services.cli.fmt import human_bytes, human_rate, human_seconds, progress_percent, state_name
+from services.cli.fmt import download_state, human_bytes, human_rate, human_seconds, progress_percent, state_name
 from services.cli.logs_view import Follower, render
 from services.runtime.logs import LOG_KINDS, log_path
 from services.supervisor.control_client import MaestroNotRunning
@@ -23,7 +23,8 @@ REFRESH = 0.5
 LOG_BACKLOG = 20
 BAR_WIDTH = 16
 STATE_STYLES = {"RUNNING": "green", "STARTING": "cyan", "BACKOFF": "yellow", "FATAL": "bold red", "OFF": "dim",
-                "seeding": "green", "downloading": "cyan", "paused": "yellow", "error": "bold red"}
+                "seeding": "green", "downloading": "cyan", "paused": "yellow", "error": "bold red",
+                "stalled": "bold yellow"}
 
 
 # --- 3 View Download -----------------------------------------------------------------------------------
@@ -42,7 +43,8 @@ def downloads_table(items: list[control_pb2.Download], footer: str) -> Table:
     for d in items:
         have = d.books_total if d.state == "seeding" else d.books_have
         table.add_row(Text(d.name), human_bytes(d.size), bar(have, d.books_total), human_rate(d.download_rate),
-                      human_rate(d.upload_rate), str(d.peers), Text(d.state, style=STATE_STYLES.get(d.state, "")))
+                      human_rate(d.upload_rate), str(d.peers),
+                      Text(download_state(d), style=STATE_STYLES.get(d.state, "")))
     return table
 
 

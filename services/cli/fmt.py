@@ -42,3 +42,8 @@ def state_name(state: int) -> str:
 
 def progress_percent(have: int, total: int) -> float:
     return round(100.0 * have / total, 1) if total else 100.0
+
+
+def download_state(item: control_pb2.Download) -> str:
+    """``downloading``, or with its reason: ``stalled: no source for 3 books``."""
+    return f"{item.state}: {item.detail}" if item.detail else item.state

@@ -17,7 +17,7 @@ import typer
 
 from services.cli import launch
 from services.cli.context import cli_context, fail
-from services.cli.fmt import human_bytes, human_seconds, progress_percent, state_name
+from services.cli.fmt import download_state, human_bytes, human_seconds, progress_percent, state_name
 from services.peer.library import LibraryError, read_library
 from services.runtime.logs import setup_logging
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
@@ -135,7 +135,7 @@ def download_rows(items: list[control_pb2.Download]) -> list[dict[str, object]]:
     return [{"id": d.library_id, "name": d.name, "size": d.size, "books": d.books_total, "have": d.books_have,
              "progress": progress_percent(d.books_have, d.books_total),
              "download_rate": round(d.download_rate), "upload_rate": round(d.upload_rate), "peers": d.peers,
-             "state": d.state, "path": d.path} for d in items]
+             "state": d.state, "detail": d.detail, "path": d.path} for d in items]
 
 
 def downloads(
@@ -155,7 +155,7 @@ def downloads(
     for d in items:
         typer.echo(f"{d.library_id[:12]:12} {d.name[:24]:24} {human_bytes(d.size):>10} "
                    f"{progress_percent(d.books_have, d.books_total):>7}% {human_bytes(d.download_rate):>10} "
-                   f"{human_bytes(d.upload_rate):>10} {d.peers:>5}  {d.state}")
+                   f"{human_bytes(d.upload_rate):>10} {d.peers:>5}  {download_state(d)}")
 
 
 def get(
@@ -198,7 +198,7 @@ def _wait(ctx: typer.Context, client: ControlClient, library_id: str, size: int,
                 fail("the library was removed while waiting")
             item = found[0]
             done = size if item.state == "seeding" else size * item.books_have // max(item.books_total, 1)
-            progress.update(task, completed=done)
+            progress.update(task, completed=done, description=f"{library_id[:12]} {download_state(item)}")
             if item.state == "seeding":
                 return item
             if item.state == "error":

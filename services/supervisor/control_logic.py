@@ -37,6 +37,8 @@ class Supervisor(Protocol):
 
     def peers_of(self, library_id: str) -> int: ...
 
+    def stalled_of(self, library_id: str) -> int: ...
+
 
 @dataclass
 class RateMeter:
@@ -100,10 +102,14 @@ class ControlLogic:
         out = []
         for record in records:
             down, up = self.meter.of(record.id)
+            state, detail = _display_state(record), ""
+            stalled = self.supervisor.stalled_of(record.id) if record.status is Status.DOWNLOADING else 0
+            if stalled:
+                state, detail = "stalled", f"no source for {stalled} book{'s' if stalled != 1 else ''}"
             out.append(control_pb2.Download(
                 library_id=record.id, name=record.name, size=record.size, books_total=record.books,
                 books_have=len(record.have), download_rate=max(0.0, down), upload_rate=max(0.0, up),
-                peers=self.supervisor.peers_of(record.id), state=_display_state(record), path=str(record.stuff_path),
+                peers=self.supervisor.peers_of(record.id), state=state, path=str(record.stuff_path), detail=detail,
             ))
         return out
 

@@ -25,6 +25,7 @@ from typing import IO, Any
 import zmq
 from google.protobuf.message import DecodeError
 
+from services.peer.requestor_logic import peers_counter, stalled_counter
 from services.peer.state import State
 from services.runtime import config as config_mod
 from services.runtime.logs import get_logger, setup_logging
@@ -131,8 +132,10 @@ class Maestro:
         self.running = False
 
     def peers_of(self, library_id: str) -> int:
-        sup = self.services["requestor"]
-        return sup.counters.get(f"peers.{library_id}", 0)
+        return self.services["requestor"].counters.get(peers_counter(library_id), 0)
+
+    def stalled_of(self, library_id: str) -> int:
+        return self.services["requestor"].counters.get(stalled_counter(library_id), 0)
 
     def _service(self, name: str) -> Supervised:
         if name not in self.services:

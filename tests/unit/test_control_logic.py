@@ -27,6 +27,7 @@ class FakeSupervisor:
     services: list[control_pb2.ServiceStatus] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)
     peers: dict[str, int] = field(default_factory=dict)
+    stalled: dict[str, int] = field(default_factory=dict)
     shutdown: bool = False
 
     def statuses(self, now: float) -> list[control_pb2.ServiceStatus]:
@@ -45,6 +46,9 @@ class FakeSupervisor:
 
     def peers_of(self, library_id: str) -> int:
         return self.peers.get(library_id, 0)
+
+    def stalled_of(self, library_id: str) -> int:
+        return self.stalled.get(library_id, 0)
 
 
 def library(name: str = "movie.mkv", books: int = 3) -> Library:
@@ -196,6 +200,22 @@ def test_download_rates_come_from_successive_samples(tmp_path: Path, control: Co
     [download] = ask(control, 12.0, downloads=control_pb2.ListDownloads()).downloads.downloads
     assert download.books_have == 1
     assert (download.download_rate, download.upload_rate) == (BOOK / 2, 2048.0)
+
+
+def test_a_download_without_a_source_shows_as_stalled_with_its_reason(
+    control: ControlLogic, state: State, supervisor: FakeSupervisor
+) -> None:
+    record(state, "aa" * 32)
+    record(state, "bb" * 32, Status.PAUSED)
+    record(state, "cc" * 32)
+    supervisor.stalled = {"aa" * 32: 3, "bb" * 32: 2, "cc" * 32: 1}
+    rows = {d.library_id[:2]: (d.state, d.detail) for d in ask(control, downloads=control_pb2.ListDownloads()
+                                                                 ).downloads.downloads}
+    assert rows == {"aa": ("stalled", "no source for 3 books"), "bb": ("paused", ""),
+                    "cc": ("stalled", "no source for 1 book")}
+    supervisor.stalled = {}  # a source appeared: the requestor's counter is gone
+    states = [d.state for d in ask(control, downloads=control_pb2.ListDownloads()).downloads.downloads]
+    assert states == ["downloading", "paused", "downloading"]
 
 
 @pytest.mark.parametrize("content", [b"", b"not a library", b"EMMALIB\n\xff\xff\xff"])

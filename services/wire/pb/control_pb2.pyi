@@ -155,6 +155,7 @@ class Download(_message.Message):
     PEERS_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     PATH_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
     library_id: _builtins.str
     """hex"""
     name: _builtins.str
@@ -166,8 +167,10 @@ class Download(_message.Message):
     upload_rate: _builtins.float
     peers: _builtins.int
     state: _builtins.str
-    """downloading, seeding, paused, complete"""
+    """downloading, stalled, seeding, paused, error"""
     path: _builtins.str
+    detail: _builtins.str
+    """why, for a stalled download: "no source for 3 books" """
     def __init__(
         self,
         *,
@@ -181,10 +184,11 @@ class Download(_message.Message):
         peers: _builtins.int = ...,
         state: _builtins.str = ...,
         path: _builtins.str = ...,
+        detail: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["books_have", b"books_have", "books_total", b"books_total", "download_rate", b"download_rate", "library_id", b"library_id", "name", b"name", "path", b"path", "peers", b"peers", "size", b"size", "state", b"state", "upload_rate", b"upload_rate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["books_have", b"books_have", "books_total", b"books_total", "detail", b"detail", "download_rate", b"download_rate", "library_id", b"library_id", "name", b"name", "path", b"path", "peers", b"peers", "size", b"size", "state", b"state", "upload_rate", b"upload_rate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
