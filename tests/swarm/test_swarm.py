@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from services.peer.download import BAN_THRESHOLD
+from services.supervisor.control_client import ControlClient
 from tests.swarm.conftest import log_events, persisted_books
 from tools.swarm import Swarm, file_digest
 
@@ -84,21 +86,35 @@ def test_two_libraries_at_once(swarm, stuff):
         assert_identical(swarm, [leecher], library, source)
 
 
-def test_corrupt_seed_is_banned_and_download_completes(swarm, stuff, tmp_path):
+def test_a_lying_only_source_is_banned_the_download_stalls_then_completes_from_an_honest_seed(tmp_path, stuff):
     source = stuff("honest.bin", 30 * BOOK)
     liar_copy = stuff("liar.bin", 30 * BOOK, seed=99)  # same size, every book wrong
-    honest, liar, leecher = swarm.add_player("honest"), swarm.add_player("liar"), swarm.add_player("leecher")
-    library = swarm.share(honest, source, BOOK)
-    swarm.seed_with(liar, library, liar_copy)
-    for player in (honest, liar, leecher):
-        swarm.start_player(player)
-    swarm.give(leecher, library)
-    swarm.wait_complete(library, [leecher], timeout=90)
-    assert_identical(swarm, [leecher], library, source)
+    with Swarm(tmp_path / "swarm", maestro=True) as swarm:
+        swarm.start_hub()
+        honest, liar, leecher = swarm.add_player("honest"), swarm.add_player("liar"), swarm.add_player("leecher")
+        library = swarm.share(honest, source, BOOK)
+        swarm.seed_with(liar, library, liar_copy)
+        swarm.start_player(liar)  # the liar is the only source at first: it is certainly asked
+        swarm.start_player(leecher)
+        swarm.wait_serving([liar, leecher])
+        swarm.give(leecher, library)
+        client = ControlClient(leecher.data_dir / "run")
+
+        def shown() -> tuple[str, str]:
+            found = [d for d in client.downloads() if d.library_id == library.id_hex]
+            return (found[0].state, found[0].detail) if found else ("", "")
+
+        wait_until(lambda: shown()[0] == "stalled", 60, "the download to say it has no source")
+        assert shown() == ("stalled", f"no source for {library.books} books")
+        swarm.start_player(honest)
+        swarm.wait_complete(library, [leecher], timeout=90)
+        assert_identical(swarm, [leecher], library, source)
+        assert shown()[0] == "seeding"
+    liar_endpoint = (liar.data_dir / "run" / "distributor.endpoint").read_text()
     bad = log_events(leecher, "events", "bad_book")
-    if bad:  # the liar was asked for books: it must have been banned
-        assert any(event["banned"] for event in bad)
-        assert {event["endpoint"] for event in bad} == {(liar.data_dir / "run" / "distributor.endpoint").read_text()}
+    # banned at the threshold, and nothing it sent afterwards (requests already on their way) was hashed
+    assert [(event["endpoint"], event["banned"]) for event in bad] == [(liar_endpoint, False)] * (
+        BAN_THRESHOLD - 1) + [(liar_endpoint, True)]
 
 
 def test_requestor_sigkill_resumes_without_refetching(swarm, stuff):
