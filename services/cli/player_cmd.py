@@ -156,6 +156,13 @@ def downloads(
         typer.echo(f"{d.library_id[:12]:12} {d.name[:24]:24} {human_bytes(d.size):>10} "
                    f"{progress_percent(d.books_have, d.books_total):>7}% {human_bytes(d.download_rate):>10} "
                    f"{human_bytes(d.upload_rate):>10} {d.peers:>5}  {download_state(d)}")
+    for warning in reachability_warnings(_call(ctx, "services", client.services)):
+        typer.echo(f"warning: {warning}")
+
+
+def reachability_warnings(statuses: list[control_pb2.ServiceStatus]) -> list[str]:
+    """A distributor the hub cannot connect to serves nobody: say so wherever downloads are listed."""
+    return [f"{s.name} {s.detail}" for s in statuses if s.name == "distributor" and s.detail.startswith("unreachable")]
 
 
 def get(

@@ -2,7 +2,8 @@
 
 How this works: :meth:`Broker.run` polls the ROUTER, the pinger's PAIR socket
 and an inproc control socket. Readable ROUTER messages are drained in
-batches: ``recv_multipart -> logic.handle_frames``, with replies sent
+batches: ``recv -> logic.handle_frames`` (with the address the message came
+from, libzmq's ``Peer-Address`` property of its first frame), with replies sent
 ``_FLUSH`` at a time (sending each reply at once woke zmq's I/O thread per
 message and cost about a third more CPU per request); sends never block (a
 ROUTER drops replies to clients that are gone or full). Ping
@@ -40,6 +41,14 @@ def normalize_bind(endpoint: str) -> str:
     if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
         return endpoint[:-1] + "*"
     return endpoint
+
+
+def source_of(frame: zmq.Frame) -> str:
+    """The address a message came from ("" on transports without one, such as inproc)."""
+    try:
+        return str(frame.get("Peer-Address"))
+    except zmq.ZMQError:
+        return ""
 
 
 def stop_broker(context: zmq.Context[zmq.Socket[bytes]], control_endpoint: str) -> None:
@@ -134,10 +143,13 @@ class Broker:
         replies = []
         for _ in range(_BATCH):
             try:
-                frames = router.recv_multipart(_NOBLOCK)
+                first = router.recv(_NOBLOCK, copy=False)
             except zmq.Again:
                 break
-            reply = logic.handle_frames(frames, clock())
+            frames = [first.bytes]
+            while router.rcvmore:
+                frames.append(router.recv(_NOBLOCK))
+            reply = logic.handle_frames(frames, clock(), source_of(first))
             if reply is not None:
                 replies.append(reply)
                 if len(replies) >= _FLUSH:

@@ -36,6 +36,7 @@ from services.hub.client_types import (
     LibraryStats,
     PeerInfo,
     PeersResult,
+    Reachability,
 )
 from services.runtime.logs import get_logger
 from services.wire.pb import hub_pb2
@@ -117,7 +118,8 @@ class HubClient:
         )
         reply = self._call(hub_pb2.HubRequest(announce=body), "announce").announce
         return AnnounceResult(
-            _peers(reply.peers), reply.seeders, reply.leechers, reply.interval, reply.min_interval
+            _peers(reply.peers), reply.seeders, reply.leechers, reply.interval, reply.min_interval,
+            reply.endpoint, _reachability(reply.reachable),
         )
 
     def get_peers(self, library_id: bytes, player_id: bytes = b"", numwant: int = 50) -> PeersResult:
@@ -217,3 +219,11 @@ class HubClient:
         if self._socket is not None:
             self._socket.close(linger=0)
             self._socket = None
+
+
+def _reachability(value: int) -> Reachability:
+    """A hub of a newer version may send values this player does not know: those read as unknown."""
+    try:
+        return Reachability(value)
+    except ValueError:
+        return Reachability.UNKNOWN

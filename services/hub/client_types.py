@@ -8,6 +8,14 @@ from dataclasses import dataclass
 from services.wire.pb import common_pb2
 
 
+class Reachability(enum.IntEnum):
+    """Whether the hub could connect to the endpoint it hands out for a player; values match ``hub.proto``."""
+
+    UNKNOWN = 0
+    REACHABLE = 1
+    UNREACHABLE = 2
+
+
 class AnnounceEvent(enum.IntEnum):
     """Why a player announces; values match ``hub.proto``."""
 
@@ -28,13 +36,15 @@ class PeerInfo:
 
 @dataclass(frozen=True)
 class AnnounceResult:
-    """Peers to try, swarm size, and when to announce next (seconds)."""
+    """Peers to try, swarm size, when to announce next (seconds), and how the hub sees this player."""
 
     peers: tuple[PeerInfo, ...]
     seeders: int
     leechers: int
     interval: int
     min_interval: int
+    endpoint: str = ""  # where the hub hands this player out
+    reachable: Reachability = Reachability.UNKNOWN
 
 
 @dataclass(frozen=True)

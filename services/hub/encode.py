@@ -41,12 +41,15 @@ _VERSION_1 = _key(1, 0) + varint(1)
 _REQUEST_ID = _key(2, 0)
 _ANNOUNCE = _key(10, 2)
 _PEERS = _key(11, 2)
-# AnnounceReply: peers = 1, seeders = 2, leechers = 3, interval = 4, min_interval = 5 (PeersReply: 1-3).
+# AnnounceReply: peers = 1, seeders = 2, leechers = 3, interval = 4, min_interval = 5, endpoint = 6,
+# reachable = 7 (PeersReply: 1-3).
 _PEER = _key(1, 2)
 _SEEDERS = _key(2, 0)
 _LEECHERS = _key(3, 0)
 _INTERVAL = _key(4, 0)
 _MIN_INTERVAL = _key(5, 0)
+_ENDPOINT = _key(6, 2)
+_REACHABLE = _key(7, 0)
 
 
 def peer_field(player_id: bytes, endpoint: str, seed: bool) -> bytes:
@@ -67,12 +70,19 @@ def intervals(interval: int, min_interval: int) -> bytes:
     return _INTERVAL + varint(interval) + _MIN_INTERVAL + varint(min_interval)
 
 
-def announce_reply(request_id: int, seeders: int, leechers: int, tail: bytes, peers: list[bytes]) -> bytes:
+def announce_reply(request_id: int, seeders: int, leechers: int, tail: bytes, peers: list[bytes],
+                   endpoint: str = "", reachable: int = 0) -> bytes:
     """A serialized HubReply carrying an AnnounceReply.
 
-    ``tail`` comes from :func:`intervals`, each of ``peers`` from :func:`peer_field`.
+    ``tail`` comes from :func:`intervals`, each of ``peers`` from :func:`peer_field`; ``endpoint``
+    is where the hub hands the announcing player out, ``reachable`` a ``Reachability`` value.
     """
     parts = [_SEEDERS, varint(seeders), _LEECHERS, varint(leechers), tail]
+    if endpoint:
+        raw = endpoint.encode()
+        parts += [_ENDPOINT, varint(len(raw)), raw]
+    if reachable:
+        parts += [_REACHABLE, varint(reachable)]
     parts += peers
     return _wrap(request_id, _ANNOUNCE, parts)
 

@@ -11,14 +11,16 @@ into an error reply. Routine requests are logged only with ``log_requests``
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
-from services.hub import validate
+from services.hub import addresses, validate
 from services.hub.encode import announce_reply, intervals, peer_field, peers_reply
 from services.hub.model import HubLimits, PeerRecord
 from services.hub.reports import Unreachable
 from services.hub.store import HubStore
 from services.runtime.logs import get_logger
 from services.wire.errors import ErrorCode, ProtocolError
+from services.wire.ids import InvalidEndpoint
 from services.wire.pb import hub_pb2
 
 PROTOCOL_VERSION = 1
@@ -27,6 +29,7 @@ _STOPPED = hub_pb2.STOPPED
 _COMPLETED = hub_pb2.COMPLETED
 _EVENT_NAMES: dict[int, str] = {value: name.lower() for name, value in hub_pb2.AnnounceEvent.items()}
 _EVENT_NAMES[_PERIODIC] = "periodic"
+_MAX_ENDPOINT_CACHE = 100_000
 
 log = get_logger("events")
 
@@ -37,19 +40,41 @@ def reply_head(request: hub_pb2.HubRequest) -> hub_pb2.HubReply:
 
 
 class RequestHandlers:
-    """Announce, get_peers, scrape and report over one store."""
+    """Announce, get_peers, scrape and report over one store.
+
+    Each handler takes the request, ``now`` and ``source``: the address the request came
+    from ("" when unknown), which decides where an announcing player is reached and how
+    peers on the hub's own host are handed out (see :mod:`services.hub.addresses`).
+    """
 
     def __init__(
-        self, store: HubStore, limits: HubLimits, unreachable: Unreachable, rng: random.Random, log_requests: bool
+        self, store: HubStore, limits: HubLimits, unreachable: Unreachable, rng: random.Random, log_requests: bool,
+        local_address: Callable[[str], str] | None = None,
     ) -> None:
         self.store = store
         self.limits = limits
         self.unreachable = unreachable
         self.rng = rng
         self.log_requests = log_requests
+        self.local_address = local_address
         self._intervals = intervals(limits.interval, limits.min_interval)
+        self._endpoints: dict[tuple[str, str], str] = {}  # (announced, source) -> recorded, checked
 
-    def announce(self, request: hub_pb2.HubRequest, now: float) -> bytes:
+    def _endpoint(self, announced: str, source: str) -> str:
+        """Where others reach a player that announced ``announced`` from ``source``, validated."""
+        key = (announced, source)
+        found = self._endpoints.get(key)
+        if found is None:
+            try:
+                found = validate.endpoint(addresses.announced_endpoint(announced, source))
+            except InvalidEndpoint as exc:
+                raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"endpoint: {exc}") from None
+            if len(self._endpoints) >= _MAX_ENDPOINT_CACHE:
+                self._endpoints.clear()
+            self._endpoints[key] = found
+        return found
+
+    def announce(self, request: hub_pb2.HubRequest, now: float, source: str = "") -> bytes:
         msg = request.announce
         store, limits = self.store, self.limits
         library_id = validate.library_id(msg.library_id, limits)
@@ -60,8 +85,8 @@ class RequestHandlers:
             log.info("announce", kind="stopped", library=library_id.hex(), player=player_id.hex(), known=bool(gone))
             return self._announce_reply(request.request_id, library_id, [], now)
         known = store.get(library_id, player_id, now)
-        same_endpoint = known is not None and known.endpoint == msg.endpoint
-        endpoint = msg.endpoint if same_endpoint else validate.endpoint(msg.endpoint)
+        endpoint = self._endpoint(msg.endpoint, source)
+        same_endpoint = known is not None and known.endpoint == endpoint
         seed = msg.left == 0
         if event == _COMPLETED and not seed:
             raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"completed announce with left={msg.left}; send left=0")
@@ -79,19 +104,22 @@ class RequestHandlers:
             store.add_completed(library_id)
         want = validate.numwant(msg.numwant, limits)
         peers = store.sample_wires(library_id, want, now, exclude=player_id, seeds=not seed, rng=self.rng)
+        peers = addresses.for_requester(peers, source, self.local_address)
         if event != _PERIODIC or self.log_requests:
             level = log.debug if event == _PERIODIC else log.info
             level(
                 "announce", kind=_EVENT_NAMES[event], library=library_id.hex(), player=player_id.hex(),
                 endpoint=endpoint, seed=seed, peers=len(peers),
             )
-        return self._announce_reply(request.request_id, library_id, peers, now)
+        reachable = self.unreachable.probe(endpoint, now)
+        return self._announce_reply(request.request_id, library_id, peers, now, endpoint, reachable)
 
-    def _announce_reply(self, request_id: int, library_id: bytes, peers: list[bytes], now: float) -> bytes:
+    def _announce_reply(self, request_id: int, library_id: bytes, peers: list[bytes], now: float,
+                        endpoint: str = "", reachable: int = 0) -> bytes:
         seeders, leechers, _ = self.store.counts(library_id, now)
-        return announce_reply(request_id, seeders, leechers, self._intervals, peers)
+        return announce_reply(request_id, seeders, leechers, self._intervals, peers, endpoint, reachable)
 
-    def get_peers(self, request: hub_pb2.HubRequest, now: float) -> bytes:
+    def get_peers(self, request: hub_pb2.HubRequest, now: float, source: str = "") -> bytes:
         msg = request.get_peers
         library_id = validate.library_id(msg.library_id, self.limits)
         player_id = validate.player_id(msg.player_id, optional=True)
@@ -99,12 +127,13 @@ class RequestHandlers:
         me = self.store.get(library_id, player_id, now) if player_id else None
         seeds = me is None or not me.seed
         peers = self.store.sample_wires(library_id, want, now, exclude=player_id, seeds=seeds, rng=self.rng)
+        peers = addresses.for_requester(peers, source, self.local_address)
         seeders, leechers, _ = self.store.counts(library_id, now)
         if self.log_requests:
             log.debug("get_peers", library=library_id.hex(), peers=len(peers))
         return peers_reply(request.request_id, seeders, leechers, peers)
 
-    def scrape(self, request: hub_pb2.HubRequest, now: float) -> bytes:
+    def scrape(self, request: hub_pb2.HubRequest, now: float, source: str = "") -> bytes:
         library_ids = validate.scrape_ids(list(request.scrape.library_ids), self.limits)
         head = reply_head(request)
         out = head.scrape
@@ -117,7 +146,7 @@ class RequestHandlers:
             log.debug("scrape", libraries=len(library_ids))
         return head.SerializeToString()
 
-    def report(self, request: hub_pb2.HubRequest, now: float) -> bytes:
+    def report(self, request: hub_pb2.HubRequest, now: float, source: str = "") -> bytes:
         msg = request.report
         library_id = validate.library_id(msg.library_id, self.limits)
         reporter = validate.player_id(msg.reporter_id, "reporter_id")

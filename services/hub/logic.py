@@ -53,6 +53,7 @@ class HubLogic:
         rng: random.Random | None = None,
         log_requests: bool = False,
         stats_every: float = 60.0,
+        local_address: Callable[[str], str] | None = None,
     ) -> None:
         self.store = store
         self.limits = limits
@@ -70,8 +71,8 @@ class HubLogic:
         self.rejected = 0
         self._next_sweep = started_at
         self._next_stats = started_at + stats_every
-        self.handlers = RequestHandlers(store, limits, self.unreachable, self.rng, log_requests)
-        self._dispatch: dict[str, Callable[[hub_pb2.HubRequest, float], bytes]] = {
+        self.handlers = RequestHandlers(store, limits, self.unreachable, self.rng, log_requests, local_address)
+        self._dispatch: dict[str, Callable[[hub_pb2.HubRequest, float, str], bytes]] = {
             RequestKind.ANNOUNCE.value: self.handlers.announce,
             RequestKind.GET_PEERS.value: self.handlers.get_peers,
             RequestKind.SCRAPE.value: self.handlers.scrape,
@@ -84,8 +85,8 @@ class HubLogic:
         """Requests received per kind (``INVALID``: kind unknown or undecodable)."""
         return {RequestKind(name): count for name, count in self._counts.items()}
 
-    def handle_frames(self, frames: list[bytes], now: float) -> list[bytes] | None:
-        """Answer one ROUTER message; None when it cannot be answered (logged)."""
+    def handle_frames(self, frames: list[bytes], now: float, source: str = "") -> list[bytes] | None:
+        """Answer one ROUTER message from address ``source`` ("" unknown); None when it cannot be answered."""
         if len(frames) < 2:
             log.warning("hub_dropped", reason="no frame after the identity", frames=len(frames))
             self._counts[_INVALID] += 1
@@ -93,9 +94,9 @@ class HubLogic:
             return None
         identity = frames[0]
         if len(frames) == 2:
-            return [identity, self.handle(identity, frames[1], now)]
+            return [identity, self.handle(identity, frames[1], now, source)]
         if len(frames) == 3 and not frames[1]:
-            return [identity, b"", self.handle(identity, frames[2], now)]
+            return [identity, b"", self.handle(identity, frames[2], now, source)]
         head = [identity, b""] if not frames[1] else [identity]
         body_frames = len(frames) - len(head)
         error = ProtocolError(
@@ -104,8 +105,8 @@ class HubLogic:
         self._counts[_INVALID] += 1
         return [*head, self._reject(identity, 0, _INVALID, error)]
 
-    def handle(self, identity: bytes, body: bytes, now: float) -> bytes:
-        """Answer one request frame from client ``identity``; always returns a serialized HubReply."""
+    def handle(self, identity: bytes, body: bytes, now: float, source: str = "") -> bytes:
+        """Answer one request frame from client ``identity`` at address ``source``; always a serialized HubReply."""
         verdict = self.rate.check(identity, now)
         if verdict is not Verdict.ALLOW:
             return self._rate_limited(identity, verdict)
@@ -119,7 +120,7 @@ class HubLogic:
                     ErrorCode.UNSUPPORTED_VERSION,
                     f"hub speaks version {PROTOCOL_VERSION}, request says {request.version}; upgrade the player",
                 )
-            return self._dispatch[kind](request, now)
+            return self._dispatch[kind](request, now, source)
         except ProtocolError as exc:
             if kind == _INVALID:
                 self._counts[kind] += 1
@@ -159,7 +160,7 @@ class HubLogic:
         reply = hub_pb2.HubReply(version=PROTOCOL_VERSION, request_id=request_id, error=error.to_pb())
         return reply.SerializeToString()
 
-    def _health(self, request: hub_pb2.HubRequest, now: float) -> bytes:
+    def _health(self, request: hub_pb2.HubRequest, now: float, source: str = "") -> bytes:
         totals = self.store.totals(now)
         head = reply_head(request)
         out = head.health

@@ -10,11 +10,20 @@ hands them to the pinger thread, and feeds results back with
 the ping failed. An endpoint that answered a ping is not pinged again for
 ``cooldown`` seconds; pings whose result never came are forgotten after
 ``window``. Every table is bounded.
+
+The same pings answer :meth:`Unreachable.probe`: whether the hub itself can
+connect to a player's recorded endpoint, so that a player nobody can reach is
+told so in its announce replies. A failed probe drops nobody.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from services.wire.pb import hub_pb2
+
+PROBE_KEEP_OK = 600.0  # seconds a reachable verdict stands before the endpoint is probed again
+PROBE_KEEP_FAILED = 10.0  # a failed one is checked again soon: the user may be opening the port
 
 
 @dataclass
@@ -38,6 +47,7 @@ class Unreachable:
         self._pending: dict[str, _Pending] = {}
         self._queue: list[str] = []
         self._reachable_until: dict[str, float] = {}
+        self._verdicts: dict[str, tuple[int, float]] = {}  # endpoint -> (Reachability, valid until)
 
     def report(self, library_id: bytes, endpoint: str, reporter_id: bytes, now: float) -> bool:
         """Record a report; True when enough distinct players agree (the record is then cleared)."""
@@ -67,6 +77,16 @@ class Unreachable:
         self._queue.append(endpoint)
         return True
 
+    def probe(self, endpoint: str, now: float) -> int:
+        """The hub's own verdict on ``endpoint`` (a ``Reachability``); unknown or stale queues a ping."""
+        verdict = self._verdicts.get(endpoint)
+        if verdict is not None and verdict[1] > now:
+            return verdict[0]
+        if endpoint not in self._pending and len(self._pending) < self.max_pending:
+            self._pending[endpoint] = _Pending(since=now)
+            self._queue.append(endpoint)
+        return verdict[0] if verdict is not None else hub_pb2.REACHABILITY_UNKNOWN
+
     def take_pings(self) -> list[str]:
         """Endpoints queued for a ping since the last call."""
         queued, self._queue = self._queue, []
@@ -75,6 +95,10 @@ class Unreachable:
     def ping_done(self, endpoint: str, reachable: bool, now: float) -> list[bytes]:
         """Record a ping result; return the libraries to drop ``endpoint`` from (empty if reachable)."""
         pending = self._pending.pop(endpoint, None)
+        if len(self._verdicts) >= self.max_keys and endpoint not in self._verdicts:
+            del self._verdicts[next(iter(self._verdicts))]
+        self._verdicts[endpoint] = ((hub_pb2.REACHABLE, now + PROBE_KEEP_OK) if reachable
+                                    else (hub_pb2.UNREACHABLE, now + PROBE_KEEP_FAILED))
         if reachable:
             if len(self._reachable_until) >= self.max_keys:
                 del self._reachable_until[next(iter(self._reachable_until))]
@@ -98,6 +122,7 @@ class Unreachable:
         }
         self._pending = {ep: p for ep, p in self._pending.items() if now - p.since < self.window}
         self._reachable_until = {ep: until for ep, until in self._reachable_until.items() if until > now}
+        self._verdicts = {ep: v for ep, v in self._verdicts.items() if v[1] > now - PROBE_KEEP_OK}
 
     @property
     def pending_pings(self) -> int:

@@ -20,6 +20,7 @@ from typing import TextIO
 
 import zmq
 
+from services.hub import addresses
 from services.hub.broker import Broker
 from services.hub.logic import HubLogic
 from services.hub.model import HubLimits
@@ -118,7 +119,8 @@ def run_hub(options: HubOptions, out: TextIO = sys.stdout) -> None:
         store = open_store(options.store, options.db, now, refresh_slack=options.limits.refresh_slack)
     except (StoreError, ValueError) as exc:
         raise HubStartError(str(exc)) from exc
-    logic = HubLogic(store, options.limits, started_at=now, log_requests=options.log_requests)
+    logic = HubLogic(store, options.limits, started_at=now, log_requests=options.log_requests,
+                     local_address=addresses.route_source)
     gc.freeze()  # the loaded store is long-lived: keep full collections from walking it (tens of ms)
     try:
         with zmq.Context() as context:

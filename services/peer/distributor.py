@@ -6,6 +6,11 @@ books with ``pread`` and sends them as header + payload without copies
 a second it re-reads state.db (libraries shared or being downloaded), and it
 announces what it serves to the hub through a HubLink worker thread.
 
+It listens on every interface by default and announces a wildcard host: the
+hub records the address the announce came from (``distributor.advertise``
+overrides that), answers with the endpoint it hands out and whether the hub
+itself could connect to it, and the heartbeat carries that to View Services.
+
 Run: ``python -m services.peer.distributor --data-dir D``.
 """
 
@@ -19,6 +24,7 @@ from typing import Any
 
 import zmq
 
+from services.hub.client_types import Reachability
 from services.peer import identity
 from services.peer.distributor_logic import DistributorLogic, Send, SendBook
 from services.peer.hublink import AnnounceJob, HubLink
@@ -38,6 +44,8 @@ log = get_logger("events")
 slog = get_logger("services")
 RELOAD_SECONDS = 0.25
 ANNOUNCE_DEFAULT = 30.0
+ANNOUNCE_UNVERIFIED = 3.0  # while the hub has not checked our endpoint yet, announce again this soon
+UNVERIFIED_ANNOUNCES = 5  # at most this many times
 
 
 def notify_endpoint(run_dir: Path) -> str:
@@ -59,6 +67,9 @@ class Distributor:
         else:
             self.router.bind(make_endpoint(host, port))
         self.endpoint = make_endpoint(host, port)
+        self.announced = make_endpoint(config.get("distributor.advertise") or host, port)
+        self.seen: tuple[str, Reachability] = ("", Reachability.UNKNOWN)
+        self.unverified_announces = 0
         self.pull = self.ctx.socket(zmq.PULL)
         self.pull.setsockopt(zmq.LINGER, 0)
         self.pull.setsockopt(zmq.MAXMSGSIZE, 1024 * 1024)
@@ -148,7 +159,7 @@ class Distributor:
         left = sum(library.book_span(i)[1] for i in range(library.books) if i not in served.have)
         record = self.state.get(library_id.hex())
         self.hub.submit(AnnounceJob(
-            library_id=library_id, hubs=library.hubs, player_id=self.player_id, endpoint=self.endpoint,
+            library_id=library_id, hubs=library.hubs, player_id=self.player_id, endpoint=self.announced,
             event=event, uploaded=record.uploaded if record else 0,
             downloaded=record.downloaded if record else 0, left=left, numwant=0,
         ))
@@ -158,10 +169,35 @@ class Distributor:
 
     def _hub_results(self, now: float) -> None:
         for result in self.hub.results():
-            if result.ok and result.interval and isinstance(result.job, AnnounceJob):
-                self.next_announce[result.job.library_id] = now + result.interval
-            elif not result.ok and isinstance(result.job, AnnounceJob):
+            if not isinstance(result.job, AnnounceJob) or result.job.event == hub_pb2.STOPPED:
+                continue
+            if not result.ok:
                 self.next_announce[result.job.library_id] = now + 2.0
+                continue
+            if result.endpoint:
+                self._seen_as(result.endpoint, result.reachable)
+            unverified = result.endpoint and result.reachable is Reachability.UNKNOWN
+            if unverified and self.unverified_announces < UNVERIFIED_ANNOUNCES:
+                self.unverified_announces += 1
+                self.next_announce[result.job.library_id] = now + ANNOUNCE_UNVERIFIED
+            elif result.interval:
+                self.next_announce[result.job.library_id] = now + result.interval
+
+    def _seen_as(self, endpoint: str, reachable: Reachability) -> None:
+        """What the hub says of us: the endpoint it hands out, and whether it could connect to it."""
+        if (endpoint, reachable) == self.seen:
+            return
+        self.seen = (endpoint, reachable)
+        if reachable is Reachability.UNREACHABLE:
+            port = endpoint.rsplit(":", 1)[-1]
+            detail = (f"unreachable: the hub cannot connect to {endpoint}; let TCP port {port} in through the "
+                      f"firewall, or set distributor.advertise to an address others reach")
+            log.warning("distributor_unreachable", endpoint=endpoint, hint=detail.split("; ", 1)[1])
+        else:
+            detail = f"{'reachable' if reachable is Reachability.REACHABLE else 'announced'} at {endpoint}"
+            log.info("distributor_seen", endpoint=endpoint, reachable=reachable.name.lower())
+        if self.heartbeat:
+            self.heartbeat.detail = detail
 
     # -- the loop -----------------------------------------------------------------
     def run(self) -> None:

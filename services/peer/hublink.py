@@ -15,7 +15,7 @@ from typing import Any
 import zmq
 
 from services.hub.client import HubClient
-from services.hub.client_types import AnnounceEvent, HubClientError
+from services.hub.client_types import AnnounceEvent, HubClientError, PeerInfo, Reachability
 from services.runtime.logs import get_logger
 
 log = get_logger("debug")
@@ -51,19 +51,14 @@ class ReportJob:
 
 
 @dataclass(frozen=True)
-class PeerInfo:
-    player_id: bytes
-    endpoint: str
-    seed: bool
-
-
-@dataclass(frozen=True)
 class HubResult:
     job: AnnounceJob | PeersJob | ReportJob
     ok: bool
     peers: list[PeerInfo] = field(default_factory=list)
     interval: float = 0.0
     error: str = ""
+    endpoint: str = ""  # announce: where the hub hands this player out
+    reachable: Reachability = Reachability.UNKNOWN
 
 
 class HubLink:
@@ -123,11 +118,11 @@ def _run(client: HubClient, job: AnnounceJob | PeersJob | ReportJob) -> HubResul
                 event=AnnounceEvent(job.event), uploaded=job.uploaded,
                 downloaded=job.downloaded, left=job.left, numwant=job.numwant,
             )
-            peers = [PeerInfo(p.player_id, p.endpoint, p.seed) for p in reply.peers]
-            return HubResult(job, True, peers, float(reply.interval))
+            return HubResult(job, True, list(reply.peers), float(reply.interval), endpoint=reply.endpoint,
+                             reachable=reply.reachable)
         if isinstance(job, PeersJob):
             got = client.get_peers(library_id=job.library_id, player_id=job.player_id, numwant=job.numwant)
-            return HubResult(job, True, [PeerInfo(p.player_id, p.endpoint, p.seed) for p in got.peers])
+            return HubResult(job, True, list(got.peers))
         client.report_unreachable(library_id=job.library_id, reporter_id=job.player_id, endpoint=job.endpoint)
         return HubResult(job, True)
     except HubClientError as exc:

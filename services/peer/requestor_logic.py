@@ -31,9 +31,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.hub.client_types import PeerInfo
 from services.peer.bitfield import Bitfield
 from services.peer.download import Download
-from services.peer.hublink import PeerInfo
 from services.peer.library import Library
 from services.peer.picker import Picker
 from services.peer.ratelimit import TokenBucket

@@ -89,6 +89,10 @@ def _host(value: Any) -> str:
     raise ConfigError(f"not an IP address or host name: {value!r}")
 
 
+def _optional_host(value: Any) -> str:
+    return "" if not str(value).strip() else _host(value)
+
+
 def _text(value: Any) -> str:
     return str(value)
 
@@ -106,13 +110,15 @@ SETTINGS: dict[str, Setting] = {
     for s in [
         Setting("hub.ip", "127.0.0.1", _host, "IP address or host name of the hub"),
         Setting("hub.port", DEFAULT_HUB_PORT, _port(False), "TCP port of the hub"),
-        Setting("distributor.ip", "127.0.0.1", _host, "address the distributor listens on and announces"),
+        Setting("distributor.ip", "0.0.0.0", _host, "address the distributor listens on (0.0.0.0 = all)"),
         Setting("distributor.port", 0, _port(True), "distributor TCP port (0 = a random free port)"),
         Setting("limits.upload_rate", 0, _non_negative, "upload cap in bytes/s (0 = unlimited)"),
         Setting("limits.download_rate", 0, _non_negative, "download cap in bytes/s (0 = unlimited)"),
         Setting("limits.upload_slots", 64, _positive, "book requests served at once"),
         Setting("maestro.heartbeat_interval", 0.5, _seconds, "seconds between service heartbeats"),
         Setting("paths.downloads", "", _text, "where downloads land (empty = <data>/downloads)"),
+        Setting("distributor.advertise", "", _optional_host,
+                "address others reach the distributor at (empty = as the hub sees it)"),
     ]
 }
 

@@ -108,9 +108,17 @@ class Maestro:
                 name=name, state=control_pb2.ServiceState.Value(p.state.value),
                 pid=sup.child.pid if p.state in (ServiceState.STARTING, ServiceState.RUNNING) else 0,
                 uptime=p.uptime(now), restarts=p.restarts, heartbeat_age=p.heartbeat_age(now),
-                detail=p.last_reason,
+                detail=self._detail(sup),
             ))
         return out
+
+    @staticmethod
+    def _detail(sup: Supervised) -> str:
+        """What the running child says of itself (unless just "running"), and why it last failed."""
+        said = sup.last.state if sup.last is not None and sup.policy.state is ServiceState.RUNNING else ""
+        failure = sup.policy.last_reason
+        parts = [said if said != "running" else "", f"last failure: {failure}" if failure else ""]
+        return "; ".join(part for part in parts if part)
 
     def start_service(self, name: str, now: float) -> str:
         sup = self._service(name)

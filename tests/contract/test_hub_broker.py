@@ -95,7 +95,7 @@ def test_every_request_kind_over_every_client_kind(client: Callable[[bytes], hub
         (hub_request(version=9, health=hub_pb2.Health()), E.UNSUPPORTED_VERSION),
         (hub_request(), E.UNKNOWN_REQUEST),
         (hub_request(announce=announce_body(1, lib=b"short")), E.INVALID_ARGUMENT),
-        (hub_request(announce=announce_body(1, endpoint="tcp://[::]:1")), E.INVALID_ARGUMENT),
+        (hub_request(announce=announce_body(1, endpoint="tcp://[::]:70000")), E.INVALID_ARGUMENT),
         (hub_request(scrape=hub_pb2.Scrape(library_ids=[LIB] * 500)), E.TOO_LARGE),
         (b"\x0a" + b"\x00" * 30_000, E.TOO_LARGE),
         (hub_request(report=report_body(5, ep(1))), E.NOT_FOUND),

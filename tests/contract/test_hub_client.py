@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,9 +21,10 @@ from services.hub.client import (
     LibraryStats,
     PeerInfo,
 )
+from services.hub.client_types import Reachability
 from services.hub.model import HubLimits
 from services.wire.pb import common_pb2
-from tests.contract.conftest import RunningHub
+from tests.contract.conftest import RunningHub, wait_for
 
 LIB = b"\x01" * 32
 ME = b"\x02" * 16
@@ -159,3 +161,20 @@ def test_many_threads_each_with_a_client_share_one_hub(hub: RunningHub, clients:
         thread.join(30)
     assert errors == []
     assert mine[0].get_peers(LIB, numwant=200).leechers == 20
+
+
+def test_a_wildcard_endpoint_is_recorded_where_the_announce_came_from_and_checked(hub: RunningHub,
+                                                                                   clients: Clients) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        client = clients(hub.endpoint)
+        first = client.announce(LIB, ME, f"tcp://0.0.0.0:{port}", AnnounceEvent.STARTED, left=100)
+        assert first.endpoint == f"tcp://127.0.0.1:{port}"
+        assert first.reachable is Reachability.UNKNOWN
+        other = client.announce(LIB, YOU, YOU_AT, AnnounceEvent.STARTED, left=0)
+        assert other.peers == (PeerInfo(ME, f"tcp://127.0.0.1:{port}", False),)
+
+        def verdict() -> Reachability:
+            return client.announce(LIB, ME, f"tcp://0.0.0.0:{port}", left=100).reachable
+
+        wait_for(lambda: verdict() is Reachability.REACHABLE, timeout=30, what="the hub's own check")

@@ -23,13 +23,14 @@ from services.runtime.config import (
 DEFAULTS = {
     "hub.ip": "127.0.0.1",
     "hub.port": 7070,
-    "distributor.ip": "127.0.0.1",
+    "distributor.ip": "0.0.0.0",
     "distributor.port": 0,
     "limits.upload_rate": 0,
     "limits.download_rate": 0,
     "limits.upload_slots": 64,
     "maestro.heartbeat_interval": 0.5,
     "paths.downloads": "",
+    "distributor.advertise": "",
 }
 
 

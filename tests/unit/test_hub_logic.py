@@ -209,12 +209,13 @@ def test_three_distinct_reporters_drop_an_endpoint() -> None:
     logic = make_logic()
     for n in range(5):
         call(logic, announce(n))
+    assert logic.take_pings() == [ep(n) for n in range(5)]  # the hub checks every new endpoint itself
 
     def dropped(reporter: int) -> bool:
         return call(logic, report(ep(0), reporter)).report.dropped
 
     assert dropped(1) is False
-    assert logic.take_pings() == [ep(0)]
+    assert logic.take_pings() == []  # the check of ep(0) is under way already
     assert dropped(1) is False
     assert dropped(2) is False
     assert dropped(3) is True
@@ -225,9 +226,10 @@ def test_a_failed_ping_drops_and_a_good_one_holds_off_the_next() -> None:
     logic = make_logic()
     call(logic, announce(0))
     call(logic, announce(1))
+    assert logic.take_pings() == [ep(0), ep(1)]
     body = report(ep(0))
     call(logic, body)
-    assert logic.take_pings() == [ep(0)]
+    assert logic.take_pings() == []  # joins the check under way
     logic.ping_done(ep(0), True, T0 + 1)
     call(logic, body, now=T0 + 2)
     assert logic.take_pings() == []  # cooling down
@@ -281,3 +283,49 @@ def test_any_frames_get_a_decodable_reply_or_none(frames: list[bytes]) -> None:
     if reply is not None:
         hub_pb2.HubReply.FromString(reply[-1])
         assert reply[0] == frames[0]
+
+
+# --- where players are reached, and whether the hub can reach them ---------------------------------------
+
+
+def wildcard_announce(n: int) -> bytes:
+    body = hub_pb2.Announce(library_id=LIB, player_id=pid(n), endpoint="tcp://0.0.0.0:7000", left=100,
+                            event=hub_pb2.STARTED)
+    return request(announce=body)
+
+
+def test_a_wildcard_announce_is_recorded_at_the_address_it_came_from() -> None:
+    logic = make_logic()
+    reply = hub_pb2.HubReply.FromString(logic.handle(CLIENT, wildcard_announce(1), T0, "10.2.0.7"))
+    assert reply.announce.endpoint == "tcp://10.2.0.7:7000"
+    got = hub_pb2.HubReply.FromString(logic.handle(b"other", request(get_peers=hub_pb2.GetPeers(library_id=LIB)),
+                                                   T0, "10.2.0.8")).peers
+    assert [p.endpoint for p in got.peers] == ["tcp://10.2.0.7:7000"]
+
+
+def test_a_player_on_the_hubs_host_is_handed_to_remote_players_at_the_hubs_address() -> None:
+    logic = HubLogic(MemoryStore(), HubLimits(rate=0), started_at=T0, local_address=lambda requester: "10.2.0.1")
+    logic.handle(CLIENT, wildcard_announce(1), T0, "127.0.0.1")
+    ask = request(get_peers=hub_pb2.GetPeers(library_id=LIB))
+    remote = hub_pb2.HubReply.FromString(logic.handle(b"r", ask, T0, "10.2.0.8")).peers
+    local = hub_pb2.HubReply.FromString(logic.handle(b"l", ask, T0, "127.0.0.1")).peers
+    assert [p.endpoint for p in remote.peers] == ["tcp://10.2.0.1:7000"]
+    assert [p.endpoint for p in local.peers] == ["tcp://127.0.0.1:7000"]
+
+
+def test_announce_replies_say_whether_the_hub_could_connect_and_a_failed_check_drops_nobody() -> None:
+    logic = make_logic()
+
+    def reachable(now: float) -> int:
+        return call(logic, announce(0, event=hub_pb2.ANNOUNCE_EVENT_UNSPECIFIED), now=now).announce.reachable
+
+    assert reachable(T0) == hub_pb2.REACHABILITY_UNKNOWN
+    assert logic.take_pings() == [ep(0)]
+    logic.ping_done(ep(0), False, T0 + 1)
+    assert reachable(T0 + 2) == hub_pb2.UNREACHABLE
+    assert call(logic, announce(1)).announce.leechers == 2  # still handed out: nobody reported it
+    assert logic.take_pings() == [ep(1)]
+    assert reachable(T0 + 30) == hub_pb2.UNREACHABLE  # checked again soon, in case the port was opened
+    assert logic.take_pings() == [ep(0)]
+    logic.ping_done(ep(0), True, T0 + 31)
+    assert reachable(T0 + 32) == hub_pb2.REACHABLE

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import random
 
+from services.hub.client_types import PeerInfo
 from services.peer.bitfield import Bitfield
-from services.peer.hublink import PeerInfo
 from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library
 from services.peer.requestor_logic import (
     ERROR_SECONDS,

@@ -45,6 +45,26 @@ COMPLETED: AnnounceEvent.ValueType  # 2
 STOPPED: AnnounceEvent.ValueType  # 3
 Global___AnnounceEvent: _TypeAlias = AnnounceEvent  # noqa: Y015
 
+class _Reachability:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReachabilityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reachability.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REACHABILITY_UNKNOWN: _Reachability.ValueType  # 0
+    """not checked yet (the hub checks after the first announce)"""
+    REACHABLE: _Reachability.ValueType  # 1
+    UNREACHABLE: _Reachability.ValueType  # 2
+
+class Reachability(_Reachability, metaclass=_ReachabilityEnumTypeWrapper):
+    """Whether the hub could open a TCP connection to a player's recorded endpoint."""
+
+REACHABILITY_UNKNOWN: Reachability.ValueType  # 0
+"""not checked yet (the hub checks after the first announce)"""
+REACHABLE: Reachability.ValueType  # 1
+UNREACHABLE: Reachability.ValueType  # 2
+Global___Reachability: _TypeAlias = Reachability  # noqa: Y015
+
 @_typing.final
 class Announce(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -62,8 +82,9 @@ class Announce(_message.Message):
     player_id: _builtins.bytes
     """16 bytes, random per data directory"""
     endpoint: _builtins.str
-    """where this player's distributor listens, "tcp://host:port" """
+    """where this player's distributor listens, "tcp://host:port"; a wildcard"""
     event: Global___AnnounceEvent.ValueType
+    """or loopback host means "the address the hub sees this request come from" """
     uploaded: _builtins.int
     downloaded: _builtins.int
     left: _builtins.int
@@ -124,11 +145,16 @@ class AnnounceReply(_message.Message):
     LEECHERS_FIELD_NUMBER: _builtins.int
     INTERVAL_FIELD_NUMBER: _builtins.int
     MIN_INTERVAL_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    REACHABLE_FIELD_NUMBER: _builtins.int
     seeders: _builtins.int
     leechers: _builtins.int
     interval: _builtins.int
     """seconds until the next periodic announce"""
     min_interval: _builtins.int
+    endpoint: _builtins.str
+    """the endpoint the hub hands out for the announcing player"""
+    reachable: Global___Reachability.ValueType
     @_builtins.property
     def peers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Peer]: ...
     def __init__(
@@ -139,10 +165,12 @@ class AnnounceReply(_message.Message):
         leechers: _builtins.int = ...,
         interval: _builtins.int = ...,
         min_interval: _builtins.int = ...,
+        endpoint: _builtins.str = ...,
+        reachable: Global___Reachability.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["interval", b"interval", "leechers", b"leechers", "min_interval", b"min_interval", "peers", b"peers", "seeders", b"seeders"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "interval", b"interval", "leechers", b"leechers", "min_interval", b"min_interval", "peers", b"peers", "reachable", b"reachable", "seeders", b"seeders"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
