@@ -41,12 +41,14 @@ class ProcessGroup:
     logs: Path
     procs: list[Proc] = field(default_factory=list)
 
-    def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc:
+    def start(self, name: str, args: list[str], env: dict[str, str] | None = None,
+              prefix: tuple[str, ...] = ()) -> Proc:
+        """Start ``python ARGS`` (after ``prefix``, such as ``ip netns exec NS``, which execs it: same pid)."""
         self.logs.mkdir(parents=True, exist_ok=True)
         log_path = self.logs / f"{name}.out"
         out: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - handed to the child
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        popen = subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, env=full_env,
+        popen = subprocess.Popen([*prefix, sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, env=full_env,
                                  stdin=subprocess.DEVNULL)
         out.close()
         proc = Proc(name, popen, log_path)

@@ -1,16 +1,23 @@
 """A real local swarm: one hub and N players on 127.0.0.1, each its own processes.
 
     python tools/swarm.py --peers 4 --size 32M
+    python tools/swarm.py --netns --peers 9 --rates 0.5:100mbit,0.5:20mbit   (as root)
 
 Creates (or takes with --file) a stuff, shares it from --seeds players, makes
 every other player download it, shows live progress, checks every copy is
 byte-identical, prints a summary and stops every process it started. The
 ``Swarm`` class is what the swarm tests and benchmarks use.
+
+With ``--netns`` the hub and every player run on hosts of their own (network
+namespaces on a bridge, see netns.py), each player's upload shaped by tc tbf
+(``--rates``), and each player is set up with the first-run answers alone (hub
+IP, hub port, distributor port), as a user on separate hosts would leave it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -33,7 +40,11 @@ from services.peer.librarifier import librarify
 from services.peer.library import Library, write_library
 from services.runtime import config as config_mod
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
+from tools.netns import Host, Network, parse_rate
 from tools.procs import Proc, ProcessGroup
+
+HUB_PORT = 7070  # the first-run answers of a player on its own host
+DISTRIBUTOR_PORT = 7000
 
 
 def parse_size(text: str) -> int:
@@ -68,6 +79,7 @@ class Player:
     data_dir: Path
     procs: list[Proc] = field(default_factory=list)
     done_at: float | None = None
+    host: Host | None = None  # its own network namespace, in a swarm across namespaces
 
     def progress(self, library_id: str) -> tuple[int, int, str]:
         """(books held, books, status) from state.db, read-only; (0, 0, '') if unknown yet."""
@@ -100,9 +112,10 @@ class Swarm:
     """A hub and players in ``root``; use as a context manager so every process ends."""
 
     def __init__(self, root: Path, *, upload_limit: int = 0, hub_args: tuple[str, ...] = (),
-                 maestro: bool = False) -> None:
+                 maestro: bool = False, network: Network | None = None) -> None:
         self.root = root
-        self.maestro = maestro
+        self.network = network
+        self.maestro = maestro or network is not None
         self.group = ProcessGroup(root / "logs")
         self.upload_limit = upload_limit
         self.hub_args = hub_args
@@ -117,6 +130,14 @@ class Swarm:
         self.stop()
 
     def start_hub(self) -> str:
+        if self.network is not None:
+            host = self.network.hosts[0] if self.network.hosts else self.network.add_host("hub")
+            self.hub = self.group.start("hub", ["-m", "services.hub", "--bind", f"tcp://0.0.0.0:{HUB_PORT}",
+                                                "--db", str(self.root / "hub.db"), *self.hub_args],
+                                        prefix=tuple(host.command([])))
+            self.group.wait_for_endpoint(self.hub)
+            self.hub_endpoint = f"tcp://{host.address}:{HUB_PORT}"
+            return self.hub_endpoint
         bind = self.hub_endpoint or "tcp://127.0.0.1:0"
         self.hub = self.group.start("hub", ["-m", "services.hub", "--bind", bind, "--db",
                                             str(self.root / "hub.db"), *self.hub_args])
@@ -127,17 +148,24 @@ class Swarm:
         if self.hub is not None:
             self.group.stop(self.hub)
 
-    def add_player(self, name: str, upload_limit: int | None = None) -> Player:
+    def add_player(self, name: str, upload_limit: int | None = None, rate: str | None = None) -> Player:
+        """A player in ``root/name``; across namespaces on a host of its own whose upload is ``rate``."""
         data_dir = self.root / name
         config = config_mod.load(data_dir)
         host, port = self.hub_endpoint.removeprefix("tcp://").rsplit(":", 1)
         config.set("hub.ip", host)
         config.set("hub.port", port)
-        config.set("distributor.port", 0)
-        config.set("limits.upload_rate", self.upload_limit if upload_limit is None else upload_limit)
+        if self.network is None:
+            config.set("distributor.ip", "127.0.0.1")  # a local swarm: everything on loopback
+            config.set("distributor.port", 0)
+        else:
+            config.set("distributor.port", DISTRIBUTOR_PORT)  # the first-run answers, nothing more
+        limit = self.upload_limit if upload_limit is None else upload_limit
+        if limit:
+            config.set("limits.upload_rate", limit)
         config.ensure_dirs()
         config.save()
-        player = Player(name, data_dir)
+        player = Player(name, data_dir, host=self.network.add_host(name, rate) if self.network else None)
         self.players.append(player)
         return player
 
@@ -164,8 +192,10 @@ class Swarm:
     def start_player(self, player: Player, services: tuple[str, ...] = ("distributor", "requestor")) -> None:
         """Start the player's processes: its Maestro, or (without one) the named services directly."""
         if self.maestro:
+            prefix = tuple(player.host.command([])) if player.host else ()
             proc = self.group.start(f"{player.name}-maestro",
-                                    ["-m", "services.supervisor.maestro", "--data-dir", str(player.data_dir)])
+                                    ["-m", "services.supervisor.maestro", "--data-dir", str(player.data_dir)],
+                                    prefix=prefix)
             player.procs.append(proc)
             return
         for service in services:
@@ -268,6 +298,26 @@ class Chaos:
         self.kills.append(f"{player.name}/{service}")
 
 
+def rate_classes(spec: str, count: int) -> list[str]:
+    """``0.5:100mbit,0.5:20mbit`` (fractions of the players, in order) or ``20mbit`` -> a rate per player."""
+    classes: list[tuple[float, str]] = []
+    for part in spec.split(","):
+        fraction, _, link = part.rpartition(":")
+        parse_rate(link)
+        classes.append((float(fraction) if fraction else 1.0, link))
+    total = sum(share for share, _ in classes)
+    out: list[str] = []
+    for index, (share, rate) in enumerate(classes):
+        wanted = count - len(out) if index == len(classes) - 1 else round(count * share / total)
+        out += [rate] * max(0, min(wanted, count - len(out)))
+    return out
+
+
+def kumar_ross_bound(size: int, seed_upload: float, uploads: list[float], download: float = float("inf")) -> float:
+    """The least time one seed can get ``size`` bytes to every leecher: max(F/u_s, F/d_min, N F/(u_s + sum u_i))."""
+    return max(size / seed_upload, size / download, len(uploads) * size / (seed_upload + sum(uploads)))
+
+
 def _summary(swarm: Swarm, library: Library, leechers: list[Player], source_digest: str) -> bool:
     ok = True
     print(f"\n{'player':12} {'seconds':>8} {'MiB/s':>8}  copy")
@@ -299,9 +349,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chaos", action="store_true",
                         help="SIGKILL random Distributors/Requestors while the swarm runs (Maestros respawn them)")
     parser.add_argument("--no-maestro", action="store_true", help="start services directly, without a Maestro")
+    parser.add_argument("--netns", action="store_true",
+                        help="the hub and each player on a host of its own (network namespaces; needs root)")
+    parser.add_argument("--rates", default="20mbit",
+                        help="with --netns: each player's upload link, e.g. 20mbit or 0.5:100mbit,0.5:20mbit")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.peers <= args.seeds:
         parser.error("need at least one seed and one leecher (--peers > --seeds >= 1)")
+    try:
+        rates = rate_classes(args.rates, args.peers) if args.netns else [None] * args.peers
+    except ValueError as exc:
+        parser.error(str(exc))
     root = Path(tempfile.mkdtemp(prefix="emma-swarm-"))
     from rich.progress import BarColumn, Progress, TextColumn
 
@@ -310,9 +368,12 @@ def main(argv: list[str] | None = None) -> int:
         stuff = args.file.absolute() if args.file else root / "stuff.bin"
         if args.file is None:
             make_stuff(stuff, parse_size(args.size))
-        with Swarm(root, upload_limit=parse_size(args.upload_limit), maestro=not args.no_maestro) as swarm:
+        with contextlib.ExitStack() as stack:
+            network = stack.enter_context(Network()) if args.netns else None
+            swarm = stack.enter_context(Swarm(root, upload_limit=parse_size(args.upload_limit),
+                                              maestro=not args.no_maestro, network=network))
             print(f"hub on {swarm.start_hub()}; working in {root}")
-            players = [swarm.add_player(f"player{i}") for i in range(args.peers)]
+            players = [swarm.add_player(f"player{i}", rate=rates[i]) for i in range(args.peers)]
             seeds, leechers = players[: args.seeds], players[args.seeds :]
             book = parse_size(args.book_size) if args.book_size else None
             library = swarm.share(seeds[0], stuff, book)
@@ -340,6 +401,11 @@ def main(argv: list[str] | None = None) -> int:
 
                 swarm.wait_complete(library, leechers, args.timeout, refresh)
             ok = _summary(swarm, library, leechers, file_digest(stuff))
+            if args.netns:
+                per_second = [parse_rate(rate) / 8 for rate in rates if rate]
+                bound = kumar_ross_bound(library.size, per_second[0], per_second[args.seeds :])
+                last = max(p.done_at or 0.0 for p in leechers)
+                print(f"bound {bound:.2f}s (links {args.rates}); last leecher {last / bound:.2f}x the bound")
             if chaos.kills:
                 print(f"chaos: {len(chaos.kills)} services killed with SIGKILL: {', '.join(chaos.kills)}")
     finally:
