@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ RELOAD_SECONDS = 0.25
 ANNOUNCE_DEFAULT = 30.0
 ANNOUNCE_UNVERIFIED = 3.0  # while the hub has not checked our endpoint yet, announce again this soon
 UNVERIFIED_ANNOUNCES = 5  # at most this many times
+SEND_BUFFER = 128 * 1024  # kernel send buffer per connection: a slow link's backlog waits where we see it
+DRAIN_POLL = 0.002  # while books are on their way to the kernel, look this often whether they got there
 
 
 def notify_endpoint(run_dir: Path) -> str:
@@ -61,6 +64,7 @@ class Distributor:
         self.router.setsockopt(zmq.SNDHWM, 0)
         self.router.setsockopt(zmq.RCVHWM, 10000)
         self.router.setsockopt(zmq.LINGER, 0)
+        self.router.setsockopt(zmq.SNDBUF, SEND_BUFFER)
         host, port = config.get("distributor.ip"), config.get("distributor.port")
         if port == 0:
             port = self.router.bind_to_random_port(f"tcp://{host}" if ":" not in host else f"tcp://[{host}]")
@@ -81,6 +85,7 @@ class Distributor:
                                       upload_rate=config.get("limits.upload_rate"), now=time.monotonic())
         self.settings = config_mod.Watcher(config)
         self.files: dict[bytes, tuple[Path, int]] = {}
+        self.unsent: deque[tuple[zmq.MessageTracker, int]] = deque()  # books handed to the socket, not yet drained
         self.complete: dict[bytes, bool] = {}
         self.next_announce: dict[bytes, float] = {}
         self.hub = HubLink(self.ctx)
@@ -219,7 +224,7 @@ class Distributor:
             if self.heartbeat:
                 self.heartbeat.tick(now, self._counters)
             wait = self.logic.wait(now)
-            timeout = min(next_reload - now, 0.1 if wait is None else wait)
+            timeout = min(next_reload - now, 0.1 if wait is None else wait, DRAIN_POLL if self.unsent else 0.1)
             events = dict(poller.poll(max(0, int(timeout * 1000))))
             now = time.monotonic()
             if self.router in events:
@@ -228,6 +233,7 @@ class Distributor:
                 self._notices()
             if self.hub.socket in events:
                 self._hub_results(now)
+            self._drained(now)
             self._execute(self.logic.serve(now))
         self.shutdown()
 
@@ -269,7 +275,21 @@ class Distributor:
                 self.router.send_multipart([action.identity, error])
                 continue
             header = framing.book_header(action.library_id, action.book, action.length)
-            self.router.send_multipart([action.identity, header, payload], copy=False)
+            tracker = self.router.send_multipart([action.identity, header, payload], copy=False, track=True)
+            if tracker is not None:  # always, with track=True; typed as optional
+                self.unsent.append((tracker, action.length))
+
+    def _drained(self, now: float) -> None:
+        """Tell the logic about the books the socket has written to the kernel since the last look."""
+        if not self.unsent:
+            return
+        left: deque[tuple[zmq.MessageTracker, int]] = deque()
+        for tracker, length in self.unsent:
+            if tracker.done:
+                self.logic.drained(length, now)
+            else:
+                left.append((tracker, length))
+        self.unsent = left
 
     def _pread(self, action: SendBook) -> bytes | None:
         entry = self.files.get(action.library_id)
@@ -287,6 +307,9 @@ class Distributor:
 
     def shutdown(self) -> None:
         now = time.monotonic()
+        for library_id, served in self.logic.served.items():
+            if served.sent_total:
+                log.info("library_uploaded", library=library_id.hex(), **served.redundancy())
         for library_id in list(self.logic.served):
             self._announce(library_id, hub_pb2.STOPPED, now)
         self.hub.close(timeout=3.0)

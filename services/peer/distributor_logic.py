@@ -7,7 +7,15 @@ queued; ``serve(now)`` releases them while the upload token bucket allows,
 choosing, at a rate-limited player, the queued book sent the fewest times so
 far. A full queue answers ``busy`` instead of stalling.
 
-Spreading (a rate-limited seed): while some books have never been sent, the
+The link as the limit: with no cap configured, the loop reports when each book
+it handed to the socket has been written to the kernel (``drained``), and
+``serve`` keeps only a short pipe of unwritten books (see pipe.py). When the
+pipe stays full, the link is the limit and the Distributor behaves exactly as
+under a configured cap, at the rate the pipe measured: queued requests are
+chosen least-sent first, repeats are refused while books were never sent, and
+the queue holds about QUEUE_SECONDS of upload.
+
+Spreading (a seed whose upload is the limit): while some books have never been sent, the
 seed's upload is the swarm's scarcest resource, so a request for a book it
 sent in the last SPREAD_HOLD seconds is answered ``busy`` (the requester gets
 it from the leecher that has it, whose ``have`` it has seen or will see) and
@@ -25,6 +33,7 @@ from dataclasses import dataclass, field
 
 from services.peer.bitfield import Bitfield
 from services.peer.library import Library
+from services.peer.pipe import Pipe
 from services.peer.ratelimit import TokenBucket
 from services.wire import framing
 from services.wire.errors import ErrorCode, ProtocolError
@@ -33,7 +42,6 @@ from services.wire.ids import LIBRARY_ID_LEN
 MAX_SUBSCRIBERS = 4096
 MAX_WAIT = 1.0  # seconds a queued request may be passed over for less-sent books
 QUEUE_SECONDS = 0.5  # under a rate limit, queue about this much upload; beyond it, answer busy
-SPREAD_RETRY_MS = 10
 SPREAD_HOLD = 3.0  # seconds a rate-limited seed refuses to repeat a book while others were never sent
 
 
@@ -66,6 +74,7 @@ class Served:
     last_sent: list[float] = field(default_factory=list)
     unsent: int = 0
     uploaded: int = 0
+    early_repeats: int = 0  # books sent again while others had never been sent: the seed's upload wasted
 
     def __post_init__(self) -> None:
         self.sent = [0] * self.library.books
@@ -75,8 +84,25 @@ class Served:
     def record_sent(self, book: int, now: float) -> None:
         if self.sent[book] == 0:
             self.unsent -= 1
+        elif self.unsent:
+            self.early_repeats += 1
         self.sent[book] += 1
         self.last_sent[book] = now
+
+    @property
+    def sent_total(self) -> int:
+        return sum(self.sent)
+
+    def redundancy(self) -> dict[str, int]:
+        """How often books went out: total sends, books sent at least once, more than once, the most of one."""
+        return {"sends": self.sent_total, "books_sent": self.library.books - self.unsent,
+                "books_repeated": sum(1 for count in self.sent if count > 1), "most": max(self.sent, default=0),
+                "early_repeats": self.early_repeats}
+
+    def spread_busy(self, book: int, now: float) -> bytes:
+        """The refusal of a book already spread: this book only, for the rest of its hold."""
+        hold_ms = int(1000 * max(0.0, SPREAD_HOLD - (now - self.last_sent[book])))
+        return framing.busy(self.library.id, book, max(1, hold_ms), book_only=True)
 
     def already_spread(self, book: int, now: float) -> bool:
         """A complete holder that still has never-sent books should not send ``book`` again yet:
@@ -99,6 +125,7 @@ class DistributorLogic:
         self.slots = slots
         self.capacity = slots * 4
         self.bucket = TokenBucket(upload_rate, now)
+        self.pipe = Pipe()
         self.served: dict[bytes, Served] = {}
         self.queue: deque[Pending] = deque()
         self.counts: dict[str, int] = {"requests": 0, "books_sent": 0, "busy": 0, "errors": 0}
@@ -122,6 +149,16 @@ class DistributorLogic:
 
     def set_rate(self, upload_rate: int, now: float) -> None:
         self.bucket.set_rate(upload_rate, now)
+
+    def drained(self, nbytes: int, now: float) -> None:
+        """The socket wrote ``nbytes`` of books to the kernel (a tracked send finished)."""
+        self.pipe.drained(nbytes, now)
+
+    def upload_limit(self, now: float) -> float:
+        """The rate that limits uploads now: the configured cap, or the link's when the link is the limit; 0 none."""
+        if self.bucket.rate:
+            return float(self.bucket.rate)
+        return self.pipe.rate if self.pipe.limited(now) and self.pipe.rate else 0.0
 
     # -- messages -------------------------------------------------------------
     def handle(self, identity: bytes, frames: list[bytes], now: float) -> list[Action]:
@@ -172,26 +209,28 @@ class DistributorLogic:
         served = self._library(library_id)
         if book not in served.have:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"book {book} is not held here")
-        if self.bucket.rate and served.already_spread(book, now):
+        if self.upload_limit(now) and served.already_spread(book, now):
             self.counts["busy"] += 1  # ask a leecher for this one; other books are welcome at once
-            return [Send(identity, framing.busy(library_id, book, SPREAD_RETRY_MS))]
-        if len(self.queue) >= self._capacity(served):
+            return [Send(identity, served.spread_busy(book, now))]
+        if len(self.queue) >= self._capacity(served, now):
             self.counts["busy"] += 1
             return [Send(identity, framing.busy(library_id, book, self._retry_ms(served, now)))]
         self.queue.append(Pending(identity, library_id, book, now))
         return []
 
-    def _capacity(self, served: Served) -> int:
-        """Queued requests accepted: under a rate limit, about QUEUE_SECONDS of upload (at least 4)."""
-        if not self.bucket.rate:
+    def _capacity(self, served: Served, now: float) -> int:
+        """Queued requests accepted: under an upload limit, about QUEUE_SECONDS of upload (at least 4)."""
+        limit = self.upload_limit(now)
+        if not limit:
             return self.capacity
-        return max(4, min(self.capacity, int(QUEUE_SECONDS * self.bucket.rate / served.library.book_size)))
+        return max(4, min(self.capacity, int(QUEUE_SECONDS * limit / served.library.book_size)))
 
     def _retry_ms(self, served: Served, now: float) -> int:
         """A hint for a busy reply: about when the queue will have drained."""
-        if not self.bucket.rate:
+        limit = self.upload_limit(now)
+        if not limit:
             return 50
-        backlog = len(self.queue) * served.library.book_size / self.bucket.rate
+        backlog = len(self.queue) * served.library.book_size / limit
         return int(1000 * min(5.0, max(0.05, self.bucket.wait(now) + backlog / 2)))
 
     def _cancel(self, identity: bytes, library_id: bytes, book: int) -> None:
@@ -205,17 +244,18 @@ class DistributorLogic:
     def serve(self, now: float) -> list[Action]:
         """Release queued requests the upload budget allows now."""
         out: list[Action] = []
-        while self.queue and self.bucket.ready(now):
+        while self.queue and self.bucket.ready(now) and self.pipe.room(now):
             pending = self._next(now)
             served = self.served.get(pending.library_id)
             if served is None:
                 continue
-            if self.bucket.rate and served.already_spread(pending.book, now):
+            if self.upload_limit(now) and served.already_spread(pending.book, now):
                 self.counts["busy"] += 1
-                out.append(Send(pending.identity, framing.busy(pending.library_id, pending.book, SPREAD_RETRY_MS)))
+                out.append(Send(pending.identity, served.spread_busy(pending.book, now)))
                 continue
             offset, length = served.library.book_span(pending.book)
             self.bucket.take(length, now)
+            self.pipe.put(length, now)
             served.record_sent(pending.book, now)
             served.uploaded += length
             self.counts["books_sent"] += 1
@@ -224,7 +264,7 @@ class DistributorLogic:
 
     def _next(self, now: float) -> Pending:
         """Least-sent first under a rate limit, but never let a request wait past MAX_WAIT (no starvation)."""
-        if not self.bucket.rate or len(self.queue) == 1 or now - self.queue[0].queued_at > MAX_WAIT:
+        if not self.upload_limit(now) or len(self.queue) == 1 or now - self.queue[0].queued_at > MAX_WAIT:
             return self.queue.popleft()
         best = min(range(len(self.queue)), key=lambda i: self._times_sent(self.queue[i]))
         chosen = self.queue[best]
@@ -236,8 +276,11 @@ class DistributorLogic:
         return served.sent[pending.book] if served else 0
 
     def wait(self, now: float) -> float | None:
-        """Seconds until ``serve`` can release something, None if nothing is queued."""
-        return self.bucket.wait(now) if self.queue else None
+        """Seconds until ``serve`` can release something; None if nothing is queued, or only a drain
+        of the pipe can make room (the loop looks for drains on its own)."""
+        if not self.queue or self.pipe.full:
+            return None
+        return self.bucket.wait(now)
 
     def books_landed(self, library_id: bytes, books: list[int]) -> list[Action]:
         """The local Requestor wrote ``books``: hold them and tell the subscribers."""

@@ -274,7 +274,7 @@ class RequestorLogic:
             if (kind == "book") != (payload is not None):
                 raise ProtocolError(ErrorCode.MALFORMED, "a book, and only a book, has a payload frame")
             if kind == "book":
-                return self._on_book(remote, message.book, payload)
+                return self._on_book(remote, message.book, payload, now)
             if kind == "bitfield":
                 return self._on_bitfield(remote, message.bitfield)
             if kind == "have":
@@ -318,6 +318,11 @@ class RequestorLogic:
     def _on_busy(self, remote: Remote, busy: wire_pb2.Busy, now: float) -> list[Action]:
         key = (busy.library_id, busy.book)
         retry = min(5.0, busy.retry_after_ms / 1000)
+        if busy.book_only:  # the remote spreads its upload: this book elsewhere, others from it at once
+            if remote.window.forget(key):
+                self._release(key, remote)
+            remote.refuse(key, now + retry)
+            return []
         if remote.window.forget(key):
             remote.window.on_busy(key)
             self._release(key, remote)
@@ -337,9 +342,9 @@ class RequestorLogic:
             remote.refuse(key, now + ERROR_SECONDS)
         return out
 
-    def _on_book(self, remote: Remote, header: wire_pb2.BookHeader, payload: Any) -> list[Action]:
+    def _on_book(self, remote: Remote, header: wire_pb2.BookHeader, payload: Any, now: float) -> list[Action]:
         key = (header.library_id, header.book)
-        if not remote.window.arrived(key):
+        if not remote.window.arrived(key, now):
             return []  # cancelled (a ban, an endgame loser, a stop), or a late duplicate: never hashed
         download = self.downloads.get(header.library_id)
         if download is None or header.book in download.picker.have or header.book in download.verifying:

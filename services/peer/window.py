@@ -3,7 +3,15 @@
 The window starts at ``initial`` and grows by one for each book written
 (additive increase) up to ``maximum`` and the peer's advertised upload slots;
 a busy reply or a timeout halves it (multiplicative decrease), never below 1.
-Pure state: the caller passes ``now`` and the requestor acts on the answers.
+
+It also follows what the peer actually delivers: each arrival gives a round
+trip (request sent -> book in) and adds to the delivered rate, and the window
+is held to about rate x (shortest round trip + RTT_SLACK) in books, plus one
+to keep probing for more. A peer whose link is slow, or shared by many
+requesters, thus gets few requests at a time: they do not wait behind a
+backlog there while a faster peer idles (requests queued at the peer only
+lengthen the round trip, which shrinks the window). Pure state: the caller
+passes ``now`` and the requestor acts on the answers.
 
 It also counts the bytes of the books it holds credit for (requested, or
 arrived and not yet written), so the requestor can bound the memory of all
@@ -15,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 IN_FLIGHT_BYTES = 64 << 20  # books requested or unwritten, over all remotes: the requestor's memory bound
+RTT_SLACK = 0.05  # seconds of jitter the window allows on top of the shortest round trip
+RATE_WINDOW = 0.5  # seconds of arrivals per delivered-rate sample
 
 
 @dataclass
@@ -28,6 +38,11 @@ class Window:
     landing: set[tuple[bytes, int]] = field(default_factory=set)
     sizes: dict[tuple[bytes, int], int] = field(default_factory=dict)
     held_bytes: int = 0
+    rtt_min: float | None = None  # the shortest round trip of a book seen from this peer
+    rate: float = 0.0  # bytes/s this peer delivered, smoothed
+    supported: float = float("inf")  # the window, in books, that rate and round trip call for
+    _since: float | None = None
+    _bytes: int = 0
 
     def __post_init__(self) -> None:
         self.size = float(self.initial)
@@ -45,19 +60,36 @@ class Window:
         so the memory held by received-but-unwritten books is bounded by the window."""
         return max(0, int(self.size) - len(self.sent) - len(self.landing))
 
-    def arrived(self, key: tuple[bytes, int]) -> bool:
+    def arrived(self, key: tuple[bytes, int], now: float) -> bool:
         """A requested book arrived and goes to be verified and written; False if it was not in flight."""
-        if self.sent.pop(key, None) is None:
+        sent_at = self.sent.pop(key, None)
+        if sent_at is None:
             return False
         self.landing.add(key)
+        self._delivered(now - sent_at, self.sizes.get(key, 0), now)
         return True
+
+    def _delivered(self, rtt: float, nbytes: int, now: float) -> None:
+        """Learn from one arrival: the round trip, the delivered rate, and so the window it supports."""
+        self.rtt_min = rtt if self.rtt_min is None else min(self.rtt_min, rtt)
+        if self._since is None:
+            self._since, self._bytes = now - rtt, 0  # the first book's trip is the first sample's span
+        self._bytes += nbytes
+        span = now - self._since
+        if span >= RATE_WINDOW:
+            sample = self._bytes / span
+            self.rate = sample if not self.rate else (self.rate + sample) / 2
+            self._since, self._bytes = now, 0
+        if self.rate and nbytes:
+            self.supported = self.rate * (self.rtt_min + RTT_SLACK) / nbytes + 1
+            self.size = max(1.0, min(self.size, self.supported))
 
     def landed(self, key: tuple[bytes, int]) -> None:
         """A book that arrived was written (or rejected): its credit is free again."""
         if key in self.landing:
             self.landing.discard(key)
             self._release(key)
-            self.size = min(float(self.limit), self.size + 1)
+            self.size = max(1.0, min(float(self.limit), self.size + 1, self.supported))
 
     def on_send(self, key: tuple[bytes, int], now: float, length: int = 0) -> None:
         """A request for a book of ``length`` bytes went out."""

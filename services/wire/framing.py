@@ -58,8 +58,9 @@ def book_header(library_id: bytes, book: int, length: int) -> bytes:
     return _pack(book=wire_pb2.BookHeader(library_id=library_id, book=book, length=length))
 
 
-def busy(library_id: bytes, book: int, retry_after_ms: int) -> bytes:
-    return _pack(busy=wire_pb2.Busy(library_id=library_id, book=book, retry_after_ms=retry_after_ms))
+def busy(library_id: bytes, book: int, retry_after_ms: int, book_only: bool = False) -> bytes:
+    return _pack(busy=wire_pb2.Busy(library_id=library_id, book=book, retry_after_ms=retry_after_ms,
+                                    book_only=book_only))
 
 
 def error(code: common_pb2.ErrorCode.ValueType, message: str, library_id: bytes = b"", book: int = 0) -> bytes:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import pytest
 
 from services.peer.bitfield import Bitfield
-from services.peer.distributor_logic import DistributorLogic, Send, SendBook
+from services.peer.distributor_logic import SPREAD_HOLD, DistributorLogic, Send, SendBook
 from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library
+from services.peer.pipe import LINK_HOLD, PIPE_MIN
 from services.wire import framing
 from services.wire.errors import ErrorCode
 from services.wire.pb import wire_pb2
@@ -225,8 +226,9 @@ def test_a_rate_limited_seed_spreads_books_no_one_has_before_repeating_any() -> 
     dist = logic("****", slots=4, rate=4 * BOOK)
     request(dist, ALICE, 0)
     assert sent_books(dist.serve(0.0)) == [(ALICE, 0)]
-    reply = one_reply(request(dist, BOB, 0), BOB)  # book 0 already went out once; 1..3 never did
-    assert reply.WhichOneof("body") == "busy" and reply.busy.retry_after_ms <= 50
+    reply = one_reply(request(dist, BOB, 0, 1.0), BOB)  # book 0 already went out once; 1..3 never did
+    assert reply.WhichOneof("body") == "busy" and reply.busy.book_only  # this book only, not the others
+    assert reply.busy.retry_after_ms == int(1000 * (SPREAD_HOLD - 1.0))  # for the rest of its hold
     assert request(dist, BOB, 1) == []  # a never-sent book is queued as usual
     for book in (2, 3):
         request(dist, CAROL, book)
@@ -361,3 +363,59 @@ def test_books_learned_from_a_state_refresh_are_announced_once() -> None:
     actions = dist.serve_library(LIB, bits("**.*"))  # state.db told first
     assert [framing.decode(a.frame).have.books for a in actions if isinstance(a, Send)] == [[1, 3]]
     assert dist.books_landed(LIB.id, [1, 3]) == []  # the Requestor's notice, later: nothing new
+
+
+# --- the link as the limit (no cap configured) ------------------------------------------------------------
+
+
+def big_library(books: int = 128) -> Library:
+    return library("big.bin", books=books, tail=BOOK)
+
+
+PIPE_BOOKS = PIPE_MIN // BOOK  # 64 books of 16 KiB
+
+
+def test_with_no_cap_only_a_short_pipe_of_books_is_handed_to_the_socket() -> None:
+    big = big_library()
+    dist = logic("*" * 128, slots=128, lib=big)
+    for book in range(100):
+        request(dist, ALICE, book, lib=big)
+    assert len(sent_books(dist.serve(0.0))) == PIPE_BOOKS  # the rest waits in the queue, still choosable
+    assert sent_books(dist.serve(0.1)) == []  # nothing drained yet: the link is the limit
+    assert dist.upload_limit(0.1) == 0.0  # but no rate is measured yet: nothing to act on
+    dist.drained(4 * BOOK, 0.3)
+    assert len(sent_books(dist.serve(0.3))) == 4  # what drained makes room
+
+
+def test_a_seed_whose_link_is_the_limit_spreads_as_under_a_cap_and_stops_when_the_link_frees() -> None:
+    big = big_library()
+    dist = logic("*" * 128, slots=128, lib=big)
+    for book in range(100):
+        request(dist, ALICE, book, lib=big)
+    dist.serve(0.0)
+    for step in range(1, 5):  # the socket drains 4 books per 0.25 s: the link moves 16 books/s
+        dist.drained(4 * BOOK, 0.25 * step)
+        dist.serve(0.25 * step)
+    assert dist.upload_limit(1.0) == pytest.approx(16 * BOOK)
+    reply = one_reply(request(dist, BOB, 0, 1.0, lib=big), BOB)  # book 0 went out; books 100.. never did
+    assert reply.WhichOneof("body") == "busy" and reply.busy.book_only
+    while dist.queue:  # the link catches up: the queue empties, then the pipe
+        dist.drained(dist.pipe.queued, 1.5)
+        dist.serve(1.5)
+    dist.drained(dist.pipe.queued, 1.5)
+    assert dist.served[big.id].unsent == 28
+    later = 1.5 + LINK_HOLD
+    assert dist.upload_limit(later) == 0.0
+    assert request(dist, BOB, 0, later, lib=big) == []  # the link is not the limit now: a repeat is queued
+
+
+def test_a_full_pipe_is_no_reason_to_wake_the_loop_at_once() -> None:
+    big = big_library()
+    dist = logic("*" * 128, slots=128, lib=big)
+    for book in range(100):
+        request(dist, ALICE, book, lib=big)
+    assert dist.wait(0.0) == 0.0  # queued and room in the pipe: serve now
+    dist.serve(0.0)
+    assert dist.wait(0.0) is None  # queued, but only a drain makes room: no busy loop
+    dist.drained(BOOK, 0.1)
+    assert dist.wait(0.1) == 0.0

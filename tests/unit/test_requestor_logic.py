@@ -150,8 +150,8 @@ class Scene:
     def have(self, name: str, *books: int) -> list[str]:
         return self._out(self.receive(name, framing.have(self.lib.id, list(books))))
 
-    def busy(self, name: str, book: int, retry_ms: int) -> list[str]:
-        return self._out(self.receive(name, framing.busy(self.lib.id, book, retry_ms)))
+    def busy(self, name: str, book: int, retry_ms: int, book_only: bool = False) -> list[str]:
+        return self._out(self.receive(name, framing.busy(self.lib.id, book, retry_ms, book_only)))
 
     def error(self, name: str, code: ErrorCode.ValueType, book: int = 0) -> list[str]:
         return self._out(self.receive(name, framing.error(code, "no", self.lib.id, book)))
@@ -219,6 +219,18 @@ def test_busy_then_retry_after_the_hint_and_other_books_first() -> None:
     assert s.at(0.1).tick() == []  # A said wait 200 ms
     assert s.at(0.3).tick() == []  # and book 1 is not asked of A again at once
     assert s.at(0.6).tick() == ["request A 1"]
+
+
+def test_a_busy_for_one_book_only_asks_for_it_elsewhere_and_other_books_at_once() -> None:
+    s = Scene(books=3)
+    s.connect("A", "***", slots=2)
+    first = sorted(int(text.split()[-1]) for text in requested(s.tick()))
+    [third] = {0, 1, 2} - set(first)
+    assert s.busy("A", first[0], retry_ms=2000, book_only=True) == []
+    assert s.tick() == [f"request A {third}"]  # the window is not halved and A is not paused
+    s.connect("B", "***")
+    assert s.tick() == [f"request B {first[0]}"]
+    assert s.logic.remotes[ENDPOINT["A"]].window.size == 2  # its advertised slots, not halved to 1
 
 
 def test_a_refused_handshake_forgets_the_library_at_that_peer_without_a_report() -> None:

@@ -12,7 +12,7 @@ LIB = b"L" * 32
 
 def land(window: Window, k: tuple[bytes, int]) -> bool:
     """A book arrives and is written: what the requestor reports to the window."""
-    arrived = window.arrived(k)
+    arrived = window.arrived(k, 0.0)
     window.landed(k)
     return arrived
 
@@ -151,7 +151,7 @@ def test_a_book_holds_its_credit_until_written() -> None:
     window.on_send(key(0), 0.0)
     window.on_send(key(1), 0.0)
     assert window.credit == 0
-    assert window.arrived(key(0))
+    assert window.arrived(key(0), 0.0)
     assert window.credit == 0  # received, not yet written: memory still held
     window.landed(key(0))
     assert window.credit == 2  # the slot is back and the window grew by one
@@ -163,7 +163,7 @@ def test_held_bytes_follow_every_way_a_book_leaves_the_window() -> None:
     for book in range(5):
         window.on_send(key(book), 0.0, 1000 + book)
     assert window.held_bytes == 5010
-    assert window.arrived(key(0))
+    assert window.arrived(key(0), 0.0)
     assert window.held_bytes == 5010  # arrived, not yet written: still held
     window.landed(key(0))
     assert window.held_bytes == 4010
@@ -180,3 +180,43 @@ def test_a_book_requested_again_is_counted_once() -> None:
     window.on_send(key(0), 1.0, 500)
     assert window.held_bytes == 500
     assert not window.forget(key(9)) and window.held_bytes == 500
+
+
+# --- following what the peer delivers ------------------------------------------------------------------
+
+
+BOOK = 100_000
+
+
+def deliver(window: Window, books: int, every: float, start: float = 0.0) -> float:
+    """``books`` requested at ``start`` arrive one per ``every`` seconds and are written; returns the end."""
+    for book in range(books):
+        window.on_send(key(book), start, BOOK)
+    now = start
+    for book in range(books):
+        now += every
+        assert window.arrived(key(book), now)
+        window.landed(key(book))
+    return now
+
+
+def test_a_peer_that_delivers_slowly_gets_few_requests_at_a_time() -> None:
+    window = Window(initial=8, maximum=64)
+    deliver(window, 8, every=0.1)  # 1 MB/s, the shortest round trip 0.1 s
+    assert window.rate == pytest.approx(1_000_000)
+    assert window.rtt_min == pytest.approx(0.1)
+    assert int(window.size) == 2  # 1 MB/s x (0.1 s + slack) is one and a half books, plus one to probe
+
+
+def test_a_fast_peer_keeps_the_window_it_earned() -> None:
+    window = Window(initial=8, maximum=64)
+    deliver(window, 8, every=0.001)  # 100 MB/s
+    assert window.size == 16  # 8 + one per book written: the rate supports far more
+
+
+def test_requests_queued_at_the_peer_lengthen_the_round_trip_and_shrink_the_window() -> None:
+    window = Window(initial=4, maximum=64)
+    end = deliver(window, 4, every=0.01)  # alone at the peer: 10 MB/s, 0.01 s round trips
+    grown = window.size
+    deliver(window, 8, every=0.1, start=end)  # now the peer is shared: 1 MB/s, long waits
+    assert window.size < grown and int(window.size) <= 3

@@ -184,19 +184,23 @@ class Busy(_message.Message):
     LIBRARY_ID_FIELD_NUMBER: _builtins.int
     BOOK_FIELD_NUMBER: _builtins.int
     RETRY_AFTER_MS_FIELD_NUMBER: _builtins.int
+    BOOK_ONLY_FIELD_NUMBER: _builtins.int
     library_id: _builtins.bytes
     book: _builtins.int
     retry_after_ms: _builtins.int
+    book_only: _builtins.bool
+    """only this book is refused (just sent to another player: ask it there);"""
     def __init__(
         self,
         *,
         library_id: _builtins.bytes = ...,
         book: _builtins.int = ...,
         retry_after_ms: _builtins.int = ...,
+        book_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["book", b"book", "library_id", b"library_id", "retry_after_ms", b"retry_after_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["book", b"book", "book_only", b"book_only", "library_id", b"library_id", "retry_after_ms", b"retry_after_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,68 @@
+"""What a Distributor has handed to its socket and the socket has not yet passed to the kernel.
+
+How this works. Every book the Distributor sends is a tracked send: ``put`` when it
+is handed to the socket, ``drained`` when libzmq has written it to the kernel. The
+kernel's own send buffers are kept small (the socket's SNDBUF), so when the link is
+slower than the Distributor, the bytes wait here, where they can be seen. ``room``
+keeps about PIPE_SECONDS of the measured drain rate handed over (at least
+PIPE_MIN, so a fast link is never throttled by a young estimate); beyond that the
+Distributor holds requests back in its own queue, where it can still choose among
+them. A pipe found full means the link, not a setting, is the limit, and stays
+``limited`` for LINK_HOLD seconds after. Pure state: the caller passes ``now``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PIPE_SECONDS = 0.1
+PIPE_MIN = 1 << 20
+LINK_HOLD = 2.0
+RATE_WINDOW = 0.25  # seconds of busy pipe per rate sample
+
+
+@dataclass
+class Pipe:
+    queued: int = 0
+    rate: float = 0.0  # bytes/s the socket drained while it had something to drain, smoothed
+    full_at: float | None = None
+    _busy_since: float | None = None  # when the pipe last went from empty to not empty
+    _busy: float = 0.0  # seconds the pipe held bytes, in the current sample
+    _bytes: int = 0  # bytes drained, in the current sample
+
+    def put(self, nbytes: int, now: float) -> None:
+        """``nbytes`` were handed to the socket."""
+        if self.queued == 0:
+            self._busy_since = now
+        self.queued += nbytes
+
+    def drained(self, nbytes: int, now: float) -> None:
+        """The socket passed ``nbytes`` on to the kernel."""
+        self.queued = max(0, self.queued - nbytes)
+        self._bytes += nbytes
+        if self._busy_since is not None:
+            self._busy += now - self._busy_since
+            self._busy_since = now if self.queued else None
+        if self._busy >= RATE_WINDOW:  # only time with bytes waiting counts: the drain rate, not the demand
+            sample = self._bytes / self._busy
+            self.rate = sample if not self.rate else (self.rate + sample) / 2
+            self._busy, self._bytes = 0.0, 0
+
+    @property
+    def target(self) -> float:
+        return max(PIPE_MIN, self.rate * PIPE_SECONDS)
+
+    @property
+    def full(self) -> bool:
+        return self.queued >= self.target
+
+    def room(self, now: float) -> bool:
+        """Whether another book may be handed to the socket now; a full pipe marks the link as the limit."""
+        if not self.full:
+            return True
+        self.full_at = now
+        return False
+
+    def limited(self, now: float) -> bool:
+        """The link, not a setting, limits what is sent (the pipe was full within LINK_HOLD)."""
+        return self.full_at is not None and now - self.full_at < LINK_HOLD
