@@ -27,7 +27,7 @@ FORMAT_VERSION = 1
 HASH_LEN = 32
 MIN_BOOK_SIZE = 16 * 1024
 MAX_BOOK_SIZE = 64 * 1024 * 1024
-AUTO_MIN_BOOK = 256 * 1024
+AUTO_MIN_BOOK = 64 * 1024  # small files get more, smaller books: each relay hop of a swarm's tail is shorter
 AUTO_MAX_BOOK = 16 * 1024 * 1024
 MAX_LIBRARY_BYTES = 64 * 1024 * 1024
 MAX_NAME_LEN = 255
@@ -74,7 +74,7 @@ def book_span(index: int, size: int, book_size: int) -> tuple[int, int]:
 
 
 def auto_book_size(size: int) -> int:
-    """A power of two giving about 1,000 to 4,000 books, within 256 KiB..16 MiB."""
+    """A power of two giving about 1,000 to 4,000 books, within 64 KiB..16 MiB."""
     book = AUTO_MIN_BOOK
     while book < AUTO_MAX_BOOK and book_count(size, book) > 4000:
         book *= 2

@@ -102,7 +102,7 @@ def test_share_json(data: Path, stuff: Path) -> None:
 def test_share_automatic_book_size(data: Path, stuff: Path) -> None:
     result = emma(data, "share", str(stuff), "--json")
     assert result.exit_code == 0, result.output
-    assert read_library(Path(json.loads(result.stdout)["path"])).book_size == 256 * 1024
+    assert read_library(Path(json.loads(result.stdout)["path"])).book_size == 64 * 1024
 
 
 def test_share_out(data: Path, stuff: Path, tmp_path: Path) -> None:

@@ -144,7 +144,7 @@ def test_automatic_book_size_for_a_small_file(tmp_path: Path) -> None:
     path = tmp_path / "stuff.bin"
     make_file(path, 1000)
     library = librarify(path, hubs=HUBS)
-    assert (library.book_size, library.books) == (256 * 1024, 1)
+    assert (library.book_size, library.books) == (64 * 1024, 1)
 
 
 def test_progress_reports_every_byte(tmp_path: Path) -> None:

@@ -331,7 +331,8 @@ def test_auto_book_size_grows_with_size(a: int, b: int) -> None:
 
 @pytest.mark.parametrize(
     ("size", "book"),
-    [(0, 256 * KIB), (1, 256 * KIB), (1000 * MIB, 256 * KIB), (1024 * MIB, 512 * KIB),
+    [(0, 64 * KIB), (1, 64 * KIB), (32 * MIB, 64 * KIB), (256 * MIB, 128 * KIB), (1000 * MIB, 256 * KIB),
+     (1024 * MIB, 512 * KIB),
      (100 * 1024 * MIB, 32 * MIB // 2), (10**15, 16 * MIB)],
 )
 def test_auto_book_size_examples(size: int, book: int) -> None:
