@@ -11,6 +11,16 @@ written). U is chosen so the aggregate, (N+1)*U, stays far below what the two
 cores can move (a single pair moves several hundred MiB/s here), so the caps,
 not the CPU, set the pace. Prints each completion time, the last one divided
 by F/U, and 16 F/U for scale. Target: at most 1.15x the bound.
+
+    python tools/bench_swarm.py --netns --leechers 8 --rates 20mbit --against libtorrent   (as root)
+
+With --netns the hub and each player run on a host of their own (network
+namespaces, see netns.py), set up with the first-run answers alone and no
+upload cap: each player's link, shaped by tc tbf (--rates, classes such as
+0.5:100mbit,0.5:20mbit, the seed taking the first), is the limit. The bound is
+max(F/u_seed, N F/(u_seed + sum u_i)). With --against libtorrent the same
+scenario runs with libtorrent on the same hosts, unthrottled. Targets: the last
+leecher within 1.15x the bound, and at least 1.5x faster than libtorrent.
 """
 
 from __future__ import annotations
@@ -26,7 +36,12 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tools.swarm import Player, Swarm, file_digest, make_stuff, parse_size
+from tools import lt_swarm
+from tools.netns import Network, parse_rate
+from tools.swarm import Player, Swarm, file_digest, kumar_ross_bound, make_stuff, parse_size, rate_classes
+
+NETNS_TARGET = 1.15
+LIBTORRENT_TARGET = 1.5
 
 
 def verified_at(player: Player) -> float | None:
@@ -47,7 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upload", default="2M", help="U, every player's upload cap in bytes/s")
     parser.add_argument("--book-size", default="64K")
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
+    parser.add_argument("--netns", action="store_true", help="players on hosts of their own, links shaped, no cap")
+    parser.add_argument("--rates", default="20mbit", help="with --netns: the links, e.g. 0.5:100mbit,0.5:20mbit")
+    parser.add_argument("--against", choices=["libtorrent"], help="with --netns: run libtorrent on the same hosts")
     args = parser.parse_args(argv)
+    if args.netns:
+        return run_netns(args)
     size, upload = parse_size(args.size), parse_size(args.upload)
     bound = size / upload
     root = Path(tempfile.mkdtemp(prefix="emma-bench-swarm-"))
@@ -83,6 +103,73 @@ def main(argv: list[str] | None = None) -> int:
 
         shutil.rmtree(root, ignore_errors=True)
     return 0 if identical and last / bound <= 1.15 else 1
+
+
+
+def run_netns(args: argparse.Namespace) -> int:
+    size = parse_size(args.size)
+    rates = rate_classes(args.rates, args.leechers + 1)
+    uploads = [parse_rate(rate) / 8 for rate in rates]
+    bound = kumar_ross_bound(size, uploads[0], uploads[1:])
+    root = Path(tempfile.mkdtemp(prefix="emma-bench-netns-"))
+    book = parse_size(args.book_size) if args.book_size != "auto" else None
+    lt_times: list[float] = []
+    with Network() as network:
+        with Swarm(root, network=network) as swarm:
+            swarm.start_hub()
+            stuff = root / "stuff.bin"
+            make_stuff(stuff, size)
+            seed = swarm.add_player("seed", rate=rates[0])
+            leechers = [swarm.add_player(f"leecher{i:02}", rate=rates[i + 1]) for i in range(args.leechers)]
+            library = swarm.share(seed, stuff, book)
+            for player in [seed, *leechers]:
+                swarm.start_player(player)
+            swarm.wait_serving([seed, *leechers])
+            time.sleep(2.0)  # every first announce is in; start-up CPU has settled
+            started = time.time()
+            for player in leechers:
+                swarm.give(player, library)
+            swarm.wait_complete(library, leechers, timeout=max(120.0, 8 * bound))
+            times = sorted((verified_at(p) or float("nan")) - started for p in leechers)
+            digest = file_digest(stuff)
+            identical = all(file_digest(p.stuff_path(library.id_hex) or stuff) == digest for p in leechers)
+        sends = seed_sends(seed)
+        if args.against == "libtorrent":
+            assert seed.host is not None
+            hosts = [p.host for p in leechers if p.host is not None]
+            lt_times = sorted(lt_swarm.run(seed.host, hosts, stuff, library.book_size, root / "lt",
+                                           timeout=max(300.0, 20 * bound)))
+    last = times[-1]
+    print(f"F = {size / 2**20:.1f} MiB in {library.books} books of {library.book_size // 1024} KiB; "
+          f"1 seed + {args.leechers} leechers on hosts of their own, links {args.rates}, no cap configured")
+    print("emma completion times (s):       " + " ".join(f"{t:.2f}" for t in times))
+    print(f"bound {bound:.2f} s; emma's last leecher {last:.2f} s = {last / bound:.3f}x the bound "
+          f"(target <= {NETNS_TARGET}x); copies {'identical' if identical else 'DIFFER'}; "
+          f"the seed sent {sends} books for {library.books}")
+    met = identical and last / bound <= NETNS_TARGET
+    if lt_times:
+        lt_last = lt_times[-1]
+        print("libtorrent completion times (s): " + " ".join(f"{t:.2f}" for t in lt_times))
+        print(f"libtorrent's last leecher {lt_last:.2f} s = {lt_last / bound:.3f}x the bound; emma is "
+              f"{lt_last / last:.2f}x faster (target >= {LIBTORRENT_TARGET}x)")
+        met = met and lt_last / last >= LIBTORRENT_TARGET
+    if args.keep:
+        print(f"kept {root}")
+    else:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+    return 0 if met else 1
+
+
+def seed_sends(seed: Player) -> int:
+    """How many books the seed's Distributor sent (its upload summary, logged when it stopped)."""
+    log = seed.data_dir / "logs" / "events.log"
+    for line in reversed(log.read_text().splitlines() if log.exists() else []):
+        record = json.loads(line)
+        if record.get("event") == "library_uploaded":
+            return int(record["sends"])
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,18 +10,22 @@ far. A full queue answers ``busy`` instead of stalling.
 The link as the limit: with no cap configured, the loop reports when each book
 it handed to the socket has been written to the kernel (``drained``), and
 ``serve`` keeps only a short pipe of unwritten books (see pipe.py). When the
-pipe stays full, the link is the limit and the Distributor behaves exactly as
-under a configured cap, at the rate the pipe measured: queued requests are
-chosen least-sent first, repeats are refused while books were never sent, and
-the queue holds about QUEUE_SECONDS of upload.
+pipe fills or never empties, the link is the limit and the Distributor queues
+as under a configured cap, at the rate the pipe measured: queued requests are
+chosen least-sent first and the queue holds about QUEUE_SECONDS of upload.
 
-Spreading (a seed whose upload is the limit): while some books have never been sent, the
-seed's upload is the swarm's scarcest resource, so a request for a book it
-sent in the last SPREAD_HOLD seconds is answered ``busy`` (the requester gets
-it from the leecher that has it, whose ``have`` it has seen or will see) and
-the seed spends its budget on books no leecher holds yet. The hold is short
-so no requester can wait on it for long; once every book went out once, the
-seed serves everything, least-sent first. ``books_landed`` turns a book
+Spreading (a seed with more than one requester): while some books have never
+been sent, the seed's first copy of each book is the swarm's scarcest
+resource, whatever limits its upload, so a request for a book it sent in the
+last SPREAD_HOLD seconds is answered with a busy for that book only (the
+requester gets it from the player that has it, whose ``have`` it has seen or
+will see, and asks the seed for other books at once) and the seed spends its
+upload on books no one holds yet. Under a configured cap this was the whole
+policy; on a real link the seed could not tell it was the limit in time (the
+kernel's buffers hide the first seconds of backlog), and every repeat let
+through cost the last leecher its time. The hold is short so no requester can
+wait on it for long; once every book went out once, the seed serves
+everything, least-sent first. ``books_landed`` turns a book
 just written by the local Requestor into ``have`` messages for every player
 that handshook for that library.
 """
@@ -105,11 +109,11 @@ class Served:
         return framing.busy(self.library.id, book, max(1, hold_ms), book_only=True)
 
     def already_spread(self, book: int, now: float) -> bool:
-        """A complete holder that still has never-sent books should not send ``book`` again yet:
-        not within SPREAD_HOLD of its last send (afterwards it does, so nobody waits on it forever:
-        a requester that lost the book, a book other seeds spread instead)."""
+        """A complete holder that still has never-sent books, and more than one requester, should not
+        send ``book`` again yet: not within SPREAD_HOLD of its last send (afterwards it does, so nobody
+        waits on it forever: a requester that lost the book, a book other seeds spread instead)."""
         return (self.unsent > 0 and self.sent[book] > 0 and now - self.last_sent[book] < SPREAD_HOLD
-                and self.have.complete)
+                and self.have.complete and len(self.subscribers) > 1)
 
 
 @dataclass(frozen=True)
@@ -209,7 +213,7 @@ class DistributorLogic:
         served = self._library(library_id)
         if book not in served.have:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"book {book} is not held here")
-        if self.upload_limit(now) and served.already_spread(book, now):
+        if served.already_spread(book, now):
             self.counts["busy"] += 1  # ask a leecher for this one; other books are welcome at once
             return [Send(identity, served.spread_busy(book, now))]
         if len(self.queue) >= self._capacity(served, now):
@@ -249,7 +253,7 @@ class DistributorLogic:
             served = self.served.get(pending.library_id)
             if served is None:
                 continue
-            if self.upload_limit(now) and served.already_spread(pending.book, now):
+            if served.already_spread(pending.book, now):
                 self.counts["busy"] += 1
                 out.append(Send(pending.identity, served.spread_busy(pending.book, now)))
                 continue

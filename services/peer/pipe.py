@@ -7,8 +7,10 @@ slower than the Distributor, the bytes wait here, where they can be seen. ``room
 keeps about PIPE_SECONDS of the measured drain rate handed over (at least
 PIPE_MIN, so a fast link is never throttled by a young estimate); beyond that the
 Distributor holds requests back in its own queue, where it can still choose among
-them. A pipe found full means the link, not a setting, is the limit, and stays
-``limited`` for LINK_HOLD seconds after. Pure state: the caller passes ``now``.
+them. The link, not a setting, is the limit when the pipe is found full, or
+when it has not been empty for BUSY_LIMIT seconds (the kernel's buffers are
+full, so every book waits for the link); it stays ``limited`` for LINK_HOLD
+seconds after either. Pure state: the caller passes ``now``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 PIPE_SECONDS = 0.1
 PIPE_MIN = 1 << 20
 LINK_HOLD = 2.0
+BUSY_LIMIT = 0.5  # seconds without an empty pipe that mean the link is the limit
 RATE_WINDOW = 0.25  # seconds of busy pipe per rate sample
 
 
@@ -25,20 +28,25 @@ RATE_WINDOW = 0.25  # seconds of busy pipe per rate sample
 class Pipe:
     queued: int = 0
     rate: float = 0.0  # bytes/s the socket drained while it had something to drain, smoothed
-    full_at: float | None = None
-    _busy_since: float | None = None  # when the pipe last went from empty to not empty
+    full_at: float | None = None  # when the link last showed it is the limit
+    _nonempty_since: float | None = None  # when the pipe last went from empty to not empty
+    _busy_since: float | None = None  # the start of the busy time not yet counted in a sample
     _busy: float = 0.0  # seconds the pipe held bytes, in the current sample
     _bytes: int = 0  # bytes drained, in the current sample
 
     def put(self, nbytes: int, now: float) -> None:
         """``nbytes`` were handed to the socket."""
         if self.queued == 0:
-            self._busy_since = now
+            self._busy_since = self._nonempty_since = now
         self.queued += nbytes
+        self._note_busy(now)
 
     def drained(self, nbytes: int, now: float) -> None:
         """The socket passed ``nbytes`` on to the kernel."""
+        self._note_busy(now)
         self.queued = max(0, self.queued - nbytes)
+        if not self.queued:
+            self._nonempty_since = None
         self._bytes += nbytes
         if self._busy_since is not None:
             self._busy += now - self._busy_since
@@ -47,6 +55,10 @@ class Pipe:
             sample = self._bytes / self._busy
             self.rate = sample if not self.rate else (self.rate + sample) / 2
             self._busy, self._bytes = 0.0, 0
+
+    def _note_busy(self, now: float) -> None:
+        if self._nonempty_since is not None and now - self._nonempty_since >= BUSY_LIMIT:
+            self.full_at = now
 
     @property
     def target(self) -> float:

@@ -222,8 +222,14 @@ def test_a_request_passed_over_for_a_second_is_served_next() -> None:
     assert sent_books(dist.serve(now)) == [(BOB, 0)]
 
 
-def test_a_rate_limited_seed_spreads_books_no_one_has_before_repeating_any() -> None:
+def subscribe(dist: DistributorLogic, *who: bytes, lib: Library = LIB) -> None:
+    for identity in who:
+        dist.handle(identity, [framing.handshake(lib.id, b"p" * 16)], 0.0)
+
+
+def test_a_seed_spreads_books_no_one_has_before_repeating_any() -> None:
     dist = logic("****", slots=4, rate=4 * BOOK)
+    subscribe(dist, ALICE, BOB, CAROL)
     request(dist, ALICE, 0)
     assert sent_books(dist.serve(0.0)) == [(ALICE, 0)]
     reply = one_reply(request(dist, BOB, 0, 1.0), BOB)  # book 0 already went out once; 1..3 never did
@@ -240,6 +246,7 @@ def test_a_rate_limited_seed_spreads_books_no_one_has_before_repeating_any() -> 
 
 def test_a_seed_refuses_a_repeat_only_briefly() -> None:
     dist = logic("****", slots=4, rate=4 * BOOK)
+    subscribe(dist, ALICE, BOB)
     request(dist, ALICE, 0)
     dist.serve(0.0)
     assert one_reply(request(dist, BOB, 0, 1.0), BOB).WhichOneof("body") == "busy"
@@ -247,15 +254,26 @@ def test_a_seed_refuses_a_repeat_only_briefly() -> None:
     assert sent_books(dist.serve(5.0)) == [(BOB, 0)]
 
 
-def test_spreading_is_only_for_a_rate_limited_complete_holder() -> None:
-    unlimited = logic("****", slots=4)
+def test_a_seed_spreads_whatever_limits_its_upload() -> None:
+    unlimited = logic("****", slots=4)  # no cap, and no sign yet that the link is the limit
+    subscribe(unlimited, ALICE, BOB)
     request(unlimited, ALICE, 0)
     unlimited.serve(0.0)
-    assert request(unlimited, BOB, 0) == []
+    reply = one_reply(request(unlimited, BOB, 0), BOB)
+    assert reply.WhichOneof("body") == "busy" and reply.busy.book_only
+
+
+def test_spreading_is_only_for_a_complete_holder_with_more_than_one_requester() -> None:
     partial = logic("***.", slots=4, rate=4 * BOOK)
+    subscribe(partial, ALICE, BOB)
     request(partial, ALICE, 0)
     partial.serve(0.0)
-    assert request(partial, BOB, 0) == []
+    assert request(partial, BOB, 0) == []  # a leecher serves what it has
+    alone = logic("****", slots=4, rate=4 * BOOK)
+    subscribe(alone, ALICE)
+    request(alone, ALICE, 0)
+    alone.serve(0.0)
+    assert request(alone, ALICE, 0) == []  # the only requester asks again: it lost the book
 
 
 def test_set_rate_takes_effect_at_once() -> None:
@@ -387,7 +405,7 @@ def test_with_no_cap_only_a_short_pipe_of_books_is_handed_to_the_socket() -> Non
     assert len(sent_books(dist.serve(0.3))) == 4  # what drained makes room
 
 
-def test_a_seed_whose_link_is_the_limit_spreads_as_under_a_cap_and_stops_when_the_link_frees() -> None:
+def test_a_distributor_whose_link_is_the_limit_queues_as_under_a_cap_until_the_link_frees() -> None:
     big = big_library()
     dist = logic("*" * 128, slots=128, lib=big)
     for book in range(100):
@@ -397,16 +415,29 @@ def test_a_seed_whose_link_is_the_limit_spreads_as_under_a_cap_and_stops_when_th
         dist.drained(4 * BOOK, 0.25 * step)
         dist.serve(0.25 * step)
     assert dist.upload_limit(1.0) == pytest.approx(16 * BOOK)
-    reply = one_reply(request(dist, BOB, 0, 1.0, lib=big), BOB)  # book 0 went out; books 100.. never did
-    assert reply.WhichOneof("body") == "busy" and reply.busy.book_only
+    reply = one_reply(request(dist, BOB, 120, 1.0, lib=big), BOB)  # about 0.5 s of upload is queued already
+    assert reply.WhichOneof("body") == "busy" and not reply.busy.book_only
+    assert reply.busy.retry_after_ms > 0
     while dist.queue:  # the link catches up: the queue empties, then the pipe
         dist.drained(dist.pipe.queued, 1.5)
         dist.serve(1.5)
     dist.drained(dist.pipe.queued, 1.5)
-    assert dist.served[big.id].unsent == 28
     later = 1.5 + LINK_HOLD
     assert dist.upload_limit(later) == 0.0
-    assert request(dist, BOB, 0, later, lib=big) == []  # the link is not the limit now: a repeat is queued
+    assert request(dist, BOB, 120, later, lib=big) == []  # queued as usual again
+
+
+def test_a_pipe_that_never_empties_means_the_link_is_the_limit() -> None:
+    big = big_library()
+    dist = logic("*" * 128, slots=128, lib=big)
+    request(dist, ALICE, 0, lib=big)
+    dist.serve(0.0)
+    for step in range(1, 9):  # one book waits for the kernel all the time, the pipe is never full
+        request(dist, ALICE, step, lib=big)
+        dist.serve(0.1 * step)
+        dist.drained(BOOK, 0.1 * step)
+    assert dist.pipe.queued == BOOK and not dist.pipe.full
+    assert dist.pipe.limited(0.8)
 
 
 def test_a_full_pipe_is_no_reason_to_wake_the_loop_at_once() -> None:
