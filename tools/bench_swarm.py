@@ -36,6 +36,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from services.peer.library import Library
 from tools import lt_swarm
 from tools.netns import Network, parse_rate
 from tools.swarm import Player, Swarm, file_digest, kumar_ross_bound, make_stuff, parse_size, rate_classes
@@ -53,6 +54,23 @@ def verified_at(player: Player) -> float | None:
         if record.get("event") == "download_verified":
             return datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp()
     return None
+
+
+def timed_swarm(swarm: Swarm, seed: Player, leechers: list[Player], library: Library, stuff: Path,
+                timeout: float) -> tuple[list[float], bool]:
+    """Start every player, hand the library to the leechers at once: each one's seconds to every book
+    verified and written (sorted), and whether every copy is identical."""
+    for player in [seed, *leechers]:
+        swarm.start_player(player)
+    swarm.wait_serving([seed, *leechers])
+    time.sleep(2.0)  # every first announce is in; start-up CPU has settled
+    started = time.time()
+    for player in leechers:
+        swarm.give(player, library)
+    swarm.wait_complete(library, leechers, timeout=timeout)
+    times = sorted((verified_at(p) or float("nan")) - started for p in leechers)
+    digest = file_digest(stuff)
+    return times, all(file_digest(p.stuff_path(library.id_hex) or stuff) == digest for p in leechers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,17 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         seed = swarm.add_player("seed")
         leechers = [swarm.add_player(f"leecher{i:02}") for i in range(args.leechers)]
         library = swarm.share(seed, stuff, parse_size(args.book_size))
-        for player in [seed, *leechers]:
-            swarm.start_player(player)
-        swarm.wait_serving([seed, *leechers])
-        time.sleep(2.0)  # the seed's first announce is in; start-up CPU has settled
-        started = time.time()
-        for player in leechers:
-            swarm.give(player, library)
-        swarm.wait_complete(library, leechers, timeout=max(120.0, 6 * bound))
-        times = sorted((verified_at(p) or float("nan")) - started for p in leechers)
-        digest = file_digest(stuff)
-        identical = all(file_digest(p.stuff_path(library.id_hex) or stuff) == digest for p in leechers)
+        times, identical = timed_swarm(swarm, seed, leechers, library, stuff, timeout=max(120.0, 6 * bound))
     print(f"F = {size / 2**20:.1f} MiB in {library.books} books, U = {upload / 2**20:.2f} MiB/s per player, "
           f"{args.leechers} leechers; aggregate upload capacity {(args.leechers + 1) * upload / 2**20:.1f} MiB/s")
     print("completion times (s): " + " ".join(f"{t:.2f}" for t in times))
@@ -122,17 +130,7 @@ def run_netns(args: argparse.Namespace) -> int:
             seed = swarm.add_player("seed", rate=rates[0])
             leechers = [swarm.add_player(f"leecher{i:02}", rate=rates[i + 1]) for i in range(args.leechers)]
             library = swarm.share(seed, stuff, book)
-            for player in [seed, *leechers]:
-                swarm.start_player(player)
-            swarm.wait_serving([seed, *leechers])
-            time.sleep(2.0)  # every first announce is in; start-up CPU has settled
-            started = time.time()
-            for player in leechers:
-                swarm.give(player, library)
-            swarm.wait_complete(library, leechers, timeout=max(120.0, 8 * bound))
-            times = sorted((verified_at(p) or float("nan")) - started for p in leechers)
-            digest = file_digest(stuff)
-            identical = all(file_digest(p.stuff_path(library.id_hex) or stuff) == digest for p in leechers)
+            times, identical = timed_swarm(swarm, seed, leechers, library, stuff, timeout=max(120.0, 8 * bound))
         sends = seed_sends(seed)
         if args.against == "libtorrent":
             assert seed.host is not None

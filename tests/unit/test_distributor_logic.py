@@ -15,6 +15,7 @@ from services.peer.pipe import LINK_HOLD, PIPE_MIN
 from services.wire import framing
 from services.wire.errors import ErrorCode
 from services.wire.pb import wire_pb2
+from tests.unit.patterns import bits
 
 BOOK = MIN_BOOK_SIZE
 ALICE, BOB, CAROL = b"alice", b"bob", b"carol"
@@ -27,14 +28,6 @@ def library(name: str = "movie.mkv", books: int = 4, tail: int = 100) -> Library
     hashes = b"".join(hash_bytes(HashAlgorithm.BLAKE3, data[i : i + BOOK]) for i in range(0, size, BOOK))
     return make_library(name=name, size=size, book_size=BOOK, hash_algorithm=HashAlgorithm.BLAKE3,
                         book_hashes=hashes, hubs=(), created_at=0, creator="test")
-
-
-def bits(pattern: str) -> Bitfield:
-    field = Bitfield(len(pattern))
-    for index, mark in enumerate(pattern):
-        if mark == "*":
-            field.add(index)
-    return field
 
 
 LIB = library()

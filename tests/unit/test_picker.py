@@ -15,18 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.peer.bitfield import Bitfield
 from services.peer.picker import RANDOM_FIRST, Picker
+from tests.unit.patterns import bits
 
 SEEDS = range(60)
-
-
-def bits(pattern: str) -> Bitfield:
-    field = Bitfield(len(pattern))
-    for index, mark in enumerate(pattern):
-        if mark == "*":
-            field.add(index)
-    return field
 
 
 def books(pattern: str) -> set[int]:

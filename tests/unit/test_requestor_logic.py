@@ -15,7 +15,6 @@ from __future__ import annotations
 import random
 
 from services.hub.client_types import PeerInfo
-from services.peer.bitfield import Bitfield
 from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library
 from services.peer.requestor_logic import (
     ERROR_SECONDS,
@@ -42,6 +41,7 @@ from services.peer.requestor_logic import (
 from services.peer.writer import Outcome, Written
 from services.wire import framing
 from services.wire.errors import ErrorCode
+from tests.unit.patterns import bits
 
 BOOK = MIN_BOOK_SIZE
 ME = b"m" * 16
@@ -56,14 +56,6 @@ def library(books: int) -> Library:
     hashes = b"".join(hash_bytes(HashAlgorithm.BLAKE3, data[i : i + BOOK]) for i in range(0, size, BOOK))
     return make_library(name="data.bin", size=size, book_size=BOOK, hash_algorithm=HashAlgorithm.BLAKE3,
                         book_hashes=hashes, hubs=("tcp://hub:7070",), created_at=0, creator="test")
-
-
-def bits(pattern: str) -> Bitfield:
-    field = Bitfield(len(pattern))
-    for index, mark in enumerate(pattern):
-        if mark == "*":
-            field.add(index)
-    return field
 
 
 def line(action: Action) -> str | None:
