@@ -85,7 +85,8 @@ class Distributor:
                                       upload_rate=config.get("limits.upload_rate"), now=time.monotonic())
         self.settings = config_mod.Watcher(config)
         self.files: dict[bytes, tuple[Path, int]] = {}
-        self.unsent: deque[tuple[zmq.MessageTracker, int]] = deque()  # books handed to the socket, not yet drained
+        # books handed to the socket and not yet written to the kernel: (tracker, requester, length)
+        self.unsent: deque[tuple[zmq.MessageTracker, bytes, int]] = deque()
         self.complete: dict[bytes, bool] = {}
         self.next_announce: dict[bytes, float] = {}
         self.hub = HubLink(self.ctx)
@@ -277,18 +278,19 @@ class Distributor:
             header = framing.book_header(action.library_id, action.book, action.length)
             tracker = self.router.send_multipart([action.identity, header, payload], copy=False, track=True)
             if tracker is not None:  # always, with track=True; typed as optional
-                self.unsent.append((tracker, action.length))
+                self.unsent.append((tracker, action.identity, action.length))
 
     def _drained(self, now: float) -> None:
         """Tell the logic about the books the socket has written to the kernel since the last look."""
         if not self.unsent:
             return
-        left: deque[tuple[zmq.MessageTracker, int]] = deque()
-        for tracker, length in self.unsent:
+        left: deque[tuple[zmq.MessageTracker, bytes, int]] = deque()
+        for entry in self.unsent:
+            tracker, identity, length = entry
             if tracker.done:
-                self.logic.drained(length, now)
+                self.logic.drained(identity, length, now)
             else:
-                left.append((tracker, length))
+                left.append(entry)
         self.unsent = left
 
     def _pread(self, action: SendBook) -> bytes | None:

@@ -9,8 +9,9 @@ far. A full queue answers ``busy`` instead of stalling.
 
 The link as the limit: with no cap configured, the loop reports when each book
 it handed to the socket has been written to the kernel (``drained``), and
-``serve`` keeps only a short pipe of unwritten books (see pipe.py). When the
-pipe fills or never empties, the link is the limit and the Distributor queues
+``serve`` keeps only a short pipe of unwritten books per requester (see pipe.py).
+When no queued request fits the pipe, or it never empties, the link is the
+limit and the Distributor queues
 as under a configured cap, at the rate the pipe measured: queued requests are
 chosen least-sent first and the queue holds about QUEUE_SECONDS of upload.
 
@@ -154,9 +155,9 @@ class DistributorLogic:
     def set_rate(self, upload_rate: int, now: float) -> None:
         self.bucket.set_rate(upload_rate, now)
 
-    def drained(self, nbytes: int, now: float) -> None:
-        """The socket wrote ``nbytes`` of books to the kernel (a tracked send finished)."""
-        self.pipe.drained(nbytes, now)
+    def drained(self, identity: bytes, nbytes: int, now: float) -> None:
+        """The socket wrote ``nbytes`` of a book for ``identity`` to the kernel (a tracked send finished)."""
+        self.pipe.drained(nbytes, now, identity)
 
     def upload_limit(self, now: float) -> float:
         """The rate that limits uploads now: the configured cap, or the link's when the link is the limit; 0 none."""
@@ -248,8 +249,11 @@ class DistributorLogic:
     def serve(self, now: float) -> list[Action]:
         """Release queued requests the upload budget allows now."""
         out: list[Action] = []
-        while self.queue and self.bucket.ready(now) and self.pipe.room(now):
+        while self.queue and self.bucket.ready(now):
             pending = self._next(now)
+            if pending is None:
+                self.pipe.blocked(now)
+                break
             served = self.served.get(pending.library_id)
             if served is None:
                 continue
@@ -259,18 +263,24 @@ class DistributorLogic:
                 continue
             offset, length = served.library.book_span(pending.book)
             self.bucket.take(length, now)
-            self.pipe.put(length, now)
+            self.pipe.put(length, now, pending.identity)
             served.record_sent(pending.book, now)
             served.uploaded += length
             self.counts["books_sent"] += 1
             out.append(SendBook(pending.identity, pending.library_id, pending.book, offset, length))
         return out
 
-    def _next(self, now: float) -> Pending:
-        """Least-sent first under a rate limit, but never let a request wait past MAX_WAIT (no starvation)."""
-        if not self.upload_limit(now) or len(self.queue) == 1 or now - self.queue[0].queued_at > MAX_WAIT:
-            return self.queue.popleft()
-        best = min(range(len(self.queue)), key=lambda i: self._times_sent(self.queue[i]))
+    def _next(self, now: float) -> Pending | None:
+        """The request to serve next, among those whose requester has room in the pipe (None: none has).
+
+        First come first served; under an upload limit, least-sent first, but no request waits past
+        MAX_WAIT (no starvation)."""
+        ready = [i for i, pending in enumerate(self.queue) if self.pipe.room(pending.identity)]
+        if not ready:
+            return None
+        best = ready[0]
+        if self.upload_limit(now) and now - self.queue[best].queued_at <= MAX_WAIT:
+            best = min(ready, key=lambda i: self._times_sent(self.queue[i]))
         chosen = self.queue[best]
         del self.queue[best]
         return chosen
@@ -282,7 +292,7 @@ class DistributorLogic:
     def wait(self, now: float) -> float | None:
         """Seconds until ``serve`` can release something; None if nothing is queued, or only a drain
         of the pipe can make room (the loop looks for drains on its own)."""
-        if not self.queue or self.pipe.full:
+        if not any(self.pipe.room(pending.identity) for pending in self.queue):
             return None
         return self.bucket.wait(now)
 

@@ -2,20 +2,24 @@
 
 How this works. Every book the Distributor sends is a tracked send: ``put`` when it
 is handed to the socket, ``drained`` when libzmq has written it to the kernel. The
-kernel's own send buffers are kept small (the socket's SNDBUF), so when the link is
-slower than the Distributor, the bytes wait here, where they can be seen. ``room``
-keeps about PIPE_SECONDS of the measured drain rate handed over (at least
-PIPE_MIN, so a fast link is never throttled by a young estimate); beyond that the
-Distributor holds requests back in its own queue, where it can still choose among
-them. The link, not a setting, is the limit when the pipe is found full, or
-when it has not been empty for BUSY_LIMIT seconds (the kernel's buffers are
-full, so every book waits for the link); it stays ``limited`` for LINK_HOLD
-seconds after either. Pure state: the caller passes ``now``.
+kernel's own send buffers are kept small (the socket's SNDBUF), so when a link is
+slower than the Distributor, the bytes wait here, where they can be seen. Each
+requester may have about PIPE_SECONDS of the measured drain rate handed over (at
+least PIPE_MIN, so a fast link is never throttled by a young estimate); beyond
+that its requests wait in the Distributor's own queue, where they can still be
+chosen among. The share is per requester, so one that stops reading holds only
+its own share, never the others' (nor more than that share of memory).
+
+The link, not a setting, is the limit when no queued request can be handed over
+(``blocked``), or when the pipe has not been empty for BUSY_LIMIT seconds (the
+kernel's buffers are full, so every book waits for the link); it stays
+``limited`` for LINK_HOLD seconds after either. Pure state: the caller passes
+``now``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 PIPE_SECONDS = 0.1
 PIPE_MIN = 1 << 20
@@ -27,24 +31,29 @@ RATE_WINDOW = 0.25  # seconds of busy pipe per rate sample
 @dataclass
 class Pipe:
     queued: int = 0
+    by_peer: dict[bytes, int] = field(default_factory=dict)
     rate: float = 0.0  # bytes/s the socket drained while it had something to drain, smoothed
-    full_at: float | None = None  # when the link last showed it is the limit
+    limited_at: float | None = None  # when the link last showed it is the limit
     _nonempty_since: float | None = None  # when the pipe last went from empty to not empty
     _busy_since: float | None = None  # the start of the busy time not yet counted in a sample
     _busy: float = 0.0  # seconds the pipe held bytes, in the current sample
     _bytes: int = 0  # bytes drained, in the current sample
 
-    def put(self, nbytes: int, now: float) -> None:
-        """``nbytes`` were handed to the socket."""
+    def put(self, nbytes: int, now: float, peer: bytes) -> None:
+        """``nbytes`` for ``peer`` were handed to the socket."""
         if self.queued == 0:
             self._busy_since = self._nonempty_since = now
         self.queued += nbytes
+        self.by_peer[peer] = self.by_peer.get(peer, 0) + nbytes
         self._note_busy(now)
 
-    def drained(self, nbytes: int, now: float) -> None:
-        """The socket passed ``nbytes`` on to the kernel."""
+    def drained(self, nbytes: int, now: float, peer: bytes) -> None:
+        """The socket passed ``nbytes`` for ``peer`` on to the kernel (or dropped them: the peer is gone)."""
         self._note_busy(now)
         self.queued = max(0, self.queued - nbytes)
+        left = self.by_peer.pop(peer, 0) - nbytes
+        if left > 0:
+            self.by_peer[peer] = left
         if not self.queued:
             self._nonempty_since = None
         self._bytes += nbytes
@@ -58,23 +67,21 @@ class Pipe:
 
     def _note_busy(self, now: float) -> None:
         if self._nonempty_since is not None and now - self._nonempty_since >= BUSY_LIMIT:
-            self.full_at = now
+            self.limited_at = now
 
     @property
-    def target(self) -> float:
+    def share(self) -> float:
+        """What one requester may have handed over and not yet drained."""
         return max(PIPE_MIN, self.rate * PIPE_SECONDS)
 
-    @property
-    def full(self) -> bool:
-        return self.queued >= self.target
+    def room(self, peer: bytes) -> bool:
+        """Whether another book for ``peer`` may be handed to the socket now."""
+        return self.by_peer.get(peer, 0) < self.share
 
-    def room(self, now: float) -> bool:
-        """Whether another book may be handed to the socket now; a full pipe marks the link as the limit."""
-        if not self.full:
-            return True
-        self.full_at = now
-        return False
+    def blocked(self, now: float) -> None:
+        """Requests wait and none may be handed over: the link is the limit."""
+        self.limited_at = now
 
     def limited(self, now: float) -> bool:
-        """The link, not a setting, limits what is sent (the pipe was full within LINK_HOLD)."""
-        return self.full_at is not None and now - self.full_at < LINK_HOLD
+        """The link, not a setting, limits what is sent (it showed so within LINK_HOLD)."""
+        return self.limited_at is not None and now - self.limited_at < LINK_HOLD

@@ -394,7 +394,7 @@ def test_with_no_cap_only_a_short_pipe_of_books_is_handed_to_the_socket() -> Non
     assert len(sent_books(dist.serve(0.0))) == PIPE_BOOKS  # the rest waits in the queue, still choosable
     assert sent_books(dist.serve(0.1)) == []  # nothing drained yet: the link is the limit
     assert dist.upload_limit(0.1) == 0.0  # but no rate is measured yet: nothing to act on
-    dist.drained(4 * BOOK, 0.3)
+    dist.drained(ALICE, 4 * BOOK, 0.3)
     assert len(sent_books(dist.serve(0.3))) == 4  # what drained makes room
 
 
@@ -405,16 +405,16 @@ def test_a_distributor_whose_link_is_the_limit_queues_as_under_a_cap_until_the_l
         request(dist, ALICE, book, lib=big)
     dist.serve(0.0)
     for step in range(1, 5):  # the socket drains 4 books per 0.25 s: the link moves 16 books/s
-        dist.drained(4 * BOOK, 0.25 * step)
+        dist.drained(ALICE, 4 * BOOK, 0.25 * step)
         dist.serve(0.25 * step)
     assert dist.upload_limit(1.0) == pytest.approx(16 * BOOK)
     reply = one_reply(request(dist, BOB, 120, 1.0, lib=big), BOB)  # about 0.5 s of upload is queued already
     assert reply.WhichOneof("body") == "busy" and not reply.busy.book_only
     assert reply.busy.retry_after_ms > 0
     while dist.queue:  # the link catches up: the queue empties, then the pipe
-        dist.drained(dist.pipe.queued, 1.5)
+        dist.drained(ALICE, dist.pipe.queued, 1.5)
         dist.serve(1.5)
-    dist.drained(dist.pipe.queued, 1.5)
+    dist.drained(ALICE, dist.pipe.queued, 1.5)
     later = 1.5 + LINK_HOLD
     assert dist.upload_limit(later) == 0.0
     assert request(dist, BOB, 120, later, lib=big) == []  # queued as usual again
@@ -428,8 +428,8 @@ def test_a_pipe_that_never_empties_means_the_link_is_the_limit() -> None:
     for step in range(1, 9):  # one book waits for the kernel all the time, the pipe is never full
         request(dist, ALICE, step, lib=big)
         dist.serve(0.1 * step)
-        dist.drained(BOOK, 0.1 * step)
-    assert dist.pipe.queued == BOOK and not dist.pipe.full
+        dist.drained(ALICE, BOOK, 0.1 * step)
+    assert dist.pipe.queued == BOOK and dist.pipe.room(ALICE)
     assert dist.pipe.limited(0.8)
 
 
@@ -441,5 +441,18 @@ def test_a_full_pipe_is_no_reason_to_wake_the_loop_at_once() -> None:
     assert dist.wait(0.0) == 0.0  # queued and room in the pipe: serve now
     dist.serve(0.0)
     assert dist.wait(0.0) is None  # queued, but only a drain makes room: no busy loop
-    dist.drained(BOOK, 0.1)
+    dist.drained(ALICE, BOOK, 0.1)
     assert dist.wait(0.1) == 0.0
+
+
+def test_a_requester_that_stops_reading_holds_only_its_own_share_of_the_pipe() -> None:
+    big = big_library()
+    dist = logic("*" * 128, slots=128, lib=big)
+    for book in range(80):
+        request(dist, ALICE, book, lib=big)
+    assert len(sent_books(dist.serve(0.0))) == PIPE_BOOKS  # Alice's share; she never reads them
+    for book in range(80, 90):
+        request(dist, BOB, book, lib=big)
+    assert sent_books(dist.serve(1.0)) == [(BOB, book) for book in range(80, 90)]  # Bob is served at once
+    assert dist.pipe.by_peer == {ALICE: PIPE_MIN, BOB: 10 * BOOK}
+    assert dist.wait(1.0) is None  # only Alice's requests wait, for her own drains
