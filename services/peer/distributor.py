@@ -48,7 +48,7 @@ ANNOUNCE_DEFAULT = 30.0
 ANNOUNCE_UNVERIFIED = 3.0  # while the hub has not checked our endpoint yet, announce again this soon
 UNVERIFIED_ANNOUNCES = 5  # at most this many times
 SEND_BUFFER = 128 * 1024  # kernel send buffer per connection: a slow link's backlog waits where we see it
-DRAIN_POLL = 0.002  # while books are on their way to the kernel, look this often whether they got there
+DRAIN_POLL = 0.01  # while books are on their way to the kernel, look this often whether they got there
 
 
 def notify_endpoint(run_dir: Path) -> str:
