@@ -48,6 +48,7 @@ ANNOUNCE_DEFAULT = 30.0
 ANNOUNCE_UNVERIFIED = 3.0  # while the hub has not checked our endpoint yet, announce again this soon
 UNVERIFIED_ANNOUNCES = 5  # at most this many times
 SEND_BUFFER = 128 * 1024  # kernel send buffer per connection: a slow link's backlog waits where we see it
+NOTICE_BATCH = 256  # local notices taken per loop turn
 DRAIN_POLL = 0.01  # while books are on their way to the kernel, look this often whether they got there
 
 
@@ -252,17 +253,22 @@ class Distributor:
             self._execute(self.logic.handle(frames[0], frames[1:], now))
 
     def _notices(self) -> None:
-        while True:
+        """The local Requestor's news of landed books; what arrived together goes out as one ``have``
+        per library and subscriber (each landed book would otherwise be a message to every one)."""
+        landed: dict[bytes, list[int]] = {}
+        for _ in range(NOTICE_BATCH):
             try:
                 frame = self.pull.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                break
             try:
                 notice: wire_pb2.LocalNotice = framing.decode_local_notice(frame)
             except Exception as exc:
                 log.warning("bad_local_notice", error=str(exc))
                 continue
-            self._execute(self.logic.books_landed(notice.library_id, list(notice.books)))
+            landed.setdefault(notice.library_id, []).extend(notice.books)
+        for library_id, books in landed.items():
+            self._execute(self.logic.books_landed(library_id, books))
 
     def _execute(self, actions: list[Send | SendBook]) -> None:
         for action in actions:

@@ -62,6 +62,7 @@ class Requestor:
         self.endpoints: dict[zmq.Socket[Any], str] = {}
         self.storage = Storage(self.state)
         self.stalled: dict[bytes, int] = {}
+        self.landed: dict[bytes, list[int]] = {}  # books landed this loop turn, for the Distributor
         self.settings = config_mod.Watcher(config)
         self.heartbeat = HeartbeatSender(self.ctx, heartbeat, "requestor",
                                          config.get("maestro.heartbeat_interval")) if heartbeat else None
@@ -156,8 +157,16 @@ class Requestor:
             pass  # not connected yet: the handshake timeout notices
 
     def _notify(self, action: rl.Notify, now: float) -> None:
-        notice = wire_pb2.LocalNotice(library_id=action.library_id, books=action.books)
-        self.push.send(framing.local_notice(notice))
+        """Books landed this turn go to the Distributor together at its end (see ``_flush_notices``)."""
+        if action.books:
+            self.landed.setdefault(action.library_id, []).extend(action.books)
+        else:
+            self.push.send(framing.local_notice(wire_pb2.LocalNotice(library_id=action.library_id)))
+
+    def _flush_notices(self) -> None:
+        for library_id, books in self.landed.items():
+            self.push.send(framing.local_notice(wire_pb2.LocalNotice(library_id=library_id, books=books)))
+        self.landed.clear()
 
     def _stop(self, action: rl.Stop, now: float) -> None:
         self.stalled.pop(action.library_id, None)
@@ -167,6 +176,7 @@ class Requestor:
         self.stalled.pop(action.library_id, None)
         final = self.storage.finish(action)
         if final is not None:
+            self._flush_notices()
             self.push.send(framing.local_notice(wire_pb2.LocalNotice(library_id=action.library_id,
                                                                      stuff_path=str(final))))
 
@@ -195,6 +205,7 @@ class Requestor:
                         self._on_hub(result, now)
                 else:
                     self._receive(socket, now)
+            self._flush_notices()
         self.shutdown()
 
     def _counters(self) -> dict[str, int]:
@@ -208,6 +219,7 @@ class Requestor:
         now = time.monotonic()
         for library_id in list(self.logic.downloads):
             self.do(self.logic.remove(library_id, "shutdown", now), now)
+        self._flush_notices()
         for socket in self.sockets.values():
             socket.close(linger=0)
         self.hub.close(timeout=1.0)
