@@ -11,9 +11,9 @@ The link as the limit: with no cap configured, the loop reports when each book
 it handed to the socket has been written to the kernel (``drained``), and
 ``serve`` keeps only a short pipe of unwritten books per requester (see pipe.py).
 When no queued request fits the pipe, or it never empties, the link is the
-limit and the Distributor queues
-as under a configured cap, at the rate the pipe measured: queued requests are
-chosen least-sent first and the queue holds about QUEUE_SECONDS of upload.
+limit and the Distributor queues as under a configured cap, at the rate the
+pipe measured: queued requests are chosen least-sent first and the queue holds
+about QUEUE_SECONDS of upload.
 
 Spreading (a seed with more than one requester): while some books have never
 been sent, the seed's first copy of each book is the swarm's scarcest
@@ -47,7 +47,7 @@ from services.wire.ids import LIBRARY_ID_LEN
 MAX_SUBSCRIBERS = 4096
 MAX_WAIT = 1.0  # seconds a queued request may be passed over for less-sent books
 QUEUE_SECONDS = 0.5  # under a rate limit, queue about this much upload; beyond it, answer busy
-SPREAD_HOLD = 3.0  # seconds a rate-limited seed refuses to repeat a book while others were never sent
+SPREAD_HOLD = 3.0  # seconds a seed refuses to repeat a book while others were never sent
 
 
 @dataclass(frozen=True)
