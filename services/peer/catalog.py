@@ -2,15 +2,28 @@
 
 The CLI and the Requestor both go through here to put a library into
 ``<data>/libs/`` and ``state.db``, so there is one way a library is added.
+
+The Requestor looks at ``<data>/libs/`` every reload (``DropFolder.scan``).
+Parsed libraries are cached by (device, inode, size, mtime_ns), so a folder of
+unchanged files costs one ``stat`` each per look, not a read and a parse. A
+file that is not a library is renamed to ``<name>.bad`` and logged once; one
+that cannot be renamed or imported is logged once and left alone until it
+changes.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from services.peer.bitfield import Bitfield
-from services.peer.library import Library, LibraryError, read_library
+from services.peer.library import (
+    Library,
+    LibraryCache,
+    LibraryError,
+    Stamp,
+    file_stamp,
+    write_library,
+)
 from services.peer.state import State, Status
 from services.runtime.config import Config
 from services.runtime.logs import get_logger
@@ -45,33 +58,80 @@ def record_download(state: State, config: Config, library: Library, lib_path: Pa
 
 
 def import_library(config: Config, library: Library, source: Path) -> Path:
-    """Copy a .lib into ``<data>/libs/`` under its canonical name; return the new path."""
+    """Put ``library`` into ``<data>/libs/`` under its canonical name; return the new path.
+
+    The validated library is written, not ``source`` copied: the file may have changed (or
+    become a FIFO or a link to a device) since it was read.
+    """
     config.ensure_dirs()
     target = config.libs_dir / library.file_name
     if source.resolve() != target.resolve():
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(source, tmp)
-        tmp.replace(target)
+        write_library(library, target)
     return target
 
 
-def import_dropped(config: Config, state: State) -> None:
-    """Download every library dropped into ``<data>/libs/`` that is not known yet.
+class DropFolder:
+    """Libraries dropped into ``<data>/libs/``: each new one is imported and recorded to download."""
 
-    A file that is not a valid library is renamed to ``<name>.bad`` (and logged), so it is
-    reported once rather than on every look.
-    """
-    for path in sorted(config.libs_dir.glob("*.lib")):
+    def __init__(self) -> None:
+        self.cache = LibraryCache()
+        self.stuck: dict[Path, Stamp | None] = {}  # failed and logged; tried again once the file changes
+
+    def scan(self, config: Config, state: State) -> None:
+        paths = sorted(config.libs_dir.glob("*.lib"))
+        present = set(paths)
+        self.cache.keep_only(present)
+        self.stuck = {path: stamp for path, stamp in self.stuck.items() if path in present}
+        for path in paths:
+            if path in self.stuck and self.stuck[path] == _stamp(path):
+                continue
+            try:
+                library = self.cache.read(path)
+            except LibraryError as exc:
+                self._set_aside(path, exc)
+                continue
+            if state.get(library.id_hex) is None:
+                self._import(config, state, library, path)
+
+    def _set_aside(self, path: Path, exc: LibraryError) -> None:
+        bad = path.with_name(path.name + ".bad")
         try:
-            library = read_library(path)
-        except LibraryError as exc:
-            bad = path.with_name(path.name + ".bad")
-            log.error("library_rejected", path=str(path), error=str(exc), moved_to=str(bad))
             path.rename(bad)
-            continue
-        if state.get(library.id_hex) is None:
+        except FileNotFoundError:
+            return  # gone since the glob: nothing to set aside
+        except OSError as rename_exc:
+            log.error("library_rejected", path=str(path), error=str(exc), moved_to=None,
+                      hint=f"cannot rename it ({rename_exc.strerror}); delete or fix it")
+            self.stuck[path] = _stamp(path)
+            return
+        log.error("library_rejected", path=str(path), error=str(exc), moved_to=str(bad),
+                  hint="get a good copy of the library and drop it in again")
+
+    def _import(self, config: Config, state: State, library: Library, path: Path) -> None:
+        try:
             target = import_library(config, library, path)
             if target != path:
                 path.unlink()
-            record_download(state, config, library, target)
-            log.info("library_added", library=library.id_hex, name=library.name, size=library.size)
+        except OSError as exc:
+            log.error("library_import_failed", path=str(path), library=library.id_hex, error=exc.strerror,
+                      hint="free disk space or fix the permissions of the libs folder; it is tried again "
+                           "when the file changes")
+            self.stuck[path] = _stamp(path)
+            return
+        record_download(state, config, library, target)
+        log.info("library_added", library=library.id_hex, name=library.name, size=library.size)
+
+
+def _stamp(path: Path) -> Stamp | None:
+    try:
+        return file_stamp(path.stat())
+    except (OSError, ValueError):
+        return None
+
+
+_DROP_FOLDER = DropFolder()
+
+
+def import_dropped(config: Config, state: State) -> None:
+    """``DropFolder.scan`` with one folder per process: the Requestor's, which calls it every reload."""
+    _DROP_FOLDER.scan(config, state)

@@ -18,6 +18,7 @@ from services.peer.library import (
     LibraryError,
     auto_book_size,
     check_book_size,
+    check_books,
     check_name,
     make_library,
 )
@@ -53,7 +54,11 @@ def librarify(
     """Hash ``path`` into a library listing ``hubs``."""
     size = stuff_size(path)
     chosen = check_book_size(book_size) if book_size is not None else auto_book_size(size)
-    name = check_name(path.name)
+    try:
+        name = check_name(path.name)
+    except LibraryError as exc:
+        raise LibraryError(f"{exc}; rename the file (or link it under a plain name) and share that") from exc
+    check_books(size, chosen)  # before hours of hashing, not after
     try:
         hashes = b"".join(iter_book_hashes(path, size, chosen, algorithm, progress))
     except PermissionError as exc:

@@ -4,7 +4,22 @@ A library file is ``MAGIC`` followed by a serialized ``LibraryFile``
 (proto/library.proto). The ``info`` part is kept as the exact bytes read or
 written, and the library id is BLAKE3 of those bytes, so an id never changes
 when a file is read back. Every way a file can be wrong raises
-:class:`LibraryError` with a one-line reason.
+:class:`LibraryError` with a one-line reason and what to do.
+
+A .lib file comes from outside, so nothing in it is trusted:
+
+- Reading: only a regular file (or a symlink to one) is opened. A FIFO, device
+  or socket is refused by ``stat`` before opening, and again by ``fstat`` on
+  the descriptor, which is opened non-blocking so a file swapped for a FIFO in
+  between cannot hang the reader. The size cap is checked on the open file and
+  at most ``MAX_LIBRARY_BYTES + 1`` bytes are read.
+- Parsing: every field is range-checked (format version, name, size, book
+  size, book count against ``MAX_BOOKS`` and against the hashes, hash
+  algorithm, hubs, ``created_at``, creator). A name is one plain file name
+  with room left for the suffixes a download adds, and no control characters.
+- Re-reading: :class:`LibraryCache` keeps parsed libraries by (device, inode,
+  size, mtime_ns), so a loop that looks at the same files every turn parses
+  each one once.
 """
 
 from __future__ import annotations
@@ -12,6 +27,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
+import stat
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -19,7 +37,7 @@ from pathlib import Path
 import blake3
 from google.protobuf.message import DecodeError
 
-from services.wire.ids import InvalidEndpoint, parse_endpoint
+from services.wire.ids import parse_endpoint
 from services.wire.pb import library_pb2
 
 MAGIC = b"EMMALIB\n"
@@ -29,9 +47,21 @@ MIN_BOOK_SIZE = 16 * 1024
 MAX_BOOK_SIZE = 64 * 1024 * 1024
 AUTO_MIN_BOOK = 64 * 1024  # small files get more, smaller books: each relay hop of a swarm's tail is shorter
 AUTO_MAX_BOOK = 16 * 1024 * 1024
-MAX_LIBRARY_BYTES = 64 * 1024 * 1024
-MAX_NAME_LEN = 255
+# A peer announces what it has in one Bitfield frame, and a peer frame is at most 64 KiB
+# (services.wire.framing.MAX_CONTROL_FRAME): 512,000 bits are 64,000 bytes, plus the message.
+MAX_BOOKS = 512_000
+# The largest valid library (its hashes) plus room for the name, hubs and creator; the read cap.
+MAX_LIBRARY_BYTES = MAX_BOOKS * HASH_LEN + 64 * 1024
+FS_NAME_MAX = 255  # bytes in one file name on the file systems we run on (ext4, xfs, btrfs, tmpfs)
+PART_SUFFIX = ".part"  # a download's bytes until every book is in (partfile.partial_path)
+CLASH_SUFFIX_LEN = 9  # ".<8 hex of the id>", added when the final name is taken (partfile.final_path)
+MAX_NAME_BYTES = FS_NAME_MAX - max(len(PART_SUFFIX), CLASH_SUFFIX_LEN)  # 246
 MAX_HUBS = 16
+MAX_CREATED_AT = 253_402_300_799  # 9999-12-31 23:59:59 UTC, the last second datetime and strftime can show
+MAX_CREATOR_BYTES = 256
+# Characters that reorder text on screen (bidirectional controls): a name could show as another.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})  # C0, DEL, C1; line and paragraph separators
 
 
 class LibraryError(ValueError):
@@ -81,14 +111,46 @@ def auto_book_size(size: int) -> int:
     return book
 
 
+def control_character(text: str) -> str | None:
+    """The first character of ``text`` that must not reach a screen or a file name, if any.
+
+    C0 and C1 controls and DEL (escape sequences, newlines), line and paragraph separators,
+    bidirectional controls, and lone surrogates (bytes of a file name that are not UTF-8).
+    """
+    if text.isprintable():
+        return None
+    for ch in text:
+        if ch in _BIDI_CONTROLS or unicodedata.category(ch) in _CONTROL_CATEGORIES or "\ud800" <= ch <= "\udfff":
+            return ch
+    return None
+
+
+def quoted(text: str, limit: int = 64) -> str:
+    """``text`` for an error message: quoted, escaped by ``repr``, cut after ``limit`` characters."""
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
+
+
 def check_name(name: str) -> str:
-    """A stuff name must be a plain file name: no separator, not absolute, no ``..``."""
-    if not name or name in {".", ".."} or len(name.encode()) > MAX_NAME_LEN:
-        raise LibraryError(f"bad stuff name {name!r}: must be a plain file name of 1-255 bytes")
-    if "/" in name or "\\" in name or "\x00" in name or name.startswith("~"):
-        raise LibraryError(f"bad stuff name {name!r}: must not contain a path separator")
-    if ".." in name:
-        raise LibraryError(f"bad stuff name {name!r}: must not contain '..'")
+    """A stuff name must be one plain file name a download can add its suffixes to.
+
+    Refused: empty, ``.``, ``..``, a path separator, a leading ``~``, control characters
+    (see ``control_character``) and more than ``MAX_NAME_BYTES`` bytes. Dots elsewhere are
+    plain characters: ``release..v2.txt`` is a name, not a path.
+    """
+    if name in {"", ".", ".."}:
+        raise LibraryError(f"bad stuff name {quoted(name)}: must be a plain file name, not empty, '.' or '..'")
+    if "/" in name or "\\" in name or name.startswith("~"):
+        raise LibraryError(f"bad stuff name {quoted(name)}: must not contain a path separator or start with '~'")
+    bad = control_character(name)
+    if bad is not None:
+        what = "is not UTF-8" if "\ud800" <= bad <= "\udfff" else f"contains control character U+{ord(bad):04X}"
+        raise LibraryError(f"bad stuff name {quoted(name)}: {what}; a name must be plain printable text")
+    size = len(name.encode())
+    if size > MAX_NAME_BYTES:
+        raise LibraryError(
+            f"bad stuff name {quoted(name)}: {size} bytes, at most {MAX_NAME_BYTES} "
+            f"({FS_NAME_MAX} less room for the {PART_SUFFIX!r} or '.<id>' a download adds)"
+        )
     return name
 
 
@@ -98,6 +160,22 @@ def check_book_size(book_size: int) -> int:
             f"bad book size {book_size}: must be a power of two between {MIN_BOOK_SIZE} and {MAX_BOOK_SIZE}"
         )
     return book_size
+
+
+def check_books(size: int, book_size: int) -> int:
+    """Number of books of ``size`` bytes in ``book_size`` books, at most ``MAX_BOOKS``."""
+    books = book_count(size, book_size)
+    if books > MAX_BOOKS:
+        enough = MIN_BOOK_SIZE
+        while enough < MAX_BOOK_SIZE and book_count(size, enough) > MAX_BOOKS:
+            enough *= 2
+        advice = (f"use books of {enough} bytes or more (--book-size)" if book_count(size, enough) <= MAX_BOOKS
+                  else f"no book size makes it fit: split the file into parts under {MAX_BOOKS * MAX_BOOK_SIZE} bytes")
+        raise LibraryError(
+            f"{size} bytes in books of {book_size} bytes makes {books} books; a library holds at most "
+            f"{MAX_BOOKS} (they must fit one bitfield frame): {advice}"
+        )
+    return books
 
 
 @dataclass(frozen=True)
@@ -174,49 +252,38 @@ def make_library(
     creator: str,
 ) -> Library:
     """Build a library from its parts, validating them as a read would."""
-    info = library_pb2.LibraryInfo(
-        name=name, size=size, book_size=book_size, hash_algorithm=hash_algorithm.pb, book_hashes=book_hashes
-    )
-    wrapper = library_pb2.LibraryFile(
-        format_version=FORMAT_VERSION,
-        info=info.SerializeToString(),
-        hubs=list(hubs),
-        created_at=created_at,
-        creator=creator,
-    )
+    check_name(name)  # before protobuf sees it: a name that is not UTF-8 cannot even be encoded
+    _check_creator(creator)
+    try:
+        info = library_pb2.LibraryInfo(
+            name=name, size=size, book_size=book_size, hash_algorithm=hash_algorithm.pb, book_hashes=book_hashes
+        )
+        wrapper = library_pb2.LibraryFile(
+            format_version=FORMAT_VERSION,
+            info=info.SerializeToString(),
+            hubs=list(hubs),
+            created_at=created_at,
+            creator=creator,
+        )
+    except (TypeError, ValueError) as exc:  # a number out of its protobuf range, text that is not text
+        raise LibraryError(f"cannot build a library from these parts: {exc}") from exc
     return parse_library(MAGIC + wrapper.SerializeToString())
 
 
+AGAIN = "get the .lib again from whoever made it"
+
+
 def parse_library(data: bytes) -> Library:
-    """Parse and validate the bytes of a .lib file."""
-    if not data.startswith(MAGIC):
-        raise LibraryError("not an Emma library (missing EMMALIB header)")
-    wrapper = library_pb2.LibraryFile()
-    try:
-        wrapper.ParseFromString(data[len(MAGIC) :])
-    except DecodeError as exc:
-        raise LibraryError("library is truncated or corrupt (cannot decode)") from exc
-    if wrapper.format_version != FORMAT_VERSION:
-        raise LibraryError(
-            f"unsupported library format version {wrapper.format_version} (this emma reads {FORMAT_VERSION})"
-        )
-    info = library_pb2.LibraryInfo()
-    try:
-        info.ParseFromString(wrapper.info)
-    except DecodeError as exc:
-        raise LibraryError("library info is truncated or corrupt (cannot decode)") from exc
+    """Parse and validate the bytes of a .lib file; every field is range-checked."""
+    wrapper, info = _decode(data)
     check_name(info.name)
     check_book_size(info.book_size)
     algorithm = HashAlgorithm.from_pb(info.hash_algorithm)
-    expected = book_count(info.size, info.book_size)
-    if len(info.book_hashes) != expected * HASH_LEN:
-        raise LibraryError(
-            f"library lists {len(info.book_hashes) // HASH_LEN} book hashes "
-            f"({len(info.book_hashes)} bytes) but size {info.size} / book size {info.book_size} "
-            f"needs {expected}: the file is truncated or corrupt"
-        )
+    _check_hashes(info.size, info.book_size, len(info.book_hashes))
     hubs = tuple(wrapper.hubs)
     _check_hubs(hubs)
+    _check_created_at(wrapper.created_at)
+    _check_creator(wrapper.creator)
     return Library(
         name=info.name,
         size=info.size,
@@ -230,32 +297,168 @@ def parse_library(data: bytes) -> Library:
     )
 
 
+def _decode(data: bytes) -> tuple[library_pb2.LibraryFile, library_pb2.LibraryInfo]:
+    if not data.startswith(MAGIC):
+        raise LibraryError("not an Emma library (missing EMMALIB header)")
+    wrapper = library_pb2.LibraryFile()
+    try:
+        wrapper.ParseFromString(data[len(MAGIC) :])
+    except DecodeError as exc:
+        raise LibraryError(f"library is truncated or corrupt (cannot decode); {AGAIN}") from exc
+    if wrapper.format_version != FORMAT_VERSION:
+        raise LibraryError(
+            f"unsupported library format version {wrapper.format_version} (this emma reads {FORMAT_VERSION}); "
+            "a newer emma may read it"
+        )
+    info = library_pb2.LibraryInfo()
+    try:
+        info.ParseFromString(wrapper.info)
+    except DecodeError as exc:
+        raise LibraryError(f"library info is truncated or corrupt (cannot decode); {AGAIN}") from exc
+    return wrapper, info
+
+
+def _check_hashes(size: int, book_size: int, hash_bytes: int) -> None:
+    expected = check_books(size, book_size)
+    if hash_bytes != expected * HASH_LEN:
+        raise LibraryError(
+            f"library lists {hash_bytes // HASH_LEN} book hashes ({hash_bytes} bytes) but size {size} / "
+            f"book size {book_size} needs {expected}: the file is truncated or corrupt; {AGAIN}"
+        )
+
+
 def _check_hubs(hubs: tuple[str, ...]) -> None:
     if len(hubs) > MAX_HUBS:
         raise LibraryError(f"library lists {len(hubs)} hubs; at most {MAX_HUBS} are allowed")
     for hub in hubs:
+        if not (hub.isascii() and hub.isprintable()):
+            raise LibraryError(f"bad hub endpoint in library: {quoted(hub)} is not plain ASCII text")
         try:
             parse_endpoint(hub)
-        except InvalidEndpoint as exc:
+        except ValueError as exc:  # InvalidEndpoint, and int() of an odd port
             raise LibraryError(f"bad hub endpoint in library: {exc}") from exc
 
 
-def read_library(path: Path) -> Library:
-    """Read and validate a .lib file, raising LibraryError (never OSError)."""
+def _check_created_at(created_at: int) -> None:
+    if created_at > MAX_CREATED_AT:
+        raise LibraryError(f"library created_at {created_at} is after the year 9999 (unix seconds at most "
+                           f"{MAX_CREATED_AT}): the file is corrupt; {AGAIN}")
+
+
+def _check_creator(creator: str) -> None:
+    size = len(creator.encode(errors="replace"))
+    if size > MAX_CREATOR_BYTES:
+        raise LibraryError(f"library creator is {size} bytes, at most {MAX_CREATOR_BYTES}; {AGAIN}")
+    if control_character(creator) is not None:
+        raise LibraryError(f"library creator {quoted(creator)} contains a control character; {AGAIN}")
+
+
+# -- reading files -------------------------------------------------------------------------------------------
+
+Stamp = tuple[int, int, int, int]  # (st_dev, st_ino, st_size, st_mtime_ns) of the file a library was read from
+_READ_CHUNK = 1024 * 1024
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def file_stamp(info: os.stat_result) -> Stamp:
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def library_stat(path: Path) -> os.stat_result:
+    """``stat`` of a would-be library file (symlinks followed), raising LibraryError."""
     try:
-        if path.is_dir():
-            raise LibraryError(f"{path} is a directory, not a library file")
-        if path.stat().st_size > MAX_LIBRARY_BYTES:
-            raise LibraryError(f"{path} is larger than any library could be")
-        data = path.read_bytes()
+        return os.stat(path)
     except FileNotFoundError as exc:
         raise LibraryError(f"no such library file: {path}") from exc
     except OSError as exc:
         raise LibraryError(f"cannot read {path}: {exc.strerror}") from exc
+    except ValueError as exc:  # a NUL in the path
+        raise LibraryError(f"bad library path {quoted(str(path))}: {exc}") from exc
+
+
+def _check_regular(path: Path, info: os.stat_result) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise LibraryError(f"{path} is a directory, not a library file")
+    if not stat.S_ISREG(info.st_mode):
+        raise LibraryError(f"{path} is not a regular file (a FIFO, device or socket); give the path of a .lib file")
+    if info.st_size > MAX_LIBRARY_BYTES:
+        raise LibraryError(f"{path} is larger than any library could be ({info.st_size} bytes, at most "
+                           f"{MAX_LIBRARY_BYTES}); it is not a library")
+
+
+def _read_regular(path: Path) -> tuple[bytes, os.stat_result]:
+    """The bytes of ``path`` if it is a regular file of at most MAX_LIBRARY_BYTES, and its fstat."""
+    _check_regular(path, library_stat(path))  # a FIFO or device is never opened
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise LibraryError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        info = os.fstat(fd)
+        _check_regular(path, info)  # what was opened, if the path changed since the stat
+        chunks: list[bytes] = []
+        total = 0
+        while total <= MAX_LIBRARY_BYTES:
+            chunk = os.read(fd, min(_READ_CHUNK, MAX_LIBRARY_BYTES + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    except OSError as exc:
+        raise LibraryError(f"cannot read {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+    if total > MAX_LIBRARY_BYTES:
+        raise LibraryError(f"{path} grew past {MAX_LIBRARY_BYTES} bytes while read; it is not a library")
+    return b"".join(chunks), info
+
+
+def _parse_at(path: Path, data: bytes) -> Library:
     try:
         return parse_library(data)
     except LibraryError as exc:
         raise LibraryError(f"{path}: {exc}") from exc
+
+
+def read_library(path: Path) -> Library:
+    """Read and validate a .lib file, raising LibraryError (never OSError).
+
+    Only a regular file (or a symlink to one) of at most MAX_LIBRARY_BYTES is read; see the
+    module docstring for how.
+    """
+    data, _ = _read_regular(path)
+    return _parse_at(path, data)
+
+
+class LibraryCache:
+    """Parsed libraries by path, reused while the file's (device, inode, size, mtime_ns) stay the same.
+
+    For a loop that looks at the same .lib files every turn: an unchanged file costs one ``stat``,
+    not a read and a parse. A file rewritten in place to the same size within one tick of the file
+    system's clock would be missed; ``write_library`` replaces a file by rename, a new inode.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[Path, tuple[Stamp, Library]] = {}
+
+    def read(self, path: Path) -> Library:
+        """As ``read_library``, without reading a file that has not changed since the last read."""
+        stamp = file_stamp(library_stat(path))
+        cached = self._entries.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        data, info = _read_regular(path)
+        library = _parse_at(path, data)
+        self._entries[path] = (file_stamp(info), library)
+        return library
+
+    def keep_only(self, paths: Iterable[Path]) -> None:
+        """Forget every path not in ``paths`` (files gone since the last look)."""
+        keep = set(paths)
+        self._entries = {path: entry for path, entry in self._entries.items() if path in keep}
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def write_library(library: Library, path: Path) -> None:

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.peer.library import Library
+from services.peer.library import PART_SUFFIX, Library
 
 
 class DiskError(OSError):
@@ -83,6 +83,7 @@ def write_book(fd: int, offset: int, payload: memoryview | bytes) -> None:
 
 
 def final_path(part: Path, library: Library) -> Path:
+    """The download's final name; ``<name>.<8 hex of the id>`` if that is taken (names leave room for it)."""
     target = part.with_name(library.name)
     if target.exists():
         target = part.with_name(f"{library.name}.{library.id_hex[:8]}")
@@ -91,4 +92,4 @@ def final_path(part: Path, library: Library) -> Path:
 
 def partial_path(stuff_path: Path) -> Path:
     """Where a download's bytes live until every book is in."""
-    return stuff_path.with_name(stuff_path.name + ".part")
+    return stuff_path.with_name(stuff_path.name + PART_SUFFIX)

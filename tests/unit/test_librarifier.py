@@ -215,7 +215,7 @@ def test_bad_hub(tmp_path: Path) -> None:
 
 
 def test_file_name_that_is_not_a_plain_name(tmp_path: Path) -> None:
-    path = tmp_path / "a..b"
+    path = tmp_path / "a\x1b[2Jb"
     make_file(path, 10)
     with pytest.raises(LibraryError, match="bad stuff name"):
         librarify(path, hubs=HUBS)
