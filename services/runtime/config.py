@@ -12,26 +12,61 @@ Layout (see DESIGN.md, "On disk")::
 The data directory is ``--data-dir``, else ``$EMMA_DATA_DIR``, else
 ``~/.emma``. Settings are flat dotted keys (``hub.port``) grouped in TOML
 tables; every key has a type, a default and a validator in ``SETTINGS``.
+
+Every value goes through its key's validator, whatever path it came by:
+``emma settings set``, the console's Settings, first-run setup, a SetRates
+request on the Maestro's control socket, a hand-edited config.toml when it
+is loaded, and ``Config(values=...)`` itself. Validators bound every number
+from both sides (``MAX_RATE``, ``MAX_UPLOAD_SLOTS``, ports, heartbeat
+seconds) and raise ConfigError with the rule; a bad file names the key too.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.runtime.logs import get_logger
 from services.wire.ids import is_host, make_endpoint
 
 DEFAULT_HUB_PORT = 7070
 ENV_DATA_DIR = "EMMA_DATA_DIR"
+MAX_RATE = 16 * 1024**3  # bytes/s (about 137 Gbit/s): past any link we run; 0 is "no cap"
+MAX_UPLOAD_SLOTS = 1024  # book requests served at once; each may hold a book (up to 64 MiB) in memory
+MIN_HEARTBEAT, MAX_HEARTBEAT = 0.05, 60.0  # seconds
+MAX_HOST_LEN = 253  # the longest DNS name
+MAX_PATH_BYTES = 4096  # PATH_MAX on Linux
+MAX_CONFIG_BYTES = 1024 * 1024  # a config.toml is a few hundred bytes
+_WHOLE = re.compile(r"[+-]?[0-9]{1,30}")
+
+log = get_logger("services")
 
 
 class ConfigError(ValueError):
     """A setting that does not validate, or a config file that does not parse."""
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def _as_int(value: Any) -> int:
+    """A whole number: an integer, a float with no fraction, or text of ASCII digits; never a bool."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _WHOLE.fullmatch(value.strip()):
+        return int(value.strip())
+    raise ConfigError(f"expected a whole number, got {_shown(value)}")
 
 
 def _port(allow_zero: bool) -> Callable[[Any], int]:
@@ -45,56 +80,62 @@ def _port(allow_zero: bool) -> Callable[[Any], int]:
     return check
 
 
-def _as_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"expected a whole number, got {value!r}")
-    try:
-        return int(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"expected a whole number, got {value!r}") from exc
+def _whole(low: int, high: int, what: str) -> Callable[[Any], int]:
+    """A whole number in ``low..high``; ``what`` says what the upper bound means."""
+
+    def check(value: Any) -> int:
+        number = _as_int(value)
+        if number < low:
+            raise ConfigError(f"expected {low} or more, got {number}")
+        if number > high:
+            raise ConfigError(f"expected at most {high} ({what}), got {number}")
+        return number
+
+    return check
 
 
-def _non_negative(value: Any) -> int:
-    number = _as_int(value)
-    if number < 0:
-        raise ConfigError(f"expected 0 or more, got {number}")
-    return number
-
-
-def _positive(value: Any) -> int:
-    number = _as_int(value)
-    if number < 1:
-        raise ConfigError(f"expected 1 or more, got {number}")
-    return number
+_rate = _whole(0, MAX_RATE, "16 GiB/s; 0 means no cap")
+_slots = _whole(1, MAX_UPLOAD_SLOTS, "requests served at once")
 
 
 def _seconds(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"expected a number of seconds, got {_shown(value)}")
     try:
         number = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"expected a number of seconds, got {value!r}") from exc
-    if not 0.05 <= number <= 60:
-        raise ConfigError(f"expected between 0.05 and 60 seconds, got {number}")
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ConfigError(f"expected a number of seconds, got {_shown(value)}") from exc
+    if not MIN_HEARTBEAT <= number <= MAX_HEARTBEAT:
+        raise ConfigError(f"expected between {MIN_HEARTBEAT:g} and {MAX_HEARTBEAT:g} seconds, got {number}")
     return number
 
 
 def _host(value: Any) -> str:
-    text = str(value).strip()
-    try:
-        ipaddress.ip_address(text)
-        return text
-    except ValueError:
-        if is_host(text):
+    text = str(value).strip() if isinstance(value, str) else ""
+    if text and len(text) <= MAX_HOST_LEN and text.isascii() and text.isprintable() and " " not in text:
+        try:
+            ipaddress.ip_address(text)
             return text
-    raise ConfigError(f"not an IP address or host name: {value!r}")
+        except ValueError:
+            if is_host(text):
+                return text
+    raise ConfigError(f"not an IP address or host name: {_shown(value)}")
 
 
 def _optional_host(value: Any) -> str:
-    return "" if not str(value).strip() else _host(value)
+    return "" if isinstance(value, str) and not value.strip() else _host(value)
 
 
-def _text(value: Any) -> str:
-    return str(value)
+def _path(value: Any) -> str:
+    """Text a path can be made of: no NUL (no system call takes one), at most PATH_MAX bytes."""
+    if not isinstance(value, str):
+        raise ConfigError(f"expected a path as text, got {_shown(value)}")
+    if "\x00" in value:
+        raise ConfigError("a path cannot contain a NUL character")
+    size = len(value.encode(errors="surrogateescape"))
+    if size > MAX_PATH_BYTES:
+        raise ConfigError(f"a path is at most {MAX_PATH_BYTES} bytes, got {size}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -112,11 +153,11 @@ SETTINGS: dict[str, Setting] = {
         Setting("hub.port", DEFAULT_HUB_PORT, _port(False), "TCP port of the hub"),
         Setting("distributor.ip", "0.0.0.0", _host, "address the distributor listens on (0.0.0.0 = all)"),
         Setting("distributor.port", 0, _port(True), "distributor TCP port (0 = a random free port)"),
-        Setting("limits.upload_rate", 0, _non_negative, "upload cap in bytes/s (0 = unlimited)"),
-        Setting("limits.download_rate", 0, _non_negative, "download cap in bytes/s (0 = unlimited)"),
-        Setting("limits.upload_slots", 64, _positive, "book requests served at once"),
+        Setting("limits.upload_rate", 0, _rate, "upload cap in bytes/s (0 = unlimited)"),
+        Setting("limits.download_rate", 0, _rate, "download cap in bytes/s (0 = unlimited)"),
+        Setting("limits.upload_slots", 64, _slots, "book requests served at once"),
         Setting("maestro.heartbeat_interval", 0.5, _seconds, "seconds between service heartbeats"),
-        Setting("paths.downloads", "", _text, "where downloads land (empty = <data>/downloads)"),
+        Setting("paths.downloads", "", _path, "where downloads land (empty = <data>/downloads)"),
         Setting("distributor.advertise", "", _optional_host,
                 "address others reach the distributor at (empty = as the hub sees it)"),
     ]
@@ -130,10 +171,15 @@ def default_data_dir() -> Path:
 
 @dataclass
 class Config:
-    """Settings of one data directory, validated on every change."""
+    """Settings of one data directory, validated on every change (and the values it is made with)."""
 
     data_dir: Path
     values: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        given, self.values = self.values, {}
+        for key, value in given.items():
+            self.set(key, value)
 
     @property
     def path(self) -> Path:
@@ -145,9 +191,15 @@ class Config:
         return self.values.get(key, SETTINGS[key].default)
 
     def set(self, key: str, value: Any) -> Any:
+        """Validate ``value`` by the rule of ``key`` and keep it; ConfigError says the rule."""
         if key not in SETTINGS:
             raise ConfigError(f"unknown setting {key!r}; known: {', '.join(SETTINGS)}")
-        checked = SETTINGS[key].check(value)
+        try:
+            checked = SETTINGS[key].check(value)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:  # a validator surprised: still one line, not a crash
+            raise ConfigError(f"bad value {_shown(value)}: {exc}") from exc
         self.values[key] = checked
         return checked
 
@@ -223,7 +275,11 @@ def load(data_dir: Path) -> Config:
     if not config.path.is_file():
         return config
     try:
-        raw = tomllib.loads(config.path.read_text(encoding="utf-8"))
+        with open(config.path, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{config.path} is over {MAX_CONFIG_BYTES} bytes, not a config; fix or delete it")
+        raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
         raise ConfigError(f"cannot read {config.path}: {exc}; fix or delete it") from exc
     for table, entries in raw.items():
@@ -235,7 +291,8 @@ def load(data_dir: Path) -> Config:
                 try:
                     config.set(key, value)
                 except ConfigError as exc:
-                    raise ConfigError(f"{config.path}: {key}: {exc}") from exc
+                    raise ConfigError(f"{config.path}: {key}: {exc}; fix it with `emma settings set {key} VALUE` "
+                                      "or edit the file") from exc
     return config
 
 
@@ -260,5 +317,7 @@ class Watcher:
         self.stamp = stamp
         try:
             return load(self.path.parent)
-        except ConfigError:
+        except ConfigError as exc:
+            log.warning("config_invalid", path=str(self.path), error=str(exc),
+                        hint="the running player keeps the settings it had; fix the file to apply new ones")
             return None

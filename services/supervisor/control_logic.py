@@ -5,6 +5,11 @@
 returns the encoded ControlReply. Library actions change state.db; the
 Requestor and Distributor converge to it within a second. Malformed requests
 get an error reply; nothing raised here stops the Maestro.
+
+Nothing in a request is trusted: a path to add is read as a library would be
+from anywhere (a regular file, capped, every field checked), and a setting
+changed here goes through the same ``Config.set`` validator as ``emma
+settings set``, so a value refused there is refused here and never saved.
 """
 
 from __future__ import annotations
@@ -114,6 +119,9 @@ class ControlLogic:
         return out
 
     def add(self, path: Path) -> str:
+        if not path.is_absolute():
+            raise ProtocolError(ErrorCode.INVALID_ARGUMENT,
+                                f"give the absolute path of the .lib file, not {str(path)[:80]!r}")
         try:
             library = read_library(path)
         except LibraryError as exc:
@@ -155,13 +163,17 @@ class ControlLogic:
         raise ProtocolError(ErrorCode.INVALID_ARGUMENT, "library action must be pause, resume or remove")
 
     def set_rates(self, rates: control_pb2.SetRates) -> str:
+        """Both rates validated as `emma settings set` does, then saved together (or neither)."""
         try:
             # From disk, not the copy loaded at start: saving that would undo `emma settings set` since.
             fresh = config_mod.load(self.config.data_dir)
-            fresh.set("limits.upload_rate", rates.upload_rate)
-            fresh.set("limits.download_rate", rates.download_rate)
         except config_mod.ConfigError as exc:
             raise ProtocolError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
+        for key, value in (("limits.upload_rate", rates.upload_rate), ("limits.download_rate", rates.download_rate)):
+            try:
+                fresh.set(key, value)
+            except config_mod.ConfigError as exc:
+                raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"{key}: {exc}; nothing was changed") from exc
         fresh.save()
         self.config.values = fresh.values
         return f"upload {rates.upload_rate or 'unlimited'} B/s, download {rates.download_rate or 'unlimited'} B/s"
