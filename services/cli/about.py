@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from services.cli.context import cli_context
+from services.cli.fmt import printable
 from services.runtime import config as config_mod
 from services.runtime.version import PACKAGE, version
 
@@ -40,7 +41,7 @@ def about_info(data_dir: Path) -> dict[str, str]:
 def about_lines(info: dict[str, str]) -> list[str]:
     places = ("data_dir", "config", "libraries", "downloads", "state", "logs")
     return [f"{info['name']} {info['version']} ({info['package']})", info["summary"], "",
-            *(f"{key:10} {info[key]}" for key in places)]
+            *(f"{key:10} {printable(info[key])}" for key in places)]
 
 
 def about(

@@ -24,6 +24,7 @@ from rich.text import Text
 
 from services.cli import console_screens, console_views, launch
 from services.cli.context import cli_context
+from services.cli.fmt import printable
 from services.cli.keys import KeyReader, key_reader
 from services.cli.setup import run_setup
 from services.runtime import config as config_mod
@@ -67,7 +68,7 @@ class Session:
             try:
                 return parse(answer)
             except ValueError as exc:
-                self.say(f"  {exc}", style="yellow")
+                self.say(f"  {printable(exc)}", style="yellow")
 
     def confirm(self, question: str) -> bool:
         """A [y/N] question: empty means no; anything but yes/no is asked again."""
@@ -98,7 +99,7 @@ def show_menu(session: Session) -> None:
     for number, (label, _) in enumerate(MENU, start=1):
         items.append(f"  {number}  ", style="bold cyan")
         items.append(f"{label}\n")
-    items.append(f"  player data: {session.data_dir}", style="dim")
+    items.append(f"  player data: {printable(session.data_dir)}", style="dim")
     session.out.print(Panel(items, title="[bold]EMMA TORRENT[/bold]", subtitle="peer-to-peer file distribution",
                             expand=False, padding=(0, 2)))
 
@@ -143,9 +144,9 @@ def run_screen(session: Session, label: str, screen: Screen) -> None:
     except (KeyboardInterrupt, EOFError):
         session.say("\n  back to the menu", style="dim")
     except MaestroNotRunning as exc:
-        session.say(f"  {exc}: start it from 5 View Services, or with `emma peer --detach`", style="red")
+        session.say(f"  {printable(exc)}: start it from 5 View Services, or with `emma peer --detach`", style="red")
     except (ControlError, config_mod.ConfigError, launch.PlayerError, OSError) as exc:
-        session.say(f"  {exc}", style="red")
+        session.say(f"  {printable(exc)}", style="red")
 
 
 def _ask_stop(session: Session) -> bool:
@@ -171,7 +172,7 @@ def leave(session: Session, stop: bool) -> int:
         session.say("No player was running. Bye.")
         return 0
     except (ControlError, launch.PlayerError) as exc:
-        session.say(f"  could not stop the player: {exc}", style="red")
+        session.say(f"  could not stop the player: {printable(exc)}", style="red")
         return 1
 
 
@@ -198,7 +199,7 @@ def ensure_player(session: Session) -> None:
     try:
         pid = launch.start_in_background(config)
     except launch.PlayerError as exc:
-        session.say(f"  could not start the player: {exc}", style="red")
+        session.say(f"  could not start the player: {printable(exc)}", style="red")
         return
     session.log.info("player_started_from_console", maestro_pid=pid, data_dir=str(config.data_dir))
     session.say(f"Player running for {config.data_dir} (pid {pid}).", style="green")
@@ -211,7 +212,7 @@ def run(session: Session) -> int:
             return 2
         ensure_player(session)
     except config_mod.ConfigError as exc:
-        session.say(f"error: {exc}", style="red")
+        session.say(f"error: {printable(exc)}", style="red")
         return 2
     except KeyboardInterrupt:
         session.say("\ninterrupted", style="red")

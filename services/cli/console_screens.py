@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from services.cli.about import about_info, about_lines
-from services.cli.fmt import human_bytes
+from services.cli.fmt import human_bytes, printable
 from services.cli.sharing import ShareError, share_file
 from services.peer.library import Library, LibraryError, read_library
 from services.peer.state import State, Status
@@ -38,15 +38,15 @@ def upload(session: Session) -> None:
         try:
             done = share_file(config, path)
         except ShareError as exc:
-            session.say(f"  {exc}", style="yellow")
+            session.say(f"  {printable(exc)}", style="yellow")
             continue
         library = done.library
         session.log.info("library_shared", library=library.id_hex, name=library.name, size=library.size,
                          lib_path=str(done.lib_path), via="console")
         session.say(f"Library {library.id_hex}", style="bold green")
-        session.say(f"  {library.name}: {human_bytes(library.size)} in {library.books} books, "
+        session.say(f"  {printable(library.name)}: {human_bytes(library.size)} in {library.books} books, "
                     f"hashed in {done.seconds:.2f}s")
-        session.say(f"  written to {done.lib_path}")
+        session.say(f"  written to {printable(done.lib_path)}")
         session.say("  seeding now; give that .lib file to the players that should download it")
         return
 
@@ -90,13 +90,14 @@ def download(session: Session) -> None:
     config = session.config()
     candidates = pending_libraries(config.libs_dir, _known(config))
     if candidates:
-        table = Table("#", "name", "size", "library id", "state", title=Text(f"Libraries in {config.libs_dir}"))
+        table = Table("#", "name", "size", "library id", "state",
+                      title=Text(f"Libraries in {printable(config.libs_dir)}"))
         for number, c in enumerate(candidates, start=1):
-            name, size = Text(c.library.name), human_bytes(c.library.size)
+            name, size = Text(printable(c.library.name)), human_bytes(c.library.size)
             table.add_row(str(number), name, size, c.library.id_hex[:16], c.status)
         session.out.print(table)
     else:
-        session.say(f"No library waiting in {config.libs_dir}; give the path of a .lib file.")
+        session.say(f"No library waiting in {printable(config.libs_dir)}; give the path of a .lib file.")
 
     def choose(answer: str) -> Candidate:
         if answer.isdigit():
@@ -118,7 +119,7 @@ def download(session: Session) -> None:
     else:
         message = client.add(picked.path)
     session.log.info("download_requested", library=picked.library.id_hex, name=picked.library.name, via="console")
-    session.say(message, style="green")
+    session.say(printable(message), style="green")
     session.say("  watch it with 3 View Download")
 
 
@@ -140,9 +141,10 @@ def settings(session: Session) -> None:
         config = session.config()
         table = Table("#", "setting", "value", "meaning", title="Settings")
         for number, key in enumerate(keys, start=1):
-            table.add_row(str(number), key, Text(str(config.get(key))), SETTINGS[key].help)
+            table.add_row(str(number), key, Text(printable(config.get(key))), SETTINGS[key].help)
         session.out.print(table)
-        session.say(f"data folder: {config.data_dir} (another one: `emma --data-dir DIR console`)", style="dim")
+        session.say(f"data folder: {printable(config.data_dir)} (another one: `emma --data-dir DIR console`)",
+                    style="dim")
 
         def choose(answer: str) -> str:
             if answer.isdigit() and 1 <= int(answer) <= len(keys):
@@ -160,14 +162,14 @@ def settings(session: Session) -> None:
 def change(session: Session, config: Config, key: str) -> None:
     """Ask for a new value until it validates; save it and apply it where the player allows."""
     while True:
-        answer = session.ask(f"New value for {key} [{config.get(key)}] (empty keeps it): ").strip()
+        answer = session.ask(f"New value for {key} [{printable(config.get(key))}] (empty keeps it): ").strip()
         if not answer:
             return
         try:
             value = config.set(key, answer)
             break
         except ConfigError as exc:
-            session.say(f"  {exc}; try again", style="yellow")
+            session.say(f"  {printable(exc)}; try again", style="yellow")
     config.save()
     session.log.info("setting_changed", key=key, value=value, via="console")
     note = _effect(key)
@@ -176,7 +178,7 @@ def change(session: Session, config: Config, key: str) -> None:
             session.client.set_rates(config.get(LIVE_RATES[0]), config.get(LIVE_RATES[1]))
         except MaestroNotRunning:
             note = "saved; the player applies it when it starts"
-    session.say(f"{key} = {value}: {note}", style="green")
+    session.say(f"{key} = {printable(value)}: {note}", style="green")
 
 
 # --- 7 About -------------------------------------------------------------------------------------------

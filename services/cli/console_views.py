@@ -10,7 +10,15 @@ from rich.table import Table
 from rich.text import Text
 
 from services.cli import launch
-from services.cli.fmt import download_state, human_bytes, human_rate, human_seconds, progress_percent, state_name
+from services.cli.fmt import (
+    download_state,
+    human_bytes,
+    human_rate,
+    human_seconds,
+    printable,
+    progress_percent,
+    state_name,
+)
 from services.cli.logs_view import Follower, render
 from services.runtime.logs import LOG_KINDS, log_path
 from services.supervisor.control_client import MaestroNotRunning
@@ -42,8 +50,8 @@ def downloads_table(items: list[control_pb2.Download], footer: str) -> Table:
                   caption=footer or None)
     for d in items:
         have = d.books_total if d.state == "seeding" else d.books_have
-        table.add_row(Text(d.name), human_bytes(d.size), bar(have, d.books_total), human_rate(d.download_rate),
-                      human_rate(d.upload_rate), str(d.peers),
+        table.add_row(Text(printable(d.name)), human_bytes(d.size), bar(have, d.books_total),
+                      human_rate(d.download_rate), human_rate(d.upload_rate), str(d.peers),
                       Text(download_state(d), style=STATE_STYLES.get(d.state, "")))
     return table
 
@@ -89,7 +97,7 @@ def logs(session: Session) -> None:
     path = log_path(session.data_dir, kind)
     follower = Follower(path)
     entries = follower.backlog(LOG_BACKLOG)
-    session.say(f"{kind} log, last {len(entries)} lines ({path}):", style="bold")
+    session.say(f"{kind} log, last {len(entries)} lines ({printable(path)}):", style="bold")
     for entry in entries:
         session.out.print(render(entry), soft_wrap=True)
     if not entries:
@@ -119,8 +127,8 @@ def services_table(statuses: list[control_pb2.ServiceStatus]) -> Table:
     table = Table("service", "state", "pid", "uptime", "restarts", "detail", title="Services")
     for s in statuses:
         name = state_name(s.state)
-        table.add_row(s.name.capitalize(), Text(name, style=STATE_STYLES.get(name, "")), str(s.pid or "-"),
-                      human_seconds(s.uptime), str(s.restarts), Text(s.detail))
+        table.add_row(Text(printable(s.name.capitalize())), Text(name, style=STATE_STYLES.get(name, "")),
+                      str(s.pid or "-"), human_seconds(s.uptime), str(s.restarts), Text(printable(s.detail)))
     return table
 
 
@@ -150,5 +158,5 @@ def services(session: Session) -> None:
         pid = launch.start_in_background(session.config())
         session.say(f"player started (pid {pid})", style="green")
     else:
-        session.say(session.client.service(name, True), style="green")
+        session.say(printable(session.client.service(name, True)), style="green")
     session.log.info("service_start_requested", service=name, via="console")

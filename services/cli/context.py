@@ -8,6 +8,7 @@ from typing import NoReturn
 
 import typer
 
+from services.cli.fmt import printable
 from services.runtime import config as config_mod
 
 
@@ -24,8 +25,8 @@ class CliContext:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print a one-line error to stderr and exit non-zero."""
-    typer.echo(f"error: {message}", err=True)
+    """Print a one-line error to stderr and exit non-zero (outside text in it escaped, so one line it stays)."""
+    typer.echo(f"error: {printable(message)}", err=True)
     raise typer.Exit(code)
 
 

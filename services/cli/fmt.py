@@ -1,10 +1,50 @@
-"""Formatting shared by the commands and the console: sizes, durations, service states."""
+"""Formatting shared by the commands and the console: sizes, durations, service states, outside text.
+
+Text that comes from outside (names and hubs in a .lib, paths, reasons a peer or the
+Maestro gives, log fields) goes through ``printable`` before it reaches a terminal, so an
+escape sequence or a newline in it is shown, not obeyed.
+"""
 
 from __future__ import annotations
+
+import time
 
 from services.wire.pb import control_pb2
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: object) -> str:
+    """``text`` safe to print: every character that is not printable is shown as an escape.
+
+    ESC, newline and other controls, bidirectional and other format characters, separators
+    other than the plain space, and lone surrogates (file names that are not UTF-8) become
+    ``\\x1b``, ``\\n``, ``\\u202e``, ``\\udcff``. Printable text comes back unchanged.
+    """
+    shown = str(text)
+    if shown.isprintable():
+        return shown
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in shown)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if ch in _ESCAPES:
+        return _ESCAPES[ch]
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def utc_time(seconds: int) -> str:
+    """Unix seconds as ``2026-01-02 10:11:12 UTC``; ``unknown (N)`` for a time no calendar shows."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+    except (OverflowError, OSError, ValueError):
+        return f"unknown ({seconds})"
 
 
 def human_bytes(n: float) -> str:
@@ -45,5 +85,5 @@ def progress_percent(have: int, total: int) -> float:
 
 
 def download_state(item: control_pb2.Download) -> str:
-    """``downloading``, or with its reason: ``stalled: no source for 3 books``."""
-    return f"{item.state}: {item.detail}" if item.detail else item.state
+    """``downloading``, or with its reason: ``stalled: no source for 3 books`` (escaped to print)."""
+    return printable(f"{item.state}: {item.detail}" if item.detail else item.state)

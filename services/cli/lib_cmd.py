@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from services.cli.context import cli_context, fail
+from services.cli.fmt import printable, utc_time
 from services.cli.progress import byte_progress
 from services.cli.sharing import ShareError, parse_algorithm, share_file
 from services.peer.librarifier import verify
@@ -45,7 +45,7 @@ def share(
                                "data_dir": str(config.data_dir)}))
         return
     typer.echo(f"library {library.id_hex}")
-    typer.echo(f"written to {target}")
+    typer.echo(f"written to {printable(target)}")
     typer.echo(f"{library.books} books of {library.book_size} bytes, {library.size} bytes in {elapsed:.2f}s")
     typer.echo(f"seeded by the player of {config.data_dir} (now if it runs, else when `emma peer` starts)")
 
@@ -81,12 +81,12 @@ def show(
     if json_out:
         typer.echo(json.dumps(info))
         return
-    created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(int(str(info["created_at"]))))
+    created = utc_time(int(str(info["created_at"])))
     rows = [("id", info["id"]), ("name", info["name"]), ("size", f"{info['size']} bytes"),
             ("books", f"{info['books']} x {info['book_size']} bytes"), ("hash", info["hash"]),
             ("hubs", ", ".join(library_hubs(info))), ("created", created), ("creator", info["creator"])]
     for key, value in rows:
-        typer.echo(f"{key:8} {value}")
+        typer.echo(f"{key:8} {printable(value)}")
 
 
 def library_hubs(info: dict[str, object]) -> list[str]:
@@ -103,7 +103,7 @@ def verify_cmd(
     """Re-hash PATH against LIB; exit 0 only if every book is good."""
     library = _load(lib)
     try:
-        with byte_progress(f"verifying {path.name}", library.size) as advance:
+        with byte_progress(f"verifying {printable(path.name)}", library.size) as advance:
             result = verify(library, path, advance)
     except LibraryError as exc:
         fail(str(exc))

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from rich.text import Text
 
+from services.cli.fmt import printable
+
 LEVELS = ("debug", "info", "warning", "error", "critical")
 STYLES = {"debug": "dim", "info": "green", "warning": "yellow", "error": "bold red", "critical": "bold white on red"}
 # Fields shown in their own column, or noise on every line.
@@ -66,16 +68,16 @@ def render(entry: Entry) -> Text:
     """``2026-01-02 10:11:12.345 INFO     maestro     service_spawned service=requestor pid=12``."""
     line = Text()
     if entry.timestamp:
-        line.append(entry.timestamp.replace("T", " ").removesuffix("Z")[:23] + " ", style="dim")
+        line.append(printable(entry.timestamp.replace("T", " ").removesuffix("Z")[:23]) + " ", style="dim")
     if entry.level:
-        line.append(f"{entry.level.upper():8} ", style=STYLES.get(entry.level, ""))
+        line.append(f"{printable(entry.level.upper()):8} ", style=STYLES.get(entry.level, ""))
     if entry.process:
-        line.append(f"{entry.process:11} ", style="cyan")
-    line.append(entry.event, style="bold" if entry.level else "")
+        line.append(f"{printable(entry.process):11} ", style="cyan")
+    line.append(printable(entry.event), style="bold" if entry.level else "")
     for key, value in entry.fields.items():
         shown = value if isinstance(value, str) and value and " " not in value else json.dumps(value)
-        line.append(f" {key}=", style="dim")
-        line.append(str(shown))
+        line.append(f" {printable(key)}=", style="dim")
+        line.append(printable(shown))
     return line
 
 

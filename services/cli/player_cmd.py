@@ -17,7 +17,7 @@ import typer
 
 from services.cli import launch
 from services.cli.context import cli_context, fail
-from services.cli.fmt import download_state, human_bytes, human_seconds, progress_percent, state_name
+from services.cli.fmt import download_state, human_bytes, human_seconds, printable, progress_percent, state_name
 from services.peer.library import LibraryError, read_library
 from services.runtime.logs import setup_logging
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
@@ -113,17 +113,17 @@ def services(
     """The Maestro, Distributor and Requestor: state, pid, uptime, restarts."""
     client = _client(ctx)
     if start:
-        typer.echo(_call(ctx, "start", lambda: client.service(start, True)), err=json_out)
+        typer.echo(printable(_call(ctx, "start", lambda: client.service(start, True))), err=json_out)
     if stop:
-        typer.echo(_call(ctx, "stop", lambda: client.service(stop, False)), err=json_out)
+        typer.echo(printable(_call(ctx, "stop", lambda: client.service(stop, False))), err=json_out)
     statuses = _call(ctx, "services", client.services)
     if json_out:
         typer.echo(json.dumps(service_rows(statuses)))
         return
     typer.echo(f"{'service':12} {'state':9} {'pid':>7} {'uptime':>9} {'restarts':>8}  detail")
     for s in statuses:
-        typer.echo(f"{s.name:12} {state_name(s.state):9} {s.pid or '-'!s:>7} {human_seconds(s.uptime):>9}"
-                   f" {s.restarts:>8}  {s.detail}")
+        typer.echo(f"{printable(s.name):12} {state_name(s.state):9} {s.pid or '-'!s:>7} {human_seconds(s.uptime):>9}"
+                   f" {s.restarts:>8}  {printable(s.detail)}")
 
 
 def service_rows(items: list[control_pb2.ServiceStatus]) -> list[dict[str, object]]:
@@ -153,11 +153,11 @@ def downloads(
         return
     typer.echo(f"{'id':12} {'name':24} {'size':>10} {'progress':>8} {'down/s':>10} {'up/s':>10} {'peers':>5}  state")
     for d in items:
-        typer.echo(f"{d.library_id[:12]:12} {d.name[:24]:24} {human_bytes(d.size):>10} "
+        typer.echo(f"{printable(d.library_id[:12]):12} {printable(d.name)[:24]:24} {human_bytes(d.size):>10} "
                    f"{progress_percent(d.books_have, d.books_total):>7}% {human_bytes(d.download_rate):>10} "
                    f"{human_bytes(d.upload_rate):>10} {d.peers:>5}  {download_state(d)}")
     for warning in reachability_warnings(_call(ctx, "services", client.services)):
-        typer.echo(f"warning: {warning}")
+        typer.echo(f"warning: {printable(warning)}")
 
 
 def reachability_warnings(statuses: list[control_pb2.ServiceStatus]) -> list[str]:
@@ -181,12 +181,12 @@ def get(
     message = _call(ctx, "get", lambda: client.add(lib.absolute()))
     result: dict[str, object] = {"id": library.id_hex, "name": library.name, "message": message}
     if not json_out:
-        typer.echo(message)
+        typer.echo(printable(message))
     if wait:
         item = _wait(ctx, client, library.id_hex, library.size, timeout, bar=not json_out)
         result.update(state=item.state, path=item.path)
         if not json_out:
-            typer.echo(f"complete: {item.path}")
+            typer.echo(f"complete: {printable(item.path)}")
     if json_out:
         typer.echo(json.dumps(result))
 
@@ -196,7 +196,7 @@ def _wait(ctx: typer.Context, client: ControlClient, library_id: str, size: int,
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     deadline = time.monotonic() + timeout if timeout else float("inf")
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   disable=not (bar and sys.stderr.isatty())) as progress:
         task = progress.add_task(library_id[:12], total=max(size, 1))
         while time.monotonic() < deadline:
@@ -218,7 +218,7 @@ def _library_action(ctx: typer.Context, library_id: str, action: control_pb2.Lib
                     json_out: bool) -> None:
     client = _client(ctx)
     message = _call(ctx, "library", lambda: client.library(library_id, action))
-    typer.echo(json.dumps({"id": library_id, "message": message}) if json_out else message)
+    typer.echo(json.dumps({"id": library_id, "message": message}) if json_out else printable(message))
 
 
 LibraryId = Annotated[str, typer.Argument(help="Library id or unique prefix (see `emma downloads`).")]

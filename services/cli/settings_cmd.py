@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from services.cli.context import cli_context, fail
+from services.cli.fmt import printable
 from services.runtime.config import SETTINGS, ConfigError
 
 settings_app = typer.Typer(help="View and change this player's settings.", no_args_is_help=True)
@@ -24,9 +25,9 @@ def show(
     if json_out:
         typer.echo(json.dumps({"data_dir": str(config.data_dir), **values}))
         return
-    typer.echo(f"data_dir{'':20} {config.data_dir}")
+    typer.echo(f"data_dir{'':20} {printable(config.data_dir)}")
     for key, value in values.items():
-        typer.echo(f"{key:28} {value!s:20} {SETTINGS[key].help}")
+        typer.echo(f"{key:28} {printable(value):20} {SETTINGS[key].help}")
 
 
 @settings_app.command("set")
@@ -42,4 +43,4 @@ def set_(
     except ConfigError as exc:
         fail(str(exc))
     config.save()
-    typer.echo(f"{key} = {checked}")
+    typer.echo(f"{key} = {printable(checked)}")
