@@ -7,10 +7,22 @@ directory is given, to JSON lines under ``<data>/logs/``:
 - ``services.log`` process lifecycle, heartbeats, supervision (logger ``emma.services``)
 - ``debug.log``    everything, at debug level
 - ``errors.log``   warnings and errors from every logger
+
+Every one is rotated by size: at MAX_BYTES (10 MiB) it becomes ``<kind>.log.1``
+and at most BACKUPS (5) old files are kept, so one kind never takes more than
+60 MiB. The Maestro and its services write the same files; a process that
+finds a file rotated by another follows it to the new one instead of
+rotating again (``SharedRotatingFileHandler``). A line that cannot be written
+(disk full) is counted, not printed; once writing works again, one
+``log_lines_lost`` line says how many were lost and why.
+
+A supervised service's stdout and stderr go to ``<name>.out`` (crash
+tracebacks); ``rotate_out`` rolls that over at each start past OUT_MAX_BYTES.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import logging.handlers
 import os
@@ -21,7 +33,88 @@ from typing import Any
 import structlog
 
 LOG_KINDS = ("events", "services", "debug", "errors")
-_MAX_BYTES = 20 * 1024 * 1024
+MAX_BYTES = 10 * 1024 * 1024  # a log file rotates at this size
+BACKUPS = 5  # rotated files kept per kind: <kind>.log.1 .. <kind>.log.5
+OUT_MAX_BYTES = 1024 * 1024  # a service's .out file rotates at its next start past this size
+OUT_BACKUPS = 3  # <name>.out.1 .. <name>.out.3
+_LOST_FIELDS = ("lines", "file", "error")
+
+
+class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """RotatingFileHandler for a file several processes write.
+
+    Before each line it checks that its file is still the one at ``baseFilename`` and follows a
+    rotation done by another process; rotations take a lock on the log directory, so two
+    processes never rotate the same file twice. A line that cannot be written (disk full, I/O
+    error) is counted instead of printed to stderr, and reported in one line once writing works.
+    """
+
+    lost = 0
+    lost_error = ""
+
+    def shouldRollover(self, record: logging.LogRecord) -> int:
+        self._follow()
+        return super().shouldRollover(record)
+
+    def doRollover(self) -> None:
+        lock = os.open(os.path.dirname(self.baseFilename), os.O_RDONLY)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not self._follow():  # else another process rotated it while we waited
+                super().doRollover()
+        finally:
+            os.close(lock)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.lost:
+            lost, self.lost = self.lost, 0
+            super().emit(_lost_record(lost, self.baseFilename, self.lost_error))
+            if self.lost:  # the note could not be written either: still lost, all of them
+                self.lost = lost
+        super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.lost += 1
+        error = sys.exc_info()[1]
+        self.lost_error = str(error) if error is not None else "unknown error"
+
+    def _follow(self) -> bool:
+        """If ``baseFilename`` is no longer the file we write (another process rotated it), reopen it."""
+        if self.stream is None:
+            return False
+        try:
+            here = os.stat(self.baseFilename)
+        except OSError:
+            here = None
+        mine = os.fstat(self.stream.fileno())
+        if here is not None and (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino):
+            return False
+        stream, self.stream = self.stream, None  # stays None if the open fails: the next line tries again
+        try:
+            stream.close()
+        except OSError:
+            pass  # what it could not write is already counted as lost
+        self.stream = self._open()
+        return True
+
+
+def _lost_record(lines: int, file: str, error: str) -> logging.LogRecord:
+    return logging.makeLogRecord({"name": "emma.services", "levelno": logging.WARNING, "levelname": "WARNING",
+                                  "msg": "log_lines_lost", "lines": lines, "file": file, "error": error})
+
+
+def rotate_out(path: Path, max_bytes: int = OUT_MAX_BYTES, backups: int = OUT_BACKUPS) -> None:
+    """Roll ``path`` over to ``path.1`` (keeping ``backups`` old ones) if it is larger than ``max_bytes``."""
+    try:
+        if path.stat().st_size <= max_bytes:
+            return
+        for index in range(backups - 1, 0, -1):
+            older = path.with_name(f"{path.name}.{index}")
+            if older.exists():
+                older.replace(path.with_name(f"{path.name}.{index + 1}"))
+        path.replace(path.with_name(f"{path.name}.1"))
+    except OSError:
+        pass  # no file yet, or it cannot be moved: appending to it is still right
 
 
 def log_path(data_dir: Path, kind: str) -> Path:
@@ -29,13 +122,14 @@ def log_path(data_dir: Path, kind: str) -> Path:
 
 
 def _file_handler(path: Path, level: int, logger_prefix: str | None) -> logging.Handler:
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=_MAX_BYTES, backupCount=3, encoding="utf-8")
+    handler = SharedRotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
     handler.setLevel(level)
     if logger_prefix is not None:
         handler.addFilter(logging.Filter(logger_prefix))
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processor=structlog.processors.JSONRenderer(), foreign_pre_chain=_shared_processors()
+            processor=structlog.processors.JSONRenderer(),
+            foreign_pre_chain=[*_shared_processors(), structlog.stdlib.ExtraAdder(_LOST_FIELDS)],
         )
     )
     return handler

@@ -3,6 +3,8 @@
 No policy here (see policy.py). Children are started with the parent-death
 signal set to SIGKILL (Linux prctl), so a Maestro killed outright takes its
 children with it; the children also check their parent in every heartbeat.
+A child's stdout and stderr go to its ``.out`` file, rolled over at each spawn
+once past its size limit (``logs.rotate_out``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from services.runtime.logs import rotate_out
 
 PR_SET_PDEATHSIG = 1
 
@@ -51,6 +55,7 @@ class Child:
 
     def spawn(self, env: dict[str, str] | None = None) -> int:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        rotate_out(self.log_path)
         with open(self.log_path, "ab") as out:
             self.popen = subprocess.Popen(
                 [sys.executable, "-m", self.module, *self.args],
