@@ -3,11 +3,16 @@
 The Distributor and the Requestor run the same way under the Maestro
 (``python -m services.peer.distributor --data-dir D --heartbeat ipc://...``);
 this is that way, written once.
+
+A service that dies of an exception says why in a last heartbeat before the
+traceback goes to its ``.out`` file: the Maestro shows that cause with the
+failure, even when the disk the logs go to is full.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -15,10 +20,13 @@ from typing import Protocol
 
 from services.runtime import config as config_mod
 from services.runtime import faults
+from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import setup_logging
 
 
 class Service(Protocol):
+    heartbeat: HeartbeatSender | None
+
     def run(self) -> None: ...
 
     def stop(self, *_: object) -> None: ...
@@ -36,9 +44,14 @@ def service_main(
     data_dir = (args.data_dir or config_mod.default_data_dir()).absolute()
     config = config_mod.load(data_dir)
     config.ensure_dirs()
-    setup_logging(data_dir, process=name)
+    setup_logging(data_dir, process=name, console_level=logging.CRITICAL)  # the files have it all; .out: crashes
     service = make(config, args.heartbeat)
     signal.signal(signal.SIGTERM, service.stop)
     signal.signal(signal.SIGINT, service.stop)
-    service.run()
+    try:
+        service.run()
+    except Exception as exc:
+        if service.heartbeat is not None:
+            service.heartbeat.last_words(exc)
+        raise
     return 0

@@ -8,6 +8,14 @@ FATAL past the restart intensity. It answers the CLI on a ROUTER control
 socket. It does no transfer work itself. One Maestro per data directory,
 enforced with an exclusive lock on ``<data>/run/maestro.lock``.
 
+Both sockets are open to anything that can reach ``<data>/run/``, so neither
+may be trusted to be quiet. Each loop turn reads at most HEARTBEAT_BATCH
+heartbeat frames and CONTROL_BATCH control requests; a beat is timed when it
+is read, not when the turn began; frames that are not a beat from a live
+child are counted and logged at most once every LOG_EVERY seconds; and a
+turn that comes late restarts the hang clocks (``RestartPolicy.turn``), so a
+flood or a stall of the Maestro itself never makes a healthy child look hung.
+
 Run: ``python -m services.supervisor.maestro --data-dir D``.
 """
 
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import logging
 import os
 import signal
 import time
@@ -28,6 +37,7 @@ from google.protobuf.message import DecodeError
 from services.peer.requestor_logic import peers_counter, stalled_counter
 from services.peer.state import State
 from services.runtime import config as config_mod
+from services.runtime.heartbeat import LAST_WORDS
 from services.runtime.logs import get_logger, setup_logging
 from services.supervisor.child import Child
 from services.supervisor.control_client import control_endpoint, heartbeat_endpoint
@@ -40,6 +50,10 @@ log = get_logger("services")
 SERVICES = {"distributor": "services.peer.distributor", "requestor": "services.peer.requestor"}
 HANG_GRACE = 0.3
 TICK = 0.02
+HEARTBEAT_BATCH = 256  # heartbeat frames read per loop turn at most (about 5 ms of garbage)
+CONTROL_BATCH = 16  # control requests answered per loop turn at most
+LOG_EVERY = 10.0  # seconds between two log lines about dropped frames of one kind (every one is counted)
+DETAIL_CHARS = 300  # what a child says of itself is shown up to this length
 
 
 class AlreadyRunning(RuntimeError):
@@ -54,6 +68,31 @@ class Supervised:
     dying: bool = False
     want_off: bool = False
     counters: dict[str, int] = field(default_factory=dict)
+    last_words: str = ""  # what the child said as it crashed (see heartbeat.LAST_WORDS)
+
+
+@dataclass
+class Tally:
+    """Frames dropped from a flood: each one counted, logged at most once every ``every`` seconds."""
+
+    every: float = LOG_EVERY
+    total: int = 0
+    unlogged: int = 0
+    next_log: float = 0.0
+
+    def add(self, now: float) -> int:
+        """Count one; how many to log now (0: stay quiet, they are logged later)."""
+        self.total += 1
+        self.unlogged += 1
+        return self.due(now)
+
+    def due(self, now: float) -> int:
+        """How many counted ones to log now, if the quiet period is over (0 otherwise)."""
+        if not self.unlogged or now < self.next_log:
+            return 0
+        self.next_log = now + self.every
+        count, self.unlogged = self.unlogged, 0
+        return count
 
 
 def acquire_lock(run_dir: Path) -> IO[str]:
@@ -89,6 +128,10 @@ class Maestro:
         self.logic = ControlLogic(self, config, self.state)
         self.env = env or {}
         self.started = time.monotonic()
+        self.bad_beats = Tally()
+        self.bad_control = Tally()
+        self.late_turns = 0
+        self.longest_late = 0.0
         interval = config.get("maestro.heartbeat_interval")
         args = ["--data-dir", str(config.data_dir), "--heartbeat", heartbeat_endpoint(self.run_dir)]
         self.services = {
@@ -101,7 +144,7 @@ class Maestro:
     # -- Supervisor protocol (used by ControlLogic) --------------------------------
     def statuses(self, now: float) -> list[control_pb2.ServiceStatus]:
         out = [control_pb2.ServiceStatus(name="maestro", state=control_pb2.RUNNING, pid=os.getpid(),
-                                         uptime=now - self.started, heartbeat_age=0.0)]
+                                         uptime=now - self.started, heartbeat_age=0.0, detail=self._own_detail())]
         for name, sup in self.services.items():
             p = sup.policy
             out.append(control_pb2.ServiceStatus(
@@ -115,9 +158,18 @@ class Maestro:
     @staticmethod
     def _detail(sup: Supervised) -> str:
         """What the running child says of itself (unless just "running"), and why it last failed."""
-        said = sup.last.state if sup.last is not None and sup.policy.state is ServiceState.RUNNING else ""
+        said = ""
+        if sup.last is not None and sup.policy.state is ServiceState.RUNNING:
+            said = sup.last.state[:DETAIL_CHARS]
         failure = sup.policy.last_reason
         parts = [said if said != "running" else "", f"last failure: {failure}" if failure else ""]
+        return "; ".join(part for part in parts if part)
+
+    def _own_detail(self) -> str:
+        """What the Maestro weathered: frames it dropped, turns it came late to."""
+        parts = [f"dropped {self.bad_beats.total} bad heartbeat frames" if self.bad_beats.total else "",
+                 f"dropped {self.bad_control.total} bad control messages" if self.bad_control.total else "",
+                 f"{self.late_turns} late turns (longest {self.longest_late:.2f}s)" if self.late_turns else ""]
         return "; ".join(part for part in parts if part)
 
     def start_service(self, name: str, now: float) -> str:
@@ -154,6 +206,7 @@ class Maestro:
     def _spawn(self, name: str, sup: Supervised, now: float) -> None:
         pid = sup.child.spawn(self.env)
         sup.dying = False
+        sup.last_words = ""
         sup.policy.spawned(now)
         log.info("service_spawned", service=name, pid=pid, restarts=sup.policy.restarts)
 
@@ -179,6 +232,8 @@ class Maestro:
             self._spawn(name, sup, now)
 
     def _failed(self, name: str, sup: Supervised, now: float, reason: str) -> None:
+        if sup.last_words:
+            reason = f"{reason} ({sup.last_words})"
         state = sup.policy.failed(now, reason)
         if state is ServiceState.FATAL:
             log.error("service_fatal", service=name, reason=reason, failures=len(sup.policy.failures),
@@ -186,33 +241,68 @@ class Maestro:
         else:
             log.warning("service_failed", service=name, reason=reason, retry_in=round(sup.policy.backoff, 3))
 
-    def _heartbeats(self, now: float) -> None:
-        while True:
+    def _pace(self, now: float) -> None:
+        """Start a turn: if the Maestro came late to it, no child's silence since counts as a hang."""
+        late = max(sup.policy.turn(now) for sup in self.services.values())
+        if late:
+            self.late_turns += 1
+            self.longest_late = max(self.longest_late, late)
+            log.warning("maestro_behind", seconds=round(late, 3),
+                        hint="the Maestro was starved or busy; hang clocks restarted, no child is blamed")
+
+    def _heartbeats(self) -> None:
+        """Read at most HEARTBEAT_BATCH frames, timing each beat when it is read."""
+        for _ in range(HEARTBEAT_BATCH):
             try:
                 frame = self.beats.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            now = time.monotonic()
             beat = control_pb2.Heartbeat()
             try:
                 beat.ParseFromString(frame)
             except DecodeError:
-                log.warning("bad_heartbeat", size=len(frame))
-                continue
+                beat.Clear()
             sup = self.services.get(beat.service)
-            if sup is None or beat.pid != sup.child.pid or sup.dying:
+            if sup is None or beat.pid == 0 or beat.pid != sup.child.pid:
+                self._dropped(self.bad_beats, "bad_heartbeats", now, size=len(frame))
+                continue
+            if beat.state.startswith(LAST_WORDS):
+                self._heard_last_words(sup, beat.state)
+                continue
+            if sup.dying:
                 continue
             sup.policy.beat(now)
             sup.last = beat
             sup.counters = {c.name: c.value for c in beat.counters}
 
-    def _control(self, now: float) -> None:
-        while True:
+    @staticmethod
+    def _heard_last_words(sup: Supervised, words: str) -> None:
+        """A crashing child said why: add it to its failure, whether the exit was seen before or after."""
+        sup.last_words = words[:DETAIL_CHARS]
+        if sup.policy.state in (ServiceState.BACKOFF, ServiceState.FATAL) and sup.last_words not in (
+                sup.policy.last_reason):
+            sup.policy.last_reason = f"{sup.policy.last_reason} ({sup.last_words})"
+
+    def _dropped(self, tally: Tally, event: str, now: float, **fields: Any) -> None:
+        self._report(tally, event, tally.add(now), **fields)
+
+    @staticmethod
+    def _report(tally: Tally, event: str, count: int, **fields: Any) -> None:
+        if count:
+            log.warning(event, dropped=count, total=tally.total, logged_every=LOG_EVERY, **fields,
+                        hint="something other than this player's services writes to the sockets in run/")
+
+    def _control(self) -> None:
+        """Answer at most CONTROL_BATCH requests; malformed ones get an error reply."""
+        for _ in range(CONTROL_BATCH):
             try:
                 frames = self.control.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            now = time.monotonic()
             if len(frames) < 2:
-                log.warning("bad_control_message", frames=len(frames))
+                self._dropped(self.bad_control, "bad_control_messages", now, frames=len(frames))
                 continue
             envelope, body = frames[:-1], frames[-1]
             try:
@@ -233,14 +323,16 @@ class Maestro:
         poller.register(self.control, zmq.POLLIN)
         while self.running:
             events = dict(poller.poll(int(TICK * 1000)))
-            now = time.monotonic()
-            if self.beats in events:
-                self._heartbeats(now)
             if self.control in events:
-                self._control(now)
+                self._control()  # first: a stop may block for seconds, and the pace below sees it
+            self._pace(time.monotonic())
+            self._heartbeats()
+            now = time.monotonic()
             for name, sup in self.services.items():
                 if not sup.want_off:
                     self._check(name, sup, now)
+            self._report(self.bad_beats, "bad_heartbeats", self.bad_beats.due(now))
+            self._report(self.bad_control, "bad_control_messages", self.bad_control.due(now))
         self.shutdown()
 
     def stop(self, *_: object) -> None:
@@ -265,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = (args.data_dir or config_mod.default_data_dir()).absolute()
     config = config_mod.load(data_dir)
     config.ensure_dirs()
-    setup_logging(data_dir, process="maestro")
+    setup_logging(data_dir, process="maestro", console_level=logging.CRITICAL)  # the files have it all
     try:
         maestro = Maestro(config)
     except AlreadyRunning as exc:

@@ -11,6 +11,13 @@ hang, and the Maestro checks every tick, so the margin keeps a hang's
 detection within ``liveness`` intervals of the moment the child stopped, not
 a tick after.
 
+A silence counts only while the Maestro itself kept up. The Maestro calls
+``turn(now)`` each loop turn, before it reads beats; when two turns are more
+than ``LATE_TURN`` intervals apart (it was starved of CPU, or busy), beats
+may be waiting unread, so the hang clock (``watch_from``) restarts at that
+turn: a child is hung only after ``liveness`` intervals without a beat during
+which the Maestro's turns were never further apart than that.
+
 Backoff doubles from ``initial_backoff`` to ``max_backoff`` and resets after
 ``stable_after`` seconds of running. More than ``max_failures`` failures in
 ``window`` seconds make the service FATAL (restart intensity, as in OTP): it
@@ -24,6 +31,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 HANG_EARLY = 0.1  # intervals before the liveness deadline that a silent child counts as hung
+LATE_TURN = 0.5  # intervals between two Maestro turns past which the Maestro was behind (0.25 s by default)
 
 
 class ServiceState(enum.Enum):
@@ -48,6 +56,8 @@ class RestartPolicy:
     restarts: int = 0
     started_at: float = 0.0
     last_beat: float | None = None
+    watch_from: float = 0.0  # the hang clock: the later of the spawn, the last beat and the last late turn
+    last_turn: float | None = None
     retry_at: float = 0.0
     failures: deque[float] = field(default_factory=deque)
     backoff: float = 0.0
@@ -56,21 +66,34 @@ class RestartPolicy:
     def spawned(self, now: float) -> None:
         self.state = ServiceState.STARTING
         self.started_at = now
+        self.watch_from = now
         self.last_beat = None
 
     def beat(self, now: float) -> None:
+        """A beat, timed when the Maestro read it."""
         if self.state in (ServiceState.STARTING, ServiceState.RUNNING):
             self.state = ServiceState.RUNNING
             self.last_beat = now
+            self.watch_from = max(self.watch_from, now)
             if now - self.started_at >= self.stable_after:
                 self.backoff = 0.0
 
+    def turn(self, now: float) -> float:
+        """The Maestro starts a loop turn: how late it is (0.0 when on time); a late turn restarts the hang clock."""
+        gap = 0.0 if self.last_turn is None else now - self.last_turn
+        self.last_turn = now
+        if gap <= LATE_TURN * self.interval:
+            return 0.0
+        self.watch_from = max(self.watch_from, now)
+        return gap
+
     def hung(self, now: float) -> bool:
-        """True when a live service has missed ``liveness`` beats (or never beat at start-up)."""
+        """True when a live service has missed ``liveness`` beats (or never beat at start-up), counting only
+        the time since the Maestro last fell behind (see ``turn``)."""
         if self.state is ServiceState.RUNNING and self.last_beat is not None:
-            return now - self.last_beat > (self.liveness - HANG_EARLY) * self.interval
+            return now - self.watch_from > (self.liveness - HANG_EARLY) * self.interval
         if self.state is ServiceState.STARTING:
-            return now - self.started_at > self.startup_timeout
+            return now - self.watch_from > self.startup_timeout
         return False
 
     def failed(self, now: float, reason: str) -> ServiceState:
