@@ -5,6 +5,11 @@ download's file. ``PartFile.open`` creates and preallocates it (so a full disk
 is found at once, not halfway), ``write_book`` puts a verified book at its
 offset, ``sync`` makes what was written durable, ``finish`` renames it to its
 final name, never over an existing file.
+
+A ``DiskError`` says where it happened and whether waiting may cure it
+(``transient``: the disk is full, over quota, or failed an I/O; the
+Requestor then tries again with backoff) or not (permissions, a missing
+folder: the user must act).
 """
 
 from __future__ import annotations
@@ -16,9 +21,31 @@ from pathlib import Path
 
 from services.peer.library import PART_SUFFIX, Library
 
+TRANSIENT = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})  # errors that freeing space or time can cure
+
 
 class DiskError(OSError):
     """The partial file cannot be created, written or synced (disk full, permissions, I/O)."""
+
+    def __init__(self, code: int | None, message: str, where: Path | None = None) -> None:
+        super().__init__(code, message)
+        self.where = where
+
+    @property
+    def transient(self) -> bool:
+        """Freeing space (or the disk recovering) may cure it: worth trying again later."""
+        return self.errno in TRANSIENT
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an ordinary user may still write on the filesystem of ``path`` (or of its nearest existing folder)."""
+    for folder in (path, *path.parents):
+        try:
+            stat = os.statvfs(folder)
+        except OSError:
+            continue
+        return stat.f_bavail * stat.f_frsize
+    return 0
 
 
 @dataclass
@@ -35,16 +62,19 @@ class PartFile:
             part.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise DiskError(exc.errno, f"cannot create {part}: {exc.strerror}") from exc
+            raise DiskError(exc.errno, f"cannot create {part}: {exc.strerror}", part.parent) from exc
+        size = 0
         try:
-            if os.fstat(fd).st_size != library.size:
+            size = os.fstat(fd).st_size
+            if size != library.size:
                 os.ftruncate(fd, library.size)
                 if library.size:
                     os.posix_fallocate(fd, 0, library.size)
         except OSError as exc:
+            _untruncate(fd, size, library.size)
             os.close(fd)
             reason = "disk full" if exc.errno == errno.ENOSPC else exc.strerror
-            raise DiskError(exc.errno, f"cannot reserve {library.size} bytes for {part}: {reason}") from exc
+            raise DiskError(exc.errno, f"cannot reserve {library.size} bytes for {part}: {reason}", part) from exc
         return cls(library, fd, part)
 
     def sync(self) -> None:
@@ -52,7 +82,7 @@ class PartFile:
         try:
             os.fdatasync(self.fd)
         except OSError as exc:
-            raise DiskError(exc.errno, f"cannot sync {self.path}: {exc.strerror}") from exc
+            raise DiskError(exc.errno, f"cannot sync {self.path}: {exc.strerror}", self.path) from exc
 
     def finish(self) -> Path:
         """Every book is in: sync, rename to the final name, return it."""
@@ -61,7 +91,7 @@ class PartFile:
         try:
             os.rename(self.path, final)
         except OSError as exc:
-            raise DiskError(exc.errno, f"cannot rename {self.path} to {final}: {exc.strerror}") from exc
+            raise DiskError(exc.errno, f"cannot rename {self.path} to {final}: {exc.strerror}", self.path) from exc
         return final
 
     def close(self) -> None:
@@ -69,6 +99,16 @@ class PartFile:
             os.close(self.fd)
         except OSError:
             pass
+
+
+def _untruncate(fd: int, size: int, wanted: int) -> None:
+    """A reservation failed: give the file its old size back, so the next open tries to reserve again
+    (a file of the right size but with holes would pass for reserved)."""
+    try:
+        if os.fstat(fd).st_size == wanted != size:
+            os.ftruncate(fd, size)
+    except OSError:
+        pass
 
 
 def write_book(fd: int, offset: int, payload: memoryview | bytes) -> None:

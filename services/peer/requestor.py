@@ -71,8 +71,8 @@ class Requestor:
             rl.Connect: self._connect, rl.Drop: self._drop, rl.SendTo: self._send, rl.Notify: self._notify,
             rl.Land: lambda a, now: self.logic.written(self.storage.land(a), now),
             rl.Sync: lambda a, now: self.syncer.submit(a.library_id, self.storage.fd(a.library_id)),
-            rl.Persist: lambda a, now: self.storage.persist(a), rl.Stop: self._stop, rl.Finish: self._finish,
-            rl.Fail: lambda a, now: self.storage.fail(a), rl.Stalled: self._stalled,
+            rl.Persist: lambda a, now: self.storage.persist(a, now), rl.Stop: self._stop, rl.Finish: self._finish,
+            rl.Fail: lambda a, now: self.storage.fail(a, now), rl.Stalled: self._stalled,
             rl.AskHub: lambda a, now: self.hub.submit(PeersJob(a.library_id, a.hubs, self.player_id, a.numwant)),
             rl.Report: lambda a, now: self.hub.submit(ReportJob(a.library_id, a.hubs, self.player_id, a.endpoint)),
             rl.Log: lambda a, now: getattr(log, a.level)(a.event, **a.fields),
@@ -92,7 +92,8 @@ class Requestor:
         fresh = self.settings.changed()
         if fresh is not None:
             self.logic.set_rate(fresh.get("limits.download_rate"), now)
-        catalog.import_dropped(self.config, self.state)
+        self.storage.retry(now)
+        self.storage.guard(lambda: catalog.import_dropped(self.config, self.state), now)
         endpoint_file = self.config.run_dir / "distributor.endpoint"
         if endpoint_file.exists():
             self.logic.own_endpoint = endpoint_file.read_text().strip()
@@ -102,8 +103,8 @@ class Requestor:
             if record is None or record.status is not Status.DOWNLOADING:
                 self.do(self.logic.remove(library_id, record.status.value if record else "removed", now), now)
         for library_id, record in records.items():
-            if record.status is Status.DOWNLOADING and library_id not in self.logic.downloads:
-                library = self.storage.open(record)
+            if library_id not in self.logic.downloads and self.storage.ready(record, now):
+                library = self.storage.open(record, now)
                 if library is not None:
                     self.do(self.logic.add(library, record.have, now, downloaded=record.downloaded,
                                            fetched=record.fetched), now)
@@ -170,11 +171,11 @@ class Requestor:
 
     def _stop(self, action: rl.Stop, now: float) -> None:
         self.stalled.pop(action.library_id, None)
-        self.storage.stop(action)
+        self.storage.stop(action, now)
 
     def _finish(self, action: rl.Finish, now: float) -> None:
         self.stalled.pop(action.library_id, None)
-        final = self.storage.finish(action)
+        final = self.storage.finish(action, now)
         if final is not None:
             self._flush_notices()
             self.push.send(framing.local_notice(wire_pb2.LocalNotice(library_id=action.library_id,
@@ -193,12 +194,14 @@ class Requestor:
                 self.reload(now)
                 next_reload = now + RELOAD_SECONDS
             if self.heartbeat:
+                self.heartbeat.detail = self.storage.detail() or "running"  # a disk error, kept for the Maestro
                 self.heartbeat.tick(now, self._counters)
             self.do(self.logic.tick(now), now)
             for socket, _ in self.poller.poll(int(1000 * min(0.1, max(0.0, next_reload - now)))):
                 now = time.monotonic()
                 if socket is self.syncer.socket:
                     for library_id, error in self.syncer.results():
+                        self.storage.synced(library_id, error, now)
                         self.do(self.logic.synced(library_id, error, now), now)
                 elif socket is self.hub.socket:
                     for result in self.hub.results():

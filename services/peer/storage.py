@@ -9,81 +9,316 @@ line with what to do next, and a status the Maestro shows.
 Crash consistency: ``persist`` runs after the batch's fdatasync and ``stop``
 syncs before it persists, so state.db never marks a book held that is not on
 disk.
+
+When the disk fails. A full disk, a quota or an I/O error (``DiskError.
+transient``) on the downloads folder does not end a download for good: it is
+marked ``error`` (if state.db can still be written), and ``DiskWaits`` says
+when ``ready`` lets the Requestor open it again: after RETRY_FIRST (1 s),
+doubling to RETRY_MOST (60 s) while it keeps failing. A download opened again
+waits no more once a book is written. A state.db write that fails the same way
+(the data folder is full) is kept, the newest per download, and made again on
+the same backoff (key ``DATA``); a download whose ``seeding`` could not be saved
+is never opened again meanwhile. ``detail`` is what the Requestor's heartbeat
+says, so the Maestro shows the reason even when no log line can be written.
+Other errors (permissions, a broken library) mark the download ``error`` until
+the user resumes it.
 """
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from services.peer import requestor_logic as rl
+from services.peer.bitfield import Bitfield
 from services.peer.library import Library, LibraryError, read_library
-from services.peer.partfile import DiskError, PartFile
+from services.peer.partfile import TRANSIENT, DiskError, PartFile, free_bytes
 from services.peer.state import LibraryRecord, State, Status
-from services.peer.writer import Written, land
+from services.peer.writer import Outcome, Written, land
 from services.runtime.logs import get_logger
 
 log = get_logger("events")
+RETRY_FIRST = 1.0  # seconds before a download failed by the disk is tried again ...
+RETRY_MOST = 60.0  # ... doubling up to this while it keeps failing
+DATA = "data folder"  # the DiskWaits key of state.db and <data>/libs/
+_DB_TRANSIENT = {sqlite3.SQLITE_FULL: errno.ENOSPC, sqlite3.SQLITE_IOERR: errno.EIO}
+
+
+@dataclass
+class Wait:
+    reason: str
+    backoff: float
+    retry_at: float
+    trying: bool = False  # a retry went ahead; kept for its backoff until a write succeeds
+
+
+@dataclass
+class DiskWaits:
+    """What waits for the disk, keyed by download (or DATA), and when to try it again: pure state fed ``now``."""
+
+    first: float = RETRY_FIRST
+    most: float = RETRY_MOST
+    waits: dict[str, Wait] = field(default_factory=dict)
+    last_reason: str = ""
+
+    def failed(self, key: str, reason: str, now: float) -> Wait:
+        """The disk failed ``key``: wait ``first``, or twice the last wait if it failed before (up to ``most``)."""
+        before = self.waits.get(key)
+        backoff = self.first if before is None else min(self.most, before.backoff * 2)
+        self.waits[key] = wait = Wait(reason, backoff, now + backoff)
+        self.last_reason = reason
+        return wait
+
+    def may_try(self, key: str, now: float) -> bool:
+        """Nothing waits under ``key``, or its wait is over (or a retry is already under way)."""
+        wait = self.waits.get(key)
+        return wait is None or wait.trying or now >= wait.retry_at
+
+    def going(self, key: str) -> None:
+        """A retry went ahead (the file opened): the key waits for a write to succeed, not for time."""
+        wait = self.waits.get(key)
+        if wait is not None:
+            wait.trying = True
+
+    def worked(self, key: str) -> bool:
+        """A write under ``key`` succeeded: it waits no more. True if it was waiting."""
+        return self.waits.pop(key, None) is not None
+
+    def forget(self, key: str) -> None:
+        self.waits.pop(key, None)
+
+    def detail(self) -> str:
+        """The newest reason while anything waits, else the last one, said to be over ("" if none ever)."""
+        waiting = sum(1 for wait in self.waits.values() if not wait.trying)
+        if waiting:
+            return self.last_reason + (f" ({waiting} waiting)" if waiting > 1 else "")
+        return f"recovered; last disk error: {self.last_reason.split('; ')[0]}" if self.last_reason else ""
+
+
+def disk_reason(code: int | None, where: Path, error: str) -> str:
+    """What the user reads: what is wrong where, and what makes it go on."""
+    folder = where if where.is_dir() else where.parent
+    if code == errno.ENOSPC:
+        return f"disk full: {free_bytes(folder)} bytes free on {folder}; free space and it resumes"
+    if code == errno.EDQUOT:
+        return f"disk quota exceeded on {folder}; free space or raise the quota and it resumes"
+    return f"I/O error on {folder} ({error}); check the disk (dmesg), it resumes once writes work again"
 
 
 class Storage:
     def __init__(self, state: State) -> None:
         self.state = state
+        self.db_path = Path(state.db.execute("PRAGMA database_list").fetchone()[2])
         self.files: dict[bytes, PartFile] = {}
+        self.waits = DiskWaits()
+        self.unsaved_progress: dict[str, tuple[Bitfield, int, int]] = {}
+        self.unsaved_seeding: dict[str, Path] = {}
+        self.marked: set[str] = set()  # marked error here while waiting: a resume by the user retries at once
+        self.seen: set[str] = set()  # an error left by an earlier run is tried once
+        self.write_errors: dict[bytes, DiskError] = {}  # a failed book write, for the Fail that follows it
 
-    def open(self, record: LibraryRecord) -> Library | None:
-        """Open the download's library and partial file; None (and the download failed) if either cannot be."""
+    # -- which downloads to open ---------------------------------------------------------------
+    def ready(self, record: LibraryRecord, now: float) -> bool:
+        """Whether the Requestor should open this download (not downloading yet) now."""
+        key, first = record.id, record.id not in self.seen
+        self.seen.add(key)
+        if key in self.unsaved_seeding:
+            return False  # complete; state.db does not know yet
+        if record.status is Status.DOWNLOADING:
+            if key in self.marked:  # the user resumed it
+                self.marked.discard(key)
+                return True
+            return self.waits.may_try(key, now)
+        if record.status is Status.ERROR:
+            return self.waits.may_try(key, now) if key in self.waits.waits else first
+        self.waits.forget(key)  # paused or removed meanwhile
+        self.marked.discard(key)
+        return False
+
+    def open(self, record: LibraryRecord, now: float) -> Library | None:
+        """Open the download's library and partial file; None (and the download failed or waiting) if either
+        cannot be."""
         try:
             library = read_library(record.lib_path)
-            self.files[library.id] = PartFile.open(library, record.stuff_path)
-        except (LibraryError, DiskError) as exc:
-            self._failed(record.id, str(exc), "free disk space or fix the library, then `emma resume`")
+        except LibraryError as exc:
+            self._failed(record.id, str(exc), "fix or replace the .lib file, then `emma resume`", now)
             return None
+        try:
+            part = PartFile.open(library, record.stuff_path)
+        except DiskError as exc:
+            self._disk_failed(record.id, exc, now)
+            return None
+        if record.status is not Status.DOWNLOADING and not self._save(
+                partial(self.state.set_status, record.id, Status.DOWNLOADING), now):
+            part.close()
+            self.waits.failed(record.id, self.waits.last_reason, now)
+            return None
+        self.marked.discard(record.id)
+        self.waits.going(record.id)
+        self.files[library.id] = part
         return library
 
+    def guard(self, work: Callable[[], None], now: float) -> None:
+        """Run ``work`` (which writes in the data folder) unless that folder waits; a full disk makes it wait."""
+        if not self.waits.may_try(DATA, now):
+            return
+        try:
+            work()
+        except (OSError, sqlite3.Error) as exc:
+            if not self._data_failed(exc, now):
+                raise
+            return
+        self._data_worked()
+
+    # -- books ---------------------------------------------------------------------------------
     def fd(self, library_id: bytes) -> int:
         return self.files[library_id].fd
 
     def land(self, action: rl.Land) -> Written:
         part = self.files[action.library_id]
-        return land(part.library, action.book, action.endpoint, action.payload, part.fd)
+        written = land(part.library, action.book, action.endpoint, action.payload, part.fd)
+        if written.outcome is Outcome.WRITTEN:
+            if self.waits.worked(action.library_id.hex()):
+                log.info("disk_recovered", library=action.library_id.hex(), path=str(part.path))
+        elif written.outcome is Outcome.DISK_ERROR:
+            self.write_errors[action.library_id] = DiskError(written.errno, written.error, part.path)
+        return written
 
-    def persist(self, action: rl.Persist) -> None:
-        self.state.save_progress(action.library_id.hex(), action.have, action.downloaded, action.fetched)
+    def synced(self, library_id: bytes, error: str, now: float) -> None:
+        """An fdatasync came back: a failure is shown until a sync of that download succeeds."""
+        key = f"sync {library_id.hex()}"
+        part = self.files.get(library_id)
+        if not error:
+            self.waits.worked(key)
+        elif part is not None:
+            self.waits.failed(key, f"cannot sync {part.path} ({error}); check the disk (dmesg), "
+                                   f"its books are synced again", now)
 
-    def stop(self, action: rl.Stop) -> None:
+    # -- progress and endings ------------------------------------------------------------------
+    def persist(self, action: rl.Persist, now: float) -> None:
+        self._progress(action.library_id.hex(), action.have, action.downloaded, action.fetched, now)
+
+    def stop(self, action: rl.Stop, now: float) -> None:
         part = self.files.pop(action.library_id)
+        self.write_errors.pop(action.library_id, None)
+        self.waits.forget(f"sync {action.library_id.hex()}")
         try:
             part.sync()
-            self.state.save_progress(action.library_id.hex(), action.have, action.downloaded, action.fetched)
         except DiskError as exc:
             log.error("sync_failed", library=action.library_id.hex(), error=str(exc),
                       hint="check the disk; books since the last sync will be fetched again")
+            return
         finally:
             part.close()
+        self._progress(action.library_id.hex(), action.have, action.downloaded, action.fetched, now)
 
-    def finish(self, action: rl.Finish) -> Path | None:
-        """Rename the complete file to its final name and seed it; None (and the download failed) if it cannot be."""
+    def finish(self, action: rl.Finish, now: float) -> Path | None:
+        """Rename the complete file to its final name and seed it; None (and the download failed or waiting)
+        if it cannot be."""
         part = self.files.pop(action.library_id)
+        key = action.library_id.hex()
         try:
             final = part.finish()
         except DiskError as exc:
-            self._failed(action.library_id.hex(), str(exc), "free disk space, then `emma resume`")
+            self._disk_failed(key, exc, now)
             return None
         finally:
             part.close()
-        self.state.set_status(action.library_id.hex(), Status.SEEDING, final)
-        log.info("download_complete", library=action.library_id.hex(), name=part.library.name, path=str(final),
+        if not self._save(partial(self.state.set_status, key, Status.SEEDING, final), now):
+            self.unsaved_seeding[key] = final
+        log.info("download_complete", library=key, name=part.library.name, path=str(final),
                  fetched=action.fetched, bad_books=action.bad_books)
         return final
 
-    def fail(self, action: rl.Fail) -> None:
-        self._failed(action.library_id.hex(), action.reason, "free disk space, then `emma resume`")
+    def fail(self, action: rl.Fail, now: float) -> None:
+        error = self.write_errors.pop(action.library_id, None)
+        if error is not None:
+            self._disk_failed(action.library_id.hex(), error, now)
+        else:
+            self._failed(action.library_id.hex(), action.reason, "free disk space, then `emma resume`", now)
 
-    def _failed(self, library_hex: str, error: str, hint: str) -> None:
-        log.error("download_failed", library=library_hex, error=error, hint=hint)
-        self.state.set_status(library_hex, Status.ERROR)
+    def retry(self, now: float) -> None:
+        """Make the state.db writes that waited for space, if it is time to try again."""
+        for key, (have, downloaded, fetched) in list(self.unsaved_progress.items()):
+            if not self._save(partial(self.state.save_progress, key, have, downloaded, fetched), now):
+                return
+            del self.unsaved_progress[key]
+        for key, final in list(self.unsaved_seeding.items()):
+            if not self._save(partial(self.state.set_status, key, Status.SEEDING, final), now):
+                return
+            del self.unsaved_seeding[key]
+
+    def detail(self) -> str:
+        """For the heartbeat: what waits for the disk and why, or the last disk error."""
+        return self.waits.detail()
+
+    # -- failures ------------------------------------------------------------------------------
+    def _progress(self, key: str, have: Bitfield, downloaded: int, fetched: int, now: float) -> None:
+        if self._save(partial(self.state.save_progress, key, have, downloaded, fetched), now):
+            self.unsaved_progress.pop(key, None)
+        else:
+            self.unsaved_progress[key] = (have, downloaded, fetched)
+
+    def _disk_failed(self, key: str, exc: DiskError, now: float) -> None:
+        if not exc.transient:
+            self._failed(key, str(exc), "check the downloads folder exists and may be written, then `emma resume`",
+                         now)
+            return
+        wait = self.waits.failed(key, disk_reason(exc.errno, exc.where or self.db_path, exc.strerror or str(exc)),
+                                 now)
+        log.error("download_waiting_for_disk", library=key, error=str(exc), reason=wait.reason,
+                  retry_in=wait.backoff)
+        if self._save(partial(self.state.set_status, key, Status.ERROR), now):
+            self.marked.add(key)
+
+    def _failed(self, key: str, error: str, hint: str, now: float) -> None:
+        log.error("download_failed", library=key, error=error, hint=hint)
+        self._save(partial(self.state.set_status, key, Status.ERROR), now)
+
+    def _save(self, write: Callable[[], None], now: float) -> bool:
+        """Make a state.db write, unless state.db waits for space; False when it was not made."""
+        if not self.waits.may_try(DATA, now):
+            return False
+        try:
+            write()
+        except sqlite3.Error as exc:
+            if not self._data_failed(exc, now):
+                raise
+            return False
+        self._data_worked()
+        return True
+
+    def _data_failed(self, exc: OSError | sqlite3.Error, now: float) -> bool:
+        """A write in the data folder failed: True (and it waits) if waiting may cure it."""
+        code: int | None = None
+        where = self.db_path
+        if isinstance(exc, sqlite3.Error):
+            code = _DB_TRANSIENT.get((getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF) or _db_errno(str(exc))
+        else:
+            code = exc.errno
+            where = Path(exc.filename) if isinstance(exc.filename, str) else where
+        if code not in TRANSIENT:
+            return False
+        wait = self.waits.failed(DATA, disk_reason(code, where, str(exc)), now)
+        log.error("data_folder_unwritable", error=str(exc), reason=wait.reason, retry_in=wait.backoff)
+        return True
+
+    def _data_worked(self) -> None:
+        if self.waits.worked(DATA):
+            log.info("data_folder_writable_again", path=str(self.db_path.parent))
 
     def close(self) -> None:
         for part in self.files.values():
             part.close()
         self.files.clear()
+
+
+def _db_errno(message: str) -> int:
+    """sqlite3 errors of older Pythons carry no code: tell a full disk or an I/O error by its message."""
+    if "disk is full" in message:
+        return errno.ENOSPC
+    return errno.EIO if "disk I/O error" in message else 0

@@ -34,6 +34,7 @@ class Written:
     length: int
     outcome: Outcome
     error: str = ""
+    errno: int = 0  # of a DISK_ERROR: tells a full disk (wait, try again) from one that needs the user
 
 
 def land(library: Library, book: int, peer: str, payload: Any, fd: int) -> Written:
@@ -45,6 +46,6 @@ def land(library: Library, book: int, peer: str, payload: Any, fd: int) -> Writt
         write_book(fd, library.book_span(book)[0], view)
         return Written(library.id, book, peer, len(view), Outcome.WRITTEN)
     except DiskError as exc:
-        return Written(library.id, book, peer, len(view), Outcome.DISK_ERROR, str(exc))
+        return Written(library.id, book, peer, len(view), Outcome.DISK_ERROR, str(exc), exc.errno or 0)
     finally:
         view.release()

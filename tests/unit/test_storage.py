@@ -20,6 +20,7 @@ from services.peer.writer import Outcome
 from services.runtime.config import Config
 
 BOOK = MIN_BOOK_SIZE
+NOW = 0.0
 DATA = random.Random(5).randbytes(2 * BOOK + 300)
 
 
@@ -81,19 +82,19 @@ def have(*books: int) -> Bitfield:
 
 
 def test_open_creates_the_partial_file(storage: Storage, record: LibraryRecord) -> None:
-    assert storage.open(record) == LIB
+    assert storage.open(record, NOW) == LIB
     assert partial_path(record.stuff_path).stat().st_size == LIB.size
 
 
 def test_a_library_that_cannot_be_read_fails_the_download(storage: Storage, record: LibraryRecord,
                                                           state: State) -> None:
     record.lib_path.write_bytes(b"EMMALIB\ngarbage")
-    assert storage.open(record) is None
+    assert storage.open(record, NOW) is None
     assert held(state) == ([], Status.ERROR)
 
 
 def test_land_verifies_then_writes(storage: Storage, record: LibraryRecord) -> None:
-    storage.open(record)
+    storage.open(record, NOW)
     good = storage.land(rl.Land(LIB.id, 1, "tcp://a:1", book_of(1)))
     bad = storage.land(rl.Land(LIB.id, 0, "tcp://a:1", book_of(1)))
     assert (good.outcome, bad.outcome) == (Outcome.WRITTEN, Outcome.BAD_HASH)
@@ -101,39 +102,39 @@ def test_land_verifies_then_writes(storage: Storage, record: LibraryRecord) -> N
 
 
 def test_persist_and_stop_save_progress(storage: Storage, record: LibraryRecord, state: State) -> None:
-    storage.open(record)
-    storage.persist(rl.Persist(LIB.id, have(0), BOOK, 1))
+    storage.open(record, NOW)
+    storage.persist(rl.Persist(LIB.id, have(0), BOOK, 1), NOW)
     assert held(state) == ([0], Status.DOWNLOADING)
-    storage.stop(rl.Stop(LIB.id, have(0, 2), BOOK + 300, 2, "paused"))
+    storage.stop(rl.Stop(LIB.id, have(0, 2), BOOK + 300, 2, "paused"), NOW)
     assert held(state)[0] == [0, 2]
     assert LIB.id not in storage.files
 
 
 def test_a_stop_whose_sync_fails_persists_nothing(storage: Storage, record: LibraryRecord, state: State) -> None:
-    storage.open(record)
+    storage.open(record, NOW)
     os.close(storage.fd(LIB.id))  # the sync will fail: nothing may be marked held
-    storage.stop(rl.Stop(LIB.id, have(0, 1), 2 * BOOK, 2, "shutdown"))
+    storage.stop(rl.Stop(LIB.id, have(0, 1), 2 * BOOK, 2, "shutdown"), NOW)
     assert held(state) == ([], Status.DOWNLOADING)
 
 
 def test_finish_renames_and_seeds(storage: Storage, record: LibraryRecord, state: State) -> None:
-    storage.open(record)
+    storage.open(record, NOW)
     for book in range(LIB.books):
         storage.land(rl.Land(LIB.id, book, "tcp://a:1", book_of(book)))
-    final = storage.finish(rl.Finish(LIB.id, 3, 0))
+    final = storage.finish(rl.Finish(LIB.id, 3, 0), NOW)
     assert final == record.stuff_path and final.read_bytes() == DATA
     assert held(state)[1] is Status.SEEDING
 
 
 def test_a_finish_that_cannot_rename_fails_the_download(storage: Storage, record: LibraryRecord,
                                                         state: State) -> None:
-    storage.open(record)
+    storage.open(record, NOW)
     partial_path(record.stuff_path).unlink()
-    assert storage.finish(rl.Finish(LIB.id, 3, 0)) is None
+    assert storage.finish(rl.Finish(LIB.id, 3, 0), NOW) is None
     assert held(state)[1] is Status.ERROR
 
 
 def test_fail_marks_the_download_failed(storage: Storage, record: LibraryRecord, state: State) -> None:
-    storage.open(record)
-    storage.fail(rl.Fail(LIB.id, "cannot write book: No space left on device"))
+    storage.open(record, NOW)
+    storage.fail(rl.Fail(LIB.id, "cannot write book: No space left on device"), NOW)
     assert held(state)[1] is Status.ERROR
