@@ -26,8 +26,11 @@ import zmq
 from services.hub import pinger
 from services.hub.logic import HubLogic
 from services.runtime.logs import get_logger
+from services.wire.admission import Admission, Gate
 
 _BATCH = 256  # messages handled per poll wake-up, at most
+_MAX_FRAMES = 4  # frames of one message kept; a request has at most 3 (identity, delimiter, body)
+_QUEUE_MESSAGES = 64  # per connection, in each direction: what libzmq holds for a client we have not read
 _FLUSH = 8  # replies held back before sending, at most (all are sent before the next poll)
 # Plain ints: pyzmq's flag enums cost an enum construction per combined flag.
 _NOBLOCK = int(zmq.NOBLOCK)
@@ -83,6 +86,10 @@ class Broker:
         self._router = context.socket(zmq.ROUTER)
         self._router.linger = 0
         self._router.setsockopt(zmq.MAXMSGSIZE, logic.limits.max_message_bytes)
+        self._router.setsockopt(zmq.RCVHWM, _QUEUE_MESSAGES)
+        self._router.setsockopt(zmq.SNDHWM, _QUEUE_MESSAGES)
+        self.gate = Gate(context, Admission(logic.limits.connections_per_address, logic.limits.max_connections), "hub")
+        self.gate.guard(self._router)
         self._control = context.socket(zmq.PULL)
         self._control.linger = 0
         self._control.bind(self.control_endpoint)
@@ -116,18 +123,24 @@ class Broker:
         """Close the ROUTER and control sockets (after :meth:`run` returned, or instead of it)."""
         self._router.close()
         self._control.close()
+        self.gate.close()
 
     def _loop(self, pair: zmq.Socket[bytes]) -> None:
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(pair, zmq.POLLIN)
         poller.register(self._control, zmq.POLLIN)
+        gate = set(self.gate.sockets())
+        for sock in gate:
+            poller.register(sock, zmq.POLLIN)
         next_tick = time.monotonic() + self.tick
         while not self._stopping:
             wait_ms = max(0, int((next_tick - time.monotonic()) * 1000))
             events = dict(poller.poll(wait_ms))
             if self._control in events:
                 break
+            if gate.intersection(events):
+                self.gate.handle(time.monotonic())
             if self._router in events:
                 self._serve_batch()
             if pair in events:
@@ -147,8 +160,10 @@ class Broker:
             except zmq.Again:
                 break
             frames = [first.bytes]
-            while router.rcvmore:
-                frames.append(router.recv(_NOBLOCK))
+            while router.rcvmore:  # a message of many frames is read to its end, but only _MAX_FRAMES are kept
+                frame = router.recv(_NOBLOCK)
+                if len(frames) < _MAX_FRAMES:
+                    frames.append(frame)
             reply = logic.handle_frames(frames, clock(), source_of(first))
             if reply is not None:
                 replies.append(reply)
