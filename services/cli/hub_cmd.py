@@ -28,6 +28,11 @@ def hub(
     interval: Annotated[int, typer.Option(help="Seconds between announces; players expire after two.")] = 60,
     rate: Annotated[float, typer.Option(help="Requests per second allowed per client (0 = unlimited).")] = 200.0,
     log_requests: Annotated[bool, typer.Option(help="Log every routine request (costs throughput).")] = False,
+    ping_allow: Annotated[
+        list[str] | None,
+        typer.Option(help="A network (CIDR) whose players the hub may check even when they announce an address "
+                     "other than the one they connect from (e.g. 10.0.0.0/8); repeat for more."),
+    ] = None,
 ) -> None:
     """Run the hub: answers announces, peer lists, scrapes and reports on one ROUTER socket."""
     context = cli_context(ctx)
@@ -46,6 +51,7 @@ def hub(
             interval=interval,
             rate=rate,
             log_requests=log_requests,
+            ping_networks=tuple(ping_allow or ()),
         )
         run_hub(options)
     except HubStartError as exc:

@@ -57,6 +57,47 @@ def announced_endpoint(announced: str, source: str) -> str:
     return announced
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def networks(cidrs: tuple[str, ...]) -> tuple[Network, ...]:
+    """Parse CIDRs such as ``10.0.0.0/8``; raises ValueError naming a bad one."""
+    out = []
+    for cidr in cidrs:
+        try:
+            out.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"not a network: {cidr!r} ({exc}); write it like 10.0.0.0/8") from None
+    return tuple(out)
+
+
+def may_ping(endpoint: str, source: str, allowed: tuple[Network, ...]) -> bool:
+    """Whether the hub may connect to ``endpoint``, recorded for a player that announced from ``source``.
+
+    Only the announcing host itself (so the hub cannot be made to probe anyone else's ports), or a
+    host in a network the operator allows. No ``source`` means no network client (an in-process
+    caller), which is trusted.
+    """
+    if not source:
+        return True
+    try:
+        host, _ = parse_endpoint(endpoint)
+    except InvalidEndpoint:
+        return False
+    ip, origin = _ip(host.strip("[]")), _ip(source.strip("[]"))
+    if ip is None:
+        return False
+    if origin is not None and _plain(ip) == _plain(origin):
+        return True
+    return any(_plain(ip) in network for network in allowed)
+
+
+def _plain(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
 def for_requester(wires: list[bytes], requester: str, local_address: Callable[[str], str] | None) -> list[bytes]:
     """Encoded peers as a requester at ``requester`` may use them.
 

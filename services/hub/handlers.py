@@ -58,20 +58,22 @@ class RequestHandlers:
         self.log_requests = log_requests
         self.local_address = local_address
         self._intervals = intervals(limits.interval, limits.min_interval)
-        self._endpoints: dict[tuple[str, str], str] = {}  # (announced, source) -> recorded, checked
+        self._endpoints: dict[tuple[str, str], tuple[str, bool]] = {}  # (announced, source) -> _endpoint()
+        self._ping_networks = addresses.networks(limits.ping_networks)
 
-    def _endpoint(self, announced: str, source: str) -> str:
-        """Where others reach a player that announced ``announced`` from ``source``, validated."""
+    def _endpoint(self, announced: str, source: str) -> tuple[str, bool]:
+        """Where others reach a player that announced ``announced`` from ``source``, validated, and
+        whether the hub may ping it there (see :func:`addresses.may_ping`)."""
         key = (announced, source)
         found = self._endpoints.get(key)
         if found is None:
             try:
-                found = validate.endpoint(addresses.announced_endpoint(announced, source))
+                recorded = validate.endpoint(addresses.announced_endpoint(announced, source))
             except InvalidEndpoint as exc:
                 raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"endpoint: {exc}") from None
             if len(self._endpoints) >= _MAX_ENDPOINT_CACHE:
                 self._endpoints.clear()
-            self._endpoints[key] = found
+            found = self._endpoints[key] = (recorded, addresses.may_ping(recorded, source, self._ping_networks))
         return found
 
     def announce(self, request: hub_pb2.HubRequest, now: float, source: str = "") -> bytes:
@@ -85,16 +87,13 @@ class RequestHandlers:
             log.info("announce", kind="stopped", library=library_id.hex(), player=player_id.hex(), known=bool(gone))
             return self._announce_reply(request.request_id, library_id, [], now)
         known = store.get(library_id, player_id, now)
-        endpoint = self._endpoint(msg.endpoint, source)
+        endpoint, pingable = self._endpoint(msg.endpoint, source)
         same_endpoint = known is not None and known.endpoint == endpoint
         seed = msg.left == 0
         if event == _COMPLETED and not seed:
             raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"completed announce with left={msg.left}; send left=0")
-        if known is None and store.libraries_of(player_id, now) >= limits.max_libraries_per_player:
-            raise ProtocolError(
-                ErrorCode.TOO_LARGE,
-                f"player is in {limits.max_libraries_per_player} libraries already; stop one before starting another",
-            )
+        if known is None or not same_endpoint:
+            self._check_room(library_id, player_id, endpoint, known is None, now)
         if known is not None and same_endpoint and known.seed == seed and known.wire:
             wire = known.wire  # a plain refresh: reuse the encoded peer
         else:
@@ -111,8 +110,29 @@ class RequestHandlers:
                 "announce", kind=_EVENT_NAMES[event], library=library_id.hex(), player=player_id.hex(),
                 endpoint=endpoint, seed=seed, peers=len(peers),
             )
+        if pingable:
+            self.unreachable.allow(endpoint, now)
         reachable = self.unreachable.probe(endpoint, now)
         return self._announce_reply(request.request_id, library_id, peers, now, endpoint, reachable)
+
+    def _check_room(self, library_id: bytes, player_id: bytes, endpoint: str, new_player: bool, now: float) -> None:
+        """Refuse with FULL an entry past one of the store's caps (a refresh of a known entry always fits)."""
+        store, limits = self.store, self.limits
+        if store.endpoint_entries(endpoint, now) >= limits.max_libraries_per_endpoint:
+            raise ProtocolError(ErrorCode.FULL, f"{endpoint} is announced in {limits.max_libraries_per_endpoint} "
+                                "libraries already; stop one before starting another")
+        if not new_player:
+            return
+        if store.libraries_of(player_id, now) >= limits.max_libraries_per_player:
+            raise ProtocolError(ErrorCode.FULL, f"player is in {limits.max_libraries_per_player} libraries "
+                                "already; stop one before starting another")
+        counts = store.counts(library_id, now)
+        if counts.seeders + counts.leechers >= limits.max_players_per_library:
+            raise ProtocolError(ErrorCode.FULL, f"this library has {limits.max_players_per_library} players, "
+                                "the most this hub holds; retry later or use another hub")
+        if store.totals(now).entries >= limits.max_entries:
+            raise ProtocolError(ErrorCode.FULL, f"this hub holds {limits.max_entries} players in libraries, its "
+                                "limit; retry later or use another hub")
 
     def _announce_reply(self, request_id: int, library_id: bytes, peers: list[bytes], now: float,
                         endpoint: str = "", reachable: int = 0) -> bytes:
@@ -154,18 +174,11 @@ class RequestHandlers:
         if self.store.get(library_id, reporter, now) is None:
             raise ProtocolError(ErrorCode.NOT_FOUND, "reporter is not in this library; announce before reporting")
         head = reply_head(request)
-        head.report.dropped = False
-        if not self.store.find_endpoint(library_id, endpoint, now):
-            log.info("report_unknown_endpoint", library=library_id.hex(), endpoint=endpoint)
-        elif self.unreachable.report(library_id, endpoint, reporter, now):
-            dropped = self.store.remove_endpoint(library_id, endpoint, now)
-            head.report.dropped = bool(dropped)
-            log.info(
-                "player_dropped", reason="reports", library=library_id.hex(), endpoint=endpoint, players=len(dropped)
-            )
-        else:
+        head.report.dropped = False  # only a failed ping of the hub's own drops a player, later
+        if self.store.find_endpoint(library_id, endpoint, now):
             queued = self.unreachable.want_ping(library_id, endpoint, now)
-            log.info("report", library=library_id.hex(), endpoint=endpoint, reporter=reporter.hex(), ping=queued)
+            if queued:
+                log.info("report", library=library_id.hex(), endpoint=endpoint, reporter=reporter.hex())
         return head.SerializeToString()
 
     def ping_done(self, endpoint: str, reachable: bool, now: float) -> None:

@@ -16,8 +16,8 @@ How this works:
   skipped; an entry refreshed since is rescheduled at its new expiry; the
   rest expire. The heap is rebuilt if stale items ever outnumber live
   entries four to one.
-- ``player_id -> number of libraries`` answers the per-player cap and the
-  distinct-player total in O(1).
+- ``player_id -> number of libraries`` and ``endpoint -> number of entries``
+  answer the per-player and per-endpoint caps and the distinct-player total in O(1).
 
 Nothing here reads a clock: callers pass ``now``.
 """
@@ -138,6 +138,7 @@ class PeerIndex:
         self.expired: list[PeerRecord] = []  # dropped by expiry, kept for the caller when tracking
         self._libs: dict[bytes, _Library] = {}
         self._player_libs: dict[bytes, int] = {}
+        self._endpoint_entries: dict[str, int] = {}
         self._heap: list[tuple[float, bytes, bytes]] = []
         self._size = 0
         self._completed: dict[bytes, int] = {}
@@ -177,6 +178,10 @@ class PeerIndex:
         if old is None:
             self._size += 1
             self._player_libs[player_id] = self._player_libs.get(player_id, 0) + 1
+        if old is None or old.endpoint != record.endpoint:
+            if old is not None:
+                self._forget_endpoint(old.endpoint)
+            self._endpoint_entries[record.endpoint] = self._endpoint_entries.get(record.endpoint, 0) + 1
         scheduled = library.scheduled.get(player_id)
         if scheduled is None or expires_at < scheduled:
             library.scheduled[player_id] = expires_at
@@ -251,9 +256,20 @@ class PeerIndex:
         self.expire(now)
         return self._player_libs.get(player_id, 0)
 
+    def endpoint_entries(self, endpoint: str, now: float) -> int:
+        self.expire(now)
+        return self._endpoint_entries.get(endpoint, 0)
+
     def totals(self, now: float) -> Totals:
         self.expire(now)
-        return Totals(players=len(self._player_libs), libraries=len(self._libs))
+        return Totals(players=len(self._player_libs), libraries=len(self._libs), entries=self._size)
+
+    def _forget_endpoint(self, endpoint: str) -> None:
+        left = self._endpoint_entries[endpoint] - 1
+        if left:
+            self._endpoint_entries[endpoint] = left
+        else:
+            del self._endpoint_entries[endpoint]
 
     def _drop(self, library_id: bytes, player_id: bytes) -> PeerRecord | None:
         library = self._libs.get(library_id)
@@ -263,6 +279,7 @@ class PeerIndex:
         if record is None:
             return None
         self._size -= 1
+        self._forget_endpoint(record.endpoint)
         if not library.records:
             del self._libs[library_id]
         left = self._player_libs[player_id] - 1

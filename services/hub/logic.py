@@ -20,7 +20,8 @@ from google.protobuf.message import DecodeError
 
 from services.hub.handlers import PROTOCOL_VERSION, RequestHandlers, reply_head
 from services.hub.model import HubLimits, RequestKind
-from services.hub.ratelimit import RateLimiter, Verdict
+from services.hub.ratelimit import RateLimiter
+from services.hub.rejections import Rejections
 from services.hub.reports import Unreachable
 from services.hub.store import HubStore
 from services.runtime.logs import get_logger
@@ -62,9 +63,10 @@ class HubLogic:
         self.log_requests = log_requests
         self.stats_every = stats_every
         self.rate = RateLimiter(limits.rate, limits.burst)
-        self.unreachable = Unreachable(
-            limits.report_threshold, limits.expiry, limits.max_pending_pings, limits.ping_cooldown
-        )
+        # An address's own bucket: new identities cost nothing, a new address does.
+        self.address_rate = RateLimiter(limits.rate * limits.address_factor, limits.burst * limits.address_factor)
+        self.rejections = Rejections()
+        self.unreachable = Unreachable(limits.expiry, limits.max_pending_pings, limits.ping_cooldown)
         # Counters and routes are keyed by RequestKind values, which are the
         # names of HubRequest's body fields: no enum hashing per request.
         self._counts: dict[str, int] = {kind.value: 0 for kind in RequestKind}
@@ -88,9 +90,9 @@ class HubLogic:
     def handle_frames(self, frames: list[bytes], now: float, source: str = "") -> list[bytes] | None:
         """Answer one ROUTER message from address ``source`` ("" unknown); None when it cannot be answered."""
         if len(frames) < 2:
-            log.warning("hub_dropped", reason="no frame after the identity", frames=len(frames))
             self._counts[_INVALID] += 1
             self.rejected += 1
+            self.rejections.refused(source or frames[0].hex(), "MALFORMED", "no frame after the identity", now)
             return None
         identity = frames[0]
         if len(frames) == 2:
@@ -103,13 +105,12 @@ class HubLogic:
             ErrorCode.MALFORMED, f"expected 1 request frame after the envelope, got {body_frames}"
         )
         self._counts[_INVALID] += 1
-        return [*head, self._reject(identity, 0, _INVALID, error)]
+        return [*head, self._reject(identity, source, 0, _INVALID, error, now)]
 
     def handle(self, identity: bytes, body: bytes, now: float, source: str = "") -> bytes:
         """Answer one request frame from client ``identity`` at address ``source``; always a serialized HubReply."""
-        verdict = self.rate.check(identity, now)
-        if verdict is not Verdict.ALLOW:
-            return self._rate_limited(identity, verdict)
+        if not (self.rate.check(identity, now) and (not source or self.address_rate.check(source.encode(), now))):
+            return self._rate_limited(identity, source, now)
         request = hub_pb2.HubRequest()
         kind = _INVALID
         try:
@@ -124,11 +125,11 @@ class HubLogic:
         except ProtocolError as exc:
             if kind == _INVALID:
                 self._counts[kind] += 1
-            return self._reject(identity, request.request_id, kind, exc)
+            return self._reject(identity, source, request.request_id, kind, exc, now)
         except Exception:
             log.exception("hub_internal_error", client=identity.hex(), kind=kind)
             error = ProtocolError(ErrorCode.INTERNAL, "the hub failed on this request; it was logged, retry later")
-            return self._reject(identity, request.request_id, kind, error)
+            return self._reject(identity, source, request.request_id, kind, error, now)
 
     @staticmethod
     def _decode(request: hub_pb2.HubRequest, body: bytes, max_bytes: int, known: Container[str]) -> str:
@@ -146,17 +147,18 @@ class HubLogic:
             raise ProtocolError(ErrorCode.UNKNOWN_REQUEST, "request has no body this hub understands")
         return kind
 
-    def _rate_limited(self, identity: bytes, verdict: Verdict) -> bytes:
+    def _rate_limited(self, identity: bytes, source: str, now: float) -> bytes:
         self.rejected += 1
-        if verdict is Verdict.REFUSE_FIRST:
-            log.info("hub_rejected", client=identity.hex(), code="RATE_LIMITED", reason="client over its rate")
+        self.rejections.refused(source or identity.hex(), "RATE_LIMITED", "client over its rate", now)
         error = ProtocolError(ErrorCode.RATE_LIMITED, "too many requests; slow down and retry in a second")
         reply = hub_pb2.HubReply(version=PROTOCOL_VERSION, request_id=0, error=error.to_pb())
         return reply.SerializeToString()
 
-    def _reject(self, identity: bytes, request_id: int, kind: str, error: ProtocolError) -> bytes:
+    def _reject(
+        self, identity: bytes, source: str, request_id: int, kind: str, error: ProtocolError, now: float
+    ) -> bytes:
         self.rejected += 1
-        log.info("hub_rejected", client=identity.hex(), kind=kind, code=error.code_name, reason=error.message)
+        self.rejections.refused(source or identity.hex(), error.code_name, f"{kind}: {error.message}", now)
         reply = hub_pb2.HubReply(version=PROTOCOL_VERSION, request_id=request_id, error=error.to_pb())
         return reply.SerializeToString()
 
@@ -186,9 +188,11 @@ class HubLogic:
     def tick(self, now: float) -> None:
         """Periodic housekeeping: store maintenance, and every few seconds forgetting idle state."""
         self.store.maintain(now)
+        self.rejections.flush(now)
         if now >= self._next_sweep:
             self._next_sweep = now + _SWEEP_EVERY
             self.rate.sweep(now)
+            self.address_rate.sweep(now)
             self.unreachable.sweep(now)
         if now >= self._next_stats:
             self._next_stats = now + self.stats_every

@@ -48,10 +48,11 @@ class LibraryCounts(NamedTuple):
 
 
 class Totals(NamedTuple):
-    """Distinct live players and libraries with at least one live player."""
+    """Distinct live players, libraries with at least one live player, and (library, player) entries."""
 
     players: int
     libraries: int
+    entries: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,15 +65,22 @@ class HubLimits:
     default_numwant: int = 50  # used when a request says numwant = 0
     max_numwant: int = 200
     max_request_bytes: int = 16 * 1024  # larger requests get TOO_LARGE
-    max_message_bytes: int = 64 * 1024  # zmq.MAXMSGSIZE: larger frames drop the connection
+    max_message_bytes: int = 17 * 1024  # zmq.MAXMSGSIZE: larger frames drop the connection
     max_scrape: int = 100  # libraries per scrape request
     max_libraries_per_player: int = 1000
+    max_libraries_per_endpoint: int = 1000  # players announcing one endpoint, over all libraries
+    max_players_per_library: int = 50_000
+    max_entries: int = 200_000  # (library, player) entries held in all; past it new players get FULL
+    connections_per_address: int = 128  # live TCP connections from one address; more are refused at handshake
+    max_connections: int = 4096
     rate: float = 200.0  # requests per second per client (ROUTER identity); 0 = unlimited
     burst: float = 400.0
-    report_threshold: int = 3  # distinct reporters that make the hub drop an endpoint
+    address_factor: float = 10.0  # an address (whatever identities it uses) may send this many clients' worth
     max_pending_pings: int = 256
     ping_cooldown: float = 60.0  # seconds an endpoint that answered a ping is not pinged again
     allowlist: frozenset[bytes] | None = field(default=None)  # library ids served; None = all
+    # Where the hub may ping an endpoint that was not announced from its own address (CIDRs; none by default).
+    ping_networks: tuple[str, ...] = ()
 
     @property
     def expiry(self) -> float:

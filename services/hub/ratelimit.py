@@ -1,6 +1,6 @@
-"""Per-client token buckets, keyed by ROUTER identity.
+"""Per-client token buckets, keyed by ROUTER identity or by address.
 
-How this works: each client has ``(tokens, last_seen, refusing)``. A request refills
+How this works: each client has ``(tokens, last_seen)``. A request refills
 ``rate * (now - last_seen)`` tokens up to ``burst`` and then spends one; with
 less than one token the request is refused. A bucket idle long enough to be
 full again carries no information, so :meth:`RateLimiter.sweep` forgets it;
@@ -10,16 +10,6 @@ seconds, and by ``max_clients`` (past it, the longest-known bucket goes first).
 
 from __future__ import annotations
 
-import enum
-
-
-class Verdict(enum.Enum):
-    """What the limiter says about one request."""
-
-    ALLOW = "allow"
-    REFUSE_FIRST = "refuse_first"  # the first refusal since this client was last allowed: log it
-    REFUSE = "refuse"
-
 
 class RateLimiter:
     """Token bucket per client; ``rate <= 0`` disables limiting."""
@@ -28,32 +18,31 @@ class RateLimiter:
         self.rate = rate
         self.burst = max(burst, 1.0)
         self.max_clients = max_clients
-        self._buckets: dict[bytes, tuple[float, float, bool]] = {}
+        self._buckets: dict[bytes, tuple[float, float]] = {}
 
-    def check(self, client: bytes, now: float) -> Verdict:
-        """Spend one token for ``client`` at time ``now``, or refuse when it has none left."""
+    def check(self, client: bytes, now: float) -> bool:
+        """Spend one token for ``client`` at time ``now``; False (refused) when it has none left."""
         if self.rate <= 0:
-            return Verdict.ALLOW
+            return True
         bucket = self._buckets.get(client)
         if bucket is None:
             if len(self._buckets) >= self.max_clients:
                 del self._buckets[next(iter(self._buckets))]
-            tokens, refusing = self.burst, False
+            tokens = self.burst
         else:
             tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
-            refusing = bucket[2]
         if tokens < 1.0:
-            self._buckets[client] = (tokens, now, True)
-            return Verdict.REFUSE if refusing else Verdict.REFUSE_FIRST
-        self._buckets[client] = (tokens - 1.0, now, False)
-        return Verdict.ALLOW
+            self._buckets[client] = (tokens, now)
+            return False
+        self._buckets[client] = (tokens - 1.0, now)
+        return True
 
     def sweep(self, now: float) -> int:
         """Forget buckets that have refilled completely; return how many were forgotten."""
         if self.rate <= 0:
             return 0
         full_after = self.burst / self.rate
-        idle = [client for client, (_, last, _) in self._buckets.items() if now - last >= full_after]
+        idle = [client for client, (_, last) in self._buckets.items() if now - last >= full_after]
         for client in idle:
             del self._buckets[client]
         return len(idle)

@@ -1,15 +1,19 @@
-"""Reports of unreachable endpoints and the hub's own reachability pings.
+"""Reports of unreachable endpoints, checked by the hub's own pings.
 
-How this works: a report names (library, endpoint) and the reporting player.
-Distinct reporters are remembered per (library, endpoint) for ``window``
-seconds; when ``threshold`` of them agree, :meth:`Unreachable.report` says so
-and the caller drops the endpoint's players. Short of that, the first report
-queues a ping: the broker takes queued endpoints with :meth:`take_pings`,
-hands them to the pinger thread, and feeds results back with
-:meth:`ping_done`, which names the libraries to drop the endpoint from when
-the ping failed. An endpoint that answered a ping is not pinged again for
-``cooldown`` seconds; pings whose result never came are forgotten after
-``window``. Every table is bounded.
+How this works: a report names (library, endpoint) and comes from a player of
+that library (the handler checks that). A report never drops anyone by itself:
+player ids cost nothing, so any number of reporters may be one liar. It queues
+a ping of the endpoint: the broker takes queued endpoints with
+:meth:`Unreachable.take_pings`, hands them to the pinger thread, and feeds
+results back with :meth:`Unreachable.ping_done`, which names the libraries to
+drop the endpoint from when the ping failed. An endpoint that answered is not
+pinged again for ``cooldown`` seconds, whatever is reported of it meanwhile;
+pings whose result never came are forgotten after ``window``. Every table is bounded.
+
+The hub pings only endpoints it may: :meth:`allow` is told, at announce time,
+of each endpoint whose host is the address the announce came from (or is in a
+network the operator allows); any other endpoint is never pinged, so the hub
+cannot be used to probe someone else's ports, and reports of it count for nothing.
 
 The same pings answer :meth:`Unreachable.probe`: whether the hub itself can
 connect to a player's recorded endpoint, so that a player nobody can reach is
@@ -35,38 +39,31 @@ class _Pending:
 class Unreachable:
     """Bookkeeping for unreachable reports and pings; no I/O, callers pass ``now``."""
 
-    def __init__(
-        self, threshold: int, window: float, max_pending: int, cooldown: float, max_keys: int = 100_000
-    ) -> None:
-        self.threshold = threshold
+    def __init__(self, window: float, max_pending: int, cooldown: float, max_keys: int = 100_000) -> None:
         self.window = window
         self.max_pending = max_pending
         self.cooldown = cooldown
         self.max_keys = max_keys
-        self._reports: dict[tuple[bytes, str], dict[bytes, float]] = {}
+        self._allowed: dict[str, float] = {}  # endpoint -> until when the hub may ping it
         self._pending: dict[str, _Pending] = {}
         self._queue: list[str] = []
         self._reachable_until: dict[str, float] = {}
         self._verdicts: dict[str, tuple[int, float]] = {}  # endpoint -> (Reachability, valid until)
 
-    def report(self, library_id: bytes, endpoint: str, reporter_id: bytes, now: float) -> bool:
-        """Record a report; True when enough distinct players agree (the record is then cleared)."""
-        key = (library_id, endpoint)
-        reporters = self._reports.get(key)
-        if reporters is None:
-            if len(self._reports) >= self.max_keys:
-                del self._reports[next(iter(self._reports))]
-            reporters = self._reports[key] = {}
-        reporters[reporter_id] = now
-        fresh = {who: when for who, when in reporters.items() if now - when < self.window}
-        if len(fresh) >= self.threshold:
-            del self._reports[key]
-            return True
-        self._reports[key] = fresh
-        return False
+    def allow(self, endpoint: str, now: float) -> None:
+        """``endpoint`` announced itself from its own address: the hub may ping it for ``window`` seconds."""
+        if endpoint not in self._allowed and len(self._allowed) >= self.max_keys:
+            del self._allowed[next(iter(self._allowed))]
+        self._allowed[endpoint] = now + self.window
+
+    def may_ping(self, endpoint: str, now: float) -> bool:
+        return self._allowed.get(endpoint, 0.0) > now
 
     def want_ping(self, library_id: bytes, endpoint: str, now: float) -> bool:
-        """Queue a ping of ``endpoint`` unless one is pending, it answered lately, or too many are pending."""
+        """Queue a ping of ``endpoint`` unless the hub may not ping it, one is pending, it answered lately,
+        or too many are pending."""
+        if not self.may_ping(endpoint, now):
+            return False
         pending = self._pending.get(endpoint)
         if pending is not None:
             pending.libraries.add(library_id)
@@ -78,10 +75,14 @@ class Unreachable:
         return True
 
     def probe(self, endpoint: str, now: float) -> int:
-        """The hub's own verdict on ``endpoint`` (a ``Reachability``); unknown or stale queues a ping."""
+        """The hub's own verdict on ``endpoint`` (a ``Reachability``); unknown or stale queues a ping.
+
+        An endpoint the hub may not ping stays REACHABILITY_UNKNOWN."""
         verdict = self._verdicts.get(endpoint)
         if verdict is not None and verdict[1] > now:
             return verdict[0]
+        if not self.may_ping(endpoint, now):
+            return hub_pb2.REACHABILITY_UNKNOWN
         if endpoint not in self._pending and len(self._pending) < self.max_pending:
             self._pending[endpoint] = _Pending(since=now)
             self._queue.append(endpoint)
@@ -104,22 +105,11 @@ class Unreachable:
                 del self._reachable_until[next(iter(self._reachable_until))]
             self._reachable_until[endpoint] = now + self.cooldown
             return []
-        libraries = sorted(pending.libraries) if pending is not None else []
-        for library_id in libraries:
-            self._reports.pop((library_id, endpoint), None)
-        return libraries
-
-    def forget(self, library_id: bytes, endpoint: str) -> None:
-        """Clear reports about an endpoint that was dropped some other way."""
-        self._reports.pop((library_id, endpoint), None)
+        return sorted(pending.libraries) if pending is not None else []
 
     def sweep(self, now: float) -> None:
-        """Forget stale reports, lost pings and expired cooldowns."""
-        self._reports = {
-            key: fresh
-            for key, reporters in self._reports.items()
-            if (fresh := {who: when for who, when in reporters.items() if now - when < self.window})
-        }
+        """Forget lost pings, expired permissions and cooldowns."""
+        self._allowed = {ep: until for ep, until in self._allowed.items() if until > now}
         self._pending = {ep: p for ep, p in self._pending.items() if now - p.since < self.window}
         self._reachable_until = {ep: until for ep, until in self._reachable_until.items() if until > now}
         self._verdicts = {ep: v for ep, v in self._verdicts.items() if v[1] > now - PROBE_KEEP_OK}

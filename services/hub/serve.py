@@ -58,18 +58,24 @@ def build_options(
     interval: int = 60,
     rate: float = 200.0,
     log_requests: bool = False,
+    ping_networks: tuple[str, ...] = (),
 ) -> HubOptions:
     """Resolve command-line values against the defaults: bind on all interfaces, db in the data dir."""
     if not 1 <= interval <= 86_400:
         raise HubStartError(f"--interval must be between 1 and 86400 seconds, got {interval}")
     if rate < 0:
         raise HubStartError(f"--rate must be 0 (unlimited) or more, got {rate}")
+    try:
+        addresses.networks(ping_networks)
+    except ValueError as exc:
+        raise HubStartError(f"--ping-allow: {exc}") from None
     limits = HubLimits(
         interval=interval,
         min_interval=max(1, interval // 2),
         rate=rate,
         burst=max(1.0, 2 * rate),
         allowlist=load_allowlist(allowlist) if allowlist is not None else None,
+        ping_networks=ping_networks,
     )
     return HubOptions(
         bind=bind or f"tcp://0.0.0.0:{hub_port}",

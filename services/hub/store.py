@@ -97,8 +97,12 @@ class HubStore(Protocol):
         """How many libraries this player is live in (for the per-player cap)."""
         ...
 
+    def endpoint_entries(self, endpoint: str, now: float) -> int:
+        """How many live (library, player) entries announce ``endpoint`` (for the per-endpoint cap)."""
+        ...
+
     def totals(self, now: float) -> Totals:
-        """Distinct live players and libraries having at least one live player."""
+        """Distinct live players, libraries having at least one live player, and live entries."""
         ...
 
     def maintain(self, now: float) -> None:

@@ -177,7 +177,7 @@ def test_libraries_per_player_are_capped() -> None:
     logic = make_logic(max_libraries_per_player=2)
     call(logic, announce(1, lib=b"1" * 32))
     call(logic, announce(1, lib=b"2" * 32))
-    assert error_of(call(logic, announce(1, lib=b"3" * 32))) == E.TOO_LARGE
+    assert error_of(call(logic, announce(1, lib=b"3" * 32))) == E.FULL
     assert call(logic, announce(1, lib=b"2" * 32)).WhichOneof("body") == "announce"
 
 
@@ -205,21 +205,57 @@ def test_envelopes_are_answered_in_the_shape_they_came() -> None:
         assert error_of(hub_pb2.HubReply.FromString(reply[-1])) == E.MALFORMED
 
 
-def test_three_distinct_reporters_drop_an_endpoint() -> None:
+def test_reports_from_any_number_of_players_never_drop_a_seed_the_hub_reached() -> None:
     logic = make_logic()
     for n in range(5):
         call(logic, announce(n))
     assert logic.take_pings() == [ep(n) for n in range(5)]  # the hub checks every new endpoint itself
+    logic.ping_done(ep(0), True, T0)
+    for liar in range(100, 130):  # fresh player ids join the library only to report
+        call(logic, announce(liar))
+        assert call(logic, report(ep(0), liar)).report.dropped is False
+    logic.take_pings()
+    got = call(logic, request(get_peers=hub_pb2.GetPeers(library_id=LIB, numwant=200))).peers
+    assert pid(0) in [p.player_id for p in got.peers]
+    assert ep(0) not in logic.take_pings()  # its good ping stands: reports cannot even make it ask again
 
-    def dropped(reporter: int) -> bool:
-        return call(logic, report(ep(0), reporter)).report.dropped
 
-    assert dropped(1) is False
-    assert logic.take_pings() == []  # the check of ep(0) is under way already
-    assert dropped(1) is False
-    assert dropped(2) is False
-    assert dropped(3) is True
-    assert call(logic, announce(9)).announce.leechers == 5  # 1-4 and 9
+def test_reports_queue_one_ping_and_only_its_failure_drops() -> None:
+    logic = make_logic()
+    for n in range(3):
+        call(logic, announce(n))
+    logic.take_pings()
+    logic.ping_done(ep(0), False, T0)  # the probe failed: nobody is dropped for that alone
+    assert call(logic, announce(9)).announce.leechers == 4
+    assert logic.take_pings() == [ep(9)]
+    for reporter in (1, 2, 9):
+        assert call(logic, report(ep(0), reporter), now=T0 + 11).report.dropped is False
+    assert logic.take_pings() == [ep(0)]
+    logic.ping_done(ep(0), False, T0 + 12)
+    got = call(logic, request(get_peers=hub_pb2.GetPeers(library_id=LIB)), now=T0 + 12).peers
+    assert sorted(p.player_id for p in got.peers) == [pid(1), pid(2), pid(9)]
+
+
+def test_the_hub_pings_only_the_address_an_announce_came_from() -> None:
+    logic = make_logic()
+    victim = "tcp://192.0.2.7:22"
+    here = logic.handle(CLIENT, announce(1, endpoint=victim), T0, "198.51.100.1")
+    reply = hub_pb2.HubReply.FromString(here)
+    assert reply.announce.endpoint == victim and reply.announce.reachable == hub_pb2.REACHABILITY_UNKNOWN
+    for reporter in (2, 3, 4):
+        logic.handle(CLIENT, announce(reporter), T0, "198.51.100.1")
+        logic.handle(CLIENT, report(victim, reporter), T0, "198.51.100.1")
+    assert victim not in logic.take_pings()
+    own = hub_pb2.HubReply.FromString(logic.handle(CLIENT, announce(5, endpoint="tcp://0.0.0.0:7000"), T0, "192.0.2.9"))
+    assert own.announce.endpoint == "tcp://192.0.2.9:7000"
+    assert logic.take_pings() == ["tcp://192.0.2.9:7000"]
+
+
+def test_an_operator_may_allow_pings_into_a_network() -> None:
+    logic = make_logic(ping_networks=("192.0.2.0/24",))
+    logic.handle(CLIENT, announce(1, endpoint="tcp://192.0.2.7:7000"), T0, "198.51.100.1")
+    logic.handle(CLIENT, announce(2, endpoint="tcp://203.0.113.7:7000"), T0, "198.51.100.1")
+    assert logic.take_pings() == ["tcp://192.0.2.7:7000"]
 
 
 def test_a_failed_ping_drops_and_a_good_one_holds_off_the_next() -> None:

@@ -153,9 +153,23 @@ def test_totals_count_distinct_players_and_live_libraries(store: HubStore) -> No
     store.upsert(rec(1), T0)
     store.upsert(rec(1, lib=LIB_B), T0)
     store.upsert(rec(2, lib=LIB_B), T0)
-    assert store.totals(T0) == Totals(players=2, libraries=2)
+    assert store.totals(T0) == Totals(players=2, libraries=2, entries=3)
     assert store.libraries_of(pid(1), T0) == 2
     assert store.libraries_of(pid(3), T0) == 0
+
+
+def test_entries_per_endpoint_follow_moves_removals_and_expiry(store: HubStore) -> None:
+    shared = rec(1, port=9000).endpoint
+    store.upsert(rec(1, port=9000), T0)
+    store.upsert(rec(1, lib=LIB_B, port=9000, expires=T0 + 10), T0)
+    assert store.endpoint_entries(shared, T0) == 2
+    moved = rec(1, port=9001)
+    store.upsert(moved, T0)
+    assert store.endpoint_entries(shared, T0) == 1 and store.endpoint_entries(moved.endpoint, T0) == 1
+    assert store.endpoint_entries(shared, T0 + 10) == 0  # the LIB_B entry expired
+    store.remove(LIB_A, pid(1), T0 + 11)
+    assert store.endpoint_entries(moved.endpoint, T0 + 11) == 0
+    assert store.totals(T0 + 11).entries == 0
 
 
 def test_endpoints_are_found_and_removed_per_library(store: HubStore) -> None:

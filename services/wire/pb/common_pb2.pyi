@@ -43,6 +43,8 @@ class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.V
     """no upload slot or rate budget right now; retry later"""
     INTERNAL: _ErrorCode.ValueType  # 10
     """a bug or an I/O failure on the answering side"""
+    FULL: _ErrorCode.ValueType  # 11
+    """a cap on what the service holds is reached (players, libraries, connections)"""
 
 class ErrorCode(_ErrorCode, metaclass=_ErrorCodeEnumTypeWrapper):
     """One error enum for all protocols. Replies carry a code a program can
@@ -69,6 +71,8 @@ BUSY: ErrorCode.ValueType  # 9
 """no upload slot or rate budget right now; retry later"""
 INTERNAL: ErrorCode.ValueType  # 10
 """a bug or an I/O failure on the answering side"""
+FULL: ErrorCode.ValueType  # 11
+"""a cap on what the service holds is reached (players, libraries, connections)"""
 Global___ErrorCode: _TypeAlias = ErrorCode  # noqa: Y015
 
 @_typing.final
