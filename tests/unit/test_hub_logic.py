@@ -190,6 +190,50 @@ def test_rate_limit_per_client_refills_with_time() -> None:
     assert call(logic, health, now=T0 + 0.5).WhichOneof("body") == "health"
 
 
+def test_new_identities_do_not_escape_the_rate_of_their_address() -> None:
+    logic = make_logic(rate=2.0, burst=3.0, address_factor=2.0)  # the address: 4/s, burst 6
+    health = request(health=hub_pb2.Health())
+    answers = [hub_pb2.HubReply.FromString(logic.handle(bytes([n]), health, T0, "198.51.100.1")) for n in range(10)]
+    assert [a.WhichOneof("body") for a in answers] == ["health"] * 6 + ["error"] * 4
+    elsewhere = hub_pb2.HubReply.FromString(logic.handle(b"x", health, T0, "198.51.100.2"))
+    assert elsewhere.WhichOneof("body") == "health"
+
+
+@pytest.mark.parametrize(
+    ("limits", "first", "then"),
+    [
+        ({"max_players_per_library": 2}, [announce(1), announce(2)], announce(3)),
+        ({"max_entries": 2}, [announce(1), announce(2, lib=OTHER_LIB)], announce(3, lib=b"3" * 32)),
+        ({"max_libraries_per_endpoint": 2},
+         [announce(1, endpoint=ep(7)), announce(2, lib=OTHER_LIB, endpoint=ep(7))],
+         announce(3, lib=b"3" * 32, endpoint=ep(7))),
+    ],
+)
+def test_store_caps_answer_full_and_known_entries_still_refresh(
+    limits: dict[str, int], first: list[bytes], then: bytes
+) -> None:
+    logic = make_logic(**limits)
+    for body in first:
+        assert call(logic, body).WhichOneof("body") == "announce"
+    refused = call(logic, then)
+    assert error_of(refused) == E.FULL
+    assert call(logic, first[0], now=T0 + 30).WhichOneof("body") == "announce"  # a refresh always fits
+    logic.handle(CLIENT, request(announce=hub_pb2.Announce(
+        library_id=LIB, player_id=pid(1), endpoint=ep(1), event=hub_pb2.STOPPED)), T0 + 31)
+    assert call(logic, then, now=T0 + 32).WhichOneof("body") == "announce"  # room again once one left
+
+
+def test_refusals_are_logged_once_per_client_and_interval_with_a_count(capsys: pytest.CaptureFixture[str]) -> None:
+    logic = make_logic()
+    for n in range(500):
+        logic.handle(bytes([n % 256, n // 256]), b"\xff garbage", T0 + n * 0.01, "198.51.100.1")
+    logic.tick(T0 + 61)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "hub_rejected" in line]
+    assert len(lines) == 2, lines
+    assert "count=1" in lines[0] and "count=499" in lines[1]
+    assert logic.rejected == 500
+
+
 def test_envelopes_are_answered_in_the_shape_they_came() -> None:
     logic = make_logic()
     health = request(health=hub_pb2.Health())
