@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sqlite3
 import time
 from collections import deque
 from pathlib import Path
@@ -27,7 +28,7 @@ import zmq
 
 from services.hub.client_types import Reachability
 from services.peer import identity
-from services.peer.distributor_logic import DistributorLogic, Send, SendBook
+from services.peer.distributor_logic import DistributorLogic, Send, SendBook, Served
 from services.peer.hublink import AnnounceJob, HubLink
 from services.peer.library import Library, LibraryError, read_library
 from services.peer.partfile import partial_path
@@ -37,6 +38,7 @@ from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import get_logger
 from services.runtime.service import service_main
 from services.wire import framing
+from services.wire.admission import Admission, Gate
 from services.wire.errors import ErrorCode
 from services.wire.ids import make_endpoint
 from services.wire.pb import hub_pb2, wire_pb2
@@ -50,6 +52,9 @@ UNVERIFIED_ANNOUNCES = 5  # at most this many times
 SEND_BUFFER = 128 * 1024  # kernel send buffer per connection: a slow link's backlog waits where we see it
 NOTICE_BATCH = 256  # local notices taken per loop turn
 DRAIN_POLL = 0.01  # while books are on their way to the kernel, look this often whether they got there
+CONNECTIONS_PER_ADDRESS = 128  # live connections from one address; more are refused at the handshake
+MAX_CONNECTIONS = 1024
+STUCK_SECONDS = 30.0  # a connection whose sent bytes go unacknowledged this long (a reader that stopped) is closed
 
 
 def notify_endpoint(run_dir: Path) -> str:
@@ -66,6 +71,9 @@ class Distributor:
         self.router.setsockopt(zmq.RCVHWM, 10000)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.SNDBUF, SEND_BUFFER)
+        self.router.setsockopt(zmq.TCP_MAXRT, int(STUCK_SECONDS * 1000))  # TCP_USER_TIMEOUT: zero windows too
+        self.gate = Gate(self.ctx, Admission(CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS), "distributor")
+        self.gate.guard(self.router)
         host, port = config.get("distributor.ip"), config.get("distributor.port")
         if port == 0:
             port = self.router.bind_to_random_port(f"tcp://{host}" if ":" not in host else f"tcp://[{host}]")
@@ -95,6 +103,7 @@ class Distributor:
                                          config.get("maestro.heartbeat_interval")) if heartbeat else None
         if self.heartbeat:
             self.heartbeat.endpoint = self.endpoint
+        self.uploaded_unsaved = False
         self.running = True
         (config.run_dir / "distributor.endpoint").write_text(self.endpoint)
 
@@ -128,8 +137,20 @@ class Distributor:
                 self._announce(library_id, hub_pb2.COMPLETED, now)
             served = self.logic.served[library_id]
             if served.uploaded:
-                self.state.add_uploaded(record.id, served.uploaded)
-                served.uploaded = 0
+                self._count_uploaded(record.id, served)
+
+    def _count_uploaded(self, library_id: str, served: Served) -> None:
+        """Add what was uploaded to state.db; on a full or failing disk keep it for the next try."""
+        try:
+            self.state.add_uploaded(library_id, served.uploaded)
+        except sqlite3.Error as exc:
+            if not self.uploaded_unsaved:
+                log.warning("uploaded_not_saved", library=library_id, error=str(exc),
+                            hint="free space in the data folder; the count is kept and saved when it can be")
+            self.uploaded_unsaved = True
+            return
+        self.uploaded_unsaved = False
+        served.uploaded = 0
 
     def _read(self, path: Path) -> Library | None:
         try:
@@ -212,6 +233,9 @@ class Distributor:
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.pull, zmq.POLLIN)
         poller.register(self.hub.socket, zmq.POLLIN)
+        gate = set(self.gate.sockets())
+        for sock in gate:
+            poller.register(sock, zmq.POLLIN)
         slog.info("distributor_started", endpoint=self.endpoint, pid=os.getpid())
         print(f"distributor listening on {self.endpoint}", flush=True)
         next_reload = 0.0
@@ -235,6 +259,8 @@ class Distributor:
                 self._notices()
             if self.hub.socket in events:
                 self._hub_results(now)
+            if gate.intersection(events):
+                self.gate.handle(now)
             self._drained(now)
             self._execute(self.logic.serve(now))
         self.shutdown()
@@ -326,6 +352,7 @@ class Distributor:
         if self.heartbeat:
             self.heartbeat.close()
         self.state.close()
+        self.gate.close()
         self.ctx.destroy(linger=0)
         slog.info("distributor_stopped", pid=os.getpid())
 

@@ -133,6 +133,7 @@ class DistributorLogic:
         self.pipe = Pipe()
         self.served: dict[bytes, Served] = {}
         self.queue: deque[Pending] = deque()
+        self.queued_by: dict[bytes, int] = {}  # requests in the queue per requester
         self.counts: dict[str, int] = {"requests": 0, "books_sent": 0, "busy": 0, "errors": 0}
 
     # -- catalogue ----------------------------------------------------------
@@ -151,6 +152,9 @@ class DistributorLogic:
     def drop_library(self, library_id: bytes) -> None:
         self.served.pop(library_id, None)
         self.queue = deque(p for p in self.queue if p.library_id != library_id)
+        self.queued_by = {}
+        for pending in self.queue:
+            self.queued_by[pending.identity] = self.queued_by.get(pending.identity, 0) + 1
 
     def set_rate(self, upload_rate: int, now: float) -> None:
         self.bucket.set_rate(upload_rate, now)
@@ -212,16 +216,28 @@ class DistributorLogic:
     def _request(self, identity: bytes, library_id: bytes, book: int, now: float) -> list[Action]:
         self.counts["requests"] += 1
         served = self._library(library_id)
+        if identity not in served.subscribers:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "handshake for this library before asking for its books")
         if book not in served.have:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"book {book} is not held here")
         if served.already_spread(book, now):
             self.counts["busy"] += 1  # ask a leecher for this one; other books are welcome at once
             return [Send(identity, served.spread_busy(book, now))]
-        if len(self.queue) >= self._capacity(served, now):
+        capacity = self._capacity(served, now)
+        mine = self.queued_by.get(identity, 0)
+        if len(self.queue) >= capacity or mine >= max(4, capacity // 2):  # nobody holds more than half of it
             self.counts["busy"] += 1
             return [Send(identity, framing.busy(library_id, book, self._retry_ms(served, now)))]
         self.queue.append(Pending(identity, library_id, book, now))
+        self.queued_by[identity] = mine + 1
         return []
+
+    def _dequeued(self, pending: Pending) -> None:
+        left = self.queued_by.get(pending.identity, 1) - 1
+        if left > 0:
+            self.queued_by[pending.identity] = left
+        else:
+            self.queued_by.pop(pending.identity, None)
 
     def _capacity(self, served: Served, now: float) -> int:
         """Queued requests accepted: under an upload limit, about QUEUE_SECONDS of upload (at least 4)."""
@@ -243,7 +259,8 @@ class DistributorLogic:
         try:
             self.queue.remove(target)
         except ValueError:
-            pass
+            return
+        self._dequeued(target)
 
     # -- serving ------------------------------------------------------------------
     def serve(self, now: float) -> list[Action]:
@@ -283,6 +300,7 @@ class DistributorLogic:
             best = min(ready, key=lambda i: self._times_sent(self.queue[i]))
         chosen = self.queue[best]
         del self.queue[best]
+        self._dequeued(chosen)
         return chosen
 
     def _times_sent(self, pending: Pending) -> int:

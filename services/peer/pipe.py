@@ -8,7 +8,10 @@ requester may have about PIPE_SECONDS of the measured drain rate handed over (at
 least PIPE_MIN, so a fast link is never throttled by a young estimate); beyond
 that its requests wait in the Distributor's own queue, where they can still be
 chosen among. The share is per requester, so one that stops reading holds only
-its own share, never the others' (nor more than that share of memory).
+its own share, never the others' (nor more than that share of memory); it is at
+most PIPE_MAX, and once PIPE_TOTAL is handed over in all, only requesters with
+nothing handed over get another book, so a crowd of stalled readers holds a bounded
+total while every reader still gets its turn.
 
 The link, not a setting, is the limit when no queued request can be handed over
 (``blocked``), or when the pipe has not been empty for BUSY_LIMIT seconds (the
@@ -23,6 +26,8 @@ from dataclasses import dataclass, field
 
 PIPE_SECONDS = 0.1
 PIPE_MIN = 1 << 20
+PIPE_MAX = 16 << 20  # one requester's share, at most, however fast the link
+PIPE_TOTAL = 64 << 20  # all requesters' together: past it, only a requester with nothing handed over gets a book
 LINK_HOLD = 2.0
 BUSY_LIMIT = 0.5  # seconds without an empty pipe that mean the link is the limit
 RATE_WINDOW = 0.25  # seconds of busy pipe per rate sample
@@ -72,11 +77,12 @@ class Pipe:
     @property
     def share(self) -> float:
         """What one requester may have handed over and not yet drained."""
-        return max(PIPE_MIN, self.rate * PIPE_SECONDS)
+        return min(PIPE_MAX, max(PIPE_MIN, self.rate * PIPE_SECONDS))
 
     def room(self, peer: bytes) -> bool:
         """Whether another book for ``peer`` may be handed to the socket now."""
-        return self.by_peer.get(peer, 0) < self.share
+        held = self.by_peer.get(peer, 0)
+        return held == 0 or (held < self.share and self.queued < PIPE_TOTAL)
 
     def blocked(self, now: float) -> None:
         """Requests wait and none may be handed over: the link is the limit."""

@@ -107,14 +107,18 @@ def zctx() -> Iterator[Context]:
 
 @pytest.fixture
 def dealer(zctx: Context, player: Player) -> Iterator[Callable[[], Socket]]:
-    """Make DEALERs connected to the player's distributor; all closed with linger 0."""
+    """Make DEALERs connected to the player's distributor, handshaken for its library as a Requestor
+    would be (its bitfield read) unless ``handshake`` is False; all closed with linger 0."""
     made: list[Socket] = []
 
-    def make() -> Socket:
+    def make(handshake: bool = True) -> Socket:
         sock = zctx.socket(zmq.DEALER)
         sock.linger = 0
         made.append(sock)
         sock.connect(player.distributor.endpoint)
+        if handshake:
+            sock.send(framing.handshake(player.library.id, b"p" * 16))
+            assert recv_message(sock).WhichOneof("body") == "bitfield"
         return sock
 
     yield make
@@ -264,3 +268,14 @@ def test_an_oversized_frame_drops_that_connection_only(player: Player, dealer: C
     fresh = dealer()
     fresh.send(framing.request(player.library.id, 2))
     expect_book(fresh, player, 2)
+
+
+def test_no_book_before_a_handshake(player: Player, dealer: Callable[..., Socket]) -> None:
+    stranger = dealer(handshake=False)
+    stranger.send(framing.request(player.library.id, 1))
+    error = expect_error(stranger, ErrorCode.FORBIDDEN)
+    assert "handshake" in error.error.message
+    stranger.send(framing.handshake(player.library.id, b""))
+    assert recv_message(stranger).WhichOneof("body") == "bitfield"
+    stranger.send(framing.request(player.library.id, 1))
+    expect_book(stranger, player, 1)

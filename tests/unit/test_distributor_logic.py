@@ -6,6 +6,8 @@ Libraries are small real ones (16 KiB books); ``have`` patterns are strings,
 
 from __future__ import annotations
 
+from collections import deque
+
 import pytest
 
 from services.peer.bitfield import Bitfield
@@ -55,6 +57,10 @@ def error_code(actions: list[Send | SendBook], identity: bytes = ALICE) -> int:
 def request(
     dist: DistributorLogic, who: bytes, book: int, now: float = 0.0, lib: Library = LIB
 ) -> list[Send | SendBook]:
+    """A request from ``who``, after its handshake for ``lib`` if it had none (as a Requestor does)."""
+    served = dist.served.get(lib.id)
+    if served is not None and who not in served.subscribers:
+        dist.handle(who, [framing.handshake(lib.id, b"p" * 16)], now)
     return dist.handle(who, [framing.request(lib.id, book)], now)
 
 
@@ -109,9 +115,9 @@ def test_the_last_book_is_short() -> None:
 
 def test_unlimited_serving_is_first_come_first_served() -> None:
     dist = logic(slots=4)
-    for who, book in [(ALICE, 2), (BOB, 0), (ALICE, 0), (CAROL, 2)]:
+    for who, book in [(ALICE, 2), (BOB, 0), (ALICE, 1), (CAROL, 3)]:
         request(dist, who, book)
-    assert sent_books(dist.serve(0.0)) == [(ALICE, 2), (BOB, 0), (ALICE, 0), (CAROL, 2)]
+    assert sent_books(dist.serve(0.0)) == [(ALICE, 2), (BOB, 0), (ALICE, 1), (CAROL, 3)]
 
 
 def test_a_book_not_held_is_not_found_and_names_the_request() -> None:
@@ -135,16 +141,36 @@ def test_a_request_for_an_unknown_library_is_not_found() -> None:
 
 
 def test_a_full_queue_answers_busy_with_a_retry_hint() -> None:
-    dist = logic(slots=2)  # queue capacity 8
-    for book in range(8):
-        assert request(dist, ALICE, book % 4) == []
-    reply = one_reply(request(dist, BOB, 1), BOB)
+    dist = logic("*" * 8, slots=2, lib=library(books=8))  # queue capacity 8
+    lib = library(books=8)
+    for who in (ALICE, BOB):
+        for book in range(4):
+            assert request(dist, who, book, lib=lib) == []
+    reply = one_reply(request(dist, CAROL, 1, lib=lib), CAROL)
     assert reply.WhichOneof("body") == "busy"
-    assert (reply.busy.library_id, reply.busy.book) == (LIB.id, 1)
+    assert (reply.busy.library_id, reply.busy.book) == (lib.id, 1)
     assert reply.busy.retry_after_ms > 0
     assert dist.counts["busy"] == 1 and len(dist.queue) == 8
     dist.serve(0.0)
-    assert request(dist, BOB, 1) == []  # room again
+    assert request(dist, CAROL, 7, lib=lib) == []  # room again (a book never sent: spreading has no say)
+
+
+def test_no_requester_holds_more_than_half_the_queue() -> None:
+    lib = library(books=8)
+    dist = logic("*" * 8, slots=2, lib=lib)  # queue capacity 8
+    for book in range(4):
+        assert request(dist, ALICE, book, lib=lib) == []
+    assert one_reply(request(dist, ALICE, 4, lib=lib), ALICE).WhichOneof("body") == "busy"
+    assert request(dist, BOB, 5, lib=lib) == []  # the rest is there for the others
+    dist.handle(ALICE, [framing.cancel(lib.id, 0)], 0.0)
+    assert request(dist, ALICE, 4, lib=lib) == []  # a cancel gives its place back
+
+
+def test_a_request_before_a_handshake_is_refused() -> None:
+    dist = logic()
+    reply = one_reply(dist.handle(ALICE, [framing.request(LIB.id, 1)], 0.0), ALICE)
+    assert reply.error.error.code == ErrorCode.FORBIDDEN and "handshake" in reply.error.error.message
+    assert dist.queue == deque() and dist.serve(0.0) == []
 
 
 def test_busy_hint_grows_with_the_backlog_when_rate_limited() -> None:
