@@ -15,6 +15,7 @@ from services.peer.bitfield import Bitfield
 from services.peer.window import Window
 
 HANDSHAKE_TIMEOUT = 5.0
+FIRST_CONTACT = 1.5  # a remote that has never said a word by then is taken for dead (no connection, a fake seed)
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Remote:
     books: dict[bytes, Bitfield | None] = field(default_factory=dict)
     handshake_at: dict[bytes, float] = field(default_factory=dict)
     last_heard: float = 0.0
+    heard: bool = False  # it has answered anything at all since it was connected
     not_before: float = 0.0
     attempts: int = 0
     refused: dict[tuple[bytes, int], float] = field(default_factory=dict)
@@ -50,6 +52,10 @@ class Remote:
     def answered(self, library_id: bytes) -> bool:
         """Whether the remote answered the handshake for ``library_id`` with its bitfield."""
         return self.books.get(library_id) is not None
+
+    def never_answered(self, now: float) -> bool:
+        """Connected and asked FIRST_CONTACT ago, and silent since: nothing listens there, or nothing honest."""
+        return not self.heard and bool(self.handshake_at) and now - min(self.handshake_at.values()) > FIRST_CONTACT
 
     def stale_handshakes(self, now: float) -> list[bytes]:
         return [lib for lib, at in self.handshake_at.items()

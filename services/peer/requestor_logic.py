@@ -54,6 +54,9 @@ HANDSHAKE_ATTEMPTS = 3
 REFUSED_SECONDS = 0.5  # after a busy for a book, ask that remote for other books this long
 ERROR_SECONDS = 5.0  # after an error for a book (not held there, say), do not ask that remote for it this long
 STALL_GRACE = 2.0  # missing books without a source this long make the download stalled
+DEAD_FIRST = 3.0  # an endpoint that never answered is not tried again for this long, doubling each time
+DEAD_MAX = 60.0  # up to this
+MAX_DEAD = 10_000
 
 
 def peers_counter(library_hex: str) -> str:
@@ -200,6 +203,7 @@ class RequestorLogic:
         self.rng = rng
         self.downloads: dict[bytes, Download] = {}
         self.remotes: dict[str, Remote] = {}
+        self.dead: dict[str, tuple[float, float]] = {}  # never answered: endpoint -> (not tried before, pause)
         self.next_expire = now
         self.next_sync = now + SYNC_SECONDS
         self.counts = {"books": 0, "bad_books": 0}
@@ -248,7 +252,7 @@ class RequestorLogic:
         for peer in peers:
             if peer.player_id == self.player_id or peer.endpoint in (self.own_endpoint, ""):
                 continue
-            if peer.endpoint in download.banned:
+            if peer.endpoint in download.banned or self.dead.get(peer.endpoint, (0.0, 0.0))[0] > now:
                 continue
             remote = self.remotes.get(peer.endpoint)
             if remote is None:
@@ -269,6 +273,7 @@ class RequestorLogic:
         if remote is None:
             return []  # dropped meanwhile
         remote.last_heard = now
+        remote.heard = True
         kind = message.WhichOneof("body")
         try:
             if (kind == "book") != (payload is not None):
@@ -486,6 +491,9 @@ class RequestorLogic:
             if late and now - remote.last_heard > remote.window.timeout:
                 out += self._drop(remote, report=True, why="silent")
                 continue
+            if remote.never_answered(now):
+                out += self._dead(remote, now)
+                continue
             stale = remote.stale_handshakes(now)
             if stale:
                 remote.attempts += 1
@@ -546,6 +554,25 @@ class RequestorLogic:
         download = self.downloads.get(library_id)
         if download is not None:
             download.picker.peer_gone(remote.endpoint, books.indices() if books else [])
+        return out
+
+    def _dead(self, remote: Remote, now: float) -> list[Action]:
+        """Drop a remote that never answered and keep it out of the next hub answers for a while (DEAD_FIRST,
+        doubling each time it happens again, up to DEAD_MAX: a live peer on a busy host is back soon, a
+        fake seed stays out); a download left without a source asks the hub for others soon."""
+        if len(self.dead) >= MAX_DEAD:
+            self.dead = {endpoint: entry for endpoint, entry in self.dead.items() if entry[0] + entry[1] > now}
+            while len(self.dead) >= MAX_DEAD:
+                del self.dead[next(iter(self.dead))]
+        until, pause = self.dead.get(remote.endpoint, (0.0, 0.0))
+        pause = DEAD_FIRST if until + pause < now else min(DEAD_MAX, 2 * pause)  # forgiven after a quiet pause
+        self.dead[remote.endpoint] = (now + pause, pause)
+        libraries = list(remote.books)
+        out = self._drop(remote, report=True, why="never answered")
+        for library_id in libraries:
+            download = self.downloads.get(library_id)
+            if download is not None and not any(r.answered(library_id) for r in self.remotes.values()):
+                download.next_ask = min(download.next_ask, now + STARVED_FIRST)
         return out
 
     def _drop(self, remote: Remote, report: bool, why: str) -> list[Action]:

@@ -16,10 +16,13 @@ import random
 
 from services.hub.client_types import PeerInfo
 from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library
+from services.peer.remote import FIRST_CONTACT
 from services.peer.requestor_logic import (
+    DEAD_FIRST,
     ERROR_SECONDS,
     PEERS_EVERY,
     STALL_GRACE,
+    STARVED_FIRST,
     Action,
     AskHub,
     Connect,
@@ -45,7 +48,7 @@ from tests.unit.patterns import bits
 
 BOOK = MIN_BOOK_SIZE
 ME = b"m" * 16
-NAMES = {f"tcp://10.0.0.{i}:7000": name for i, name in enumerate("ABCDE", start=1)}
+NAMES = {f"tcp://10.0.0.{i}:7000": name for i, name in enumerate("ABCDEFG", start=1)}
 ENDPOINT = {name: endpoint for endpoint, name in NAMES.items()}
 OK, BAD, DISK = Outcome.WRITTEN, Outcome.BAD_HASH, Outcome.DISK_ERROR
 
@@ -247,13 +250,38 @@ def test_an_error_for_a_request_puts_the_book_back() -> None:
     assert s.at(ERROR_SECONDS + 0.1).tick() == ["request A 0"]  # later A may: endgame asks it again
 
 
-def test_a_peer_that_never_answers_the_handshake_is_dropped_and_reported_after_three_tries() -> None:
+def test_a_peer_that_answered_once_then_ignores_handshakes_is_dropped_and_reported_after_three_tries() -> None:
     s = Scene()
     s.tick()
     s.hub("A")
+    s.have("A", 0)  # a word from it, out of place: it is there
     assert s.at(5.3).tick() == ["handshake A"]
     assert s.at(10.6).tick() == ["handshake A"]
     assert s.at(15.9).tick() == ["report A", "drop A"]
+
+
+def test_an_endpoint_that_never_says_a_word_is_dropped_within_seconds_and_kept_out_for_a_while() -> None:
+    s = Scene()
+    s.tick()
+    assert s.hub("F", "G", "A") == ["connect F", "handshake F", "connect G", "handshake G", "connect A",
+                                    "handshake A"]
+    s.bitfield("A", "****")
+    dropped = s.at(FIRST_CONTACT + 0.3).tick()
+    assert [a for a in dropped if not a.startswith("request")] == ["report F", "drop F", "report G", "drop G"]
+    assert s.hub("F", "G", "A") == []  # the fakes are not tried again at once, A is kept
+    assert s.at(FIRST_CONTACT + 0.3 + DEAD_FIRST + 0.1).hub("F") == ["connect F", "handshake F"]
+    again = s.at(2 * FIRST_CONTACT + DEAD_FIRST + 1).tick()
+    assert "drop F" in again
+    assert s.at(2 * FIRST_CONTACT + 2 * DEAD_FIRST).hub("F") == []  # the second time it stays out longer
+
+
+def test_a_download_whose_only_candidates_were_dead_asks_the_hub_again_soon() -> None:
+    s = Scene()
+    s.tick()
+    s.hub("F")
+    assert "ask hub" in s.at(0.6).tick(hub=True)  # the next ask is out; its answer never comes
+    assert "drop F" in s.at(FIRST_CONTACT + 0.3).tick()
+    assert "ask hub" in s.at(FIRST_CONTACT + 0.3 + STARVED_FIRST + 0.01).tick(hub=True)
 
 
 def test_messages_out_of_place_are_logged_and_change_nothing() -> None:
