@@ -71,6 +71,7 @@ class HubLogic:
         # names of HubRequest's body fields: no enum hashing per request.
         self._counts: dict[str, int] = {kind.value: 0 for kind in RequestKind}
         self.rejected = 0
+        self.rate_limited = 0  # refused before decoding (also counted in ``rejected``)
         self._next_sweep = started_at
         self._next_stats = started_at + stats_every
         self.handlers = RequestHandlers(store, limits, self.unreachable, self.rng, log_requests, local_address)
@@ -149,6 +150,7 @@ class HubLogic:
 
     def _rate_limited(self, identity: bytes, source: str, now: float) -> bytes:
         self.rejected += 1
+        self.rate_limited += 1
         self.rejections.refused(source or identity.hex(), "RATE_LIMITED", "client over its rate", now)
         error = ProtocolError(ErrorCode.RATE_LIMITED, "too many requests; slow down and retry in a second")
         reply = hub_pb2.HubReply(version=PROTOCOL_VERSION, request_id=0, error=error.to_pb())
@@ -173,6 +175,7 @@ class HubLogic:
         for kind, count in self._counts.items():
             out.requests.add(kind=kind, count=count)
         out.requests.add(kind="rejected", count=self.rejected)
+        out.requests.add(kind="rate_limited", count=self.rate_limited)
         if self.log_requests:
             log.debug("health", players=totals.players, libraries=totals.libraries)
         return head.SerializeToString()

@@ -22,6 +22,7 @@ from services.wire.pb import control_pb2
 
 LAST_WORDS = "crashed: "  # a beat whose detail starts so is the child's last: why it is about to exit
 LAST_WORDS_WAIT = 0.5  # seconds a dying child waits for its last beat to leave
+MAX_BEAT_BYTES = 64 * 1024  # a larger heartbeat frame drops the connection it came on
 
 
 class ParentGone(SystemExit):

@@ -37,7 +37,7 @@ from google.protobuf.message import DecodeError
 from services.peer.requestor_logic import peers_counter, stalled_counter
 from services.peer.state import State
 from services.runtime import config as config_mod
-from services.runtime.heartbeat import LAST_WORDS
+from services.runtime.heartbeat import LAST_WORDS, MAX_BEAT_BYTES
 from services.runtime.logs import get_logger, setup_logging
 from services.supervisor.child import Child
 from services.supervisor.control_client import control_endpoint, heartbeat_endpoint
@@ -117,7 +117,7 @@ class Maestro:
         (self.run_dir / "maestro.pid").write_text(str(os.getpid()))
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.beats = self.ctx.socket(zmq.PULL)
-        self.beats.setsockopt(zmq.MAXMSGSIZE, 64 * 1024)
+        self.beats.setsockopt(zmq.MAXMSGSIZE, MAX_BEAT_BYTES)
         self.beats.setsockopt(zmq.LINGER, 0)
         self.beats.bind(heartbeat_endpoint(self.run_dir))
         self.control = self.ctx.socket(zmq.ROUTER)

@@ -328,7 +328,8 @@ def test_health_reports_counts_per_kind_and_uptime() -> None:
     health = call(logic, request(health=hub_pb2.Health()), now=T0 + 12).health
     counts = {item.kind: item.count for item in health.requests}
     assert (health.players, health.libraries, health.uptime, health.store) == (2, 2, 12.0, "memory")
-    assert counts == {"announce": 2, "get_peers": 0, "scrape": 0, "report": 0, "health": 1, "invalid": 1, "rejected": 1}
+    assert counts == {"announce": 2, "get_peers": 0, "scrape": 0, "report": 0, "health": 1, "invalid": 1, "rejected": 1,
+                      "rate_limited": 0}
     assert logic.counts[RequestKind.ANNOUNCE] == 2
 
 
