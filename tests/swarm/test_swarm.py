@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import socket as socketlib
 import time
 
 import pytest
 
+from services.hub.client import HubClient
+from services.hub.client_types import AnnounceEvent
 from services.peer.download import BAN_THRESHOLD
 from services.supervisor.control_client import ControlClient
 from tests.swarm.conftest import log_events, persisted_books
@@ -196,3 +199,40 @@ def test_under_maestros_killed_children_respawn_and_every_copy_completes(tmp_pat
         wait_until(lambda: swarm.child_pids(leechers[0]).get("requestor", before) != before, 5, "a new requestor")
         swarm.wait_complete(library, leechers, timeout=120)
         assert_identical(swarm, leechers, library, source)
+
+
+def test_three_hundred_fake_seeds_do_not_keep_a_download_from_the_real_one(swarm, stuff):
+    """Endpoints announced as seeds where nothing listens, or where a socket accepts and never speaks:
+    the Requestor gives up on each within seconds, reports it, and finds the real seed among them."""
+    source = stuff("wanted.bin", 64 * BOOK)
+    seed, leecher = swarm.add_player("seed"), swarm.add_player("leecher")
+    library = swarm.share(seed, source, BOOK)
+    silent = []
+    for _ in range(30):  # accepted by the kernel, never a ZMTP greeting
+        listener = socketlib.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(512)
+        silent.append(listener)
+    closed = []
+    for _ in range(270):  # nothing listens there: connections are refused
+        probe = socketlib.socket()
+        probe.bind(("127.0.0.1", 0))
+        closed.append(probe.getsockname()[1])
+        probe.close()
+    endpoints = [f"tcp://127.0.0.1:{s.getsockname()[1]}" for s in silent] + [f"tcp://127.0.0.1:{p}" for p in closed]
+    hub = HubClient(swarm.hub_endpoint, timeout=5.0)
+    try:
+        for n, endpoint in enumerate(endpoints):
+            hub.announce(library.id, n.to_bytes(16, "big"), endpoint, AnnounceEvent.STARTED, left=0)
+        swarm.start_player(seed)
+        swarm.start_player(leecher)
+        swarm.give(leecher, library)
+        swarm.wait_complete(library, [leecher], timeout=90)
+        assert_identical(swarm, [leecher], library, source)
+        assert hub.health().requests["report"] > 0  # the dead endpoints were reported
+    finally:
+        hub.close()
+        for listener in silent:
+            listener.close()
+    dropped = [e for e in log_events(leecher, "events", "peer_dropped") if e.get("reason") == "never answered"]
+    assert dropped
