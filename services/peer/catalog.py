@@ -127,11 +127,3 @@ def _stamp(path: Path) -> Stamp | None:
         return file_stamp(path.stat())
     except (OSError, ValueError):
         return None
-
-
-_DROP_FOLDER = DropFolder()
-
-
-def import_dropped(config: Config, state: State) -> None:
-    """``DropFolder.scan`` with one folder per process: the Requestor's, which calls it every reload."""
-    _DROP_FOLDER.scan(config, state)

@@ -61,6 +61,7 @@ class Requestor:
         self.sockets: dict[str, zmq.Socket[Any]] = {}
         self.endpoints: dict[zmq.Socket[Any], str] = {}
         self.storage = Storage(self.state)
+        self.drop_folder = catalog.DropFolder()  # the libs/ folder, each file parsed once per change
         self.stalled: dict[bytes, int] = {}
         self.landed: dict[bytes, list[int]] = {}  # books landed this loop turn, for the Distributor
         self.settings = config_mod.Watcher(config)
@@ -93,7 +94,7 @@ class Requestor:
         if fresh is not None:
             self.logic.set_rate(fresh.get("limits.download_rate"), now)
         self.storage.retry(now)
-        self.storage.guard(lambda: catalog.import_dropped(self.config, self.state), now)
+        self.storage.guard(lambda: self.drop_folder.scan(self.config, self.state), now)
         endpoint_file = self.config.run_dir / "distributor.endpoint"
         if endpoint_file.exists():
             self.logic.own_endpoint = endpoint_file.read_text().strip()

@@ -43,7 +43,7 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
             raise InvalidEndpoint(f"endpoint needs host and port: {endpoint!r}")
         if not is_host(host):
             raise InvalidEndpoint(f"bad host in endpoint: {endpoint!r}")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5 or not 0 < int(port_text) < 65536:
         raise InvalidEndpoint(f"port must be 1-65535 in {endpoint!r}")
     return host, int(port_text)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from services.hub import addresses
 from services.hub.addresses import announced_endpoint, for_requester, route_source
 from services.hub.encode import peer_field
+from services.wire.ids import InvalidEndpoint, parse_endpoint
 from services.wire.pb import hub_pb2
 
 
@@ -62,3 +64,22 @@ def test_a_requester_on_the_hubs_host_or_unknown_gets_peers_as_recorded(requeste
 def test_route_source_asks_the_kernel_for_the_route() -> None:
     assert route_source("127.0.0.1") == "127.0.0.1"
     assert route_source("not an address") == ""
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://h:²", "tcp://h:٣٣", "tcp://h:123456", "tcp://h:0", "tcp://h:-1"])
+def test_ports_are_ascii_digits_in_range(endpoint: str) -> None:
+    with pytest.raises(InvalidEndpoint):
+        parse_endpoint(endpoint)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "source", "allowed"),
+    [("tcp://198.51.100.1:7000", "198.51.100.1", True), ("tcp://198.51.100.1:7000", "::ffff:198.51.100.1", True),
+     ("tcp://192.0.2.7:22", "198.51.100.1", False), ("tcp://example.org:22", "198.51.100.1", False),
+     ("tcp://10.1.2.3:7000", "198.51.100.1", "10.0.0.0/8"), ("tcp://10.1.2.3:7000", "", True)],
+)
+def test_the_hub_may_ping_only_the_announcing_host_or_allowed_networks(
+    endpoint: str, source: str, allowed: bool | str
+) -> None:
+    networks = addresses.networks((allowed,)) if isinstance(allowed, str) else ()
+    assert addresses.may_ping(endpoint, source, networks) is bool(allowed)
