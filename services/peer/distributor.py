@@ -68,6 +68,7 @@ class Distributor:
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.MAXMSGSIZE, framing.MAX_CONTROL_FRAME)
         self.router.setsockopt(zmq.SNDHWM, 0)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a requester that left raises: forget it
         self.router.setsockopt(zmq.RCVHWM, 10000)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.SNDBUF, SEND_BUFFER)
@@ -298,19 +299,27 @@ class Distributor:
 
     def _execute(self, actions: list[Send | SendBook]) -> None:
         for action in actions:
-            if isinstance(action, Send):
-                self.router.send_multipart([action.identity, action.frame])
-                continue
-            payload = self._pread(action)
-            if payload is None:
-                reason = "book could not be read; try another peer"
-                error = framing.error(ErrorCode.INTERNAL, reason, action.library_id, action.book)
-                self.router.send_multipart([action.identity, error])
-                continue
-            header = framing.book_header(action.library_id, action.book, action.length)
-            tracker = self.router.send_multipart([action.identity, header, payload], copy=False, track=True)
-            if tracker is not None:  # always, with track=True; typed as optional
-                self.unsent.append((tracker, action.identity, action.length))
+            try:
+                self._carry_out(action)
+            except zmq.ZMQError as exc:
+                if exc.errno != errno.EHOSTUNREACH:
+                    raise
+                self.logic.gone(action.identity)  # ROUTER_MANDATORY: that requester is no longer connected
+
+    def _carry_out(self, action: Send | SendBook) -> None:
+        if isinstance(action, Send):
+            self.router.send_multipart([action.identity, action.frame])
+            return
+        payload = self._pread(action)
+        if payload is None:
+            reason = "book could not be read; try another peer"
+            error = framing.error(ErrorCode.INTERNAL, reason, action.library_id, action.book)
+            self.router.send_multipart([action.identity, error])
+            return
+        header = framing.book_header(action.library_id, action.book, action.length)
+        tracker = self.router.send_multipart([action.identity, header, payload], copy=False, track=True)
+        if tracker is not None:  # always, with track=True; typed as optional
+            self.unsent.append((tracker, action.identity, action.length))
 
     def _drained(self, now: float) -> None:
         """Tell the logic about the books the socket has written to the kernel since the last look."""

@@ -156,6 +156,14 @@ class DistributorLogic:
         for pending in self.queue:
             self.queued_by[pending.identity] = self.queued_by.get(pending.identity, 0) + 1
 
+    def gone(self, identity: bytes) -> None:
+        """The requester ``identity`` is no longer connected: forget everything it held here."""
+        for served in self.served.values():
+            served.subscribers.pop(identity, None)
+        if self.queued_by.pop(identity, None):
+            self.queue = deque(p for p in self.queue if p.identity != identity)
+        self.pipe.forget(identity)
+
     def set_rate(self, upload_rate: int, now: float) -> None:
         self.bucket.set_rate(upload_rate, now)
 

@@ -55,10 +55,10 @@ class Pipe:
     def drained(self, nbytes: int, now: float, peer: bytes) -> None:
         """The socket passed ``nbytes`` for ``peer`` on to the kernel (or dropped them: the peer is gone)."""
         self._note_busy(now)
-        self.queued = max(0, self.queued - nbytes)
-        left = self.by_peer.pop(peer, 0) - nbytes
-        if left > 0:
-            self.by_peer[peer] = left
+        held = self.by_peer.pop(peer, 0)
+        self.queued = max(0, self.queued - min(held, nbytes))  # a forgotten peer's bytes were taken off already
+        if held > nbytes:
+            self.by_peer[peer] = held - nbytes
         if not self.queued:
             self._nonempty_since = None
         self._bytes += nbytes
@@ -69,6 +69,12 @@ class Pipe:
             sample = self._bytes / self._busy
             self.rate = sample if not self.rate else (self.rate + sample) / 2
             self._busy, self._bytes = 0.0, 0
+
+    def forget(self, peer: bytes) -> None:
+        """``peer`` is gone: what it held no longer counts (libzmq dropped it with the connection)."""
+        self.queued = max(0, self.queued - self.by_peer.pop(peer, 0))
+        if not self.queued:
+            self._nonempty_since = None
 
     def _note_busy(self, now: float) -> None:
         if self._nonempty_since is not None and now - self._nonempty_since >= BUSY_LIMIT:

@@ -482,3 +482,23 @@ def test_a_requester_that_stops_reading_holds_only_its_own_share_of_the_pipe() -
     assert sent_books(dist.serve(1.0)) == [(BOB, book) for book in range(80, 90)]  # Bob is served at once
     assert dist.pipe.by_peer == {ALICE: PIPE_MIN, BOB: 10 * BOOK}
     assert dist.wait(1.0) is None  # only Alice's requests wait, for her own drains
+
+
+def test_a_requester_that_left_is_forgotten_with_its_queue_and_pipe() -> None:
+    lib = library(books=8)
+    dist = logic("*" * 8, slots=2, lib=lib)
+    for book in range(3):
+        request(dist, ALICE, book, lib=lib)
+    request(dist, BOB, 5, lib=lib)
+    sent = dist.serve(0.0)
+    assert dist.pipe.queued == sum(a.length for a in sent if isinstance(a, SendBook))
+    request(dist, ALICE, 6, lib=lib)
+    dist.gone(ALICE)
+    assert ALICE not in dist.served[lib.id].subscribers and BOB in dist.served[lib.id].subscribers
+    assert all(p.identity != ALICE for p in dist.queue) and ALICE not in dist.queued_by
+    assert dist.pipe.queued == BOOK and ALICE not in dist.pipe.by_peer  # only BOB's book is still counted
+    dist.drained(ALICE, BOOK, 0.1)  # its sends, dropped by libzmq, finish later: nothing is taken off twice
+    assert dist.pipe.queued == BOOK
+    assert dist.books_landed(lib.id, []) == []
+    assert one_reply(dist.handle(ALICE, [framing.request(lib.id, 1)], 0.2), ALICE).error.error.code \
+        == ErrorCode.FORBIDDEN  # back again, it handshakes again
