@@ -28,6 +28,12 @@ def hub(
     interval: Annotated[int, typer.Option(help="Seconds between announces; players expire after two.")] = 60,
     rate: Annotated[float, typer.Option(help="Requests per second allowed per client (0 = unlimited).")] = 200.0,
     log_requests: Annotated[bool, typer.Option(help="Log every routine request (costs throughput).")] = False,
+    metrics: Annotated[
+        str, typer.Option(help="Serve Prometheus metrics at http://HOST:PORT/metrics (off unless set).")
+    ] = "",
+    metrics_library_label: Annotated[
+        bool, typer.Option(help="Export seeders and leechers per library (one series per library).")
+    ] = True,
     ping_allow: Annotated[
         list[str] | None,
         typer.Option(help="A network (CIDR) whose players the hub may check even when they announce an address "
@@ -52,6 +58,8 @@ def hub(
             rate=rate,
             log_requests=log_requests,
             ping_networks=tuple(ping_allow or ()),
+            metrics=metrics,
+            metrics_library_label=metrics_library_label,
         )
         run_hub(options)
     except HubStartError as exc:

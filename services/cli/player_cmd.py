@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.cli import launch
 from services.cli.context import cli_context, fail
@@ -136,6 +137,36 @@ def download_rows(items: list[control_pb2.Download]) -> list[dict[str, object]]:
              "progress": progress_percent(d.books_have, d.books_total),
              "download_rate": round(d.download_rate), "upload_rate": round(d.upload_rate), "peers": d.peers,
              "state": d.state, "detail": d.detail, "path": d.path} for d in items]
+
+
+def metric_rows(text: str) -> list[dict[str, object]]:
+    """Samples of a Prometheus text exposition: name, labels, value (histogram buckets left out)."""
+    rows: list[dict[str, object]] = []
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith(("_bucket", "_created")):
+                continue
+            rows.append({"name": sample.name, "labels": dict(sample.labels), "value": sample.value})
+    return rows
+
+
+def metrics(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """The player's metrics once, as Prometheus would scrape them (see metrics.bind for the endpoint)."""
+    client = _client(ctx)
+    rows = metric_rows(_call(ctx, "metrics", client.metrics))
+    if json_out:
+        typer.echo(json.dumps(rows))
+        return
+    for row in rows:
+        labels = row["labels"]
+        shown = "{" + ",".join(f"{k}={printable(str(v))}" for k, v in labels.items()) + "}" \
+            if isinstance(labels, dict) and labels else ""
+        value = row["value"]
+        number = f"{value:.0f}" if isinstance(value, float) and value.is_integer() else f"{value}"
+        typer.echo(f"{row['name']}{shown} {number}")
 
 
 def downloads(

@@ -27,6 +27,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--interval", type=int, default=60, help="seconds between announces players are told")
     parser.add_argument("--rate", type=float, default=200.0, help="requests/s per client (0 = unlimited)")
     parser.add_argument("--log-requests", action="store_true", help="log every routine request (slow)")
+    parser.add_argument("--metrics", default="", metavar="HOST:PORT",
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics (off unless set)")
+    parser.add_argument("--no-metrics-library-label", action="store_true",
+                        help="leave out the per-library series (one per library)")
     parser.add_argument("--ping-allow", action="append", default=[], metavar="CIDR",
                         help="a network whose announced endpoints the hub may check (repeatable)")
     return parser.parse_args(argv)
@@ -49,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             rate=args.rate,
             log_requests=args.log_requests,
             ping_networks=tuple(args.ping_allow),
+            metrics=args.metrics,
+            metrics_library_label=not args.no_metrics_library_label,
         )
         run_hub(options)
     except (HubStartError, config_mod.ConfigError, OSError) as exc:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from time import perf_counter
 
 import zmq
 
@@ -153,18 +154,21 @@ class Broker:
 
     def _serve_batch(self) -> None:
         router, logic, clock = self._router, self.logic, self.clock
+        observe = logic.latency.observe
         replies = []
         for _ in range(_BATCH):
             try:
                 first = router.recv(_NOBLOCK, copy=False)
             except zmq.Again:
                 break
+            started = perf_counter()
             frames = [first.bytes]
             while router.rcvmore:  # a message of many frames is read to its end, but only _MAX_FRAMES are kept
                 frame = router.recv(_NOBLOCK)
                 if len(frames) < _MAX_FRAMES:
                     frames.append(frame)
             reply = logic.handle_frames(frames, clock(), source_of(first))
+            observe(perf_counter() - started)
             if reply is not None:
                 replies.append(reply)
                 if len(replies) >= _FLUSH:

@@ -60,6 +60,7 @@ class RequestHandlers:
         self._intervals = intervals(limits.interval, limits.min_interval)
         self._endpoints: dict[tuple[str, str], tuple[str, bool]] = {}  # (announced, source) -> _endpoint()
         self._ping_networks = addresses.networks(limits.ping_networks)
+        self.reports = 0  # unreachable reports received (for metrics)
 
     def _endpoint(self, announced: str, source: str) -> tuple[str, bool]:
         """Where others reach a player that announced ``announced`` from ``source``, validated, and
@@ -168,6 +169,7 @@ class RequestHandlers:
 
     def report(self, request: hub_pb2.HubRequest, now: float, source: str = "") -> bytes:
         msg = request.report
+        self.reports += 1
         library_id = validate.library_id(msg.library_id, self.limits)
         reporter = validate.player_id(msg.reporter_id, "reporter_id")
         endpoint = validate.endpoint(msg.endpoint)

@@ -256,6 +256,12 @@ class PeerIndex:
         self.expire(now)
         return self._player_libs.get(player_id, 0)
 
+    def swarms(self, now: float) -> list[tuple[bytes, int, int]]:
+        """(library id, seeders, leechers) of every library with a live player."""
+        self.expire(now)
+        return [(library_id, len(lib.records) - len(lib.leechers.ids), len(lib.leechers.ids))
+                for library_id, lib in self._libs.items()]
+
     def endpoint_entries(self, endpoint: str, now: float) -> int:
         self.expire(now)
         return self._endpoint_entries.get(endpoint, 0)

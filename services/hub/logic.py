@@ -19,11 +19,13 @@ from collections.abc import Callable, Container
 from google.protobuf.message import DecodeError
 
 from services.hub.handlers import PROTOCOL_VERSION, RequestHandlers, reply_head
+from services.hub.metrics import PUBLISH_EVERY, HubSnapshot
 from services.hub.model import HubLimits, RequestKind
 from services.hub.ratelimit import RateLimiter
 from services.hub.rejections import Rejections
 from services.hub.reports import Unreachable
 from services.hub.store import HubStore
+from services.runtime.latency import Latency
 from services.runtime.logs import get_logger
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import hub_pb2
@@ -72,6 +74,11 @@ class HubLogic:
         self._counts: dict[str, int] = {kind.value: 0 for kind in RequestKind}
         self.rejected = 0
         self.rate_limited = 0  # refused before decoding (also counted in ``rejected``)
+        self.results: dict[tuple[str, str], int] = {}  # (kind, result code) -> requests, for metrics
+        self.internal_errors = 0
+        self.latency = Latency()  # fed by the broker, which times each request
+        self.snapshot: HubSnapshot | None = None  # the latest, for the metrics thread
+        self._next_publish = started_at
         self._next_sweep = started_at
         self._next_stats = started_at + stats_every
         self.handlers = RequestHandlers(store, limits, self.unreachable, self.rng, log_requests, local_address)
@@ -122,12 +129,15 @@ class HubLogic:
                     ErrorCode.UNSUPPORTED_VERSION,
                     f"hub speaks version {PROTOCOL_VERSION}, request says {request.version}; upgrade the player",
                 )
-            return self._dispatch[kind](request, now, source)
+            reply = self._dispatch[kind](request, now, source)
+            self._result(kind, "OK")
+            return reply
         except ProtocolError as exc:
             if kind == _INVALID:
                 self._counts[kind] += 1
             return self._reject(identity, source, request.request_id, kind, exc, now)
         except Exception:
+            self.internal_errors += 1
             log.exception("hub_internal_error", client=identity.hex(), kind=kind)
             error = ProtocolError(ErrorCode.INTERNAL, "the hub failed on this request; it was logged, retry later")
             return self._reject(identity, source, request.request_id, kind, error, now)
@@ -151,6 +161,7 @@ class HubLogic:
     def _rate_limited(self, identity: bytes, source: str, now: float) -> bytes:
         self.rejected += 1
         self.rate_limited += 1
+        self._result("unknown", "RATE_LIMITED")  # refused before its kind was read
         self.rejections.refused(source or identity.hex(), "RATE_LIMITED", "client over its rate", now)
         error = ProtocolError(ErrorCode.RATE_LIMITED, "too many requests; slow down and retry in a second")
         reply = hub_pb2.HubReply(version=PROTOCOL_VERSION, request_id=0, error=error.to_pb())
@@ -160,6 +171,7 @@ class HubLogic:
         self, identity: bytes, source: str, request_id: int, kind: str, error: ProtocolError, now: float
     ) -> bytes:
         self.rejected += 1
+        self._result(kind, error.code_name)
         self.rejections.refused(source or identity.hex(), error.code_name, f"{kind}: {error.message}", now)
         reply = hub_pb2.HubReply(version=PROTOCOL_VERSION, request_id=request_id, error=error.to_pb())
         return reply.SerializeToString()
@@ -188,9 +200,28 @@ class HubLogic:
         """Apply a ping result: an unreachable endpoint is dropped from the libraries that reported it."""
         self.handlers.ping_done(endpoint, reachable, now)
 
+    def _result(self, kind: str, code: str) -> None:
+        key = (kind, code)
+        self.results[key] = self.results.get(key, 0) + 1
+
+    def publish(self, now: float) -> HubSnapshot:
+        """Make a new snapshot for the metrics thread (see :mod:`services.hub.metrics`)."""
+        totals = self.store.totals(now)
+        self.snapshot = HubSnapshot(
+            requests=tuple((kind, code, count) for (kind, code), count in self.results.items()),
+            latency=tuple(self.latency.counts), latency_sum=self.latency.sum,
+            players=totals.players, libraries=totals.libraries,
+            swarms=tuple((lib.hex(), seeds, leeches) for lib, seeds, leeches in self.store.swarms(now)),
+            reports=self.handlers.reports, store_errors=self.internal_errors,
+        )
+        return self.snapshot
+
     def tick(self, now: float) -> None:
         """Periodic housekeeping: store maintenance, and every few seconds forgetting idle state."""
         self.store.maintain(now)
+        if now >= self._next_publish:
+            self._next_publish = now + PUBLISH_EVERY
+            self.publish(now)
         self.rejections.flush(now)
         if now >= self._next_sweep:
             self._next_sweep = now + _SWEEP_EVERY

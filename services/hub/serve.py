@@ -23,11 +23,13 @@ import zmq
 from services.hub import addresses
 from services.hub.broker import Broker
 from services.hub.logic import HubLogic
+from services.hub.metrics import HubCollector
 from services.hub.model import HubLimits
 from services.hub.store import open_store
 from services.hub.store_sqlite import StoreError
 from services.runtime.logs import get_logger
-from services.wire.ids import parse_library_id
+from services.runtime.metrics_http import MetricsServer
+from services.wire.ids import InvalidEndpoint, parse_host_port, parse_library_id
 
 log = get_logger("services")
 
@@ -45,6 +47,8 @@ class HubOptions:
     store: str = "sqlite"
     limits: HubLimits = field(default_factory=HubLimits)
     log_requests: bool = False
+    metrics: str = ""  # HOST:PORT of the /metrics endpoint; empty = none
+    metrics_library_label: bool = True
 
 
 def build_options(
@@ -59,6 +63,8 @@ def build_options(
     rate: float = 200.0,
     log_requests: bool = False,
     ping_networks: tuple[str, ...] = (),
+    metrics: str = "",
+    metrics_library_label: bool = True,
 ) -> HubOptions:
     """Resolve command-line values against the defaults: bind on all interfaces, db in the data dir."""
     if not 1 <= interval <= 86_400:
@@ -69,6 +75,11 @@ def build_options(
         addresses.networks(ping_networks)
     except ValueError as exc:
         raise HubStartError(f"--ping-allow: {exc}") from None
+    if metrics:
+        try:
+            parse_host_port(metrics)
+        except InvalidEndpoint as exc:
+            raise HubStartError(f"--metrics: {exc}") from None
     limits = HubLimits(
         interval=interval,
         min_interval=max(1, interval // 2),
@@ -83,6 +94,8 @@ def build_options(
         store=store,
         limits=limits,
         log_requests=log_requests,
+        metrics=metrics,
+        metrics_library_label=metrics_library_label,
     )
 
 
@@ -118,6 +131,17 @@ def _stop_on_signals(broker: Broker) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def _serve_metrics(options: HubOptions, logic: HubLogic, now: float) -> MetricsServer | None:
+    if not options.metrics:
+        return None
+    logic.publish(now)
+    try:
+        return MetricsServer(options.metrics, HubCollector(lambda: logic.snapshot, options.metrics_library_label))
+    except OSError as exc:
+        raise HubStartError(f"cannot serve metrics on {options.metrics}: {exc.strerror or exc}; "
+                            "choose another --metrics address") from exc
+
+
 def run_hub(options: HubOptions, out: TextIO = sys.stdout) -> None:
     """Serve until SIGINT/SIGTERM. Raises :class:`HubStartError` when it cannot start."""
     now = time.time()
@@ -138,10 +162,15 @@ def run_hub(options: HubOptions, out: TextIO = sys.stdout) -> None:
                 raise HubStartError(f"cannot listen on {options.bind}: {exc}; choose another --bind") from exc
             print(f"hub listening on {endpoint}", file=out, flush=True)
             log.info("hub_started", endpoint=endpoint, store=store.name, db=str(options.db or ""))
+            metrics = _serve_metrics(options, logic, now)
+            if metrics is not None:
+                print(f"hub metrics on {metrics.url}", file=out, flush=True)
             try:
                 with _stop_on_signals(broker):
                     broker.run()
             finally:
                 broker.close()
+                if metrics is not None:
+                    metrics.close()
     finally:
         store.close()

@@ -97,6 +97,10 @@ class HubStore(Protocol):
         """How many libraries this player is live in (for the per-player cap)."""
         ...
 
+    def swarms(self, now: float) -> list[tuple[bytes, int, int]]:
+        """(library id, seeders, leechers) of every library with a live player (for metrics)."""
+        ...
+
     def endpoint_entries(self, endpoint: str, now: float) -> int:
         """How many live (library, player) entries announce ``endpoint`` (for the per-endpoint cap)."""
         ...

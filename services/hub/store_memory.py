@@ -77,6 +77,9 @@ class MemoryStore:
     def libraries_of(self, player_id: bytes, now: float) -> int:
         return self._index.libraries_of(player_id, now)
 
+    def swarms(self, now: float) -> list[tuple[bytes, int, int]]:
+        return self._index.swarms(now)
+
     def endpoint_entries(self, endpoint: str, now: float) -> int:
         return self._index.endpoint_entries(endpoint, now)
 

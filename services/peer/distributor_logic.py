@@ -134,7 +134,7 @@ class DistributorLogic:
         self.served: dict[bytes, Served] = {}
         self.queue: deque[Pending] = deque()
         self.queued_by: dict[bytes, int] = {}  # requests in the queue per requester
-        self.counts: dict[str, int] = {"requests": 0, "books_sent": 0, "busy": 0, "errors": 0}
+        self.counts: dict[str, int] = {"requests": 0, "books_sent": 0, "bytes_sent": 0, "busy": 0, "errors": 0}
 
     # -- catalogue ----------------------------------------------------------
     def serve_library(self, library: Library, have: Bitfield) -> list[Action]:
@@ -292,6 +292,7 @@ class DistributorLogic:
             served.record_sent(pending.book, now)
             served.uploaded += length
             self.counts["books_sent"] += 1
+            self.counts["bytes_sent"] += length
             out.append(SendBook(pending.identity, pending.library_id, pending.book, offset, length))
         return out
 

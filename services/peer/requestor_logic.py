@@ -40,6 +40,7 @@ from services.peer.ratelimit import TokenBucket
 from services.peer.remote import Remote
 from services.peer.window import IN_FLIGHT_BYTES
 from services.peer.writer import Outcome, Written
+from services.runtime.latency import Latency
 from services.wire import framing
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import wire_pb2
@@ -57,6 +58,8 @@ STALL_GRACE = 2.0  # missing books without a source this long make the download 
 DEAD_FIRST = 3.0  # an endpoint that never answered is not tried again for this long, doubling each time
 DEAD_MAX = 60.0  # up to this
 MAX_DEAD = 10_000
+WRITE_BUCKET = "write_seconds_bucket_"  # heartbeat counters of the write latency histogram, by bucket index
+WRITE_SUM_US = "write_seconds_sum_us"
 
 
 def peers_counter(library_hex: str) -> str:
@@ -206,7 +209,8 @@ class RequestorLogic:
         self.dead: dict[str, tuple[float, float]] = {}  # never answered: endpoint -> (not tried before, pause)
         self.next_expire = now
         self.next_sync = now + SYNC_SECONDS
-        self.counts = {"books": 0, "bad_books": 0}
+        self.counts = {"books": 0, "bad_books": 0, "bytes_received": 0, "bytes_wasted": 0}
+        self.write_latency = Latency()  # pwrite of each verified book
 
     def set_rate(self, download_rate: int, now: float) -> None:
         self.bucket.set_rate(download_rate, now)
@@ -349,10 +353,14 @@ class RequestorLogic:
 
     def _on_book(self, remote: Remote, header: wire_pb2.BookHeader, payload: Any, now: float) -> list[Action]:
         key = (header.library_id, header.book)
+        size = len(payload)
+        self.counts["bytes_received"] += size
         if not remote.window.arrived(key, now):
+            self.counts["bytes_wasted"] += size
             return []  # cancelled (a ban, an endgame loser, a stop), or a late duplicate: never hashed
         download = self.downloads.get(header.library_id)
         if download is None or header.book in download.picker.have or header.book in download.verifying:
+            self.counts["bytes_wasted"] += size
             remote.window.landed(key)
             if download is not None:
                 download.picker.release(header.book, remote.endpoint)
@@ -373,8 +381,13 @@ class RequestorLogic:
             remote.window.landed((result.library_id, result.book))
         download = self.downloads.get(result.library_id)
         if download is None or result.book not in download.verifying:
+            self.counts["bytes_wasted"] += result.length
             return []  # the download stopped meanwhile
         download.verifying.discard(result.book)
+        if result.outcome is not Outcome.WRITTEN:
+            self.counts["bytes_wasted"] += result.length  # fetched again later
+        else:
+            self.write_latency.observe(result.write_seconds)
         if result.outcome is Outcome.BAD_HASH:
             return self._bad_book(download, result)
         if result.outcome is Outcome.DISK_ERROR:
@@ -596,4 +609,8 @@ class RequestorLogic:
             peers_counter(download.library.id_hex): sum(1 for r in self.remotes.values() if r.answered(library_id))
             for library_id, download in self.downloads.items()
         }
-        return {**self.counts, "peers": len(self.remotes), "downloads": len(self.downloads), **per_library}
+        latency = self.write_latency
+        histogram = {f"{WRITE_BUCKET}{i}": count for i, count in enumerate(latency.counts)}
+        in_flight = sum(len(remote.window.sent) for remote in self.remotes.values())
+        return {**self.counts, "peers": len(self.remotes), "downloads": len(self.downloads),
+                "requests_in_flight": in_flight, WRITE_SUM_US: int(latency.sum * 1e6), **histogram, **per_library}

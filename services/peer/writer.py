@@ -13,6 +13,7 @@ of the player issue.
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ class Written:
     outcome: Outcome
     error: str = ""
     errno: int = 0  # of a DISK_ERROR: tells a full disk (wait, try again) from one that needs the user
+    write_seconds: float = 0.0  # how long the pwrite took (a WRITTEN book)
 
 
 def land(library: Library, book: int, peer: str, payload: Any, fd: int) -> Written:
@@ -43,8 +45,10 @@ def land(library: Library, book: int, peer: str, payload: Any, fd: int) -> Writt
     try:
         if not library.verify_book(book, view):
             return Written(library.id, book, peer, len(view), Outcome.BAD_HASH)
+        started = time.perf_counter()
         write_book(fd, library.book_span(book)[0], view)
-        return Written(library.id, book, peer, len(view), Outcome.WRITTEN)
+        return Written(library.id, book, peer, len(view), Outcome.WRITTEN,
+                       write_seconds=time.perf_counter() - started)
     except DiskError as exc:
         return Written(library.id, book, peer, len(view), Outcome.DISK_ERROR, str(exc), exc.errno or 0)
     finally:

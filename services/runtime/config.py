@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from services.runtime.logs import get_logger
-from services.wire.ids import is_host, make_endpoint
+from services.wire.ids import InvalidEndpoint, is_host, make_endpoint, parse_host_port
 
 DEFAULT_HUB_PORT = 7070
 ENV_DATA_DIR = "EMMA_DATA_DIR"
@@ -126,6 +126,30 @@ def _optional_host(value: Any) -> str:
     return "" if isinstance(value, str) and not value.strip() else _host(value)
 
 
+def _optional_bind(value: Any) -> str:
+    """Empty (off) or HOST:PORT, as a /metrics endpoint is bound."""
+    if isinstance(value, str) and not value.strip():
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(f"expected HOST:PORT such as 127.0.0.1:9102, got {_shown(value)}")
+    try:
+        host, port = parse_host_port(value)
+    except InvalidEndpoint as exc:
+        raise ConfigError(str(exc)) from None
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, str | int) else ""
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ConfigError(f"expected true or false, got {_shown(value)}")
+
+
 def _path(value: Any) -> str:
     """Text a path can be made of: no NUL (no system call takes one), at most PATH_MAX bytes."""
     if not isinstance(value, str):
@@ -160,6 +184,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("paths.downloads", "", _path, "where downloads land (empty = <data>/downloads)"),
         Setting("distributor.advertise", "", _optional_host,
                 "address others reach the distributor at (empty = as the hub sees it)"),
+        Setting("metrics.bind", "", _optional_bind, "serve Prometheus metrics at HOST:PORT/metrics (empty = off)"),
+        Setting("metrics.library_label", True, _flag, "export per-library series (one per library)"),
     ]
 }
 

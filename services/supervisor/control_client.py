@@ -67,6 +67,10 @@ class ControlClient:
     def services(self) -> list[control_pb2.ServiceStatus]:
         return list(self.call(services=control_pb2.ListServices()).services.services)
 
+    def metrics(self) -> str:
+        """The player's metrics in the Prometheus text format (what its /metrics serves)."""
+        return self.call(metrics=control_pb2.MetricsRequest()).metrics.text
+
     def downloads(self) -> list[control_pb2.Download]:
         return list(self.call(downloads=control_pb2.ListDownloads()).downloads.downloads)
 

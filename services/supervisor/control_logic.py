@@ -44,6 +44,8 @@ class Supervisor(Protocol):
 
     def stalled_of(self, library_id: str) -> int: ...
 
+    def metrics_text(self) -> str: ...
+
 
 @dataclass
 class RateMeter:
@@ -99,6 +101,8 @@ class ControlLogic:
         if kind == "shutdown":
             self.supervisor.request_shutdown()
             return _ok("shutting down")
+        if kind == "metrics":
+            return control_pb2.ControlReply(metrics=control_pb2.MetricsReply(text=self.supervisor.metrics_text()))
         raise ProtocolError(ErrorCode.UNKNOWN_REQUEST, "control request has no body")
 
     def downloads(self, now: float) -> list[control_pb2.Download]:

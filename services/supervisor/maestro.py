@@ -39,11 +39,14 @@ from services.peer.state import State
 from services.runtime import config as config_mod
 from services.runtime.heartbeat import LAST_WORDS, MAX_BEAT_BYTES
 from services.runtime.logs import get_logger, setup_logging
+from services.runtime.metrics_http import MetricsServer, exposition
 from services.supervisor.child import Child
 from services.supervisor.control_client import control_endpoint, heartbeat_endpoint
 from services.supervisor.control_logic import MAX_CONTROL_BYTES, ControlLogic
+from services.supervisor.metrics import PlayerCollector, ServiceView
 from services.supervisor.policy import RestartPolicy, ServiceState
 from services.wire.errors import ErrorCode, ProtocolError
+from services.wire.ids import InvalidEndpoint
 from services.wire.pb import control_pb2
 
 log = get_logger("services")
@@ -139,7 +142,36 @@ class Maestro:
                              RestartPolicy(interval=interval))
             for name, module in SERVICES.items()
         }
+        self.collector = PlayerCollector(self, config.state_db, lambda: bool(config.get("metrics.library_label")))
+        self.metrics: MetricsServer | None = None
+        self.metrics_problem = ""
         self.running = True
+
+    # -- metrics ------------------------------------------------------------------
+    def service_views(self) -> list[ServiceView]:
+        """For the metrics collector, from any thread: values only, each read once."""
+        views = [ServiceView("maestro", True, 0, {})]
+        for name, sup in self.services.items():
+            views.append(ServiceView(name, sup.policy.state is ServiceState.RUNNING, sup.policy.restarts,
+                                     sup.counters))
+        return views
+
+    def metrics_text(self) -> str:
+        return exposition(self.collector)
+
+    def _serve_metrics(self) -> None:
+        bind = self.config.get("metrics.bind")
+        if not bind:
+            return
+        try:
+            self.metrics = MetricsServer(bind, self.collector)
+        except (OSError, InvalidEndpoint) as exc:
+            self.metrics_problem = f"metrics not served on {bind}: {getattr(exc, 'strerror', None) or exc}"
+            log.error("metrics_unavailable", bind=bind, error=str(exc),
+                      hint="choose a free address with `emma settings set metrics.bind HOST:PORT`")
+            return
+        log.info("metrics_serving", url=self.metrics.url)
+        (self.run_dir / "metrics.url").write_text(self.metrics.url)
 
     # -- Supervisor protocol (used by ControlLogic) --------------------------------
     def statuses(self, now: float) -> list[control_pb2.ServiceStatus]:
@@ -167,7 +199,8 @@ class Maestro:
 
     def _own_detail(self) -> str:
         """What the Maestro weathered: frames it dropped, turns it came late to."""
-        parts = [f"dropped {self.bad_beats.total} bad heartbeat frames" if self.bad_beats.total else "",
+        parts = [self.metrics_problem,
+                 f"dropped {self.bad_beats.total} bad heartbeat frames" if self.bad_beats.total else "",
                  f"dropped {self.bad_control.total} bad control messages" if self.bad_control.total else "",
                  f"{self.late_turns} late turns (longest {self.longest_late:.2f}s)" if self.late_turns else ""]
         return "; ".join(part for part in parts if part)
@@ -318,6 +351,7 @@ class Maestro:
         for name, sup in self.services.items():
             self._spawn(name, sup, now)
         log.info("maestro_started", pid=os.getpid(), data_dir=str(self.config.data_dir))
+        self._serve_metrics()
         poller = zmq.Poller()
         poller.register(self.beats, zmq.POLLIN)
         poller.register(self.control, zmq.POLLIN)
@@ -339,6 +373,9 @@ class Maestro:
         self.running = False
 
     def shutdown(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+            (self.run_dir / "metrics.url").unlink(missing_ok=True)
         for name, sup in self.services.items():
             ending = sup.child.stop(grace=8.0)
             log.info("service_stopped", service=name, ending=ending.value)

@@ -78,3 +78,20 @@ def parse_library_id(text: str) -> bytes:
     if len(raw) != LIBRARY_ID_LEN:
         raise ValueError(f"a library id is {LIBRARY_ID_LEN * 2} hex characters, got {len(text)}")
     return raw
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[v6]:PORT`` too; port 0 = any free one) into (host, port), raising InvalidEndpoint."""
+    host, sep, port_text = text.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5:
+        raise InvalidEndpoint(f"expected HOST:PORT such as 127.0.0.1:9101, got {text!r}")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not is_host(host):
+            raise InvalidEndpoint(f"bad host in {text!r}") from None
+    port = int(port_text)
+    if port > 65535:
+        raise InvalidEndpoint(f"port must be 0-65535 in {text!r}")
+    return host, port

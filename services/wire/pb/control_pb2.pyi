@@ -345,6 +345,21 @@ class Shutdown(_message.Message):
 Global___Shutdown: _TypeAlias = Shutdown  # noqa: Y015
 
 @_typing.final
+class MetricsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MetricsRequest: _TypeAlias = MetricsRequest  # noqa: Y015
+
+@_typing.final
 class ControlRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -356,6 +371,7 @@ class ControlRequest(_message.Message):
     RATES_FIELD_NUMBER: _builtins.int
     SERVICE_FIELD_NUMBER: _builtins.int
     SHUTDOWN_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     @_builtins.property
     def services(self) -> Global___ListServices: ...
@@ -371,6 +387,8 @@ class ControlRequest(_message.Message):
     def service(self) -> Global___ServiceAction: ...
     @_builtins.property
     def shutdown(self) -> Global___Shutdown: ...
+    @_builtins.property
+    def metrics(self) -> Global___MetricsRequest: ...
     def __init__(
         self,
         *,
@@ -382,12 +400,13 @@ class ControlRequest(_message.Message):
         rates: Global___SetRates | None = ...,
         service: Global___ServiceAction | None = ...,
         shutdown: Global___Shutdown | None = ...,
+        metrics: Global___MetricsRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["add", b"add", "body", b"body", "downloads", b"downloads", "library", b"library", "rates", b"rates", "service", b"service", "services", b"services", "shutdown", b"shutdown"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["add", b"add", "body", b"body", "downloads", b"downloads", "library", b"library", "metrics", b"metrics", "rates", b"rates", "service", b"service", "services", b"services", "shutdown", b"shutdown"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["add", b"add", "body", b"body", "downloads", b"downloads", "library", b"library", "rates", b"rates", "service", b"service", "services", b"services", "shutdown", b"shutdown", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add", b"add", "body", b"body", "downloads", b"downloads", "library", b"library", "metrics", b"metrics", "rates", b"rates", "service", b"service", "services", b"services", "shutdown", b"shutdown", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["services", "downloads", "add", "library", "rates", "service", "shutdown"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["services", "downloads", "add", "library", "rates", "service", "shutdown", "metrics"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -453,6 +472,25 @@ class Ok(_message.Message):
 Global___Ok: _TypeAlias = Ok  # noqa: Y015
 
 @_typing.final
+class MetricsReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MetricsReply: _TypeAlias = MetricsReply  # noqa: Y015
+
+@_typing.final
 class ControlReply(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -461,6 +499,7 @@ class ControlReply(_message.Message):
     SERVICES_FIELD_NUMBER: _builtins.int
     DOWNLOADS_FIELD_NUMBER: _builtins.int
     OK_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     @_builtins.property
     def error(self) -> _common_pb2.Error: ...
@@ -470,6 +509,8 @@ class ControlReply(_message.Message):
     def downloads(self) -> Global___DownloadsReply: ...
     @_builtins.property
     def ok(self) -> Global___Ok: ...
+    @_builtins.property
+    def metrics(self) -> Global___MetricsReply: ...
     def __init__(
         self,
         *,
@@ -478,12 +519,13 @@ class ControlReply(_message.Message):
         services: Global___ServicesReply | None = ...,
         downloads: Global___DownloadsReply | None = ...,
         ok: Global___Ok | None = ...,
+        metrics: Global___MetricsReply | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "downloads", b"downloads", "error", b"error", "ok", b"ok", "services", b"services"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "downloads", b"downloads", "error", b"error", "metrics", b"metrics", "ok", b"ok", "services", b"services"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "downloads", b"downloads", "error", b"error", "ok", b"ok", "services", b"services", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "downloads", b"downloads", "error", b"error", "metrics", b"metrics", "ok", b"ok", "services", b"services", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["error", "services", "downloads", "ok"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["error", "services", "downloads", "ok", "metrics"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
