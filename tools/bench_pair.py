@@ -21,6 +21,8 @@ import argparse
 import importlib
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,7 +34,9 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from services.runtime import config as config_mod
 from tools import bare_pipeline
+from tools.scrape import Scraper
 from tools.swarm import Swarm, file_digest, make_stuff, parse_size
 
 
@@ -72,25 +76,40 @@ def new_file_write_seconds(path: Path, size: int) -> float:
         path.unlink()
 
 
-def run_emma(root: Path, stuff: Path) -> tuple[float, float | None, dict[str, float]]:
-    with Swarm(root / "emma") as swarm:
+def run_emma(root: Path, stuff: Path, *, maestro: bool = False, scrapes: float = 0.0
+             ) -> tuple[float, float | None, dict[str, float]]:
+    """One pair; under Maestros, and with ``scrapes``, the leecher's /metrics scraped that often meanwhile."""
+    shutil.rmtree(root / "emma", ignore_errors=True)
+    with Swarm(root / "emma", maestro=maestro) as swarm:
         swarm.start_hub()
         seed, leecher = swarm.add_player("seed"), swarm.add_player("leecher")
+        if scrapes:
+            config = config_mod.load(leecher.data_dir)
+            config.set("metrics.bind", "127.0.0.1:0")
+            config.save()
         library = swarm.share(seed, stuff)
         swarm.start_player(seed)
         swarm.start_player(leecher)
+        if maestro:
+            swarm.wait_serving([seed, leecher])
         time.sleep(1.0)  # let both players start and announce before the clock starts
+        scraper = Scraper((leecher.data_dir / "run" / "metrics.url").read_text(), scrapes) if scrapes else None
+        if scraper is not None:
+            scraper.start()
         started = time.monotonic()
         swarm.give(leecher, library)
         swarm.wait_complete(library, [leecher], timeout=600)
         elapsed = time.monotonic() - started
+        if scraper is not None:
+            scraper.stop()
+            print(f"leecher metrics scraped {scraper.scrapes} times ({scraper.failures} failed) in {elapsed:.1f} s")
         phases = event_times(leecher.data_dir, ("download_started", "download_verified", "download_complete"))
         to_verified = None
         if len(phases) == 3:
             start, verified, durable = phases
             to_verified = verified - start
             print(f"emma phases: start->verified {to_verified:.2f}s, verified->durable {durable - verified:.2f}s")
-        rss = {p.name: peak_rss_mib(p.pid) for p in seed.procs + leecher.procs}
+        rss = {} if maestro else {p.name: peak_rss_mib(p.pid) for p in seed.procs + leecher.procs}
         path = leecher.stuff_path(library.id_hex)
         if path is None or file_digest(path) != file_digest(stuff):
             raise SystemExit("emma: the leecher's copy differs from the source")
@@ -172,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="1G")
     parser.add_argument("--no-libtorrent", action="store_true", help="measure Emma only")
+    parser.add_argument("--metrics", action="store_true",
+                        help="also compare pairs under Maestros with the leecher's /metrics scraped and without")
+    parser.add_argument("--rounds", type=int, default=3, help="pairs of each kind with --metrics")
     parser.add_argument("--lt-role", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.lt_role:
@@ -208,7 +230,25 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"ratio emma/libtorrent: {verified_rate / lt_rate:.2f}x (both until all verified, written)")
         target = emma_rate >= 1024
         print(f"target >= 1024 MiB/s: {'met' if target else 'NOT met'}")
+        if args.metrics and not compare_metrics(root, stuff, mib, args.rounds):
+            return 1
     return 0
+
+
+def compare_metrics(root: Path, stuff: Path, mib: float, rounds: int) -> bool:
+    """Pairs under Maestros, the leecher's /metrics scraped 20 times a second or not, alternating: the medians."""
+    off: list[float] = []
+    on: list[float] = []
+    for _ in range(rounds):
+        for scrapes, rates in ((0.0, off), (20.0, on)):
+            _, verified, _ = run_emma(root, stuff, maestro=True, scrapes=scrapes)
+            if verified:
+                rates.append(mib / verified)
+                print(f"  pair under Maestros, scraped {scrapes:g}/s: {rates[-1]:.1f} MiB/s")
+    cost = float(statistics.median(on) / statistics.median(off))
+    print(f"metrics on and scraped 20/s: {cost:.1%} of the rate without, medians of {rounds} alternating pairs "
+          "(target >= 97%)")
+    return cost >= 0.97
 
 
 if __name__ == "__main__":

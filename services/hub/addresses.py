@@ -15,6 +15,7 @@ the kernel for its route; see :func:`route_source`), never as loopback.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Callable
@@ -26,7 +27,9 @@ from services.wire.pb import hub_pb2
 _LOOPBACK_MARKS = (b"tcp://127.", b"tcp://[::1]", b"tcp://localhost:")
 
 
+@functools.lru_cache(maxsize=65536)
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` spells, None for a name (cached: the same few sources ask on every request)."""
     try:
         return ipaddress.ip_address(host)
     except ValueError:

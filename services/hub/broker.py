@@ -27,6 +27,7 @@ import zmq
 from services.hub import pinger
 from services.hub.logic import HubLogic
 from services.runtime.logs import get_logger
+from services.runtime.metrics_http import MetricsEndpoint
 from services.wire.admission import Admission, Gate
 
 _BATCH = 256  # messages handled per poll wake-up, at most
@@ -91,6 +92,7 @@ class Broker:
         self._router.setsockopt(zmq.SNDHWM, _QUEUE_MESSAGES)
         self.gate = Gate(context, Admission(logic.limits.connections_per_address, logic.limits.max_connections), "hub")
         self.gate.guard(self._router)
+        self.metrics: MetricsEndpoint | None = None  # set by the caller to serve /metrics from this loop
         self._control = context.socket(zmq.PULL)
         self._control.linger = 0
         self._control.bind(self.control_endpoint)
@@ -134,6 +136,9 @@ class Broker:
         gate = set(self.gate.sockets())
         for sock in gate:
             poller.register(sock, zmq.POLLIN)
+        metrics = set(self.metrics.sockets()) if self.metrics is not None else set()
+        for sock in metrics:
+            poller.register(sock, zmq.POLLIN)
         next_tick = time.monotonic() + self.tick
         while not self._stopping:
             wait_ms = max(0, int((next_tick - time.monotonic()) * 1000))
@@ -142,6 +147,8 @@ class Broker:
                 break
             if gate.intersection(events):
                 self.gate.handle(time.monotonic())
+            if self.metrics is not None and metrics.intersection(events):
+                self.metrics.handle()
             if self._router in events:
                 self._serve_batch()
             if pair in events:

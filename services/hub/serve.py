@@ -28,7 +28,7 @@ from services.hub.model import HubLimits
 from services.hub.store import open_store
 from services.hub.store_sqlite import StoreError
 from services.runtime.logs import get_logger
-from services.runtime.metrics_http import MetricsServer
+from services.runtime.metrics_http import MetricsEndpoint
 from services.wire.ids import InvalidEndpoint, parse_host_port, parse_library_id
 
 log = get_logger("services")
@@ -131,14 +131,16 @@ def _stop_on_signals(broker: Broker) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def _serve_metrics(options: HubOptions, logic: HubLogic, now: float) -> MetricsServer | None:
+def _serve_metrics(options: HubOptions, logic: HubLogic, context: zmq.Context[zmq.Socket[bytes]],
+                   now: float) -> MetricsEndpoint | None:
     if not options.metrics:
         return None
     logic.publish(now)
+    collector = HubCollector(lambda: logic.snapshot, options.metrics_library_label)
     try:
-        return MetricsServer(options.metrics, HubCollector(lambda: logic.snapshot, options.metrics_library_label))
-    except OSError as exc:
-        raise HubStartError(f"cannot serve metrics on {options.metrics}: {exc.strerror or exc}; "
+        return MetricsEndpoint(context, options.metrics, collector)
+    except zmq.ZMQError as exc:
+        raise HubStartError(f"cannot serve metrics on {options.metrics}: {exc}; "
                             "choose another --metrics address") from exc
 
 
@@ -162,7 +164,11 @@ def run_hub(options: HubOptions, out: TextIO = sys.stdout) -> None:
                 raise HubStartError(f"cannot listen on {options.bind}: {exc}; choose another --bind") from exc
             print(f"hub listening on {endpoint}", file=out, flush=True)
             log.info("hub_started", endpoint=endpoint, store=store.name, db=str(options.db or ""))
-            metrics = _serve_metrics(options, logic, now)
+            try:
+                metrics = broker.metrics = _serve_metrics(options, logic, context, now)
+            except HubStartError:
+                broker.close()
+                raise
             if metrics is not None:
                 print(f"hub metrics on {metrics.url}", file=out, flush=True)
             try:

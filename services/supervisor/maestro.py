@@ -39,7 +39,7 @@ from services.peer.state import State
 from services.runtime import config as config_mod
 from services.runtime.heartbeat import LAST_WORDS, MAX_BEAT_BYTES
 from services.runtime.logs import get_logger, setup_logging
-from services.runtime.metrics_http import MetricsServer, exposition
+from services.runtime.metrics_http import MetricsEndpoint, exposition
 from services.supervisor.child import Child
 from services.supervisor.control_client import control_endpoint, heartbeat_endpoint
 from services.supervisor.control_logic import MAX_CONTROL_BYTES, ControlLogic
@@ -143,7 +143,7 @@ class Maestro:
             for name, module in SERVICES.items()
         }
         self.collector = PlayerCollector(self, config.state_db, lambda: bool(config.get("metrics.library_label")))
-        self.metrics: MetricsServer | None = None
+        self.metrics: MetricsEndpoint | None = None
         self.metrics_problem = ""
         self.running = True
 
@@ -164,9 +164,9 @@ class Maestro:
         if not bind:
             return
         try:
-            self.metrics = MetricsServer(bind, self.collector)
-        except (OSError, InvalidEndpoint) as exc:
-            self.metrics_problem = f"metrics not served on {bind}: {getattr(exc, 'strerror', None) or exc}"
+            self.metrics = MetricsEndpoint(self.ctx, bind, self.collector)
+        except (zmq.ZMQError, InvalidEndpoint) as exc:
+            self.metrics_problem = f"metrics not served on {bind}: {exc}"
             log.error("metrics_unavailable", bind=bind, error=str(exc),
                       hint="choose a free address with `emma settings set metrics.bind HOST:PORT`")
             return
@@ -355,8 +355,13 @@ class Maestro:
         poller = zmq.Poller()
         poller.register(self.beats, zmq.POLLIN)
         poller.register(self.control, zmq.POLLIN)
+        scrapes = set(self.metrics.sockets()) if self.metrics is not None else set()
+        for sock in scrapes:
+            poller.register(sock, zmq.POLLIN)
         while self.running:
             events = dict(poller.poll(int(TICK * 1000)))
+            if self.metrics is not None and scrapes.intersection(events):
+                self.metrics.handle()
             if self.control in events:
                 self._control()  # first: a stop may block for seconds, and the pace below sees it
             self._pace(time.monotonic())
