@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.peer.library import Library
@@ -36,7 +36,7 @@ class Written:
     outcome: Outcome
     error: str = ""
     errno: int = 0  # of a DISK_ERROR: tells a full disk (wait, try again) from one that needs the user
-    write_seconds: float = 0.0  # how long the pwrite took (a WRITTEN book)
+    write_seconds: float = field(default=0.0, compare=False)  # how long the pwrite took (a WRITTEN book)
 
 
 def land(library: Library, book: int, peer: str, payload: Any, fd: int) -> Written:

@@ -55,7 +55,7 @@ def services(data: Path) -> dict[str, dict[str, object]]:
     "args",
     [["peer", "status"], ["peer", "status", "--json"], ["services"], ["services", "--json"],
      ["services", "--start", "requestor"], ["downloads"], ["downloads", "--json"], ["pause", "ab12"],
-     ["resume", "ab12"], ["remove", "ab12", "--json"]],
+     ["resume", "ab12"], ["remove", "ab12", "--json"], ["metrics"], ["metrics", "--json"]],
 )
 def test_without_a_player_commands_say_how_to_start_one(tmp_path: Path, args: list[str]) -> None:
     data = tmp_path / "data"
@@ -119,6 +119,19 @@ def test_status_and_services(player: Path) -> None:
     lines = text.stdout.splitlines()
     assert lines[0].split() == ["service", "state", "pid", "uptime", "restarts", "detail"]
     assert [line.split()[:2] for line in lines[1:]] == [[name, "RUNNING"] for name in rows]
+
+
+@pytest.mark.slow
+def test_metrics_print_the_players_numbers_once(player: Path) -> None:
+    result = emma(player, "metrics", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    up = {row["labels"]["service"]: row["value"] for row in rows if row["name"] == "emma_service_up"}
+    assert up == {"maestro": 1.0, "distributor": 1.0, "requestor": 1.0}
+    text = emma(player, "metrics")
+    assert text.exit_code == 0
+    assert 'emma_service_up{service=maestro} 1' in text.stdout.splitlines()
+    assert any(line.startswith("emma_player_received_bytes_total ") for line in text.stdout.splitlines())
 
 
 @pytest.mark.slow

@@ -31,6 +31,8 @@ DEFAULTS = {
     "maestro.heartbeat_interval": 0.5,
     "paths.downloads": "",
     "distributor.advertise": "",
+    "metrics.bind": "",
+    "metrics.library_label": True,
 }
 
 

@@ -50,6 +50,9 @@ class FakeSupervisor:
     def stalled_of(self, library_id: str) -> int:
         return self.stalled.get(library_id, 0)
 
+    def metrics_text(self) -> str:
+        return "emma_service_up{service=\"maestro\"} 1.0\n"
+
 
 def library(name: str = "movie.mkv", books: int = 3) -> Library:
     size = (books - 1) * BOOK + 10
@@ -332,3 +335,8 @@ def test_a_request_without_a_body_is_unknown(control: ControlLogic) -> None:
 def test_an_oversized_request_is_too_large(control: ControlLogic) -> None:
     frame = control_pb2.ControlRequest(version=1, add=control_pb2.AddLibrary(path="x" * 70_000)).SerializeToString()
     assert error(send(control, frame)) == ErrorCode.TOO_LARGE
+
+
+def test_metrics_come_back_as_the_supervisor_renders_them(control: ControlLogic) -> None:
+    reply = ask(control, metrics=control_pb2.MetricsRequest())
+    assert reply.metrics.text.startswith("emma_service_up")
