@@ -293,9 +293,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--numwant", type=int, default=50)
     parser.add_argument("--metrics", action="store_true",
-                        help="also run the hub with /metrics on, scraped --scrapes times a second, and compare")
+                        help="also run the hub with /metrics on (scraped --scrapes times a second) and compare")
     parser.add_argument("--rounds", type=int, default=3, help="runs with metrics on (and as many off) to compare")
-    parser.add_argument("--scrapes", type=float, default=20.0, help="scrapes per second with --metrics")
+    parser.add_argument("--scrapes", type=float, default=0.2,
+                        help="scrapes per second with --metrics (default: every 5 s, as Prometheus would)")
     parser.add_argument("--profile", default="", help="write a cProfile of the hub to this file")
     parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
