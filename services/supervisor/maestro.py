@@ -150,7 +150,9 @@ class Maestro:
     # -- metrics ------------------------------------------------------------------
     def service_views(self) -> list[ServiceView]:
         """For the metrics collector, from any thread: values only, each read once."""
-        views = [ServiceView("maestro", True, 0, {})]
+        own = {"bad_heartbeats": self.bad_beats.total, "bad_control_messages": self.bad_control.total,
+               "late_turns": self.late_turns}
+        views = [ServiceView("maestro", True, 0, own)]
         for name, sup in self.services.items():
             views.append(ServiceView(name, sup.policy.state is ServiceState.RUNNING, sup.policy.restarts,
                                      sup.counters))

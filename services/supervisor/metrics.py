@@ -40,8 +40,8 @@ class PlayerView(Protocol):
     def service_views(self) -> list[ServiceView]: ...
 
 
-# (child, its counter, metric name, help): the counters that are exported as they are
-_COUNTERS = (
+# (process, its counter, metric name, help): the counters that are exported as they are
+_COUNTERS: tuple[tuple[str, str, str, str], ...] = (
     ("distributor", "bytes_sent", "emma_player_sent_bytes", "Book payload bytes sent to other players."),
     ("distributor", "books_sent", "emma_player_books_sent", "Books sent to other players."),
     ("requestor", "bytes_received", "emma_player_received_bytes", "Book payload bytes received."),
@@ -49,6 +49,11 @@ _COUNTERS = (
      "Received bytes not kept: bad hashes, duplicates in endgame, books landed too late."),
     ("requestor", "books", "emma_player_books_verified", "Books that passed verification and were written."),
     ("requestor", "bad_books", "emma_player_books_failed", "Books that failed verification."),
+    ("maestro", "bad_heartbeats", "emma_maestro_dropped_heartbeats",
+     "Frames on the heartbeat socket that were not a beat of a live child."),
+    ("maestro", "bad_control_messages", "emma_maestro_dropped_control_messages", "Malformed control messages."),
+    ("maestro", "late_turns", "emma_maestro_late_turns",
+     "Loop turns the Maestro came late to (starved or busy); no child is blamed for them."),
 )
 _GAUGES = (
     ("requestor", "peers", "emma_player_peers", "Players the Requestor is connected to."),

@@ -63,7 +63,7 @@ def test_the_hub_exports_requests_by_operation_and_code() -> None:
 
 class Player:
     def service_views(self) -> list[ServiceView]:
-        return [ServiceView("maestro", True, 0, {}),
+        return [ServiceView("maestro", True, 0, {"late_turns": 2}),
                 ServiceView("requestor", False, 2, {"bytes_received": 10, "write_seconds_bucket_3": 4}),
                 ServiceView("distributor", True, 0, {"bytes_sent": 7})]
 
@@ -76,6 +76,7 @@ def test_the_player_exports_child_counters_restarts_and_the_write_histogram(tmp_
     assert got[("emma_service_restarts_total", (("service", "requestor"),))] == 2
     assert got[("emma_player_received_bytes_total", ())] == 10
     assert got[("emma_player_sent_bytes_total", ())] == 7
+    assert got[("emma_maestro_late_turns_total", ())] == 2
     assert got[("emma_player_disk_write_seconds_count", ())] == 4
     assert got[("emma_player_disk_write_seconds_bucket", (("le", "0.0005"),))] == 0
     assert got[("emma_player_disk_write_seconds_bucket", (("le", "0.001"),))] == 4
