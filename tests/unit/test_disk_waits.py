@@ -128,13 +128,6 @@ class FullState(State):
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
-    conf = Config(data_dir=tmp_path / "data", values={})
-    conf.ensure_dirs()
-    return conf
-
-
-@pytest.fixture
 def state(config: Config) -> Iterator[FullState]:
     db = FullState(config.state_db)
     lib_path = config.libs_dir / LIB.file_name

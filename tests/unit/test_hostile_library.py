@@ -266,20 +266,6 @@ def test_the_cache_forgets_files_that_are_gone(tmp_path: Path) -> None:
 # --- the Requestor's look at libs/ ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Config:
-    conf = Config(data_dir=tmp_path / "data", values={})
-    conf.ensure_dirs()
-    return conf
-
-
-@pytest.fixture
-def state(config: Config) -> Iterator[State]:
-    db = State(config.state_db)
-    yield db
-    db.close()
-
-
 def test_a_dropped_library_is_imported_and_then_not_parsed_again(config: Config, state: State,
                                                                  parses: list[Path]) -> None:
     library = sample()

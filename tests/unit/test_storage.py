@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -35,20 +34,6 @@ LIB = make()
 
 def book_of(index: int) -> bytes:
     return DATA[index * BOOK : (index + 1) * BOOK]
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> Config:
-    conf = Config(data_dir=tmp_path / "data", values={})
-    conf.ensure_dirs()
-    return conf
-
-
-@pytest.fixture
-def state(config: Config) -> Iterator[State]:
-    db = State(config.state_db)
-    yield db
-    db.close()
 
 
 @pytest.fixture
