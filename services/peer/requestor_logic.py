@@ -344,7 +344,15 @@ class RequestorLogic:
         out: list[Action] = [Log("peer_error", {"endpoint": remote.endpoint,
                                                 "code": ErrorCode.Name(message.error.code),
                                                 "message": message.error.message})]
-        if message.library_id in remote.books and not remote.answered(message.library_id):
+        if message.error.code == ErrorCode.FORBIDDEN and message.library_id in remote.books:
+            # "handshake first": the remote no longer knows us (it restarted). What was asked of it goes
+            # back to the picker and we introduce ourselves again; more such errors while we wait change nothing.
+            if remote.window.forget(key):
+                self._release(key, remote)  # refused already: no cancel for it
+            if remote.answered(message.library_id):
+                out += self._forget_library(remote, message.library_id)
+                out += self._handshake(remote, message.library_id, now)
+        elif message.library_id in remote.books and not remote.answered(message.library_id):
             out += self._forget_library(remote, message.library_id)  # the handshake was refused
         elif remote.window.forget(key):
             self._release(key, remote)

@@ -240,6 +240,18 @@ def test_a_refused_handshake_forgets_the_library_at_that_peer_without_a_report()
     assert requested(found) == {"request B 0", "request B 1"}
 
 
+def test_a_remote_that_forgot_us_is_asked_again_and_its_books_go_back() -> None:
+    s = Scene(books=2)
+    s.connect("A", "**")
+    assert sorted(s.tick()) == ["request A 0", "request A 1"]
+    again = s.error("A", ErrorCode.FORBIDDEN, book=0)  # "handshake first": A restarted
+    assert again == ["cancel A 1", "handshake A"]
+    assert s.error("A", ErrorCode.FORBIDDEN, book=1) == []  # the other refusal changes nothing
+    assert s.tick() == []  # nothing is asked of A until it answers the new handshake
+    s.bitfield("A", "**")
+    assert sorted(s.tick()) == ["request A 0", "request A 1"]
+
+
 def test_an_error_for_a_request_puts_the_book_back() -> None:
     s = Scene(books=1)
     s.connect("A", "*")
