@@ -51,6 +51,7 @@ PEERS_EVERY = 5.0  # hub asks once the swarm has formed
 STARVED_FIRST = 0.5  # after a failed or empty hub answer, ask again this soon, doubling up to PEERS_EVERY
 ASK_PENDING = 30.0  # a hub ask whose answer never came is sent again after this long
 NUMWANT = 50
+NUMWANT_SEARCHING = 200  # the most a hub hands out at once
 HANDSHAKE_ATTEMPTS = 3
 REFUSED_SECONDS = 0.5  # after a busy for a book, ask that remote for other books this long
 ERROR_SECONDS = 5.0  # after an error for a book (not held there, say), do not ask that remote for it this long
@@ -474,9 +475,17 @@ class RequestorLogic:
         for download in self.downloads.values():
             if now >= download.next_ask:
                 download.next_ask = now + ASK_PENDING  # until the answer schedules the next ask
-                out.append(AskHub(download.id, download.library.hubs, NUMWANT))
+                out.append(AskHub(download.id, download.library.hubs, self._numwant(download)))
         out += self._fill(now)
         return out
+
+    def _numwant(self, download: Download) -> int:
+        """Peers to ask the hub for: more while the hub has answered but none of its peers serves us (a
+        library full of dead or fake entries: each answer tries more of them at once)."""
+        if download.answered and not download.complete and not any(
+                remote.answered(download.id) for remote in self.remotes.values()):
+            return NUMWANT_SEARCHING
+        return NUMWANT
 
     def _fill(self, now: float) -> list[Action]:
         out: list[Action] = []

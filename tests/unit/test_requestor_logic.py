@@ -20,6 +20,8 @@ from services.peer.remote import FIRST_CONTACT
 from services.peer.requestor_logic import (
     DEAD_FIRST,
     ERROR_SECONDS,
+    NUMWANT,
+    NUMWANT_SEARCHING,
     PEERS_EVERY,
     STALL_GRACE,
     STARVED_FIRST,
@@ -285,6 +287,16 @@ def test_an_endpoint_that_never_says_a_word_is_dropped_within_seconds_and_kept_o
     again = s.at(2 * FIRST_CONTACT + DEAD_FIRST + 1).tick()
     assert "drop F" in again
     assert s.at(2 * FIRST_CONTACT + 2 * DEAD_FIRST).hub("F") == []  # the second time it stays out longer
+
+
+def test_while_no_peer_serves_the_hub_is_asked_for_as_many_as_it_gives() -> None:
+    s = Scene()
+    assert [a.numwant for a in s.logic.tick(0.0) if isinstance(a, AskHub)] == [NUMWANT]  # the first ask
+    s.hub("F")  # the hub answered, with a peer that will never say a word
+    assert [a.numwant for a in s.logic.tick(0.6) if isinstance(a, AskHub)] == [NUMWANT_SEARCHING]
+    s.at(1.0).hub("A")
+    s.bitfield("A", "****")
+    assert [a.numwant for a in s.logic.tick(30.0) if isinstance(a, AskHub)] == [NUMWANT]  # a source: as usual
 
 
 def test_a_download_whose_only_candidates_were_dead_asks_the_hub_again_soon() -> None:
