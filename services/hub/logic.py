@@ -33,6 +33,8 @@ from services.wire.pb import hub_pb2
 _SWEEP_EVERY = 10.0
 
 _INVALID = RequestKind.INVALID.value
+_UNKNOWN = "unknown"  # the kind of a request refused before it was read
+_OK = "OK"
 
 log = get_logger("events")
 
@@ -69,12 +71,10 @@ class HubLogic:
         self.address_rate = RateLimiter(limits.rate * limits.address_factor, limits.burst * limits.address_factor)
         self.rejections = Rejections()
         self.unreachable = Unreachable(limits.expiry, limits.max_pending_pings, limits.ping_cooldown)
-        # Counters and routes are keyed by RequestKind values, which are the
-        # names of HubRequest's body fields: no enum hashing per request.
-        self._counts: dict[str, int] = {kind.value: 0 for kind in RequestKind}
-        self.rejected = 0
-        self.rate_limited = 0  # refused before decoding (also counted in ``rejected``)
-        self.results: dict[tuple[str, str], int] = {}  # (kind, result code) -> requests, for metrics
+        # Every request is counted once here, by (kind, result code): health, stats and metrics all read it.
+        # Kinds are RequestKind values, the names of HubRequest's body fields (no enum hashing per request);
+        # a request refused before its kind was read is of kind "unknown".
+        self.results: dict[tuple[str, str], int] = {}
         self.internal_errors = 0
         self.latency = Latency()  # fed by the broker, which times each request
         self.snapshot: HubSnapshot | None = None  # the latest, for the metrics thread
@@ -93,13 +93,29 @@ class HubLogic:
     @property
     def counts(self) -> dict[RequestKind, int]:
         """Requests received per kind (``INVALID``: kind unknown or undecodable)."""
-        return {RequestKind(name): count for name, count in self._counts.items()}
+        return {RequestKind(name): count for name, count in self._per_kind().items()}
+
+    def _per_kind(self) -> dict[str, int]:
+        per_kind = {kind.value: 0 for kind in RequestKind}
+        for (kind, _), count in self.results.items():
+            if kind in per_kind:
+                per_kind[kind] += count
+        return per_kind
+
+    @property
+    def rejected(self) -> int:
+        """Requests answered with an error, or not answered at all."""
+        return sum(count for (_, code), count in self.results.items() if code != _OK)
+
+    @property
+    def rate_limited(self) -> int:
+        """Requests refused before decoding (also counted in ``rejected``)."""
+        return self.results.get((_UNKNOWN, "RATE_LIMITED"), 0)
 
     def handle_frames(self, frames: list[bytes], now: float, source: str = "") -> list[bytes] | None:
         """Answer one ROUTER message from address ``source`` ("" unknown); None when it cannot be answered."""
         if len(frames) < 2:
-            self._counts[_INVALID] += 1
-            self.rejected += 1
+            self._result(_INVALID, "MALFORMED")
             self.rejections.refused(source or frames[0].hex(), "MALFORMED", "no frame after the identity", now)
             return None
         identity = frames[0]
@@ -112,7 +128,6 @@ class HubLogic:
         error = ProtocolError(
             ErrorCode.MALFORMED, f"expected 1 request frame after the envelope, got {body_frames}"
         )
-        self._counts[_INVALID] += 1
         return [*head, self._reject(identity, source, 0, _INVALID, error, now)]
 
     def handle(self, identity: bytes, body: bytes, now: float, source: str = "") -> bytes:
@@ -123,18 +138,15 @@ class HubLogic:
         kind = _INVALID
         try:
             kind = self._decode(request, body, self.limits.max_request_bytes, self._dispatch)
-            self._counts[kind] += 1
             if request.version != PROTOCOL_VERSION:
                 raise ProtocolError(
                     ErrorCode.UNSUPPORTED_VERSION,
                     f"hub speaks version {PROTOCOL_VERSION}, request says {request.version}; upgrade the player",
                 )
             reply = self._dispatch[kind](request, now, source)
-            self._result(kind, "OK")
+            self._result(kind, _OK)
             return reply
         except ProtocolError as exc:
-            if kind == _INVALID:
-                self._counts[kind] += 1
             return self._reject(identity, source, request.request_id, kind, exc, now)
         except Exception:
             self.internal_errors += 1
@@ -159,9 +171,7 @@ class HubLogic:
         return kind
 
     def _rate_limited(self, identity: bytes, source: str, now: float) -> bytes:
-        self.rejected += 1
-        self.rate_limited += 1
-        self._result("unknown", "RATE_LIMITED")  # refused before its kind was read
+        self._result(_UNKNOWN, "RATE_LIMITED")
         self.rejections.refused(source or identity.hex(), "RATE_LIMITED", "client over its rate", now)
         error = ProtocolError(ErrorCode.RATE_LIMITED, "too many requests; slow down and retry in a second")
         reply = hub_pb2.HubReply(version=PROTOCOL_VERSION, request_id=0, error=error.to_pb())
@@ -170,7 +180,6 @@ class HubLogic:
     def _reject(
         self, identity: bytes, source: str, request_id: int, kind: str, error: ProtocolError, now: float
     ) -> bytes:
-        self.rejected += 1
         self._result(kind, error.code_name)
         self.rejections.refused(source or identity.hex(), error.code_name, f"{kind}: {error.message}", now)
         reply = hub_pb2.HubReply(version=PROTOCOL_VERSION, request_id=request_id, error=error.to_pb())
@@ -184,7 +193,9 @@ class HubLogic:
         out.libraries = totals.libraries
         out.uptime = max(0.0, now - self.started_at)
         out.store = self.store.name
-        for kind, count in self._counts.items():
+        per_kind = self._per_kind()
+        per_kind[RequestKind.HEALTH.value] += 1  # this request too: it is counted once it is answered
+        for kind, count in per_kind.items():
             out.requests.add(kind=kind, count=count)
         out.requests.add(kind="rejected", count=self.rejected)
         out.requests.add(kind="rate_limited", count=self.rate_limited)
@@ -233,5 +244,5 @@ class HubLogic:
             totals = self.store.totals(now)
             log.info(
                 "hub_stats", players=totals.players, libraries=totals.libraries, rejected=self.rejected,
-                **{f"requests_{kind}": count for kind, count in self._counts.items()},
+                **{f"requests_{kind}": count for kind, count in self._per_kind().items()},
             )
