@@ -77,7 +77,7 @@ class HubLogic:
         self.results: dict[tuple[str, str], int] = {}
         self.internal_errors = 0
         self.latency = Latency()  # fed by the broker, which times each request
-        self.snapshot: HubSnapshot | None = None  # the latest, for the metrics thread
+        self.snapshot: HubSnapshot | None = None  # the latest, for the metrics; kept fresh once published
         self._next_publish = started_at
         self._next_sweep = started_at
         self._next_stats = started_at + stats_every
@@ -216,7 +216,8 @@ class HubLogic:
         self.results[key] = self.results.get(key, 0) + 1
 
     def publish(self, now: float) -> HubSnapshot:
-        """Make a new snapshot for the metrics thread (see :mod:`services.hub.metrics`)."""
+        """Make a new snapshot for the metrics (see :mod:`services.hub.metrics`); from then on :meth:`tick`
+        makes one every PUBLISH_EVERY seconds. A hub without metrics never walks its libraries for them."""
         totals = self.store.totals(now)
         self.snapshot = HubSnapshot(
             requests=tuple((kind, code, count) for (kind, code), count in self.results.items()),
@@ -230,7 +231,7 @@ class HubLogic:
     def tick(self, now: float) -> None:
         """Periodic housekeeping: store maintenance, and every few seconds forgetting idle state."""
         self.store.maintain(now)
-        if now >= self._next_publish:
+        if self.snapshot is not None and now >= self._next_publish:
             self._next_publish = now + PUBLISH_EVERY
             self.publish(now)
         self.rejections.flush(now)

@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.hub.logic import HubLogic
-from services.hub.metrics import HubCollector
+from services.hub.metrics import PUBLISH_EVERY, HubCollector
 from services.hub.model import HubLimits
 from services.hub.store_memory import MemoryStore
 from services.runtime.config import Config, ConfigError
@@ -156,3 +156,12 @@ def test_every_metric_the_dashboard_plots_is_exported(tmp_path: Path) -> None:
     plotted = {name for panel in dashboard["panels"] for target in panel["targets"]
                for name in re.findall(r"emma_[a-z_]+", target["expr"])}
     assert plotted and plotted <= names, plotted - names
+
+
+def test_the_hub_makes_snapshots_only_once_one_was_asked_for() -> None:
+    logic = HubLogic(MemoryStore(), HubLimits(rate=0), started_at=0.0)
+    logic.tick(5.0)
+    assert logic.snapshot is None  # no metrics served: the libraries are not walked for them
+    first = logic.publish(5.0)
+    logic.tick(5.0 + 2 * PUBLISH_EVERY)
+    assert logic.snapshot is not None and logic.snapshot is not first
