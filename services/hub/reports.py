@@ -47,8 +47,7 @@ class Unreachable:
         self._allowed: dict[str, float] = {}  # endpoint -> until when the hub may ping it
         self._pending: dict[str, _Pending] = {}
         self._queue: list[str] = []
-        self._reachable_until: dict[str, float] = {}
-        self._verdicts: dict[str, tuple[int, float]] = {}  # endpoint -> (Reachability, valid until)
+        self._verdicts: dict[str, tuple[int, float]] = {}  # endpoint -> (Reachability, when a ping told it)
 
     def allow(self, endpoint: str, now: float) -> None:
         """``endpoint`` announced itself from its own address: the hub may ping it for ``window`` seconds."""
@@ -60,33 +59,38 @@ class Unreachable:
         return self._allowed.get(endpoint, 0.0) > now
 
     def want_ping(self, library_id: bytes, endpoint: str, now: float) -> bool:
-        """Queue a ping of ``endpoint`` unless the hub may not ping it, one is pending, it answered lately,
-        or too many are pending."""
+        """Queue a ping of ``endpoint`` unless the hub may not ping it, one is pending, it answered less than
+        ``cooldown`` ago, or too many are pending."""
         if not self.may_ping(endpoint, now):
             return False
         pending = self._pending.get(endpoint)
         if pending is not None:
             pending.libraries.add(library_id)
             return False
-        if self._reachable_until.get(endpoint, 0.0) > now or len(self._pending) >= self.max_pending:
+        verdict = self._verdicts.get(endpoint)
+        if verdict is not None and verdict[0] == hub_pb2.REACHABLE and now - verdict[1] < self.cooldown:
             return False
-        self._pending[endpoint] = _Pending(since=now, libraries={library_id})
-        self._queue.append(endpoint)
-        return True
+        return self._queue_ping(endpoint, now, {library_id})
 
     def probe(self, endpoint: str, now: float) -> int:
         """The hub's own verdict on ``endpoint`` (a ``Reachability``); unknown or stale queues a ping.
 
         An endpoint the hub may not ping stays REACHABILITY_UNKNOWN."""
         verdict = self._verdicts.get(endpoint)
-        if verdict is not None and verdict[1] > now:
+        if verdict is not None and now - verdict[1] < _keep(verdict[0]):
             return verdict[0]
         if not self.may_ping(endpoint, now):
             return hub_pb2.REACHABILITY_UNKNOWN
-        if endpoint not in self._pending and len(self._pending) < self.max_pending:
-            self._pending[endpoint] = _Pending(since=now)
-            self._queue.append(endpoint)
+        if endpoint not in self._pending:
+            self._queue_ping(endpoint, now, set())
         return verdict[0] if verdict is not None else hub_pb2.REACHABILITY_UNKNOWN
+
+    def _queue_ping(self, endpoint: str, now: float, libraries: set[bytes]) -> bool:
+        if len(self._pending) >= self.max_pending:
+            return False
+        self._pending[endpoint] = _Pending(since=now, libraries=libraries)
+        self._queue.append(endpoint)
+        return True
 
     def take_pings(self) -> list[str]:
         """Endpoints queued for a ping since the last call."""
@@ -98,22 +102,22 @@ class Unreachable:
         pending = self._pending.pop(endpoint, None)
         if len(self._verdicts) >= self.max_keys and endpoint not in self._verdicts:
             del self._verdicts[next(iter(self._verdicts))]
-        self._verdicts[endpoint] = ((hub_pb2.REACHABLE, now + PROBE_KEEP_OK) if reachable
-                                    else (hub_pb2.UNREACHABLE, now + PROBE_KEEP_FAILED))
-        if reachable:
-            if len(self._reachable_until) >= self.max_keys:
-                del self._reachable_until[next(iter(self._reachable_until))]
-            self._reachable_until[endpoint] = now + self.cooldown
+        self._verdicts[endpoint] = (hub_pb2.REACHABLE if reachable else hub_pb2.UNREACHABLE, now)
+        if reachable or pending is None:
             return []
-        return sorted(pending.libraries) if pending is not None else []
+        return sorted(pending.libraries)
 
     def sweep(self, now: float) -> None:
-        """Forget lost pings, expired permissions and cooldowns."""
+        """Forget lost pings, expired permissions, and verdicts long past their use."""
         self._allowed = {ep: until for ep, until in self._allowed.items() if until > now}
         self._pending = {ep: p for ep, p in self._pending.items() if now - p.since < self.window}
-        self._reachable_until = {ep: until for ep, until in self._reachable_until.items() if until > now}
-        self._verdicts = {ep: v for ep, v in self._verdicts.items() if v[1] > now - PROBE_KEEP_OK}
+        self._verdicts = {ep: v for ep, v in self._verdicts.items() if now - v[1] < _keep(v[0]) + PROBE_KEEP_OK}
 
     @property
     def pending_pings(self) -> int:
         return len(self._pending)
+
+
+def _keep(verdict: int) -> float:
+    """Seconds a verdict stands before the endpoint is probed again."""
+    return PROBE_KEEP_OK if verdict == hub_pb2.REACHABLE else PROBE_KEEP_FAILED
