@@ -21,7 +21,7 @@ import socket
 from collections.abc import Callable
 
 from services.hub.encode import peer_field
-from services.wire.ids import InvalidEndpoint, make_endpoint, parse_endpoint
+from services.wire.ids import InvalidEndpoint, canonical_address, make_endpoint, parse_endpoint
 from services.wire.pb import hub_pb2
 
 _LOOPBACK_MARKS = (b"tcp://127.", b"tcp://[::1]", b"tcp://localhost:")
@@ -87,18 +87,11 @@ def may_ping(endpoint: str, source: str, allowed: tuple[Network, ...]) -> bool:
         host, _ = parse_endpoint(endpoint)
     except InvalidEndpoint:
         return False
-    ip, origin = _ip(host.strip("[]")), _ip(source.strip("[]"))
+    host = canonical_address(host)
+    ip = _ip(host)
     if ip is None:
         return False
-    if origin is not None and _plain(ip) == _plain(origin):
-        return True
-    return any(_plain(ip) in network for network in allowed)
-
-
-def _plain(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
+    return host == canonical_address(source) or any(ip in network for network in allowed)
 
 
 def for_requester(wires: list[bytes], requester: str, local_address: Callable[[str], str] | None) -> list[bytes]:

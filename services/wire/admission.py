@@ -25,7 +25,6 @@ a service that binds two sockets in one context shares one Gate between them.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from services.runtime.logs import get_logger
+from services.wire.ids import canonical_address
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # fixed by the ZAP specification (RFC 27)
 ZAP_DOMAIN = b"emma"
@@ -43,17 +43,6 @@ _EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
 _ZAP_BATCH = 256  # requests answered per loop turn, at most
 
 log = get_logger("services")
-
-
-def canonical_address(text: str) -> str:
-    """One spelling per host: IPv4-mapped IPv6 (``::ffff:10.0.0.1``) becomes plain IPv4."""
-    try:
-        address = ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        return text
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
 
 
 @dataclass

@@ -95,3 +95,14 @@ def parse_host_port(text: str) -> tuple[str, int]:
     if port > 65535:
         raise InvalidEndpoint(f"port must be 0-65535 in {text!r}")
     return host, port
+
+
+def canonical_address(text: str) -> str:
+    """One spelling per host: IPv4-mapped IPv6 (``::ffff:10.0.0.1``) becomes plain IPv4."""
+    try:
+        address = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return text
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from services.wire.admission import Admission, canonical_address
+from services.wire.admission import Admission
+from services.wire.ids import canonical_address
 
 
 def test_an_address_over_its_cap_is_refused_and_others_are_not() -> None:
