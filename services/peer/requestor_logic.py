@@ -482,10 +482,13 @@ class RequestorLogic:
     def _numwant(self, download: Download) -> int:
         """Peers to ask the hub for: more while the hub has answered but none of its peers serves us (a
         library full of dead or fake entries: each answer tries more of them at once)."""
-        if download.answered and not download.complete and not any(
-                remote.answered(download.id) for remote in self.remotes.values()):
+        if download.answered and not download.complete and not self._has_source(download.id):
             return NUMWANT_SEARCHING
         return NUMWANT
+
+    def _has_source(self, library_id: bytes) -> bool:
+        """Whether some remote answered our handshake for the library (it may serve us)."""
+        return any(remote.answered(library_id) for remote in self.remotes.values())
 
     def _fill(self, now: float) -> list[Action]:
         out: list[Action] = []
@@ -601,7 +604,7 @@ class RequestorLogic:
         out = self._drop(remote, report=True, why="never answered")
         for library_id in libraries:
             download = self.downloads.get(library_id)
-            if download is not None and not any(r.answered(library_id) for r in self.remotes.values()):
+            if download is not None and not self._has_source(library_id):
                 download.next_ask = min(download.next_ask, now + STARVED_FIRST)
         return out
 
