@@ -21,6 +21,11 @@ def heartbeat_endpoint(run_dir: Path) -> str:
     return f"ipc://{run_dir / 'heartbeat.sock'}"
 
 
+def metrics_url_file(run_dir: Path) -> Path:
+    """Where a Maestro serving /metrics writes its URL (the port may have been chosen by the system)."""
+    return run_dir / "metrics.url"
+
+
 class MaestroNotRunning(RuntimeError):
     """No Maestro answers for this data directory."""
 

@@ -41,7 +41,7 @@ from services.runtime.heartbeat import LAST_WORDS, MAX_BEAT_BYTES
 from services.runtime.logs import get_logger, setup_logging
 from services.runtime.metrics_http import MetricsEndpoint, exposition
 from services.supervisor.child import Child
-from services.supervisor.control_client import control_endpoint, heartbeat_endpoint
+from services.supervisor.control_client import control_endpoint, heartbeat_endpoint, metrics_url_file
 from services.supervisor.control_logic import MAX_CONTROL_BYTES, ControlLogic
 from services.supervisor.metrics import PlayerCollector, ServiceView
 from services.supervisor.policy import RestartPolicy, ServiceState
@@ -173,7 +173,7 @@ class Maestro:
                       hint="choose a free address with `emma settings set metrics.bind HOST:PORT`")
             return
         log.info("metrics_serving", url=self.metrics.url)
-        (self.run_dir / "metrics.url").write_text(self.metrics.url)
+        metrics_url_file(self.run_dir).write_text(self.metrics.url)
 
     # -- Supervisor protocol (used by ControlLogic) --------------------------------
     def statuses(self, now: float) -> list[control_pb2.ServiceStatus]:
@@ -382,7 +382,7 @@ class Maestro:
     def shutdown(self) -> None:
         if self.metrics is not None:
             self.metrics.close()
-            (self.run_dir / "metrics.url").unlink(missing_ok=True)
+            metrics_url_file(self.run_dir).unlink(missing_ok=True)
         for name, sup in self.services.items():
             ending = sup.child.stop(grace=8.0)
             log.info("service_stopped", service=name, ending=ending.value)

@@ -13,7 +13,7 @@ import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.runtime import config as config_mod
-from services.supervisor.control_client import ControlClient
+from services.supervisor.control_client import ControlClient, metrics_url_file
 from tools.swarm import Swarm
 
 pytestmark = pytest.mark.slow
@@ -72,7 +72,7 @@ def test_hub_and_player_metrics_tell_the_truth_of_a_swarm(tmp_path: Path, stuff:
         swarm.start_player(seed)
         swarm.start_player(leecher)
         swarm.wait_serving([seed, leecher])
-        url = (leecher.data_dir / "run" / "metrics.url").read_text()
+        url = metrics_url_file(leecher.data_dir / "run").read_text()
         swarm.give(leecher, library)
         swarm.wait_complete(library, [leecher], timeout=60)
 
