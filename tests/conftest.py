@@ -1,6 +1,31 @@
-"""Suite-wide settings: property tests have no deadline (a busy machine must not fail them)."""
+"""Suite-wide settings and fixtures.
 
+Property tests have no deadline (a busy machine must not fail them). ``redis_server`` starts a
+real redis-server for one test and ends it by pid; where none is installed the test is skipped
+with the reason, except under CI (``CI=true``), where a missing server is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 from hypothesis import settings
+
+from tools.redis_server import RedisServer, missing_reason
 
 settings.register_profile("emma", deadline=None)
 settings.load_profile("emma")
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    reason = missing_reason()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI must run the Redis tests: .ci/run installs it)")
+        pytest.skip(reason)
+    with RedisServer(tmp_path / "redis") as server:
+        yield server

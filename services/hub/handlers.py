@@ -59,6 +59,7 @@ class RequestHandlers:
         self.local_address = local_address
         self._intervals = intervals(limits.interval, limits.min_interval)
         self._endpoints: dict[tuple[str, str], tuple[str, bool]] = {}  # (announced, source) -> _endpoint()
+        self._wires: dict[tuple[bytes, str, bool], bytes] = {}  # (player, endpoint, seed) -> peer_field()
         self._ping_networks = addresses.networks(limits.ping_networks)
         self.reports = 0  # unreachable reports received (for metrics)
 
@@ -86,24 +87,28 @@ class RequestHandlers:
         if event == _STOPPED:
             gone = store.remove(library_id, player_id, now)
             log.info("announce", kind="stopped", library=library_id.hex(), player=player_id.hex(), known=bool(gone))
-            return self._announce_reply(request.request_id, library_id, [], now)
-        known = store.get(library_id, player_id, now)
+            seeders, leechers, _ = store.counts(library_id, now)
+            return announce_reply(request.request_id, seeders, leechers, self._intervals, [])
         endpoint, pingable = self._endpoint(msg.endpoint, source)
-        same_endpoint = known is not None and known.endpoint == endpoint
         seed = msg.left == 0
         if event == _COMPLETED and not seed:
             raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"completed announce with left={msg.left}; send left=0")
-        if known is None or not same_endpoint:
-            self._check_room(library_id, player_id, endpoint, known is None, now)
-        if known is not None and same_endpoint and known.seed == seed and known.wire:
-            wire = known.wire  # a plain refresh: reuse the encoded peer
-        else:
-            wire = peer_field(player_id, endpoint, seed)
-        store.upsert(PeerRecord(library_id, player_id, endpoint, seed, now + limits.expiry, wire), now)
-        if event == _COMPLETED and (known is None or not known.seed):
-            store.add_completed(library_id)
         want = validate.numwant(msg.numwant, limits)
-        peers = store.sample_wires(library_id, want, now, exclude=player_id, seeds=not seed, rng=self.rng)
+        record = PeerRecord(library_id, player_id, endpoint, seed, now + limits.expiry,
+                            self._wire(player_id, endpoint, seed))
+        # The common case, a periodic re-announce of an unchanged entry, is one store call (one round trip).
+        fast = None if event == _COMPLETED else store.refresh(record, want, now, seeds=not seed, rng=self.rng)
+        if fast is not None:
+            peers, counts = fast
+        else:
+            known = store.get(library_id, player_id, now)
+            if known is None or known.endpoint != endpoint:
+                self._check_room(library_id, player_id, endpoint, known is None, now)
+            store.upsert(record, now)
+            if event == _COMPLETED and (known is None or not known.seed):
+                store.add_completed(library_id)
+            peers = store.sample_wires(library_id, want, now, exclude=player_id, seeds=not seed, rng=self.rng)
+            counts = store.counts(library_id, now)
         peers = addresses.for_requester(peers, source, self.local_address)
         if event != _PERIODIC or self.log_requests:
             level = log.debug if event == _PERIODIC else log.info
@@ -114,7 +119,18 @@ class RequestHandlers:
         if pingable:
             self.unreachable.allow(endpoint, now)
         reachable = self.unreachable.probe(endpoint, now)
-        return self._announce_reply(request.request_id, library_id, peers, now, endpoint, reachable)
+        return announce_reply(request.request_id, counts.seeders, counts.leechers, self._intervals, peers,
+                              endpoint, reachable)
+
+    def _wire(self, player_id: bytes, endpoint: str, seed: bool) -> bytes:
+        """The peer as replies encode it, cached: most announces repeat the last one."""
+        key = (player_id, endpoint, seed)
+        wire = self._wires.get(key)
+        if wire is None:
+            if len(self._wires) >= _MAX_ENDPOINT_CACHE:
+                self._wires.clear()
+            wire = self._wires[key] = peer_field(player_id, endpoint, seed)
+        return wire
 
     def _check_room(self, library_id: bytes, player_id: bytes, endpoint: str, new_player: bool, now: float) -> None:
         """Refuse with FULL an entry past one of the store's caps (a refresh of a known entry always fits)."""
@@ -134,11 +150,6 @@ class RequestHandlers:
         if store.totals(now).entries >= limits.max_entries:
             raise ProtocolError(ErrorCode.FULL, f"this hub holds {limits.max_entries} players in libraries, its "
                                 "limit; retry later or use another hub")
-
-    def _announce_reply(self, request_id: int, library_id: bytes, peers: list[bytes], now: float,
-                        endpoint: str = "", reachable: int = 0) -> bytes:
-        seeders, leechers, _ = self.store.counts(library_id, now)
-        return announce_reply(request_id, seeders, leechers, self._intervals, peers, endpoint, reachable)
 
     def get_peers(self, request: hub_pb2.HubRequest, now: float, source: str = "") -> bytes:
         msg = request.get_peers

@@ -6,7 +6,11 @@ without the empty delimiter) or None when no reply is possible.
 :meth:`HubLogic.handle` rate-limits per client, checks size, decodes, checks
 the version and dispatches on the body kind to :mod:`services.hub.handlers`,
 which validate every field before touching the store. A :class:`ProtocolError` becomes an error
-reply; any other exception is logged and answered INTERNAL. Unreachable
+reply; a store out of reach (a Redis that is down) is answered UNAVAILABLE, which sends the
+client to its next hub, and logged once per outage; any other exception is logged and answered
+INTERNAL. Hubs sharing a store also share, through it, each address's request count: every
+SHARED_RATE_EVERY seconds this hub adds its own and learns the total, and refuses an address
+whose total over all hubs passed its limit for the rest of that second. Unreachable
 reports queue pings that the broker collects with :meth:`take_pings` and
 answers with :meth:`ping_done`. :meth:`tick` is the periodic housekeeping.
 """
@@ -25,12 +29,15 @@ from services.hub.ratelimit import RateLimiter
 from services.hub.rejections import Rejections
 from services.hub.reports import Unreachable
 from services.hub.store import HubStore
+from services.hub.store_errors import StoreUnavailable
 from services.runtime.latency import Latency
 from services.runtime.logs import get_logger
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import hub_pb2
 
 _SWEEP_EVERY = 10.0
+SHARED_RATE_EVERY = 0.25
+STORE_RETRY = 1.0  # after the store failed, requests are answered UNAVAILABLE without trying it for this long
 
 _INVALID = RequestKind.INVALID.value
 _UNKNOWN = "unknown"  # the kind of a request refused before it was read
@@ -70,7 +77,16 @@ class HubLogic:
         # An address's own bucket: new identities cost nothing, a new address does.
         self.address_rate = RateLimiter(limits.rate * limits.address_factor, limits.burst * limits.address_factor)
         self.rejections = Rejections()
-        self.unreachable = Unreachable(limits.expiry, limits.max_pending_pings, limits.ping_cooldown)
+        self.unreachable = Unreachable(limits.expiry, limits.max_pending_pings, limits.ping_cooldown,
+                                       shared=store.shared)
+        self.store_down = False  # the store is out of reach: logged once, cleared by the next success
+        self._store_retry_at = 0.0
+        self.unavailable = 0  # requests answered UNAVAILABLE
+        # Shared per-address counting (hubs on one store): this hub's counts since the last exchange,
+        # and addresses over the shared limit until the end of their one-second window.
+        self._address_hits: dict[str, int] = {}
+        self._over: dict[str, float] = {}
+        self._next_shared_rate = started_at
         # Every request is counted once here, by (kind, result code): health, stats and metrics all read it.
         # Kinds are RequestKind values, the names of HubRequest's body fields (no enum hashing per request);
         # a request refused before its kind was read is of kind "unknown".
@@ -134,6 +150,10 @@ class HubLogic:
         """Answer one request frame from client ``identity`` at address ``source``; always a serialized HubReply."""
         if not (self.rate.check(identity, now) and (not source or self.address_rate.check(source.encode(), now))):
             return self._rate_limited(identity, source, now)
+        if source and self.store.shared is not None:
+            if self._over and self._over.get(source, 0.0) > now:
+                return self._rate_limited(identity, source, now)
+            self._address_hits[source] = self._address_hits.get(source, 0) + 1
         request = hub_pb2.HubRequest()
         kind = _INVALID
         try:
@@ -143,11 +163,20 @@ class HubLogic:
                     ErrorCode.UNSUPPORTED_VERSION,
                     f"hub speaks version {PROTOCOL_VERSION}, request says {request.version}; upgrade the player",
                 )
+            if self.store_down and now < self._store_retry_at:
+                raise StoreUnavailable("the store failed less than a second ago")
             reply = self._dispatch[kind](request, now, source)
             self._result(kind, _OK)
+            if self.store_down:
+                self._store_back()
             return reply
         except ProtocolError as exc:
             return self._reject(identity, source, request.request_id, kind, exc, now)
+        except StoreUnavailable as exc:
+            self._store_lost(exc, now)
+            self.unavailable += 1
+            error = ProtocolError(ErrorCode.UNAVAILABLE, "this hub cannot reach its store; try another hub")
+            return self._reject(identity, source, request.request_id, kind, error, now)
         except Exception:
             self.internal_errors += 1
             log.exception("hub_internal_error", client=identity.hex(), kind=kind)
@@ -208,8 +237,41 @@ class HubLogic:
         return self.unreachable.take_pings()
 
     def ping_done(self, endpoint: str, reachable: bool, now: float) -> None:
-        """Apply a ping result: an unreachable endpoint is dropped from the libraries that reported it."""
-        self.handlers.ping_done(endpoint, reachable, now)
+        """Apply a ping result: an unreachable endpoint is dropped from the libraries that reported it.
+
+        With the store out of reach the result is lost: the reports are made again, so is the ping."""
+        try:
+            self.handlers.ping_done(endpoint, reachable, now)
+        except StoreUnavailable as exc:
+            self._store_lost(exc, now)
+
+    def _store_lost(self, exc: StoreUnavailable, now: float) -> None:
+        self._store_retry_at = max(self._store_retry_at, now + STORE_RETRY)
+        if not self.store_down:
+            self.store_down = True
+            log.error("store_unavailable", store=self.store.name, error=str(exc),
+                      hint="players fail over to the library's other hubs; this hub recovers by itself")
+
+    def _store_back(self) -> None:
+        self.store_down = False
+        log.info("store_available", store=self.store.name)
+
+    def _share_rates(self, now: float) -> None:
+        """Exchange per-address counts with the other hubs; remember who is over the limit this second."""
+        shared = self.store.shared
+        if shared is None or now < self._next_shared_rate:
+            return
+        self._next_shared_rate = now + SHARED_RATE_EVERY
+        hits, self._address_hits = self._address_hits, {}
+        if self._over:
+            self._over = {address: until for address, until in self._over.items() if until > now}
+        window = int(now)
+        limit = (self.limits.rate + self.limits.burst) * self.limits.address_factor
+        if not hits or not self.limits.rate:
+            return
+        for address, total in shared.count_requests(hits, window).items():
+            if total > limit:
+                self._over[address] = window + 1.0
 
     def _result(self, kind: str, code: str) -> None:
         key = (kind, code)
@@ -230,7 +292,18 @@ class HubLogic:
 
     def tick(self, now: float) -> None:
         """Periodic housekeeping: store maintenance, and every few seconds forgetting idle state."""
+        if self.store_down and now < self._store_retry_at:
+            return
+        try:
+            self._tick(now)
+            if self.store_down:
+                self._store_back()
+        except StoreUnavailable as exc:
+            self._store_lost(exc, now)
+
+    def _tick(self, now: float) -> None:
         self.store.maintain(now)
+        self._share_rates(now)
         if self.snapshot is not None and now >= self._next_publish:
             self._next_publish = now + PUBLISH_EVERY
             self.publish(now)

@@ -26,7 +26,7 @@ from services.hub.logic import HubLogic
 from services.hub.metrics import HubCollector
 from services.hub.model import HubLimits
 from services.hub.store import open_store
-from services.hub.store_sqlite import StoreError
+from services.hub.store_errors import StoreError
 from services.runtime.logs import get_logger
 from services.runtime.metrics_http import MetricsEndpoint
 from services.wire.ids import InvalidEndpoint, parse_host_port, parse_library_id

@@ -1,8 +1,8 @@
 """The hub's peer store: one narrow interface, backends chosen by name.
 
 The broker and the logic only ever see :class:`HubStore`. A backend is a class
-with an ``open(path, now)`` class method registered in :data:`STORES`; adding
-Redis later means writing ``store_redis.py`` and one line in that table.
+with an ``open(path, now)`` class method registered in :data:`STORES`; the
+Redis backend is ``store_redis.py`` and one line in that table.
 
 Every method that reads takes ``now`` (seconds since the epoch) and must act
 as if entries whose ``expires_at <= now`` were already gone, whether or not
@@ -17,13 +17,47 @@ from typing import Protocol
 
 from services.hub.model import LibraryCounts, PeerRecord, Totals
 from services.hub.store_memory import MemoryStore
+from services.hub.store_redis import RedisStore
 from services.hub.store_sqlite import SqliteStore
+
+
+class SharedState(Protocol):
+    """What hubs sharing one store must agree on besides players (a store used by one hub has none)."""
+
+    def allow(self, endpoint: str, seconds: float) -> None:
+        """``endpoint`` announced itself from its own address: any hub may ping it for ``seconds``."""
+        ...
+
+    def may_ping(self, endpoint: str) -> bool: ...
+
+    def claim(self, endpoint: str, library_id: bytes, window: float, reachable: int, cooldown: float,
+              now: float) -> bool:
+        """Add ``library_id`` (may be empty) to the pending ping of ``endpoint``; True when the caller should
+        ping it (no ping pending anywhere and no reachable verdict younger than ``cooldown``)."""
+        ...
+
+    def verdict(self, endpoint: str) -> tuple[int, float] | None:
+        """The latest ping verdict of any hub: (Reachability, when)."""
+        ...
+
+    def done(self, endpoint: str, verdict: int, now: float, keep: float) -> list[bytes]:
+        """Record a ping's verdict for ``keep`` seconds; return (and forget) the libraries it was reported in."""
+        ...
+
+    def count_requests(self, counts: dict[str, int], window: int) -> dict[str, int]:
+        """Add requests per address in one-second ``window``; return each address's total over all hubs."""
+        ...
 
 
 class HubStore(Protocol):
     """Players per library, with absolute expiry, and completed counters."""
 
     name: str
+
+    @property
+    def shared(self) -> SharedState | None:
+        """What this store lets hubs share besides players; None when one hub is alone with it."""
+        ...
 
     def upsert(self, record: PeerRecord, now: float) -> PeerRecord | None:
         """Insert or replace the entry for (library, player); return the live entry it replaced.
@@ -33,6 +67,19 @@ class HubStore(Protocol):
         persisting a refresh (same endpoint and seed status) while the stored
         expiry lags by less than its ``refresh_slack``; reads always see the
         new expiry.
+        """
+        ...
+
+    def refresh(
+        self, record: PeerRecord, count: int, now: float, *, seeds: bool, rng: random.Random
+    ) -> tuple[list[bytes], LibraryCounts] | None:
+        """The periodic announce in one step: when (library, player) is live with this very ``wire`` (same
+        endpoint and seed status), push its expiry to ``record.expires_at`` and return up to ``count`` peer
+        wires chosen as :meth:`sample_wires` chooses (never the player itself; leechers only unless
+        ``seeds``) with the library's counts (``completed`` may read 0). Otherwise change nothing and
+        return None: the caller takes the full path (get, caps, upsert, sample, counts).
+
+        Owes: one round trip for a remote backend.
         """
         ...
 
@@ -124,16 +171,18 @@ class HubStore(Protocol):
 
 
 class StoreOpener(Protocol):
-    """How a backend is opened: its file (if it has one), the time, and the refresh slack in seconds."""
+    """How a backend is opened: its file (if it has one), the time, the refresh slack in seconds, and its
+    server's URL (if it has one)."""
 
-    def __call__(self, path: Path | None, now: float, *, refresh_slack: float = 0.0) -> HubStore: ...
+    def __call__(self, path: Path | None, now: float, *, refresh_slack: float = 0.0, url: str = "") -> HubStore: ...
 
 
 
-# name -> opener. SQLite is the default; memory is for tests and throwaway hubs.
+# name -> opener. SQLite is the default; memory is for tests and throwaway hubs; Redis for several hubs.
 STORES: dict[str, StoreOpener] = {
     "sqlite": SqliteStore.open,
     "memory": MemoryStore.open,
+    "redis": RedisStore.open,
 }
 DEFAULT_STORE = "sqlite"
 
@@ -142,9 +191,9 @@ class UnknownStore(ValueError):
     """A store name not in :data:`STORES`."""
 
 
-def open_store(name: str, path: Path | None, now: float, *, refresh_slack: float = 0.0) -> HubStore:
-    """Open the backend called ``name`` (``path`` is its database file, when it has one)."""
+def open_store(name: str, path: Path | None, now: float, *, refresh_slack: float = 0.0, url: str = "") -> HubStore:
+    """Open the backend called ``name`` (``path`` is its database file, ``url`` its server, when it has one)."""
     opener = STORES.get(name)
     if opener is None:
         raise UnknownStore(f"unknown store {name!r}; choose one of: {', '.join(STORES)}")
-    return opener(path, now, refresh_slack=refresh_slack)
+    return opener(path, now, refresh_slack=refresh_slack, url=url)

@@ -17,17 +17,28 @@ class MemoryStore:
     """A :class:`~services.hub.store.HubStore` held in this process's memory."""
 
     name = "memory"
+    shared = None  # one hub per store: nothing to share
 
     def __init__(self, *, track_expired: bool = False) -> None:
         self._index = PeerIndex(track_expired=track_expired)
 
     @classmethod
-    def open(cls, path: Path | None, now: float, *, refresh_slack: float = 0.0) -> MemoryStore:
-        """Open an empty store; ``path`` and ``refresh_slack`` are ignored."""
+    def open(cls, path: Path | None, now: float, *, refresh_slack: float = 0.0, url: str = "") -> MemoryStore:
+        """Open an empty store; ``path``, ``refresh_slack`` and ``url`` are ignored."""
         return cls()
 
     def upsert(self, record: PeerRecord, now: float) -> PeerRecord | None:
         return self._index.put(record, now)
+
+    def refresh(
+        self, record: PeerRecord, count: int, now: float, *, seeds: bool, rng: random.Random
+    ) -> tuple[list[bytes], LibraryCounts] | None:
+        old = self._index.get(record.library_id, record.player_id, now)
+        if old is None or old.wire != record.wire:
+            return None
+        self.upsert(record, now)
+        peers = self._index.sample_wires(record.library_id, count, now, record.player_id, seeds, rng)
+        return peers, self._index.counts(record.library_id, now)
 
     def remove(self, library_id: bytes, player_id: bytes, now: float) -> PeerRecord | None:
         return self._index.pop(library_id, player_id, now)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from services.hub.encode import peer_field
 from services.hub.model import PeerRecord
+from services.hub.store_errors import StoreError
 from services.hub.store_memory import MemoryStore
 
 SCHEMA_VERSION = 1
@@ -51,10 +52,6 @@ _EXPIRE = "DELETE FROM peers WHERE library_id = ? AND player_id = ? AND expires_
 _COMPLETED = "INSERT OR REPLACE INTO completed VALUES (?, ?)"
 
 Key = tuple[bytes, bytes]
-
-
-class StoreError(RuntimeError):
-    """The database cannot be opened or written; the message says what to do."""
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -91,8 +88,8 @@ class SqliteStore(MemoryStore):
         self._load(now)
 
     @classmethod
-    def open(cls, path: Path | None, now: float, *, refresh_slack: float = 0.0) -> SqliteStore:
-        """Open (creating if needed) the database at ``path`` and load its live entries."""
+    def open(cls, path: Path | None, now: float, *, refresh_slack: float = 0.0, url: str = "") -> SqliteStore:
+        """Open (creating if needed) the database at ``path`` and load its live entries (``url`` is unused)."""
         if path is None:
             raise StoreError("the sqlite store needs a database path (--db)")
         try:

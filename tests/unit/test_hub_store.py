@@ -11,7 +11,8 @@ import pytest
 from services.hub.encode import peer_field
 from services.hub.model import LibraryCounts, PeerRecord, Totals
 from services.hub.store import STORES, HubStore, UnknownStore, open_store
-from services.hub.store_sqlite import StoreError
+from services.hub.store_errors import StoreError, StoreUnavailable
+from tools.redis_server import RedisServer, free_port
 
 T0 = 1_700_000_000.0
 LIB_A = b"A" * 32
@@ -29,7 +30,8 @@ def rec(n: int, *, lib: bytes = LIB_A, seed: bool = False, expires: float = T0 +
 
 @pytest.fixture(params=sorted(STORES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HubStore]:
-    opened = open_store(request.param, tmp_path / "hub.db", T0)
+    url = request.getfixturevalue("redis_server").url if request.param == "redis" else ""
+    opened = open_store(request.param, tmp_path / "hub.db", T0, url=url)
     yield opened
     opened.close()
 
@@ -203,6 +205,34 @@ def test_many_players_churn_keeps_counts_and_samples_consistent(store: HubStore)
     assert sorted(r.wire for r in store.sample(LIB_A, 500, T0, seeds=False, rng=rng)) == leechers
 
 
+def test_refresh_pushes_expiry_of_the_same_entry_and_answers_like_sample_and_counts(store: HubStore) -> None:
+    for n in range(8):
+        store.upsert(rec(n, seed=n < 3, expires=T0 + 10), T0)
+    fresh = rec(5, expires=T0 + 100)
+    got = store.refresh(fresh, 4, T0 + 1, seeds=True, rng=random.Random(5))
+    assert got is not None
+    wires, counts = got
+    assert wires == store.sample_wires(LIB_A, 4, T0 + 1, exclude=pid(5), rng=random.Random(5))
+    assert fresh.wire not in wires and len(wires) == 4
+    assert (counts.seeders, counts.leechers) == (3, 5)
+    assert store.get(LIB_A, pid(5), T0 + 50) == fresh  # the others expired at T0 + 10
+    leechers = store.refresh(rec(5, expires=T0 + 200), 10, T0 + 50, seeds=False, rng=random.Random(1))
+    assert leechers == ([], LibraryCounts(0, 1))
+    assert store.totals(T0 + 50) == Totals(players=1, libraries=1, entries=1)
+    assert store.libraries_of(pid(5), T0 + 150) == 1
+    assert store.endpoint_entries(fresh.endpoint, T0 + 150) == 1
+
+
+def test_refresh_of_an_absent_or_changed_entry_changes_nothing(store: HubStore) -> None:
+    assert store.refresh(rec(1), 5, T0, seeds=True, rng=random.Random(1)) is None
+    assert store.get(LIB_A, pid(1), T0) is None
+    store.upsert(rec(1, expires=T0 + 10), T0)
+    for changed in (rec(1, seed=True, expires=T0 + 99), rec(1, port=9999, expires=T0 + 99)):
+        assert store.refresh(changed, 5, T0, seeds=True, rng=random.Random(1)) is None
+    assert store.get(LIB_A, pid(1), T0) == rec(1, expires=T0 + 10)
+    assert store.refresh(rec(1, expires=T0 + 99), 5, T0 + 10, seeds=True, rng=random.Random(1)) is None
+
+
 def test_unknown_store_name_is_refused() -> None:
     with pytest.raises(UnknownStore, match="choose one of"):
         open_store("redis-someday", None, T0)
@@ -275,3 +305,45 @@ def test_sqlite_refuses_a_second_hub_on_the_same_file(tmp_path: Path) -> None:
 def test_sqlite_needs_a_path() -> None:
     with pytest.raises(StoreError, match="--db"):
         open_store("sqlite", None, T0)
+
+
+def test_redis_hubs_sharing_one_server_see_each_others_players(redis_server: RedisServer) -> None:
+    first = open_store("redis", None, T0, url=redis_server.url)
+    second = open_store("redis", None, T0, url=redis_server.url)
+    try:
+        first.upsert(rec(1), T0)
+        second.upsert(rec(2, seed=True), T0)
+        second.add_completed(LIB_A)
+        assert first.counts(LIB_A, T0) == second.counts(LIB_A, T0) == LibraryCounts(1, 1, 1)
+        both = sorted([rec(1).wire, rec(2, seed=True).wire])
+        assert sorted(second.sample_wires(LIB_A, 5, T0, rng=random.Random(1))) == both
+        assert first.remove(LIB_A, pid(2), T0) == rec(2, seed=True)
+        assert second.totals(T0) == Totals(players=1, libraries=1, entries=1)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_redis_down_raises_store_unavailable_and_a_restarted_server_is_used_again(redis_server: RedisServer) -> None:
+    store = open_store("redis", None, T0, url=redis_server.url)
+    try:
+        store.upsert(rec(1), T0)
+        redis_server.stop()
+        with pytest.raises(StoreUnavailable, match="next hub"):
+            store.refresh(rec(1), 5, T0, seeds=True, rng=random.Random(1))
+        with pytest.raises(StoreUnavailable):
+            store.counts(LIB_A, T0)
+        redis_server.start()  # empty: it kept nothing, so the periodic announce takes the full path
+        assert store.refresh(rec(1), 5, T0, seeds=True, rng=random.Random(1)) is None
+        store.upsert(rec(1), T0)
+        again = store.refresh(rec(1, expires=T0 + 200), 5, T0, seeds=True, rng=random.Random(1))
+        assert again == ([], LibraryCounts(0, 1))
+    finally:
+        store.close()
+
+
+def test_redis_store_refuses_a_missing_or_unreachable_server(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="--redis"):
+        open_store("redis", None, T0)
+    with pytest.raises(StoreError, match="cannot reach Redis"):
+        open_store("redis", None, T0, url=f"redis://127.0.0.1:{free_port()}/0")

@@ -45,6 +45,8 @@ class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.V
     """a bug or an I/O failure on the answering side"""
     FULL: _ErrorCode.ValueType  # 11
     """a cap on what the service holds is reached (players, libraries, connections)"""
+    UNAVAILABLE: _ErrorCode.ValueType  # 12
+    """the service cannot reach what it depends on (a hub its store); try another"""
 
 class ErrorCode(_ErrorCode, metaclass=_ErrorCodeEnumTypeWrapper):
     """One error enum for all protocols. Replies carry a code a program can
@@ -73,6 +75,8 @@ INTERNAL: ErrorCode.ValueType  # 10
 """a bug or an I/O failure on the answering side"""
 FULL: ErrorCode.ValueType  # 11
 """a cap on what the service holds is reached (players, libraries, connections)"""
+UNAVAILABLE: ErrorCode.ValueType  # 12
+"""the service cannot reach what it depends on (a hub its store); try another"""
 Global___ErrorCode: _TypeAlias = ErrorCode  # noqa: Y015
 
 @_typing.final
