@@ -22,6 +22,9 @@ def hub(
     ] = None,
     db: Annotated[Path | None, typer.Option(help="SQLite database file (default <data>/hub.db).")] = None,
     store: Annotated[str, typer.Option(help=f"Peer store backend: {', '.join(STORES)}.")] = DEFAULT_STORE,
+    redis: Annotated[
+        str, typer.Option(help="With --store redis: the server every hub of the fleet shares, redis://HOST:PORT/0.")
+    ] = "",
     allowlist: Annotated[
         Path | None, typer.Option(help="File of library ids (64 hex a line) this hub serves; default all.")
     ] = None,
@@ -53,6 +56,7 @@ def hub(
             bind=bind,
             db=db,
             store=store,
+            redis=redis,
             allowlist=allowlist,
             interval=interval,
             rate=rate,

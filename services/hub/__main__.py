@@ -23,6 +23,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bind", default=None, help="ZMQ endpoint to listen on; tcp://HOST:0 = random port")
     parser.add_argument("--db", type=Path, default=None, help="SQLite database (default <data>/hub.db)")
     parser.add_argument("--store", choices=sorted(STORES), default=DEFAULT_STORE, help="peer store backend")
+    parser.add_argument("--redis", default="", metavar="URL",
+                        help="with --store redis: the server the hubs share, redis://HOST:PORT/0")
     parser.add_argument("--allowlist", type=Path, default=None, help="file of library ids to serve, one a line")
     parser.add_argument("--interval", type=int, default=60, help="seconds between announces players are told")
     parser.add_argument("--rate", type=float, default=200.0, help="requests/s per client (0 = unlimited)")
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             bind=args.bind,
             db=args.db,
             store=args.store,
+            redis=args.redis,
             allowlist=args.allowlist,
             interval=args.interval,
             rate=args.rate,

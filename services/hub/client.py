@@ -5,11 +5,19 @@ HubRequest with a fresh ``request_id`` on a DEALER connected to the current
 hub endpoint and polls ``timeout`` seconds for the reply; replies carrying
 another id (late answers to an earlier attempt) are discarded. On timeout the
 socket is closed with linger 0, which drops anything still queued, the next
-endpoint in the list becomes current, a fresh socket is opened and the
-request is sent again, up to ``attempts`` sends in all. The endpoint that
-answers stays current for the next calls. A hub that answers with an error is
-not retried: :class:`HubError` carries its code. When every attempt timed
-out, :class:`HubUnavailable`.
+hub in :class:`HubOrder` becomes current, a fresh socket is opened and the
+request is sent again, up to ``attempts`` sends in all. When the library
+lists more than one hub, an attempt also ends at once when the connection to
+its hub drops or is refused (the socket monitor says so), and when the hub
+answers UNAVAILABLE (it lost its store): a killed hub costs its players a
+reconnect, not a timeout. Any other error answer is not retried:
+:class:`HubError` carries its code. When every attempt failed,
+:class:`HubUnavailable`.
+
+The order of the hubs (:class:`HubOrder`): shuffled once, so that players
+spread over a fleet's hubs; the hub that answered moves to the front and
+stays there; a hub that failed FAILURES_TO_SKIP times in a row is skipped for
+SKIP_SECONDS (unless every hub is).
 
 Use one client from one thread; close it with :meth:`HubClient.close` (or a
 ``with`` block).
@@ -17,6 +25,7 @@ Use one client from one thread; close it with :meth:`HubClient.close` (or a
 
 from __future__ import annotations
 
+import collections
 import itertools
 import random
 import time
@@ -39,7 +48,7 @@ from services.hub.client_types import (
     Reachability,
 )
 from services.runtime.logs import get_logger
-from services.wire.pb import hub_pb2
+from services.wire.pb import common_pb2, hub_pb2
 
 __all__ = [
     "AnnounceEvent",
@@ -55,7 +64,49 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+FAILURES_TO_SKIP = 3
+SKIP_SECONDS = 60.0
+_DROPPED = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CLOSED
 log = get_logger("services")
+
+
+class HubOrder:
+    """Which hub to ask next: no sockets, no clock (callers pass ``now``); see the module comment."""
+
+    def __init__(self, endpoints: Sequence[str], rng: random.Random | None = None) -> None:
+        self.endpoints = list(dict.fromkeys(endpoints))
+        if rng is not None:
+            rng.shuffle(self.endpoints)
+        self._failures: dict[str, int] = {}
+        self._skip_until: dict[str, float] = {}
+
+    def next(self, now: float, after: str | None = None) -> str:
+        """The hub to ask: the first one not skipped (after ``after``, when one just failed)."""
+        order = self.endpoints
+        if after is not None and after in order:
+            start = order.index(after) + 1
+            order = order[start:] + order[:start]
+        for endpoint in order:
+            if self._skip_until.get(endpoint, 0.0) <= now:
+                return endpoint
+        return order[0]  # every hub is skipped: ask them anyway, in order
+
+    def answered(self, endpoint: str) -> None:
+        self._failures.pop(endpoint, None)
+        self._skip_until.pop(endpoint, None)
+        if self.endpoints[0] != endpoint:
+            self.endpoints.remove(endpoint)
+            self.endpoints.insert(0, endpoint)
+
+    def failed(self, endpoint: str, now: float) -> None:
+        failures = self._failures.get(endpoint, 0) + 1
+        if failures >= FAILURES_TO_SKIP:
+            self._skip_until[endpoint] = now + SKIP_SECONDS
+            failures = 0
+        self._failures[endpoint] = failures
+
+    def skipped(self, now: float) -> list[str]:
+        return [ep for ep in self.endpoints if self._skip_until.get(ep, 0.0) > now]
 
 
 def _peers(items: Iterable[hub_pb2.Peer]) -> tuple[PeerInfo, ...]:
@@ -63,13 +114,14 @@ def _peers(items: Iterable[hub_pb2.Peer]) -> tuple[PeerInfo, ...]:
 
 
 class HubClient:
-    """Talks to one hub at a time out of ``endpoints``, failing over to the next on timeouts.
+    """Talks to one hub at a time out of ``endpoints``, failing over to the next (see the module comment).
 
     ``timeout`` is seconds per attempt; ``attempts`` is sends per call in all,
     across endpoints (default: 3, or one per endpoint if there are more). A
-    call therefore gives up after about ``timeout * attempts`` seconds. Pass
-    ``context`` to share one; otherwise the client makes its own and ends it
-    on :meth:`close`.
+    call therefore gives up after about ``timeout * attempts`` seconds. The
+    hubs are shuffled unless ``shuffle`` is False (then they are asked in the
+    order given). Pass ``context`` to share one; otherwise the client makes
+    its own and ends it on :meth:`close`.
     """
 
     def __init__(
@@ -79,24 +131,29 @@ class HubClient:
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         timeout: float = 2.0,
         attempts: int | None = None,
+        shuffle: bool = True,
     ) -> None:
         self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         if not self.endpoints:
             raise ValueError("HubClient needs at least one hub endpoint")
+        self.order = HubOrder(self.endpoints, random.Random() if shuffle else None)
+        self._fast_failover = len(self.order.endpoints) > 1
         self.timeout = timeout
         self.attempts = attempts if attempts is not None else max(3, len(self.endpoints))
         self._own_context = context is None
         self._context: zmq.Context[zmq.Socket[bytes]] = context if context is not None else zmq.Context()
-        self._current = 0
+        self._current = self.order.next(time.monotonic())
         self._socket: zmq.Socket[bytes] | None = None
+        self._monitor: zmq.Socket[bytes] | None = None
         self._ids = itertools.count(random.randrange(1, 1 << 31))
         self._closed = False
-        self.timeouts = 0  # attempts that got no answer in time, over the client's life
+        self.timeouts = 0  # attempts that failed (no answer in time, connection lost, hub unavailable), in all
+        self.failures: collections.deque[str] = collections.deque(maxlen=16)  # why recent attempts failed
 
     @property
     def endpoint(self) -> str:
         """The hub endpoint the next request goes to first."""
-        return self.endpoints[self._current]
+        return self._current
 
     def announce(
         self,
@@ -169,34 +226,64 @@ class HubClient:
         tried: list[str] = []
         for _ in range(self.attempts):
             request.request_id = next(self._ids)
-            reply = self._attempt(request)
+            reply, why = self._attempt(request)
             if reply is not None:
-                return self._check(reply, expect)
-            tried.append(self.endpoint)
+                if self._fast_failover and reply.WhichOneof("body") == "error" and \
+                        reply.error.code == common_pb2.UNAVAILABLE:
+                    why = "unavailable"
+                else:
+                    self.order.answered(self._current)
+                    return self._check(reply, expect)
+            tried.append(self._current)
             self.timeouts += 1
-            log.warning("hub_timeout", endpoint=self.endpoint, timeout=self.timeout)
+            self.failures.append(why)  # "timeout", "connection lost", "unavailable" or "queue full"
+            log.warning("hub_failed", endpoint=self._current, why=why, timeout=self.timeout)
             self._drop_socket()
-            self._current = (self._current + 1) % len(self.endpoints)
+            failed, now = self._current, time.monotonic()
+            self.order.failed(failed, now)
+            self._current = self.order.next(now, after=failed)
         raise HubUnavailable(tried, self.timeout)
 
-    def _attempt(self, request: hub_pb2.HubRequest) -> hub_pb2.HubReply | None:
+    def _attempt(self, request: hub_pb2.HubRequest) -> tuple[hub_pb2.HubReply | None, str]:
+        """Send once and wait for the answer: (reply, "") or (None, why not)."""
         sock = self._open()
         try:
             sock.send(request.SerializeToString(), zmq.NOBLOCK)
         except zmq.Again:
-            return None
+            return None, "queue full"
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        if self._monitor is not None:
+            poller.register(self._monitor, zmq.POLLIN)
         deadline = time.monotonic() + self.timeout
         while (left := deadline - time.monotonic()) > 0:
-            if not sock.poll(max(1, int(left * 1000))):
+            ready = dict(poller.poll(max(1, int(left * 1000))))
+            if not ready:
                 break
+            if self._monitor is not None and self._monitor in ready and self._dropped():
+                return None, "connection lost"
+            if sock not in ready:
+                continue
             reply = hub_pb2.HubReply()
             try:
                 reply.ParseFromString(sock.recv_multipart(zmq.NOBLOCK)[-1])
             except (DecodeError, zmq.Again):
                 continue
             if reply.request_id == request.request_id or (reply.request_id == 0 and reply.HasField("error")):
-                return reply
-        return None
+                return reply, ""
+        return None, "timeout"
+
+    def _dropped(self) -> bool:
+        """Whether the monitor reported the connection dropped or refused (other events are read and ignored)."""
+        assert self._monitor is not None
+        dropped = False
+        while True:
+            try:
+                frames = self._monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return dropped
+            event = int.from_bytes(frames[0][:2], "little") if frames and len(frames[0]) >= 2 else 0
+            dropped = dropped or bool(event & _DROPPED)
 
     @staticmethod
     def _check(reply: hub_pb2.HubReply, expect: str) -> hub_pb2.HubReply:
@@ -211,12 +298,18 @@ class HubClient:
         if self._socket is None:
             sock = self._context.socket(zmq.DEALER)
             sock.linger = 0
+            if self._fast_failover:
+                self._monitor = sock.get_monitor_socket(_DROPPED)
             sock.connect(self.endpoint)
             self._socket = sock
         return self._socket
 
     def _drop_socket(self) -> None:
         if self._socket is not None:
+            if self._monitor is not None:
+                self._socket.disable_monitor()
+                self._monitor.close(linger=0)
+                self._monitor = None
             self._socket.close(linger=0)
             self._socket = None
 

@@ -91,7 +91,7 @@ class HubUnavailable(HubClientError):
 class HubError(HubClientError):
     """The hub answered with an error; ``code`` is a ``common.ErrorCode`` value."""
 
-    RETRYABLE = frozenset({common_pb2.RATE_LIMITED, common_pb2.BUSY, common_pb2.INTERNAL})
+    RETRYABLE = frozenset({common_pb2.RATE_LIMITED, common_pb2.BUSY, common_pb2.INTERNAL, common_pb2.UNAVAILABLE})
 
     def __init__(self, code: int, message: str) -> None:
         self.code = code
@@ -107,5 +107,5 @@ class HubError(HubClientError):
 
     @property
     def retryable(self) -> bool:
-        """True for errors worth retrying later (rate limited, busy, internal)."""
+        """True for errors worth retrying later (rate limited, busy, internal, unavailable)."""
         return self.code in self.RETRYABLE

@@ -266,7 +266,7 @@ class HubLogic:
         if self._over:
             self._over = {address: until for address, until in self._over.items() if until > now}
         window = int(now)
-        limit = (self.limits.rate + self.limits.burst) * self.limits.address_factor
+        limit = self.limits.rate * self.limits.address_factor  # sustained rate; each hub's own bucket takes bursts
         if not hits or not self.limits.rate:
             return
         for address, total in shared.count_requests(hits, window).items():

@@ -45,6 +45,7 @@ class HubOptions:
     bind: str
     db: Path | None
     store: str = "sqlite"
+    redis: str = ""  # the Redis server's URL, for the redis store
     limits: HubLimits = field(default_factory=HubLimits)
     log_requests: bool = False
     metrics: str = ""  # HOST:PORT of the /metrics endpoint; empty = none
@@ -58,6 +59,7 @@ def build_options(
     bind: str | None = None,
     db: Path | None = None,
     store: str = "sqlite",
+    redis: str = "",
     allowlist: Path | None = None,
     interval: int = 60,
     rate: float = 200.0,
@@ -69,6 +71,10 @@ def build_options(
     """Resolve command-line values against the defaults: bind on all interfaces, db in the data dir."""
     if not 1 <= interval <= 86_400:
         raise HubStartError(f"--interval must be between 1 and 86400 seconds, got {interval}")
+    if redis and store != "redis":
+        raise HubStartError(f"--redis is for --store redis (this hub uses --store {store})")
+    if store == "redis" and not redis:
+        raise HubStartError("--store redis needs --redis redis://HOST:PORT/0, the server every hub shares")
     if rate < 0:
         raise HubStartError(f"--rate must be 0 (unlimited) or more, got {rate}")
     try:
@@ -90,8 +96,9 @@ def build_options(
     )
     return HubOptions(
         bind=bind or f"tcp://0.0.0.0:{hub_port}",
-        db=db if db is not None else data_dir / "hub.db",
+        db=None if store == "redis" else db if db is not None else data_dir / "hub.db",
         store=store,
+        redis=redis,
         limits=limits,
         log_requests=log_requests,
         metrics=metrics,
@@ -148,7 +155,8 @@ def run_hub(options: HubOptions, out: TextIO = sys.stdout) -> None:
     """Serve until SIGINT/SIGTERM. Raises :class:`HubStartError` when it cannot start."""
     now = time.time()
     try:
-        store = open_store(options.store, options.db, now, refresh_slack=options.limits.refresh_slack)
+        store = open_store(options.store, options.db, now, refresh_slack=options.limits.refresh_slack,
+                           url=options.redis)
     except (StoreError, ValueError) as exc:
         raise HubStartError(str(exc)) from exc
     logic = HubLogic(store, options.limits, started_at=now, log_requests=options.log_requests,

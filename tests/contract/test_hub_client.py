@@ -90,7 +90,7 @@ def test_fails_over_from_a_silent_hub_and_sticks_to_the_live_one(
     silent = sockets(zmq.ROUTER)
     silent_port = silent.bind_to_random_port("tcp://127.0.0.1")
     silent_ep = f"tcp://127.0.0.1:{silent_port}"
-    client = clients([silent_ep, hub.endpoint], timeout=0.2)
+    client = clients([silent_ep, hub.endpoint], timeout=0.2, shuffle=False)
     assert client.health().store == "memory"
     assert client.endpoint == hub.endpoint
     assert client.timeouts == 1
