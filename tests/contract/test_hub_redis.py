@@ -37,7 +37,7 @@ def request(**body: Any) -> bytes:
     return hub_pb2.HubRequest(version=1, request_id=7, **body).SerializeToString()
 
 
-def announce(n: int, lib: bytes = LIB, event: int = hub_pb2.STARTED) -> bytes:
+def announce(n: int, lib: bytes = LIB, event: hub_pb2.AnnounceEvent.ValueType = hub_pb2.STARTED) -> bytes:
     return request(announce=hub_pb2.Announce(library_id=lib, player_id=pid(n), endpoint=ep(n), left=10, event=event))
 
 
