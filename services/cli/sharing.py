@@ -48,7 +48,7 @@ def share_file(
     out: Path | None = None,
 ) -> Shared:
     """Hash ``file`` (with a progress bar on a terminal), write its library, record it as seeding."""
-    hubs = hubs or (config.hub_endpoint,)
+    hubs = hubs or config.hub_endpoints
     for endpoint in hubs:
         try:
             parse_endpoint(endpoint)

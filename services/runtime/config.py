@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from services.runtime.logs import get_logger
-from services.wire.ids import InvalidEndpoint, is_host, make_endpoint, parse_host_port
+from services.wire.ids import InvalidEndpoint, is_host, make_endpoint, parse_endpoint, parse_host_port
 
 DEFAULT_HUB_PORT = 7070
 ENV_DATA_DIR = "EMMA_DATA_DIR"
@@ -122,6 +122,25 @@ def _host(value: Any) -> str:
     raise ConfigError(f"not an IP address or host name: {_shown(value)}")
 
 
+MAX_MORE_HUBS = 16
+
+
+def _hub_list(value: Any) -> str:
+    """Hub endpoints ``tcp://HOST:PORT``, comma-separated (empty: none)."""
+    text = value.strip() if isinstance(value, str) else None
+    if text is None:
+        raise ConfigError(f"expected hub endpoints separated by commas, got {_shown(value)}")
+    hubs = [part.strip() for part in text.split(",") if part.strip()]
+    if len(hubs) > MAX_MORE_HUBS:
+        raise ConfigError(f"at most {MAX_MORE_HUBS} more hubs, got {len(hubs)}")
+    for hub in hubs:
+        try:
+            parse_endpoint(hub)
+        except InvalidEndpoint as exc:
+            raise ConfigError(f"{exc}; write each hub as tcp://HOST:PORT") from None
+    return ",".join(hubs)
+
+
 def _optional_host(value: Any) -> str:
     return "" if isinstance(value, str) and not value.strip() else _host(value)
 
@@ -175,6 +194,9 @@ SETTINGS: dict[str, Setting] = {
     for s in [
         Setting("hub.ip", "127.0.0.1", _host, "IP address or host name of the hub"),
         Setting("hub.port", DEFAULT_HUB_PORT, _port(False), "TCP port of the hub"),
+        Setting("hub.more", "", _hub_list,
+                "more hubs sharing the first one's Redis, tcp://HOST:PORT comma-separated (named in libraries "
+                "you share)"),
         Setting("distributor.ip", "0.0.0.0", _host, "address the distributor listens on (0.0.0.0 = all)"),
         Setting("distributor.port", 0, _port(True), "distributor TCP port (0 = a random free port)"),
         Setting("limits.upload_rate", 0, _rate, "upload cap in bytes/s (0 = unlimited)"),
@@ -232,6 +254,12 @@ class Config:
     @property
     def hub_endpoint(self) -> str:
         return make_endpoint(self.get("hub.ip"), self.get("hub.port"))
+
+    @property
+    def hub_endpoints(self) -> tuple[str, ...]:
+        """Every hub the libraries shared from here name: hub.ip:hub.port, then hub.more."""
+        more = [hub for hub in str(self.get("hub.more")).split(",") if hub]
+        return tuple(dict.fromkeys([self.hub_endpoint, *more]))
 
     @property
     def libs_dir(self) -> Path:

@@ -283,9 +283,9 @@ def test_download_with_nothing_waiting(data: Path) -> None:
 
 
 def test_settings_validate_save_and_say_when_they_apply(data: Path) -> None:
-    h = Harness(data, "99", "hub.port", "0", "7075", "5", "1000", "limits.download_rate", "", "exit")
+    h = Harness(data, "99", "hub.port", "0", "7075", "6", "1000", "limits.download_rate", "", "exit")
     settings(h.session)
-    assert "no setting '99': a number from 1 to 12, or its name" in h.text
+    assert "no setting '99': a number from 1 to 13, or its name" in h.text
     assert "port must be between 1 and 65535, got 0; try again" in h.text
     assert "hub.port = 7075: used by the libraries you share from now on" in h.text
     assert "limits.upload_rate = 1000: saved; the player applies it when it starts" in h.text

@@ -23,6 +23,7 @@ from services.runtime.config import (
 DEFAULTS = {
     "hub.ip": "127.0.0.1",
     "hub.port": 7070,
+    "hub.more": "",
     "distributor.ip": "0.0.0.0",
     "distributor.port": 0,
     "limits.upload_rate": 0,
@@ -142,7 +143,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert exists(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]  # no temp file left
     assert load(tmp_path).as_dict() == {**DEFAULTS, **changed}
-    assert tomllib.loads(config.path.read_text())["hub"] == {"ip": "hub.lan", "port": 9001}
+    assert tomllib.loads(config.path.read_text())["hub"] == {"ip": "hub.lan", "port": 9001, "more": ""}
 
 
 def test_saved_defaults_are_every_setting(tmp_path: Path) -> None:
@@ -199,3 +200,14 @@ def test_top_level_value_is_a_config_error(tmp_path: Path) -> None:
 def test_unknown_keys_in_file_are_ignored(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("[hub]\nport = 7777\ncolour = 'red'\n[future]\nx = 1\n")
     assert load(tmp_path).as_dict() == {**DEFAULTS, "hub.port": 7777}
+
+
+def test_more_hubs_are_a_checked_list_named_after_the_first(tmp_path: Path) -> None:
+    config = load(tmp_path)
+    assert config.hub_endpoints == (config.hub_endpoint,)
+    config.set("hub.more", " tcp://10.0.0.2:7000, tcp://hub3.example:7000 ,")
+    assert config.get("hub.more") == "tcp://10.0.0.2:7000,tcp://hub3.example:7000"
+    assert config.hub_endpoints == (config.hub_endpoint, "tcp://10.0.0.2:7000", "tcp://hub3.example:7000")
+    for bad in ("10.0.0.2:7000", "tcp://10.0.0.2:99999", 7, ",".join(["tcp://10.0.0.2:7000"] * 17)):
+        with pytest.raises(ConfigError):
+            config.set("hub.more", bad)
