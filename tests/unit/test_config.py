@@ -207,7 +207,7 @@ def test_more_hubs_are_a_checked_list_named_after_the_first(tmp_path: Path) -> N
     assert config.hub_endpoints == (config.hub_endpoint,)
     config.set("hub.more", " tcp://10.0.0.2:7000, tcp://hub3.example:7000 ,")
     assert config.get("hub.more") == "tcp://10.0.0.2:7000,tcp://hub3.example:7000"
-    assert config.hub_endpoints == (config.hub_endpoint, "tcp://10.0.0.2:7000", "tcp://hub3.example:7000")
+    assert list(config.hub_endpoints) == [config.hub_endpoint, "tcp://10.0.0.2:7000", "tcp://hub3.example:7000"]
     for bad in ("10.0.0.2:7000", "tcp://10.0.0.2:99999", 7, ",".join(["tcp://10.0.0.2:7000"] * 17)):
         with pytest.raises(ConfigError):
             config.set("hub.more", bad)
