@@ -20,12 +20,17 @@ settings.register_profile("emma", deadline=None)
 settings.load_profile("emma")
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+def require_redis() -> None:
+    """Skip the calling test when redis-server is missing (fail it under CI)."""
     reason = missing_reason()
     if reason:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason} (CI must run the Redis tests: .ci/run installs it)")
         pytest.skip(reason)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    require_redis()
     with RedisServer(tmp_path / "redis") as server:
         yield server

@@ -42,6 +42,7 @@ from services.runtime import config as config_mod
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
 from tools.netns import Host, Network, parse_rate
 from tools.procs import Proc, ProcessGroup
+from tools.redis_server import RedisServer, missing_reason
 
 HUB_PORT = 7070  # the first-run answers of a player on its own host
 DISTRIBUTOR_PORT = 7000
@@ -112,8 +113,16 @@ class Swarm:
     """A hub and players in ``root``; use as a context manager so every process ends."""
 
     def __init__(self, root: Path, *, upload_limit: int = 0, hub_args: tuple[str, ...] = (),
-                 maestro: bool = False, network: Network | None = None) -> None:
+                 maestro: bool = False, network: Network | None = None, hubs: int = 1, store: str = "") -> None:
+        if network is not None and (hubs != 1 or store == "redis"):
+            raise ValueError("a namespace swarm runs one hub on SQLite")
         self.root = root
+        self.hub_count = hubs
+        self.store = store
+        self.redis: RedisServer | None = RedisServer(root / "redis") if store == "redis" else None
+        self.hub_procs: list[Proc] = []
+        self.hub_endpoints: list[str] = []
+        self.killed: list[Proc] = []  # processes ended on purpose with SIGKILL (not a failure)
         self.network = network
         self.maestro = maestro or network is not None
         self.group = ProcessGroup(root / "logs")
@@ -130,6 +139,9 @@ class Swarm:
         self.stop()
 
     def start_hub(self) -> str:
+        """Start the hub (or ``hubs`` hubs, on one Redis with ``store="redis"``); return the first's endpoint."""
+        if self.redis is not None or self.hub_count > 1:
+            return self._start_hubs()
         if self.network is not None:
             host = self.network.hosts[0] if self.network.hosts else self.network.add_host("hub")
             self.hub = self.group.start("hub", ["-m", "services.hub", "--bind", f"tcp://0.0.0.0:{HUB_PORT}",
@@ -144,6 +156,34 @@ class Swarm:
         self.hub_endpoint = self.group.wait_for_endpoint(self.hub)
         return self.hub_endpoint
 
+    def _start_hubs(self) -> str:
+        store: list[str] = []
+        if self.redis is not None:
+            self.redis.start()
+            store = ["--store", "redis", "--redis", self.redis.url]
+        for n in range(self.hub_count):
+            db = [] if self.redis is not None else ["--db", str(self.root / f"hub{n}.db")]
+            proc = self.group.start(f"hub{n}", ["-m", "services.hub", "--bind", "tcp://127.0.0.1:0", *store, *db,
+                                                *self.hub_args])
+            self.hub_procs.append(proc)
+            self.hub_endpoints.append(self.group.wait_for_endpoint(proc))
+        self.hub = self.hub_procs[0]
+        self.hub_endpoint = self.hub_endpoints[0]
+        return self.hub_endpoint
+
+    def kill_hub(self, index: int) -> None:
+        """SIGKILL one hub (a crashed machine): its players must fail over to the others."""
+        proc = self.hub_procs[index]
+        proc.popen.kill()
+        proc.popen.wait(10)
+        self.killed.append(proc)
+
+    def restart_redis(self) -> None:
+        """Stop the shared Redis and start it again, empty (it keeps nothing): hubs must recover by themselves."""
+        assert self.redis is not None, "this swarm has no Redis"
+        self.redis.stop()
+        self.redis.start()
+
     def stop_hub(self) -> None:
         if self.hub is not None:
             self.group.stop(self.hub)
@@ -155,6 +195,7 @@ class Swarm:
         host, port = self.hub_endpoint.removeprefix("tcp://").rsplit(":", 1)
         config.set("hub.ip", host)
         config.set("hub.port", port)
+        config.set("hub.more", ",".join(self.hub_endpoints[1:]))
         if self.network is None:
             config.set("distributor.ip", "127.0.0.1")  # a local swarm: everything on loopback
             config.set("distributor.port", 0)
@@ -171,7 +212,7 @@ class Swarm:
 
     def share(self, player: Player, stuff: Path, book_size: int | None = None) -> Library:
         config = config_mod.load(player.data_dir)
-        library = librarify(stuff, hubs=(self.hub_endpoint,), book_size=book_size)
+        library = librarify(stuff, hubs=tuple(self.hub_endpoints or [self.hub_endpoint]), book_size=book_size)
         target = config.libs_dir / library.file_name
         write_library(library, target)
         catalog.record_shared(config, library, target, stuff)
@@ -224,7 +265,7 @@ class Swarm:
 
     def _raise_if_died(self) -> None:
         for proc in self.group.procs:
-            if not proc.alive() and proc.popen.returncode not in (0, -15):
+            if not proc.alive() and proc.popen.returncode not in (0, -15) and proc not in self.killed:
                 raise RuntimeError(f"{proc.name} died with {proc.popen.returncode}: see {proc.log_path}")
 
     def child_pids(self, player: Player) -> dict[str, int]:
@@ -274,7 +315,11 @@ class Swarm:
         raise TimeoutError(f"not every player completed within {timeout}s; logs in {self.group.logs}")
 
     def stop(self) -> None:
-        self.group.stop_all()
+        try:
+            self.group.stop_all()
+        finally:
+            if self.redis is not None:
+                self.redis.stop()
 
 
 class Chaos:
@@ -351,11 +396,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-maestro", action="store_true", help="start services directly, without a Maestro")
     parser.add_argument("--netns", action="store_true",
                         help="the hub and each player on a host of its own (network namespaces; needs root)")
+    parser.add_argument("--hubs", type=int, default=1, help="hubs the library lists (more than one: --store redis)")
+    parser.add_argument("--store", choices=("sqlite", "redis"), default="sqlite",
+                        help="the hubs' store; redis starts a redis-server the hubs share (needs redis-server)")
     parser.add_argument("--rates", default="20mbit",
                         help="with --netns: each player's upload link, e.g. 20mbit or 0.5:100mbit,0.5:20mbit")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.peers <= args.seeds:
         parser.error("need at least one seed and one leecher (--peers > --seeds >= 1)")
+    if args.hubs < 1 or (args.hubs > 1 and args.store != "redis"):
+        parser.error("--hubs N > 1 needs --store redis (hubs share their players through one Redis)")
+    if args.netns and (args.hubs > 1 or args.store == "redis"):
+        parser.error("--netns runs one hub on SQLite")
+    if args.store == "redis" and missing_reason():
+        parser.error(missing_reason())
     try:
         rates = rate_classes(args.rates, args.peers) if args.netns else [None] * args.peers
     except ValueError as exc:
@@ -371,8 +425,12 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.ExitStack() as stack:
             network = stack.enter_context(Network()) if args.netns else None
             swarm = stack.enter_context(Swarm(root, upload_limit=parse_size(args.upload_limit),
-                                              maestro=not args.no_maestro, network=network))
-            print(f"hub on {swarm.start_hub()}; working in {root}")
+                                              maestro=not args.no_maestro, network=network, hubs=args.hubs,
+                                              store="redis" if args.store == "redis" else ""))
+            swarm.start_hub()
+            where = f" sharing Redis {swarm.redis.url}" if swarm.redis is not None else ""
+            print(f"hub{'s' if args.hubs > 1 else ''} on {', '.join(swarm.hub_endpoints or [swarm.hub_endpoint])}"
+                  f"{where}; working in {root}")
             players = [swarm.add_player(f"player{i}", rate=rates[i]) for i in range(args.peers)]
             seeds, leechers = players[: args.seeds], players[args.seeds :]
             book = parse_size(args.book_size) if args.book_size else None
