@@ -1,17 +1,31 @@
 """Benchmark the hub against a bare pyzmq ROUTER echo under the same client load.
 
 Usage: ``python tools/bench_hub.py [--duration 10] [--clients 64] [--procs 2]``
+       ``python tools/bench_hub.py --store redis [--hubs 2]``
 
-How this works: a SQLite hub database is filled directly with ``--players``
-live players spread over ``--libraries`` libraries; the real hub
-(``python -m services.hub``) is started on it as a subprocess, on a random
-port. ``--procs`` client processes each drive ``clients / procs`` DEALER
-sockets from one poller loop, one request in flight per socket: a periodic
-announce of a random known player, ``--numwant`` peers wanted. After a warm-up
-the run is measured for ``--duration`` seconds. Then the same load, same
-request bytes, goes to a bare ROUTER echo server (recv_multipart ->
-send_multipart) and the figures are compared. Latency is measured by the
-clients, send to reply.
+The workload: ``--players`` live players spread over ``--libraries``
+libraries (one in five a seed), each re-announcing periodically: the request
+a hub answers most. It is the announce of a random known player with
+``--numwant`` peers wanted, answered with that many peers and the swarm's
+counts. Every reply is checked: any reply that is not an announce reply (an
+error) fails the run.
+
+How this works: the real hub (``python -m services.hub``) is started as a
+subprocess on a random port, and filled with the players over the wire (a
+started announce each, many in flight). ``--procs`` client processes each
+drive ``clients / procs`` DEALER sockets from one poller loop, one request in
+flight per socket. After a warm-up the run is measured for ``--duration``
+seconds. Then the same load, same request bytes, goes to a bare ROUTER echo
+server (recv_multipart -> send_multipart) and the figures are compared.
+Latency is measured by the clients, send to reply; CPU per request is the
+server processes' user + system time over the measured part.
+
+``--store redis`` starts a redis-server, runs the same load on a hub with the
+memory store and on one with the Redis store, and prints each one's
+throughput and CPU per request (the hub's, and Redis's); target: the Redis hub
+answers at least half as many requests per second as the memory hub.
+``--hubs N`` (with ``--store redis``) also runs N hubs on that one Redis with
+the clients' sockets spread over them, and prints the aggregate against one hub.
 """
 
 from __future__ import annotations
@@ -37,10 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from services.hub.encode import peer_field  # noqa: E402
-from services.hub.model import PeerRecord  # noqa: E402
-from services.hub.store_sqlite import SqliteStore  # noqa: E402
 from services.wire.pb import hub_pb2  # noqa: E402
+from tools.redis_server import RedisServer, missing_reason  # noqa: E402
 from tools.scrape import Scraper  # noqa: E402
 
 _POOL = 4096  # distinct request payloads per client process
@@ -53,7 +65,8 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     errors: int
-    server_cpu_us: float = 0.0  # server CPU time (user + system) per request
+    server_cpu_us: float = 0.0  # server CPU time (user + system) per request, every server process together
+    redis_cpu_us: float = 0.0  # the Redis server's, when the hubs use one
 
 
     @property
@@ -70,17 +83,33 @@ def library(n: int, libraries: int) -> bytes:
     return (n % libraries).to_bytes(32, "big")
 
 
-def populate(db: Path, players: int, libraries: int, now: float) -> None:
-    """Insert live players straight into a fresh SQLite hub database."""
-    store = SqliteStore.open(db, now)
+def populate(endpoint: str, players: int, libraries: int, in_flight: int = 32) -> None:
+    """Announce every player to the hub once, ``in_flight`` requests at a time (periodic announces, which a
+    hub logs only at debug level, as a hub that restarted on an empty store gets them). ``in_flight`` stays
+    under the hub's 64 queued replies per connection: past them a ROUTER drops replies."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.sndhwm = sock.rcvhwm = 0
+    sock.connect(endpoint)
+    sent = answered = refused = 0
     try:
-        for n in range(players):
-            _, player_id, endpoint = player(n)
-            seed = n % 5 == 0
-            wire = peer_field(player_id, endpoint, seed)
-            store.upsert(PeerRecord(library(n, libraries), player_id, endpoint, seed, now + 3600, wire), now)
+        while answered < players:
+            while sent < players and sent - answered < in_flight:
+                _, player_id, player_endpoint = player(sent)
+                body = hub_pb2.Announce(library_id=library(sent, libraries), player_id=player_id,
+                                        endpoint=player_endpoint, left=0 if sent % 5 == 0 else 1)
+                sock.send(hub_pb2.HubRequest(version=1, request_id=sent, announce=body).SerializeToString())
+                sent += 1
+            if not sock.poll(30_000):
+                raise SystemExit(f"the hub at {endpoint} stopped answering while being filled")
+            refused += hub_pb2.HubReply.FromString(sock.recv()).WhichOneof("body") != "announce"
+            answered += 1
     finally:
-        store.close()
+        sock.close(linger=0)
+        ctx.term()
+    if refused:
+        raise SystemExit(f"the hub refused {refused} of {players} started announces while being filled")
 
 
 def announce_requests(players: int, libraries: int, numwant: int, seed: int) -> list[bytes]:
@@ -97,15 +126,16 @@ def announce_requests(players: int, libraries: int, numwant: int, seed: int) -> 
     return out
 
 
-def drive(endpoint: str, sockets: int, warmup: float, duration: float, payloads: list[bytes], check: bool,
+def drive(endpoints: list[str], sockets: int, warmup: float, duration: float, payloads: list[bytes], check: bool,
           start: mp.synchronize.Barrier, results: Connection) -> None:
-    """One client process: ``sockets`` DEALERs, one request in flight each, until the deadline."""
+    """One client process: ``sockets`` DEALERs (spread over ``endpoints``), one request in flight each, until
+    the deadline. With ``check``, every reply is decoded and each that is not an announce reply is an error."""
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     socks = [ctx.socket(zmq.DEALER) for _ in range(sockets)]
     poller = zmq.Poller()
-    for sock in socks:
+    for index, sock in enumerate(socks):
         sock.linger = 0
-        sock.connect(endpoint)
+        sock.connect(endpoints[index % len(endpoints)])
         poller.register(sock, zmq.POLLIN)
     latencies = array("d")
     errors = 0
@@ -124,8 +154,8 @@ def drive(endpoint: str, sockets: int, warmup: float, duration: float, payloads:
             now = time.perf_counter()
             if now >= measure_from:
                 latencies.append(now - sent_at[sock])
-                if check and len(latencies) % 997 == 0:
-                    errors += hub_pb2.HubReply.FromString(reply).WhichOneof("body") != "announce"
+            if check:
+                errors += hub_pb2.HubReply.FromString(reply).WhichOneof("body") != "announce"
             sock.send(payloads[count % _POOL])
             sent_at[sock] = time.perf_counter()
             count += 1
@@ -142,7 +172,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_load(endpoint: str, args: argparse.Namespace, check: bool, server_pid: int) -> LoadResult:
+def run_load(endpoints: list[str], args: argparse.Namespace, check: bool, server_pids: list[int],
+             redis_pid: int = 0) -> LoadResult:
     """Drive ``args.clients`` sockets from ``args.procs`` processes; merge their latencies."""
     spawn = mp.get_context("spawn")
     barrier = spawn.Barrier(args.procs)
@@ -152,27 +183,30 @@ def run_load(endpoint: str, args: argparse.Namespace, check: bool, server_pid: i
         payloads = announce_requests(args.players, args.libraries, args.numwant, seed=index)
         receiver, sender = spawn.Pipe(duplex=False)
         proc = spawn.Process(
-            target=drive, args=(endpoint, share, args.warmup, args.duration, payloads, check, barrier, sender)
+            target=drive, args=(endpoints, share, args.warmup, args.duration, payloads, check, barrier, sender)
         )
         proc.start()
         sender.close()
         procs.append(proc)
         pipes.append(receiver)
     time.sleep(args.warmup)  # the clients' own warm-up: CPU is counted over the measured part only
-    cpu_before = cpu_seconds(server_pid)
+    cpu_before = sum(map(cpu_seconds, server_pids))
+    redis_before = cpu_seconds(redis_pid) if redis_pid else 0.0
     latencies = array("d")
     errors = 0
-    cpu_after = 0.0
+    cpu_after = redis_after = 0.0
     for receiver, proc in zip(pipes, procs, strict=True):
         raw, errs = receiver.recv()
-        cpu_after = cpu_after or cpu_seconds(server_pid)
+        if not cpu_after:
+            cpu_after = sum(map(cpu_seconds, server_pids))
+            redis_after = cpu_seconds(redis_pid) if redis_pid else 0.0
         latencies.frombytes(raw)
         errors += errs
         receiver.close()
         proc.join(30)
     ordered = sorted(latencies)
     if not ordered:
-        raise SystemExit(f"no replies from {endpoint}: is the server up?")
+        raise SystemExit(f"no replies from {', '.join(endpoints)}: is the server up?")
     return LoadResult(
         requests=len(ordered),
         seconds=args.duration,
@@ -180,6 +214,7 @@ def run_load(endpoint: str, args: argparse.Namespace, check: bool, server_pid: i
         p99_ms=ordered[int(len(ordered) * 0.99)] * 1000,
         errors=errors,
         server_cpu_us=(cpu_after - cpu_before) / len(ordered) * 1e6,
+        redis_cpu_us=(redis_after - redis_before) / len(ordered) * 1e6,
     )
 
 
@@ -200,7 +235,7 @@ def echo_server() -> None:
 
 
 def start_server(cmd: list[str]) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "listening on" not in line:
@@ -220,39 +255,53 @@ def stop_server(proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
-def bench_hub(args: argparse.Namespace, tmp: Path, metrics: bool = False) -> LoadResult:
-    """The hub under load; with ``metrics``, serving /metrics and scraped ``args.scrapes`` times a second."""
+def bench_hub(args: argparse.Namespace, tmp: Path, metrics: bool = False, store: str = "sqlite", hubs: int = 1,
+              redis: RedisServer | None = None) -> LoadResult:
+    """The hub (``hubs`` of them on one Redis) under load; with ``metrics``, serving /metrics and scraped
+    ``args.scrapes`` times a second."""
     tmp = Path(tempfile.mkdtemp(dir=tmp))  # a fresh database and data folder for every run
-    db = tmp / "hub.db"
-    started = time.perf_counter()
-    populate(db, args.players, args.libraries, time.time())
-    print(f"populated {args.players} players over {args.libraries} libraries in {time.perf_counter() - started:.1f}s")
-    cmd = [sys.executable, "-m", "services.hub", "--data-dir", str(tmp), "--db", str(db),
-           "--bind", "tcp://127.0.0.1:0", "--rate", "1000000", "--interval", "1800"]
-    if metrics:
-        cmd += ["--metrics", "127.0.0.1:0"]
-    if args.profile:
-        cmd[1:3] = ["-m", "cProfile", "-o", str(Path(args.profile).absolute()), "-m", "services.hub"]
-    proc, endpoint = start_server(cmd)
+    if redis is not None:
+        redis.stop()
+        redis.start()  # empty, as every other store starts
+    started_servers: list[subprocess.Popen[str]] = []
+    endpoints: list[str] = []
     scraper = None
-    if metrics:
-        assert proc.stdout is not None
-        scraper = Scraper(proc.stdout.readline().rsplit(" ", 1)[-1].strip(), args.scrapes)
-        if args.scrapes > 0:
-            scraper.start()
     try:
-        return run_load(endpoint, args, check=True, server_pid=proc.pid)
+        for n in range(hubs):
+            cmd = [sys.executable, "-m", "services.hub", "--data-dir", str(tmp / f"hub{n}"), "--store", store,
+                   "--bind", "tcp://127.0.0.1:0", "--rate", "1000000", "--interval", "1800"]
+            cmd += ["--redis", redis.url] if redis is not None else ["--db", str(tmp / f"hub{n}.db")]
+            if metrics:
+                cmd += ["--metrics", "127.0.0.1:0"]
+            if args.profile and n == 0:
+                cmd[1:3] = ["-m", "cProfile", "-o", str(Path(args.profile).absolute()), "-m", "services.hub"]
+            proc, endpoint = start_server(cmd)
+            started_servers.append(proc)
+            endpoints.append(endpoint)
+        begun = time.perf_counter()
+        populate(endpoints[0], args.players, args.libraries)
+        print(f"filled the {store} hub with {args.players} players over {args.libraries} libraries in "
+              f"{time.perf_counter() - begun:.1f}s")
+        if metrics:
+            proc = started_servers[0]
+            assert proc.stdout is not None
+            scraper = Scraper(proc.stdout.readline().rsplit(" ", 1)[-1].strip(), args.scrapes)
+            if args.scrapes > 0:
+                scraper.start()
+        return run_load(endpoints, args, check=True, server_pids=[p.pid for p in started_servers],
+                        redis_pid=redis.pid if redis is not None else 0)
     finally:
         if scraper is not None and scraper.is_alive():
             scraper.stop()
             print(f"metrics scraped {scraper.scrapes} times ({scraper.failures} failed) during the load")
-        stop_server(proc)
+        for proc in started_servers:
+            stop_server(proc)
 
 
 def bench_echo(args: argparse.Namespace) -> LoadResult:
     proc, endpoint = start_server([sys.executable, str(Path(__file__).resolve()), "--echo-server"])
     try:
-        return run_load(endpoint, args, check=False, server_pid=proc.pid)
+        return run_load([endpoint], args, check=False, server_pids=[proc.pid])
     finally:
         stop_server(proc)
 
@@ -276,11 +325,31 @@ def compare_metrics(args: argparse.Namespace, tmp: Path, first: LoadResult) -> b
 
 
 def report(name: str, result: LoadResult) -> None:
+    redis = f" + Redis {result.redis_cpu_us:5.1f}" if result.redis_cpu_us else ""
     print(
-        f"{name:5} {result.per_second:9.0f} req/s  p50 {result.p50_ms:6.3f} ms  p99 {result.p99_ms:6.3f} ms"
-        f"  server CPU {result.server_cpu_us:5.1f} us/req"
-        f"  ({result.requests} replies in {result.seconds:g}s, errors in sampled replies: {result.errors})"
+        f"{name:8} {result.per_second:9.0f} req/s  p50 {result.p50_ms:6.3f} ms  p99 {result.p99_ms:6.3f} ms"
+        f"  server CPU {result.server_cpu_us:5.1f}{redis} us/req"
+        f"  ({result.requests} replies in {result.seconds:g}s, error replies: {result.errors})"
     )
+
+
+def compare_stores(args: argparse.Namespace, tmp: Path, echo: LoadResult) -> bool:
+    """The memory store and the Redis store under the same load, then ``args.hubs`` hubs on the one Redis."""
+    with RedisServer(tmp / "redis") as redis:
+        memory = bench_hub(args, tmp, store="memory")
+        report("memory", memory)
+        shared = bench_hub(args, tmp, store="redis", redis=redis)
+        report("redis", shared)
+        ratio = shared.per_second / memory.per_second
+        print(f"redis/memory {ratio:.0%} per hub (target >= 50%); redis/echo {shared.per_second / echo.per_second:.0%}")
+        ok = ratio >= 0.5 and memory.errors == 0 and shared.errors == 0
+        if args.hubs > 1:
+            several = bench_hub(args, tmp, store="redis", hubs=args.hubs, redis=redis)
+            report(f"redis x{args.hubs}", several)
+            print(f"{args.hubs} hubs on one Redis: {several.per_second / shared.per_second:.2f}x one hub's "
+                  f"throughput (this machine has {os.cpu_count()} cores for clients, hubs and Redis together)")
+            ok = ok and several.errors == 0
+    return ok
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -297,6 +366,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="runs with metrics on (and as many off) to compare")
     parser.add_argument("--scrapes", type=float, default=0.2,
                         help="scrapes per second with --metrics (default: every 5 s, as Prometheus would)")
+    parser.add_argument("--store", choices=("sqlite", "memory", "redis"), default="sqlite",
+                        help="the hub's store; redis also runs memory for the comparison (needs redis-server)")
+    parser.add_argument("--hubs", type=int, default=1, help="with --store redis: also run this many hubs on it")
     parser.add_argument("--profile", default="", help="write a cProfile of the hub to this file")
     parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -307,17 +379,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.echo_server:
         echo_server()
         return 0
-    print(f"{args.clients} clients in {args.procs} processes, {args.duration:g}s measured, numwant {args.numwant}")
+    if args.store == "redis" and missing_reason():
+        raise SystemExit(missing_reason())
+    if args.hubs > 1 and args.store != "redis":
+        raise SystemExit("--hubs N needs --store redis: hubs share one store only through Redis")
+    print(f"workload: periodic announces of {args.players} live players over {args.libraries} libraries, numwant "
+          f"{args.numwant}; {args.clients} clients in {args.procs} processes, {args.duration:g}s measured")
     echo = bench_echo(args)
     report("echo", echo)
     with tempfile.TemporaryDirectory(prefix="bench-hub-") as tmp:
-        hub = bench_hub(args, Path(tmp))
-        report("hub", hub)
-        ratio = hub.per_second / echo.per_second
-        ok = ratio >= 0.5 and hub.p99_ms < 5
-        print(f"hub/echo {ratio:.0%} (target >= 50%), hub p99 {hub.p99_ms:.2f} ms (target < 5 ms)")
-        if args.metrics:
-            ok = compare_metrics(args, Path(tmp), hub) and ok
+        if args.store == "redis":
+            ok = compare_stores(args, Path(tmp), echo)
+        else:
+            hub = bench_hub(args, Path(tmp), store=args.store)
+            report("hub", hub)
+            ratio = hub.per_second / echo.per_second
+            ok = ratio >= 0.5 and hub.p99_ms < 5 and hub.errors == 0
+            print(f"hub/echo {ratio:.0%} (target >= 50%), hub p99 {hub.p99_ms:.2f} ms (target < 5 ms), "
+                  f"error replies {hub.errors} (target 0)")
+            if args.metrics:
+                ok = compare_metrics(args, Path(tmp), hub) and ok
     print("targets met" if ok else "TARGET MISSED")
     return 0 if ok else 1
 

@@ -79,7 +79,9 @@ class HubStore(Protocol):
         ``seeds``) with the library's counts (``completed`` may read 0). Otherwise change nothing and
         return None: the caller takes the full path (get, caps, upsert, sample, counts).
 
-        Owes: one round trip for a remote backend.
+        Owes: one round trip for a remote backend. Another hub sharing the store may see the new expiry in
+        the counts over all libraries (:meth:`totals`, :meth:`libraries_of`, :meth:`endpoint_entries`) only
+        after this store's next :meth:`maintain`.
         """
         ...
 

@@ -5,9 +5,9 @@ are only ever touched together, by one Lua script per operation (so the layout
 also works on Redis Cluster, where a script may only touch one slot):
 
     emma:{L}:exp    ZSET player -> expires_at (seconds since the epoch)
-    emma:{L}:all    ZSET player -> a random order, fixed when the player arrives
-    emma:{L}:leech  ZSET player -> its random order, leechers only
-    emma:{L}:wire   HASH player -> the peer as encoded in replies (PeerRecord.wire)
+    emma:{L}:all    ZSET wire -> a random order, fixed when the player arrives
+    emma:{L}:leech  ZSET wire -> its random order, leechers only
+    emma:{L}:wire   HASH player -> wire, the peer as encoded in replies (PeerRecord.wire)
     emma:{L}:ep     HASH player -> endpoint
     emma:{L}:done   STRING completed downloads (kept DONE_KEEP seconds after the last one)
 
@@ -15,10 +15,12 @@ Expiry needs no sweep over all keys. Every script first trims its own
 library: members of ``exp`` with a score ``<= now`` are removed from the five
 keys (a ZRANGE by score: nothing to do costs one lookup). A library nobody
 touches any more vanishes by itself: each write gives its keys a TTL reaching
-past the entry's expiry (never shortening one). Samples are windows of consecutive members of ``all`` (or ``leech``)
-from a random start, as in the memory index: the order is a uniformly random
-permutation, so a window is a uniformly random subset, and the client's
-``rng`` chooses the start (the same rng gives the same choice).
+past the entry's expiry (never shortening one). Samples are windows of
+consecutive members of ``all`` (or ``leech``) from a random start, as in the
+memory index: the order is a uniformly random permutation, so a window is a
+uniformly random subset, and the client's ``rng`` chooses the start (the same
+rng gives the same choice). Their members are the encoded peers themselves,
+so a sample is the reply's bytes with no lookup (a wire names its player).
 
 Counts over all libraries live under ``{emma}`` (and per player and per
 endpoint under their own tags), as sorted sets scored by expiry, so a count
@@ -35,9 +37,15 @@ second; the per-player and per-endpoint sets are trimmed when written and
 expire with their last member.
 
 Round trips: a periodic announce (the same endpoint and seed status as the
-entry it refreshes) is one pipeline: the library's refresh script (which also
-samples peers and counts the swarm) plus the score updates of the global
-sets. New entries, moves and removals take two or three.
+entry it refreshes) is one: the library's refresh script, which also samples
+peers and counts the swarm, sent on :class:`FastLane`. The new expiry reaches
+the global, per-player and per-endpoint sets at the next ``maintain`` (every
+broker tick, about 50 ms), for all refreshes of that tick in one pipeline,
+and only once the score there lags by ``refresh_slack`` (half an interval, as
+the SQLite store writes): a live player's score there stays ahead of ``now``,
+and one that stopped announcing leaves those counts at most that much before
+its entry expires. New entries, moves and removals take two or three round
+trips.
 
 Redis trouble: any connection error or timeout raises
 :class:`StoreUnavailable`, which the hub answers as UNAVAILABLE ("try the
@@ -53,19 +61,24 @@ from __future__ import annotations
 
 import math
 import random
+import socket
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import hiredis
 import redis
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+from redis.connection import parse_url
 
 from services.hub.model import LibraryCounts, PeerRecord, Totals
 from services.hub.store_errors import StoreError, StoreUnavailable
+from services.wire.pb import hub_pb2
 
 DONE_KEEP = 90 * 86_400  # seconds a library's completed counter outlives its last completion
 MAINTAIN_EVERY = 1.0
+PRUNE_EVERY = 60.0
 SOCKET_TIMEOUT = 0.5  # a Redis that does not answer in this long is treated as down for this request
 _CHUNK = 1000  # members passed to one ZREM/HDEL from Lua (Lua's unpack has a stack limit)
 _GLOBAL = b"emma:{emma}:"
@@ -74,12 +87,17 @@ _GLOBAL = b"emma:{emma}:"
 _PRELUDE = """
 local exp, all, leech, wire, ep = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now = ARGV[1]
+local KEEP_MARGIN = 300
 local function drop(ids)
   for i = 1, #ids, 1000 do
     local part = {unpack(ids, i, math.min(i + 999, #ids))}
+    local wires, present = redis.call('HMGET', wire, unpack(part)), {}
+    for j = 1, #wires do if wires[j] then present[#present + 1] = wires[j] end end
+    if #present > 0 then
+      redis.call('ZREM', all, unpack(present))
+      redis.call('ZREM', leech, unpack(present))
+    end
     redis.call('ZREM', exp, unpack(part))
-    redis.call('ZREM', all, unpack(part))
-    redis.call('ZREM', leech, unpack(part))
     redis.call('HDEL', wire, unpack(part))
     redis.call('HDEL', ep, unpack(part))
   end
@@ -88,28 +106,34 @@ drop(redis.call('ZRANGE', exp, '-inf', now, 'BYSCORE'))
 local function record(player)
   local expires = redis.call('ZSCORE', exp, player)
   if not expires then return false end
-  local leecher = redis.call('ZSCORE', leech, player)
-  return {expires, redis.call('HGET', ep, player), leecher and 0 or 1, redis.call('HGET', wire, player)}
+  local w = redis.call('HGET', wire, player)
+  return {expires, redis.call('HGET', ep, player), redis.call('ZSCORE', leech, w) and 0 or 1, w}
 end
-local function keep_for(ttl)
+-- Each key lives at least ttl seconds more; extended by KEEP_MARGIN more at a time, so that most
+-- announces find it long enough. keep_all looks at every key (a key may be new); keep_for at exp only.
+local function keep_all(ttl)
   for _, key in ipairs({exp, all, leech, wire, ep}) do
     local left = redis.call('TTL', key)
-    if left ~= -2 and left < ttl then redis.call('EXPIRE', key, ttl) end
+    if left ~= -2 and left < ttl then redis.call('EXPIRE', key, ttl + KEEP_MARGIN) end
   end
 end
+local function keep_for(ttl)
+  if redis.call('TTL', exp) < ttl then keep_all(ttl) end
+end
+-- Up to count consecutive members of key (wires, in random order) from a random start, never exclude.
 local function window(key, count, frac, exclude)
   local n = redis.call('ZCARD', key)
   if n == 0 or count <= 0 then return {} end
   local take = math.min(count + 1, n)
   local start = math.floor(frac * n)
-  local ids = redis.call('ZRANGE', key, start, start + take - 1)
+  local picked = redis.call('ZRANGE', key, start, start + take - 1)
   if start + take > n then
     local more = redis.call('ZRANGE', key, 0, start + take - n - 1)
-    for i = 1, #more do ids[#ids + 1] = more[i] end
+    for i = 1, #more do picked[#picked + 1] = more[i] end
   end
   local out = {}
-  for i = 1, #ids do
-    if ids[i] ~= exclude and #out < count then out[#out + 1] = ids[i] end
+  for i = 1, #picked do
+    if picked[i] ~= exclude and #out < count then out[#out + 1] = picked[i] end
   end
   return out
 end
@@ -122,30 +146,31 @@ end
 
 # ARGV: now, player, endpoint, seed (0/1), expires, wire, order, ttl
 _UPSERT = _PRELUDE + """
-local player = ARGV[2]
+local player, new = ARGV[2], ARGV[6]
 local old = record(player)
+if old and old[4] ~= new then
+  redis.call('ZREM', all, old[4])
+  redis.call('ZREM', leech, old[4])
+end
 redis.call('ZADD', exp, ARGV[5], player)
-redis.call('ZADD', all, 'NX', ARGV[7], player)
-if ARGV[4] == '1' then redis.call('ZREM', leech, player) else redis.call('ZADD', leech, 'NX', ARGV[7], player) end
-redis.call('HSET', wire, player, ARGV[6])
+redis.call('ZADD', all, 'NX', ARGV[7], new)
+if ARGV[4] == '1' then redis.call('ZREM', leech, new) else redis.call('ZADD', leech, 'NX', ARGV[7], new) end
+redis.call('HSET', wire, player, new)
 redis.call('HSET', ep, player, ARGV[3])
-keep_for(tonumber(ARGV[8]))
+keep_all(tonumber(ARGV[8]))
 return old
 """
 
+# The announce hot path, kept apart from the prelude's helpers it does not need.
 # ARGV: now, player, wire, expires, ttl, count, seeds (0/1), frac. Nil when the entry is not
 # live with this very wire (endpoint and seed status): the caller then takes the full path.
 _REFRESH = _PRELUDE + """
-local player = ARGV[2]
-if redis.call('HGET', wire, player) ~= ARGV[3] then return false end
+local player, mine = ARGV[2], ARGV[3]
+if redis.call('HGET', wire, player) ~= mine then return false end
 redis.call('ZADD', exp, ARGV[4], player)
 keep_for(tonumber(ARGV[5]))
-local picked = window(ARGV[7] == '1' and all or leech, tonumber(ARGV[6]), tonumber(ARGV[8]), player)
 local out = counts()
-if #picked > 0 then
-  local wires = redis.call('HMGET', wire, unpack(picked))
-  for i = 1, #wires do out[#out + 1] = wires[i] end
-end
+out[3] = window(ARGV[7] == '1' and all or leech, tonumber(ARGV[6]), tonumber(ARGV[8]), mine)
 return out
 """
 
@@ -161,22 +186,10 @@ _GET = _PRELUDE + """
 return record(ARGV[2])
 """
 
-# ARGV: now, count, exclude, seeds (0/1), frac, with records (0/1).
-# Returns {ids, wires} or {ids, wires, endpoints, expiries, leecher flags}.
+# ARGV: now, count, exclude (a player id), seeds (0/1), frac. Returns the wires picked.
 _SAMPLE = _PRELUDE + """
-local picked = window(ARGV[4] == '1' and all or leech, tonumber(ARGV[2]), tonumber(ARGV[5]), ARGV[3])
-if #picked == 0 then return {{}, {}} end
-local out = {picked, redis.call('HMGET', wire, unpack(picked))}
-if ARGV[6] == '1' then
-  out[3] = redis.call('HMGET', ep, unpack(picked))
-  local expiries, leechers = {}, {}
-  for i = 1, #picked do
-    expiries[i] = redis.call('ZSCORE', exp, picked[i])
-    leechers[i] = redis.call('ZSCORE', leech, picked[i]) and 1 or 0
-  end
-  out[4], out[5] = expiries, leechers
-end
-return out
+local mine = ARGV[3] ~= '' and redis.call('HGET', wire, ARGV[3]) or ''
+return window(ARGV[4] == '1' and all or leech, tonumber(ARGV[2]), tonumber(ARGV[5]), mine or '')
 """
 
 # KEYS as the prelude plus done; ARGV: now
@@ -197,6 +210,7 @@ if ARGV[3] == '1' and #found > 0 then drop(found) end
 return {found, redis.call('ZCARD', exp)}
 """
 
+
 def _library_keys(library_id: bytes) -> list[bytes]:
     prefix = b"emma:{" + library_id.hex().encode() + b"}:"
     return [prefix + b"exp", prefix + b"all", prefix + b"leech", prefix + b"wire", prefix + b"ep", prefix + b"done"]
@@ -216,31 +230,111 @@ def _ttl(expires_at: float, now: float) -> int:
     return max(1, math.ceil(expires_at - now) + 1)
 
 
+def _pack(*parts: Any) -> bytes:
+    """One RESP command (hiredis's stub types its argument as a one-element tuple)."""
+    packed: bytes = hiredis.pack_command(parts)
+    return packed
+
+
+class FastLane:
+    """One plain socket speaking RESP through hiredis, for the announce hot path (the refresh script).
+
+    redis-py spends about twice the CPU of the whole call around each command (connection pool, retry
+    wrappers, hooks); this lane packs and parses in C and keeps one connection. It reconnects on the next
+    call after any error, and loads the script when a restarted Redis has forgotten it (NOSCRIPT).
+    """
+
+    def __init__(self, url: str, timeout: float = SOCKET_TIMEOUT) -> None:
+        self._options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        self._timeout = timeout
+        self._sock: socket.socket | None = None
+        self._reader = hiredis.Reader()
+        self._buffer = bytearray(1 << 16)
+
+    def evalsha(self, script: Script, keys: Sequence[bytes], args: Sequence[Any]) -> Any:
+        """Run ``script`` (by its sha; loaded first when Redis does not know it); its reply, errors raised."""
+        command = _pack(b"EVALSHA", script.sha, len(keys), *keys, *args)
+        for _ in range(2):
+            reply = self._call(command)
+            if not isinstance(reply, hiredis.ReplyError):
+                return reply
+            if not str(reply).startswith("NOSCRIPT"):
+                raise StoreUnavailable(f"Redis refused the {script.sha[:8]} script: {reply}")
+            loaded = self._call(_pack(b"SCRIPT", b"LOAD", script.script))
+            if isinstance(loaded, hiredis.ReplyError):
+                raise StoreUnavailable(f"Redis refused to load a script: {loaded}")
+        raise StoreUnavailable("Redis forgot a script just loaded; is it restarting?")
+
+    def _call(self, command: bytes) -> Any:
+        try:
+            sock = self._sock or self._connect()
+            sock.sendall(command)
+            return self._read(sock)
+        except (OSError, hiredis.ProtocolError) as exc:
+            self.close()
+            raise StoreUnavailable(f"Redis is unreachable ({exc}); players are sent to the next hub until it "
+                                   "is back") from None
+
+    def _read(self, sock: socket.socket) -> Any:
+        reader, buffer = self._reader, self._buffer
+        while (reply := reader.gets()) is False:
+            got = sock.recv_into(buffer)
+            if not got:
+                raise ConnectionResetError("Redis closed the connection")
+            reader.feed(buffer, 0, got)  # type: ignore[arg-type]  # any buffer; the stub says bytes
+        return reply
+
+    def _connect(self) -> socket.socket:
+        options = self._options
+        if "path" in options:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self._timeout)
+            sock.connect(options["path"])
+        else:
+            sock = socket.create_connection((options.get("host", "localhost"), options.get("port", 6379)),
+                                            timeout=self._timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock, self._reader = sock, hiredis.Reader()
+        setup: list[tuple[Any, ...]] = []
+        if options.get("password"):
+            setup.append((b"AUTH", *([options["username"]] if options.get("username") else []), options["password"]))
+        if options.get("db"):
+            setup.append((b"SELECT", options["db"]))
+        for command in setup:
+            sock.sendall(_pack(*command))
+            reply = self._read(sock)
+            if isinstance(reply, hiredis.ReplyError):
+                raise ConnectionRefusedError(f"{command[0].decode()}: {reply}")
+        return sock
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
 class RedisStore:
     """A :class:`~services.hub.store.HubStore` in a Redis server shared by any number of hubs."""
 
     name = "redis"
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, url: str, refresh_slack: float = 0.0) -> None:
         self._redis = client
+        self._lane = FastLane(url)
+        self._slack = refresh_slack
         self._scripts: dict[str, Script] = {
             name: client.register_script(body)
             for name, body in (("upsert", _UPSERT), ("refresh", _REFRESH), ("remove", _REMOVE), ("get", _GET),
                                ("sample", _SAMPLE), ("counts", _COUNTS), ("endpoint", _ENDPOINT))
         }
-        self._next_maintain = 0.0
+        self._next_maintain = self._next_prune = 0.0
+        self._refreshed: dict[tuple[bytes, bytes], tuple[str, float]] = {}  # (library, player) -> (endpoint, expiry)
+        self._pushed: dict[tuple[bytes, bytes], float] = {}  # (library, player) -> expiry this hub last pushed
         self.shared = RedisShared(client)
-
-    def _load_scripts(self) -> None:
-        try:
-            for script in self._scripts.values():
-                self._redis.script_load(script.script)
-        except redis.RedisError as exc:
-            raise _unavailable(exc) from None
 
     @classmethod
     def open(cls, path: Path | None, now: float, *, refresh_slack: float = 0.0, url: str = "") -> RedisStore:
-        """Connect to the Redis at ``url`` (``redis://host:port/db``); ``path`` and ``refresh_slack`` are unused."""
+        """Connect to the Redis at ``url`` (``redis://host:port/db``); ``path`` is unused."""
         if not url:
             raise StoreError("the redis store needs a server address: --redis redis://HOST:PORT/0")
         try:
@@ -249,7 +343,7 @@ class RedisStore:
             )
         except ValueError as exc:
             raise StoreError(f"--redis {url!r}: {exc}; write it as redis://HOST:PORT/0") from None
-        store = cls(client)
+        store = cls(client, url, refresh_slack)
         try:
             client.ping()
         except redis.RedisError as exc:
@@ -297,41 +391,58 @@ class RedisStore:
         if old is not None and old.endpoint != endpoint:
             commands.append(("zrem", (_endpoint_key(old.endpoint), member)))
         self._pipeline(commands)
+        self._pushed[(library_id, player_id)] = record.expires_at
         return old
 
     def refresh(
         self, record: PeerRecord, count: int, now: float, *, seeds: bool, rng: random.Random
     ) -> tuple[list[bytes], LibraryCounts] | None:
         library_id, player_id = record.library_id, record.player_id
-        member = library_id + player_id
-        keep = _ttl(record.expires_at, now)
-        script = self._scripts["refresh"]
-        keys = _library_keys(library_id)[:5]
-        args = (repr(now), player_id, record.wire, repr(record.expires_at), keep, count, int(seeds), repr(rng.random()))
-        raw = None
-        for attempt in range(2):
-            try:
-                pipe = self._redis.pipeline(transaction=False)
-                pipe.evalsha(script.sha, 5, *keys, *args)  # not script(): that asks SCRIPT EXISTS on every execute
-                pipe.zadd(_GLOBAL + b"entries", {member: record.expires_at}, xx=True)
-                pipe.zadd(_GLOBAL + b"players", {player_id: record.expires_at}, xx=True)
-                pipe.zadd(_GLOBAL + b"libs", {library_id: record.expires_at}, xx=True)
-                pipe.zadd(_player_key(player_id), {library_id: record.expires_at}, xx=True)
-                pipe.expire(_player_key(player_id), keep)
-                pipe.zadd(_endpoint_key(record.endpoint), {member: record.expires_at}, xx=True)
-                pipe.expire(_endpoint_key(record.endpoint), keep)
-                raw = pipe.execute()[0]
-                break
-            except NoScriptError:  # a restarted Redis forgot its scripts: load them, try once more
-                if attempt:
-                    raise _unavailable(NoScriptError("scripts could not be loaded")) from None
-                self._load_scripts()
-            except redis.RedisError as exc:
-                raise _unavailable(exc) from None
+        args = (repr(now), player_id, record.wire, repr(record.expires_at), _ttl(record.expires_at, now), count,
+                int(seeds), repr(rng.random()))
+        raw = self._lane.evalsha(self._scripts["refresh"], _library_keys(library_id)[:5], args)
         if raw is None:
             return None
-        seeders, leechers, *wires = raw
+        # The global, per-player and per-endpoint scores follow at the next maintain(), for every refresh of
+        # the tick at once, and only once they lag by the slack: the announce itself is this one round trip.
+        key = (library_id, player_id)
+        pushed = self._pushed.get(key)
+        if pushed is None or record.expires_at - pushed >= self._slack:
+            self._refreshed[key] = (record.endpoint, record.expires_at)
+            self._pushed[key] = record.expires_at
+        seeders, leechers, wires = raw
         return wires, LibraryCounts(int(seeders), int(leechers), 0)
+
+    def _flush_refreshed(self, now: float) -> None:
+        """Push the expiries of the entries refreshed since the last call into the sets over all libraries (XX:
+        an entry removed meanwhile is not brought back)."""
+        if not self._refreshed:
+            return
+        refreshed, self._refreshed = self._refreshed, {}
+        entries: dict[bytes, float] = {}
+        players: dict[bytes, float] = {}
+        libraries: dict[bytes, float] = {}
+        per_player: dict[bytes, dict[bytes, float]] = {}
+        per_endpoint: dict[str, dict[bytes, float]] = {}
+        for (library_id, player_id), (endpoint, expires_at) in refreshed.items():
+            member = library_id + player_id
+            entries[member] = expires_at
+            players[player_id] = max(expires_at, players.get(player_id, 0.0))
+            libraries[library_id] = max(expires_at, libraries.get(library_id, 0.0))
+            per_player.setdefault(player_id, {})[library_id] = expires_at
+            per_endpoint.setdefault(endpoint, {})[member] = expires_at
+        commands: list[tuple[str, tuple[Any, ...]]] = [
+            ("zadd", (_GLOBAL + b"entries", entries, False, True)),
+            ("zadd", (_GLOBAL + b"players", players, False, True)),
+            ("zadd", (_GLOBAL + b"libs", libraries, False, True)),
+        ]
+        for player_id, scores in per_player.items():
+            commands += [("zadd", (_player_key(player_id), scores, False, True)),
+                         ("expire", (_player_key(player_id), _ttl(max(scores.values()), now)))]
+        for endpoint, scores in per_endpoint.items():
+            commands += [("zadd", (_endpoint_key(endpoint), scores, False, True)),
+                         ("expire", (_endpoint_key(endpoint), _ttl(max(scores.values()), now)))]
+        self._pipeline(commands)
 
     def remove(self, library_id: bytes, player_id: bytes, now: float) -> PeerRecord | None:
         raw, left = self._run("remove", library_id, (repr(now), player_id))
@@ -344,6 +455,7 @@ class RedisStore:
         """Take removed entries out of the global, per-player and per-endpoint sets."""
         commands: list[tuple[str, tuple[Any, ...]]] = []
         for player_id, endpoint in gone:
+            self._pushed.pop((library_id, player_id), None)
             member = library_id + player_id
             commands += [
                 ("zrem", (_GLOBAL + b"entries", member)),
@@ -376,21 +488,20 @@ class RedisStore:
         self, library_id: bytes, count: int, now: float, *, exclude: bytes = b"", seeds: bool = True,
         rng: random.Random,
     ) -> list[PeerRecord]:
-        raw = self._run("sample", library_id, (repr(now), count, exclude, int(seeds), repr(rng.random()), 1))
-        if not raw[0]:
+        wires = self.sample_wires(library_id, count, now, exclude=exclude, seeds=seeds, rng=rng)
+        peers = [_peer(wire) for wire in wires]
+        if not peers:
             return []
-        ids, wires, endpoints, expiries, leechers = raw
-        return [
-            PeerRecord(library_id, bytes(p), e.decode(), not int(le), float(x), bytes(w))
-            for p, w, e, x, le in zip(ids, wires, endpoints, expiries, leechers, strict=True)
-        ]
+        expiries = self._pipeline([("zmscore", (_library_keys(library_id)[0], [p.player_id for p in peers]))])[0]
+        return [PeerRecord(library_id, p.player_id, p.endpoint, p.seed, float(expires), wire)
+                for p, expires, wire in zip(peers, expiries, wires, strict=True)]
 
     def sample_wires(
         self, library_id: bytes, count: int, now: float, *, exclude: bytes = b"", seeds: bool = True,
         rng: random.Random,
     ) -> list[bytes]:
-        raw = self._run("sample", library_id, (repr(now), count, exclude, int(seeds), repr(rng.random()), 0))
-        return [bytes(w) for w in raw[1]]
+        return [bytes(w) for w in self._run("sample", library_id, (repr(now), count, exclude, int(seeds),
+                                                                    repr(rng.random())))]
 
     def counts(self, library_id: bytes, now: float) -> LibraryCounts:
         seeders, leechers, completed = self._run("counts", library_id, (repr(now),), keys=6)
@@ -403,12 +514,15 @@ class RedisStore:
     # -- over all libraries -----------------------------------------------------------------------
 
     def libraries_of(self, player_id: bytes, now: float) -> int:
+        self._flush_refreshed(now)  # this hub reads its own refreshes at once; other hubs a tick later
         return int(self._pipeline([("zcount", (_player_key(player_id), f"({now!r}", "+inf"))])[0])
 
     def endpoint_entries(self, endpoint: str, now: float) -> int:
+        self._flush_refreshed(now)
         return int(self._pipeline([("zcount", (_endpoint_key(endpoint), f"({now!r}", "+inf"))])[0])
 
     def totals(self, now: float) -> Totals:
+        self._flush_refreshed(now)
         after = f"({now!r}"
         players, libraries, entries = self._pipeline([
             ("zcount", (_GLOBAL + b"players", after, "+inf")),
@@ -418,6 +532,7 @@ class RedisStore:
         return Totals(int(players), int(libraries), int(entries))
 
     def swarms(self, now: float) -> list[tuple[bytes, int, int]]:
+        self._flush_refreshed(now)
         live = self._pipeline([("zrangebyscore", (_GLOBAL + b"libs", f"({now!r}", "+inf"))])[0]
         library_ids = [bytes(lib) for lib in live]
         try:
@@ -432,14 +547,24 @@ class RedisStore:
                 if seeders or leechers]
 
     def maintain(self, now: float) -> None:
+        self._flush_refreshed(now)
         if now < self._next_maintain:
             return
         self._next_maintain = now + MAINTAIN_EVERY
+        if now >= self._next_prune:  # what expired is forgotten: the table stays as large as the live entries
+            self._next_prune = now + PRUNE_EVERY
+            self._pushed = {key: expiry for key, expiry in self._pushed.items() if expiry > now}
         self._pipeline([("zremrangebyscore", (_GLOBAL + name, "-inf", now)) for name in (b"entries", b"players",
                                                                                           b"libs")])
 
     def close(self) -> None:
-        self._redis.close()
+        try:
+            self._flush_refreshed(time.time())
+        except StoreUnavailable:
+            pass  # what was not written is re-announced within an interval
+        finally:
+            self._lane.close()
+            self._redis.close()
 
 
 class RedisShared:
@@ -529,6 +654,18 @@ return libs
             return action()
         except redis.RedisError as exc:
             raise _unavailable(exc) from None
+
+
+def _peer(wire: bytes) -> hub_pb2.Peer:
+    """The peer a wire encodes (a ``peers`` field: tag, length, then the Peer message)."""
+    return hub_pb2.Peer.FromString(wire[1 + _varint_size(wire, 1):])
+
+
+def _varint_size(data: bytes, at: int) -> int:
+    size = 1
+    while data[at + size - 1] & 0x80:
+        size += 1
+    return size
 
 
 def _record(library_id: bytes, player_id: bytes, raw: Any) -> PeerRecord | None:
