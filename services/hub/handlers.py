@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from services.hub import addresses, validate
 from services.hub.encode import announce_reply, intervals, peer_field, peers_reply
-from services.hub.model import HubLimits, PeerRecord
+from services.hub.model import HubLimits, LibraryCounts, PeerRecord
 from services.hub.reports import Unreachable
 from services.hub.store import HubStore
 from services.runtime.logs import get_logger
@@ -107,8 +107,7 @@ class RequestHandlers:
             store.upsert(record, now)
             if event == _COMPLETED and (known is None or not known.seed):
                 store.add_completed(library_id)
-            peers = store.sample_wires(library_id, want, now, exclude=player_id, seeds=not seed, rng=self.rng)
-            counts = store.counts(library_id, now)
+            peers, counts = store.refresh(record, want, now, seeds=not seed, rng=self.rng) or ([], LibraryCounts())
         peers = addresses.for_requester(peers, source, self.local_address)
         if event != _PERIODIC or self.log_requests:
             level = log.debug if event == _PERIODIC else log.info
@@ -134,20 +133,20 @@ class RequestHandlers:
 
     def _check_room(self, library_id: bytes, player_id: bytes, endpoint: str, new_player: bool, now: float) -> None:
         """Refuse with FULL an entry past one of the store's caps (a refresh of a known entry always fits)."""
-        store, limits = self.store, self.limits
-        if store.endpoint_entries(endpoint, now) >= limits.max_libraries_per_endpoint:
+        limits = self.limits
+        room = self.store.room(library_id, player_id, endpoint, now)
+        if room.endpoint_entries >= limits.max_libraries_per_endpoint:
             raise ProtocolError(ErrorCode.FULL, f"{endpoint} is announced in {limits.max_libraries_per_endpoint} "
                                 "libraries already; stop one before starting another")
         if not new_player:
             return
-        if store.libraries_of(player_id, now) >= limits.max_libraries_per_player:
+        if room.player_libraries >= limits.max_libraries_per_player:
             raise ProtocolError(ErrorCode.FULL, f"player is in {limits.max_libraries_per_player} libraries "
                                 "already; stop one before starting another")
-        counts = store.counts(library_id, now)
-        if counts.seeders + counts.leechers >= limits.max_players_per_library:
+        if room.library_players >= limits.max_players_per_library:
             raise ProtocolError(ErrorCode.FULL, f"this library has {limits.max_players_per_library} players, "
                                 "the most this hub holds; retry later or use another hub")
-        if store.totals(now).entries >= limits.max_entries:
+        if room.entries >= limits.max_entries:
             raise ProtocolError(ErrorCode.FULL, f"this hub holds {limits.max_entries} players in libraries, its "
                                 "limit; retry later or use another hub")
 

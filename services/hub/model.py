@@ -55,6 +55,16 @@ class Totals(NamedTuple):
     entries: int = 0
 
 
+class Room(NamedTuple):
+    """What the caps on a new entry look at: live entries announcing its endpoint, libraries its player is
+    live in, players live in its library, and entries over all libraries."""
+
+    endpoint_entries: int
+    player_libraries: int
+    library_players: int
+    entries: int
+
+
 @dataclass(frozen=True)
 class HubLimits:
     """Every bound and timing the hub enforces; defaults suit a LAN swarm of thousands."""

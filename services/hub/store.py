@@ -15,7 +15,7 @@ import random
 from pathlib import Path
 from typing import Protocol
 
-from services.hub.model import LibraryCounts, PeerRecord, Totals
+from services.hub.model import LibraryCounts, PeerRecord, Room, Totals
 from services.hub.store_memory import MemoryStore
 from services.hub.store_redis import RedisStore
 from services.hub.store_sqlite import SqliteStore
@@ -152,6 +152,12 @@ class HubStore(Protocol):
 
     def endpoint_entries(self, endpoint: str, now: float) -> int:
         """How many live (library, player) entries announce ``endpoint`` (for the per-endpoint cap)."""
+        ...
+
+    def room(self, library_id: bytes, player_id: bytes, endpoint: str, now: float) -> Room:
+        """The figures the caps on a new (library, player, endpoint) entry compare, read together (one round
+        trip for a remote backend): :meth:`endpoint_entries`, :meth:`libraries_of`, the library's live
+        players and ``totals().entries``."""
         ...
 
     def totals(self, now: float) -> Totals:

@@ -10,7 +10,7 @@ import random
 from pathlib import Path
 
 from services.hub.index import PeerIndex
-from services.hub.model import LibraryCounts, PeerRecord, Totals
+from services.hub.model import LibraryCounts, PeerRecord, Room, Totals
 
 
 class MemoryStore:
@@ -93,6 +93,12 @@ class MemoryStore:
 
     def endpoint_entries(self, endpoint: str, now: float) -> int:
         return self._index.endpoint_entries(endpoint, now)
+
+    def room(self, library_id: bytes, player_id: bytes, endpoint: str, now: float) -> Room:
+        index = self._index
+        seeders, leechers, _ = index.counts(library_id, now)
+        return Room(index.endpoint_entries(endpoint, now), index.libraries_of(player_id, now), seeders + leechers,
+                    index.totals(now).entries)
 
     def totals(self, now: float) -> Totals:
         return self._index.totals(now)

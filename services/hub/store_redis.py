@@ -63,7 +63,7 @@ import math
 import random
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +71,9 @@ import hiredis
 import redis
 from redis.commands.core import Script
 from redis.connection import parse_url
+from redis.exceptions import NoScriptError
 
-from services.hub.model import LibraryCounts, PeerRecord, Totals
+from services.hub.model import LibraryCounts, PeerRecord, Room, Totals
 from services.hub.store_errors import StoreError, StoreUnavailable
 from services.wire.pb import hub_pb2
 
@@ -357,27 +358,37 @@ class RedisStore:
         except redis.RedisError as exc:
             raise _unavailable(exc) from None
 
-    def _pipeline(self, build: Iterable[tuple[str, tuple[Any, ...]]]) -> list[Any]:
-        try:
-            pipe = self._redis.pipeline(transaction=False)
-            for command, args in build:
-                getattr(pipe, command)(*args)
-            return list(pipe.execute())
-        except redis.RedisError as exc:
-            raise _unavailable(exc) from None
+    def _pipeline(self, build: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Send the commands in one round trip; their replies. A script Redis forgot (it restarted) is loaded
+        and the whole pipeline sent once more (each of our pipelines can be repeated)."""
+        for attempt in range(2):
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for command, args in build:
+                    getattr(pipe, command)(*args)
+                return list(pipe.execute())
+            except NoScriptError:
+                if attempt:
+                    raise StoreUnavailable("Redis forgot a script just loaded; is it restarting?") from None
+                try:
+                    for script in self._scripts.values():
+                        self._redis.script_load(script.script)
+                except redis.RedisError as exc:
+                    raise _unavailable(exc) from None
+            except redis.RedisError as exc:
+                raise _unavailable(exc) from None
+        raise AssertionError("unreachable")
 
     # -- one library --------------------------------------------------------------------------
 
     def upsert(self, record: PeerRecord, now: float) -> PeerRecord | None:
         library_id, player_id, endpoint = record.library_id, record.player_id, record.endpoint
-        raw = self._run("upsert", library_id, (
-            repr(now), player_id, endpoint, int(record.seed), repr(record.expires_at), record.wire,
-            repr(random.random()), _ttl(record.expires_at, now),
-        ))
-        old = _record(library_id, player_id, raw)
         member = library_id + player_id
         keep = _ttl(record.expires_at, now)
+        args = (repr(now), player_id, endpoint, int(record.seed), repr(record.expires_at), record.wire,
+                repr(random.random()), keep)
         commands: list[tuple[str, tuple[Any, ...]]] = [
+            ("evalsha", (self._scripts["upsert"].sha, 5, *_library_keys(library_id)[:5], *args)),
             ("zadd", (_GLOBAL + b"entries", {member: record.expires_at})),
             ("zadd", (_GLOBAL + b"players", {player_id: record.expires_at})),
             ("zadd", (_GLOBAL + b"libs", {library_id: record.expires_at})),
@@ -388,9 +399,9 @@ class RedisStore:
             ("zadd", (_endpoint_key(endpoint), {member: record.expires_at})),
             ("expire", (_endpoint_key(endpoint), keep)),
         ]
-        if old is not None and old.endpoint != endpoint:
-            commands.append(("zrem", (_endpoint_key(old.endpoint), member)))
-        self._pipeline(commands)
+        old = _record(library_id, player_id, self._pipeline(commands)[0])
+        if old is not None and old.endpoint != endpoint:  # it moved: its old endpoint has one entry fewer
+            self._pipeline([("zrem", (_endpoint_key(old.endpoint), member))])
         self._pushed[(library_id, player_id)] = record.expires_at
         return old
 
@@ -520,6 +531,17 @@ class RedisStore:
     def endpoint_entries(self, endpoint: str, now: float) -> int:
         self._flush_refreshed(now)
         return int(self._pipeline([("zcount", (_endpoint_key(endpoint), f"({now!r}", "+inf"))])[0])
+
+    def room(self, library_id: bytes, player_id: bytes, endpoint: str, now: float) -> Room:
+        self._flush_refreshed(now)
+        after = f"({now!r}"
+        ep_entries, libraries, counts, entries = self._pipeline([
+            ("zcount", (_endpoint_key(endpoint), after, "+inf")),
+            ("zcount", (_player_key(player_id), after, "+inf")),
+            ("evalsha", (self._scripts["counts"].sha, 6, *_library_keys(library_id), repr(now))),
+            ("zcount", (_GLOBAL + b"entries", after, "+inf")),
+        ])
+        return Room(int(ep_entries), int(libraries), int(counts[0]) + int(counts[1]), int(entries))
 
     def totals(self, now: float) -> Totals:
         self._flush_refreshed(now)

@@ -134,7 +134,7 @@ def test_libraries_per_player_are_capped(hubs: Callable[..., RunningHub], socket
 
 
 class _FailingStore(MemoryStore):
-    def sample_wires(self, *args: Any, **kwargs: Any) -> Any:
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:  # every announce asks it first
         raise OSError("simulated disk failure")
 
 
@@ -142,7 +142,8 @@ def test_an_internal_failure_is_an_internal_error_reply(hubs: Callable[..., Runn
     hub = hubs(store=_FailingStore())
     sock = sockets(zmq.DEALER, hub.endpoint)
     assert error_code(ask(sock, hub_request(announce=announce_body(1)))) == E.INTERNAL
-    assert ask(sock, hub_request(health=hub_pb2.Health())).health.players == 1
+    health = ask(sock, hub_request(health=hub_pb2.Health())).health  # the hub goes on
+    assert {r.kind: r.count for r in health.requests}["rejected"] == 1
 
 
 def test_garbage_of_every_shape_leaves_the_hub_serving(hub: RunningHub, sockets: Sockets) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.hub.encode import peer_field
-from services.hub.model import LibraryCounts, PeerRecord, Totals
+from services.hub.model import LibraryCounts, PeerRecord, Room, Totals
 from services.hub.store import STORES, HubStore, UnknownStore, open_store
 from services.hub.store_errors import StoreError, StoreUnavailable
 from tools.redis_server import RedisServer, free_port
@@ -231,6 +231,16 @@ def test_refresh_of_an_absent_or_changed_entry_changes_nothing(store: HubStore) 
         assert store.refresh(changed, 5, T0, seeds=True, rng=random.Random(1)) is None
     assert store.get(LIB_A, pid(1), T0) == rec(1, expires=T0 + 10)
     assert store.refresh(rec(1, expires=T0 + 99), 5, T0 + 10, seeds=True, rng=random.Random(1)) is None
+
+
+def test_room_reads_what_the_caps_compare_in_one_call(store: HubStore) -> None:
+    shared = rec(1, port=9000).endpoint
+    store.upsert(rec(1, port=9000), T0)
+    store.upsert(rec(1, lib=LIB_B, port=9000, expires=T0 + 10), T0)
+    store.upsert(rec(2, seed=True), T0)
+    assert store.room(LIB_A, pid(1), shared, T0) == Room(endpoint_entries=2, player_libraries=2, library_players=2,
+                                                         entries=3)
+    assert store.room(LIB_B, pid(3), "tcp://10.9.9.9:1", T0 + 10) == Room(0, 0, 0, 2)
 
 
 def test_unknown_store_name_is_refused() -> None:
