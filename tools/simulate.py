@@ -60,6 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--horizon", type=float, default=0.0, help="give up at this simulated time")
     parser.add_argument("--seed", type=int, default=1, help="the run's random seed")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--progress", action="store_true", help="print each simulated second's progress to stderr")
     parser.add_argument("--plot", type=Path, help="write the completion CDF and aggregate upload to this PNG")
     parser.add_argument("--target-p99", type=float, help="exit 1 unless p99 <= this x the bound")
     parser.add_argument("--target-last", type=float, help="exit 1 unless the last completion <= this x the bound")
@@ -104,7 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
     started = time.perf_counter()
     cpu = time.process_time()
-    result = run(chosen)
+
+    def progress(simulated: float, finished: int, events: int) -> None:
+        print(f"[{time.perf_counter() - started:7.1f} s] simulated {simulated:5.1f} s, {finished} finished, "
+              f"{events:,} events", file=sys.stderr, flush=True)
+
+    result = run(chosen, progress if args.progress else None)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cost = {"wall_seconds": wall, "cpu_seconds": cpu, "events_per_second": result.events / cpu if cpu else 0.0,

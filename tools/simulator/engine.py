@@ -15,6 +15,7 @@ by timeouts, and report it to the hub, whose ping finds it gone.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from services.hub.client_types import AnnounceEvent
 from services.peer.bitfield import Bitfield
@@ -36,8 +37,10 @@ SAMPLES = 200  # idle-capacity samples over the bound
 
 
 class Simulation:
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, progress: Callable[[float, int, int], None] | None = None) -> None:
+        """``progress(simulated seconds, finished, events)`` is called each simulated second, if given."""
         self.scenario = s = scenario
+        self.progress = progress
         self.queue = EventQueue()
         self.bound = s.bound()
         self.library = _library(s)
@@ -86,6 +89,8 @@ class Simulation:
             if player.index in churners:
                 self.queue.at(at + leave.random() * self.bound, player.index, self._leave, player, False)
         self.queue.at(0.0, self.hub_node, self._hub_tick)
+        if self.progress:
+            self.queue.at(1.0, self.hub_node, self._progress)
         self.queue.at(0.0, self.hub_node, self._sample, self.bound / SAMPLES, 0.0)
         self.queue.run(s.end(), lambda: self.waiting == 0)
         return self._result()
@@ -256,6 +261,11 @@ class Simulation:
         self._ping(self.hub.tick(self.queue.now))
         self.queue.at(self.queue.now + HUB_TICK, self.hub_node, self._hub_tick)
 
+    def _progress(self) -> None:
+        assert self.progress is not None
+        self.progress(self.queue.now, len(self.done_at), self.queue.handled)
+        self.queue.at(self.queue.now + 1.0, self.hub_node, self._progress)
+
     # -- what happened ------------------------------------------------------------------------------------------
     def _sample(self, every: float, moved: float) -> None:
         now = self.queue.now
@@ -298,6 +308,6 @@ def _library(s: Scenario) -> Library:
                         creator=f"simulate --seed {s.seed}")
 
 
-def run(scenario: Scenario) -> Result:
-    return Simulation(scenario).run()
+def run(scenario: Scenario, progress: Callable[[float, int, int], None] | None = None) -> Result:
+    return Simulation(scenario, progress).run()
 
