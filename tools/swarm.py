@@ -123,6 +123,7 @@ class Swarm:
         self.hub_procs: list[Proc] = []
         self.hub_endpoints: list[str] = []
         self.killed: list[Proc] = []  # processes ended on purpose with SIGKILL (not a failure)
+        self.frozen: list[Proc] = []  # hubs stopped with SIGSTOP, continued before the swarm stops
         self.network = network
         self.maestro = maestro or network is not None
         self.group = ProcessGroup(root / "logs")
@@ -177,6 +178,12 @@ class Swarm:
         proc.popen.kill()
         proc.popen.wait(10)
         self.killed.append(proc)
+
+    def freeze_hub(self, index: int) -> None:
+        """SIGSTOP one hub (a machine gone silent: its connections stay open, nothing answers)."""
+        proc = self.hub_procs[index]
+        os.kill(proc.pid, signal.SIGSTOP)
+        self.frozen.append(proc)
 
     def restart_redis(self) -> None:
         """Stop the shared Redis and start it again, empty (it keeps nothing): hubs must recover by themselves."""
@@ -315,6 +322,9 @@ class Swarm:
         raise TimeoutError(f"not every player completed within {timeout}s; logs in {self.group.logs}")
 
     def stop(self) -> None:
+        for proc in self.frozen:
+            if proc.alive():
+                os.kill(proc.pid, signal.SIGCONT)
         try:
             self.group.stop_all()
         finally:

@@ -66,6 +66,7 @@ __all__ = [
 PROTOCOL_VERSION = 1
 FAILURES_TO_SKIP = 3
 SKIP_SECONDS = 60.0
+FAILOVER_TIMEOUT = 1.0  # seconds per attempt at most when there is another hub to try
 _DROPPED = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CLOSED
 log = get_logger("services")
 
@@ -116,7 +117,8 @@ def _peers(items: Iterable[hub_pb2.Peer]) -> tuple[PeerInfo, ...]:
 class HubClient:
     """Talks to one hub at a time out of ``endpoints``, failing over to the next (see the module comment).
 
-    ``timeout`` is seconds per attempt; ``attempts`` is sends per call in all,
+    ``timeout`` is seconds per attempt (at most FAILOVER_TIMEOUT when there are several hubs: a hub
+    that went silent should cost its players little more); ``attempts`` is sends per call in all,
     across endpoints (default: 3, or one per endpoint if there are more). A
     call therefore gives up after about ``timeout * attempts`` seconds. The
     hubs are shuffled unless ``shuffle`` is False (then they are asked in the
@@ -138,7 +140,7 @@ class HubClient:
             raise ValueError("HubClient needs at least one hub endpoint")
         self.order = HubOrder(self.endpoints, random.Random() if shuffle else None)
         self._fast_failover = len(self.order.endpoints) > 1
-        self.timeout = timeout
+        self.timeout = min(timeout, FAILOVER_TIMEOUT) if self._fast_failover else timeout
         self.attempts = attempts if attempts is not None else max(3, len(self.endpoints))
         self._own_context = context is None
         self._context: zmq.Context[zmq.Socket[bytes]] = context if context is not None else zmq.Context()
