@@ -66,6 +66,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import hiredis
 import redis
@@ -343,13 +344,13 @@ class RedisStore:
                 url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT, health_check_interval=0,
             )
         except ValueError as exc:
-            raise StoreError(f"--redis {url!r}: {exc}; write it as redis://HOST:PORT/0") from None
+            raise StoreError(f"--redis {_shown(url)!r}: {exc}; write it as redis://HOST:PORT/0") from None
         store = cls(client, url, refresh_slack)
         try:
             client.ping()
         except redis.RedisError as exc:
             client.close()
-            raise StoreError(f"cannot reach Redis at {url}: {exc}; start it or fix --redis") from None
+            raise StoreError(f"cannot reach Redis at {_shown(url)}: {exc}; start it or fix --redis") from None
         return store
 
     def _run(self, script: str, library_id: bytes, args: Sequence[Any], *, keys: int = 5) -> Any:
@@ -676,6 +677,16 @@ return libs
             return action()
         except redis.RedisError as exc:
             raise _unavailable(exc) from None
+
+
+def _shown(url: str) -> str:
+    """``url`` as it may be printed: without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + host))
 
 
 def _peer(wire: bytes) -> hub_pb2.Peer:

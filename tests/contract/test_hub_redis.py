@@ -4,8 +4,11 @@ per-address limits over all hubs, Redis trouble answered UNAVAILABLE, and client
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +18,10 @@ from services.hub.client import HubClient, HubError
 from services.hub.logic import STORE_RETRY, HubLogic
 from services.hub.model import HubLimits
 from services.hub.store import open_store
+from services.hub.store_errors import StoreError
 from services.hub.store_redis import RedisStore
 from services.wire.pb import common_pb2, hub_pb2
-from tests.contract.conftest import T0, HubProcess, RunningHub
+from tests.contract.conftest import ROOT, T0, HubProcess, RunningHub
 from tools.redis_server import RedisServer, free_port
 
 LIB = b"R" * 32
@@ -182,6 +186,25 @@ def test_one_hub_alone_reports_unavailable_to_its_caller(
     assert caught.value.code == common_pb2.UNAVAILABLE and caught.value.retryable
 
 
-def test_a_hub_without_its_redis_does_not_start(spawn_hub: Callable[..., HubProcess]) -> None:
-    with pytest.raises(pytest.fail.Exception, match="unexpected first line"):
-        spawn_hub("--store", "redis", "--redis", f"redis://127.0.0.1:{free_port()}/0")
+@pytest.mark.parametrize(("args", "says"), [
+    (("--store", "redis", "--redis", "URL"), "cannot reach Redis at redis://127.0.0.1:"),
+    (("--store", "redis"), "--store redis needs --redis redis://HOST:PORT/0"),
+    (("--store", "sqlite", "--redis", "URL"), "--redis is for --store redis"),
+    (("--store", "redis", "--redis", "http://nowhere"), "write it as redis://HOST:PORT/0"),
+])
+def test_a_hub_that_cannot_use_its_redis_says_why_and_does_not_start(
+    tmp_path: Path, args: tuple[str, ...], says: str
+) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    cmd = [sys.executable, "-m", "services.hub", "--data-dir", str(tmp_path), "--bind", "tcp://127.0.0.1:0",
+           *(url if arg == "URL" else arg for arg in args)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2 and "listening" not in done.stdout
+    assert says in done.stderr
+
+
+def test_a_redis_password_is_never_printed() -> None:
+    url = f"redis://admin:hunter2@127.0.0.1:{free_port()}/0"
+    with pytest.raises(StoreError) as caught:
+        open_store("redis", None, T0, url=url)
+    assert "hunter2" not in str(caught.value) and "admin:***@127.0.0.1" in str(caught.value)
