@@ -2,11 +2,13 @@
 
 How this works: :meth:`Broker.run` polls the ROUTER, the pinger's PAIR socket
 and an inproc control socket. Readable ROUTER messages are drained in
-batches: ``recv -> logic.handle_frames`` (with the address the message came
-from, libzmq's ``Peer-Address`` property of its first frame), with replies sent
-``_FLUSH`` at a time (sending each reply at once woke zmq's I/O thread per
-message and cost about a third more CPU per request); sends never block (a
-ROUTER drops replies to clients that are gone or full). Ping
+batches of up to ``_BATCH``, each with the address it came from (libzmq's
+``Peer-Address`` property of its first frame), and answered together by
+``logic.handle_batch`` (one store round trip for the batch's periodic
+announces); replies are sent ``_FLUSH`` at a time (sending each reply at once
+woke zmq's I/O thread per message and cost about a third more CPU per
+request); sends never block (a ROUTER drops replies to clients that are gone
+or full). Each request's latency is its batch's: it waited for all of it. Ping
 requests the logic queued go to the pinger thread; its results come back on
 the PAIR socket. Every ``tick`` seconds (monotonic) the logic does its
 housekeeping with the current ``clock()`` (wall-clock by default; tests pass
@@ -160,28 +162,29 @@ class Broker:
                 self._tick()
 
     def _serve_batch(self) -> None:
-        router, logic, clock = self._router, self.logic, self.clock
-        observe = logic.latency.observe
-        replies = []
+        router, logic = self._router, self.logic
+        messages: list[tuple[list[bytes], str]] = []
+        started = perf_counter()
         for _ in range(_BATCH):
             try:
                 first = router.recv(_NOBLOCK, copy=False)
             except zmq.Again:
                 break
-            started = perf_counter()
             frames = [first.bytes]
             while router.rcvmore:  # a message of many frames is read to its end, but only _MAX_FRAMES are kept
                 frame = router.recv(_NOBLOCK)
                 if len(frames) < _MAX_FRAMES:
                     frames.append(frame)
-            reply = logic.handle_frames(frames, clock(), source_of(first))
-            observe(perf_counter() - started)
-            if reply is not None:
-                replies.append(reply)
-                if len(replies) >= _FLUSH:
-                    self._send(replies)
-                    replies = []
-        self._send(replies)
+            messages.append((frames, source_of(first)))
+        if not messages:
+            return
+        replies = [reply for reply in logic.handle_batch(messages, self.clock()) if reply is not None]
+        elapsed = perf_counter() - started  # every request of the batch waited for all of it
+        observe = logic.latency.observe
+        for _ in messages:
+            observe(elapsed)
+        for at in range(0, len(replies), _FLUSH):
+            self._send(replies[at:at + _FLUSH])
 
     def _send(self, replies: list[list[bytes]]) -> None:
         router = self._router

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from services.hub import addresses, validate
 from services.hub.encode import announce_reply, intervals, peer_field, peers_reply
@@ -32,6 +33,17 @@ _EVENT_NAMES[_PERIODIC] = "periodic"
 _MAX_ENDPOINT_CACHE = 100_000
 
 log = get_logger("events")
+
+
+@dataclass(slots=True)
+class PendingAnnounce:
+    """An announce validated and waiting for its store refresh (see :meth:`RequestHandlers.announce_begin`)."""
+
+    request_id: int
+    record: PeerRecord
+    want: int
+    event: int
+    pingable: bool
 
 
 def reply_head(request: hub_pb2.HubRequest) -> hub_pb2.HubReply:
@@ -79,6 +91,17 @@ class RequestHandlers:
         return found
 
     def announce(self, request: hub_pb2.HubRequest, now: float, source: str = "") -> bytes:
+        begun = self.announce_begin(request, now, source)
+        if isinstance(begun, bytes):
+            return begun
+        return self.announce_end(begun, self.refresh(begun, now), now, source)
+
+    def announce_begin(self, request: hub_pb2.HubRequest, now: float, source: str = "") -> bytes | PendingAnnounce:
+        """Validate an announce; its reply when it needs no refresh (stopped, completed), else what to refresh.
+
+        The caller refreshes (one :meth:`refresh`, or many at once with the store's ``refresh_many``) and
+        finishes with :meth:`announce_end`: a hub answering a batch of announces makes one round trip to a
+        remote store for all of them."""
         msg = request.announce
         store, limits = self.store, self.limits
         library_id = validate.library_id(msg.library_id, limits)
@@ -96,8 +119,20 @@ class RequestHandlers:
         want = validate.numwant(msg.numwant, limits)
         record = PeerRecord(library_id, player_id, endpoint, seed, now + limits.expiry,
                             self._wire(player_id, endpoint, seed))
-        # The common case, a periodic re-announce of an unchanged entry, is one store call (one round trip).
-        fast = None if event == _COMPLETED else store.refresh(record, want, now, seeds=not seed, rng=self.rng)
+        pending = PendingAnnounce(request.request_id, record, want, event, pingable)
+        if event == _COMPLETED:  # counted once, on the full path
+            return self.announce_end(pending, None, now, source)
+        return pending
+
+    def refresh(self, pending: PendingAnnounce, now: float) -> tuple[list[bytes], LibraryCounts] | None:
+        """The store's refresh for one pending announce."""
+        return self.store.refresh(pending.record, pending.want, now, seeds=not pending.record.seed, rng=self.rng)
+
+    def announce_end(self, pending: PendingAnnounce, fast: tuple[list[bytes], LibraryCounts] | None, now: float,
+                     source: str = "") -> bytes:
+        """Finish an announce given its refresh's result (None: not a plain refresh, take the full path)."""
+        store, record, event = self.store, pending.record, pending.event
+        library_id, player_id, endpoint, seed = record.library_id, record.player_id, record.endpoint, record.seed
         if fast is not None:
             peers, counts = fast
         else:
@@ -107,7 +142,8 @@ class RequestHandlers:
             store.upsert(record, now)
             if event == _COMPLETED and (known is None or not known.seed):
                 store.add_completed(library_id)
-            peers, counts = store.refresh(record, want, now, seeds=not seed, rng=self.rng) or ([], LibraryCounts())
+            peers, counts = store.refresh(record, pending.want, now, seeds=not seed, rng=self.rng) or (
+                [], LibraryCounts())
         peers = addresses.for_requester(peers, source, self.local_address)
         if event != _PERIODIC or self.log_requests:
             level = log.debug if event == _PERIODIC else log.info
@@ -115,10 +151,10 @@ class RequestHandlers:
                 "announce", kind=_EVENT_NAMES[event], library=library_id.hex(), player=player_id.hex(),
                 endpoint=endpoint, seed=seed, peers=len(peers),
             )
-        if pingable:
+        if pending.pingable:
             self.unreachable.allow(endpoint, now)
         reachable = self.unreachable.probe(endpoint, now)
-        return announce_reply(request.request_id, counts.seeders, counts.leechers, self._intervals, peers,
+        return announce_reply(pending.request_id, counts.seeders, counts.leechers, self._intervals, peers,
                               endpoint, reachable)
 
     def _wire(self, player_id: bytes, endpoint: str, seed: bool) -> bytes:

@@ -1,8 +1,10 @@
 """What the hub does with a request: bytes in, bytes out, no sockets, no clock.
 
-How this works: :meth:`HubLogic.handle_frames` takes the frames a ROUTER
-received and returns the frames to send back (same envelope shape: with or
-without the empty delimiter) or None when no reply is possible.
+How this works: :meth:`HubLogic.handle_batch` takes the messages a ROUTER
+received together and returns, for each, the frames to send back (same
+envelope shape: with or without the empty delimiter) or None when no reply is
+possible; the periodic announces among them refresh the store in one call
+(``refresh_many``: one round trip to a remote store for the batch).
 :meth:`HubLogic.handle` rate-limits per client, checks size, decodes, checks
 the version and dispatches on the body kind to :mod:`services.hub.handlers`,
 which validate every field before touching the store. A :class:`ProtocolError` becomes an error
@@ -18,11 +20,13 @@ answers with :meth:`ping_done`. :meth:`tick` is the periodic housekeeping.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
+from functools import partial
+from typing import Any, NamedTuple
 
 from google.protobuf.message import DecodeError
 
-from services.hub.handlers import PROTOCOL_VERSION, RequestHandlers, reply_head
+from services.hub.handlers import PROTOCOL_VERSION, PendingAnnounce, RequestHandlers, reply_head
 from services.hub.metrics import PUBLISH_EVERY, HubSnapshot
 from services.hub.model import HubLimits, RequestKind
 from services.hub.ratelimit import RateLimiter
@@ -42,8 +46,22 @@ STORE_RETRY = 1.0  # after the store failed, requests are answered UNAVAILABLE w
 _INVALID = RequestKind.INVALID.value
 _UNKNOWN = "unknown"  # the kind of a request refused before it was read
 _OK = "OK"
+_ANNOUNCE = RequestKind.ANNOUNCE.value
 
 log = get_logger("events")
+
+
+class _Admitted(NamedTuple):
+    """A request past the rate limits and decoded: who sent it, from where, and what it asks."""
+
+    identity: bytes
+    source: str
+    request: hub_pb2.HubRequest
+    kind: str
+
+
+def _raise(exc: Exception) -> bytes:
+    raise exc
 
 
 class HubLogic:
@@ -130,24 +148,72 @@ class HubLogic:
 
     def handle_frames(self, frames: list[bytes], now: float, source: str = "") -> list[bytes] | None:
         """Answer one ROUTER message from address ``source`` ("" unknown); None when it cannot be answered."""
-        if len(frames) < 2:
-            self._result(_INVALID, "MALFORMED")
-            self.rejections.refused(source or frames[0].hex(), "MALFORMED", "no frame after the identity", now)
-            return None
-        identity = frames[0]
-        if len(frames) == 2:
-            return [identity, self.handle(identity, frames[1], now, source)]
-        if len(frames) == 3 and not frames[1]:
-            return [identity, b"", self.handle(identity, frames[2], now, source)]
-        head = [identity, b""] if not frames[1] else [identity]
-        body_frames = len(frames) - len(head)
-        error = ProtocolError(
-            ErrorCode.MALFORMED, f"expected 1 request frame after the envelope, got {body_frames}"
-        )
-        return [*head, self._reject(identity, source, 0, _INVALID, error, now)]
+        return self.handle_batch([(frames, source)], now)[0]
 
     def handle(self, identity: bytes, body: bytes, now: float, source: str = "") -> bytes:
         """Answer one request frame from client ``identity`` at address ``source``; always a serialized HubReply."""
+        return self._answer_all([(identity, body, source)], now)[0]
+
+    def handle_batch(self, messages: Sequence[tuple[list[bytes], str]], now: float) -> list[list[bytes] | None]:
+        """Answer ROUTER messages (frames, source address) read together, in order; None for one that cannot
+        be answered. Their periodic announces refresh the store in one call (one round trip to Redis)."""
+        replies: list[list[bytes] | None] = [None] * len(messages)
+        requests: list[tuple[bytes, bytes, str]] = []
+        heads: list[tuple[int, list[bytes]]] = []
+        for n, (frames, source) in enumerate(messages):
+            if len(frames) < 2:
+                self._result(_INVALID, "MALFORMED")
+                self.rejections.refused(source or frames[0].hex(), "MALFORMED", "no frame after the identity", now)
+                continue
+            identity = frames[0]
+            if len(frames) == 2 or (len(frames) == 3 and not frames[1]):
+                heads.append((n, frames[:-1]))
+                requests.append((identity, frames[-1], source))
+                continue
+            head = [identity, b""] if not frames[1] else [identity]
+            error = ProtocolError(
+                ErrorCode.MALFORMED, f"expected 1 request frame after the envelope, got {len(frames) - len(head)}"
+            )
+            replies[n] = [*head, self._reject(identity, source, 0, _INVALID, error, now)]
+        for (n, head), reply in zip(heads, self._answer_all(requests, now), strict=True):
+            replies[n] = [*head, reply]
+        return replies
+
+    def _answer_all(self, requests: Sequence[tuple[bytes, bytes, str]], now: float) -> list[bytes]:
+        """Serialized HubReplies to (identity, body, source) requests, in order."""
+        replies: list[bytes] = [b""] * len(requests)
+        waiting: list[tuple[int, _Admitted, PendingAnnounce]] = []
+        for n, (identity, body, source) in enumerate(requests):
+            admitted = self._admit(identity, body, now, source)
+            if isinstance(admitted, bytes):
+                replies[n] = admitted
+                continue
+            if admitted.kind == _ANNOUNCE:
+                begun = self._guarded(admitted, now, partial(self.handlers.announce_begin, admitted.request, now,
+                                                             source))
+                if isinstance(begun, PendingAnnounce):
+                    waiting.append((n, admitted, begun))
+                else:
+                    replies[n] = begun
+                continue
+            replies[n] = self._answer(admitted, now, partial(self._dispatch[admitted.kind], admitted.request, now,
+                                                             source))
+        if waiting:
+            try:
+                refreshed: list[Any] | Exception = self.store.refresh_many(
+                    [(p.record, p.want, not p.record.seed) for _, _, p in waiting], now, self.rng)
+            except Exception as exc:  # answered below, request by request, as any failure of the request
+                refreshed = exc
+            for index, (n, admitted, pending) in enumerate(waiting):
+                if isinstance(refreshed, Exception):
+                    replies[n] = self._answer(admitted, now, partial(_raise, refreshed))
+                else:
+                    replies[n] = self._answer(admitted, now, partial(self.handlers.announce_end, pending,
+                                                                     refreshed[index], now, admitted.source))
+        return replies
+
+    def _admit(self, identity: bytes, body: bytes, now: float, source: str) -> bytes | _Admitted:
+        """A refusal (rate, size, decoding, version), or the decoded request to answer."""
         if not (self.rate.check(identity, now) and (not source or self.address_rate.check(source.encode(), now))):
             return self._rate_limited(identity, source, now)
         if source and self.store.shared is not None:
@@ -163,12 +229,28 @@ class HubLogic:
                     ErrorCode.UNSUPPORTED_VERSION,
                     f"hub speaks version {PROTOCOL_VERSION}, request says {request.version}; upgrade the player",
                 )
+        except ProtocolError as exc:
+            return self._reject(identity, source, request.request_id, kind, exc, now)
+        return _Admitted(identity, source, request, kind)
+
+    def _answer(self, admitted: _Admitted, now: float, action: Callable[[], bytes]) -> bytes:
+        reply = self._guarded(admitted, now, action)
+        assert isinstance(reply, bytes)
+        return reply
+
+    def _guarded(self, admitted: _Admitted, now: float,
+                 action: Callable[[], bytes | PendingAnnounce]) -> bytes | PendingAnnounce:
+        """Run ``action`` for a request: its reply (counted), a pending announce, or the error reply its failure
+        makes (a store out of reach: UNAVAILABLE; anything unexpected: logged, INTERNAL)."""
+        identity, source, request, kind = admitted
+        try:
             if self.store_down and now < self._store_retry_at:
                 raise StoreUnavailable("the store failed less than a second ago")
-            reply = self._dispatch[kind](request, now, source)
-            self._result(kind, _OK)
-            if self.store_down:
-                self._store_back()
+            reply = action()
+            if isinstance(reply, bytes):
+                self._result(kind, _OK)
+                if self.store_down:
+                    self._store_back()
             return reply
         except ProtocolError as exc:
             return self._reject(identity, source, request.request_id, kind, exc, now)

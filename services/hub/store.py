@@ -12,6 +12,7 @@ the backend has physically removed them yet.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -83,6 +84,12 @@ class HubStore(Protocol):
         the counts over all libraries (:meth:`totals`, :meth:`libraries_of`, :meth:`endpoint_entries`) only
         after this store's next :meth:`maintain`.
         """
+        ...
+
+    def refresh_many(
+        self, asks: Sequence[tuple[PeerRecord, int, bool]], now: float, rng: random.Random
+    ) -> list[tuple[list[bytes], LibraryCounts] | None]:
+        """:meth:`refresh` for each (record, count, seeds), in order; one round trip for a remote backend."""
         ...
 
     def remove(self, library_id: bytes, player_id: bytes, now: float) -> PeerRecord | None:

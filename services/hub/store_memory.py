@@ -7,6 +7,7 @@ The SQLite store extends it: same reads, writes also noted for persistence.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 from services.hub.index import PeerIndex
@@ -39,6 +40,11 @@ class MemoryStore:
         self.upsert(record, now)
         peers = self._index.sample_wires(record.library_id, count, now, record.player_id, seeds, rng)
         return peers, self._index.counts(record.library_id, now)
+
+    def refresh_many(
+        self, asks: Sequence[tuple[PeerRecord, int, bool]], now: float, rng: random.Random
+    ) -> list[tuple[list[bytes], LibraryCounts] | None]:
+        return [self.refresh(record, count, now, seeds=seeds, rng=rng) for record, count, seeds in asks]
 
     def remove(self, library_id: bytes, player_id: bytes, now: float) -> PeerRecord | None:
         return self._index.pop(library_id, player_id, now)

@@ -267,6 +267,29 @@ class FastLane:
                 raise StoreUnavailable(f"Redis refused to load a script: {loaded}")
         raise StoreUnavailable("Redis forgot a script just loaded; is it restarting?")
 
+    def evalsha_many(self, script: Script, calls: Sequence[tuple[Sequence[bytes], Sequence[Any]]]) -> list[Any]:
+        """Run ``script`` once per (keys, args), all sent at once; the replies in order, errors raised."""
+        head = (b"EVALSHA", script.sha)
+        commands = [_pack(*head, len(keys), *keys, *args) for keys, args in calls]
+        replies = self._call_many(b"".join(commands), len(commands))
+        if any(isinstance(reply, hiredis.ReplyError) for reply in replies):
+            # A restarted Redis forgot the script: load it, run those calls again (each is idempotent).
+            self.evalsha(script, *calls[0])
+            for n, reply in enumerate(replies):
+                if isinstance(reply, hiredis.ReplyError):
+                    replies[n] = self.evalsha(script, *calls[n])
+        return replies
+
+    def _call_many(self, commands: bytes, count: int) -> list[Any]:
+        try:
+            sock = self._sock or self._connect()
+            sock.sendall(commands)
+            return [self._read(sock) for _ in range(count)]
+        except (OSError, hiredis.ProtocolError) as exc:
+            self.close()
+            raise StoreUnavailable(f"Redis is unreachable ({exc}); players are sent to the next hub until it "
+                                   "is back") from None
+
     def _call(self, command: bytes) -> Any:
         try:
             sock = self._sock or self._connect()
@@ -409,21 +432,33 @@ class RedisStore:
     def refresh(
         self, record: PeerRecord, count: int, now: float, *, seeds: bool, rng: random.Random
     ) -> tuple[list[bytes], LibraryCounts] | None:
-        library_id, player_id = record.library_id, record.player_id
-        args = (repr(now), player_id, record.wire, repr(record.expires_at), _ttl(record.expires_at, now), count,
-                int(seeds), repr(rng.random()))
-        raw = self._lane.evalsha(self._scripts["refresh"], _library_keys(library_id)[:5], args)
-        if raw is None:
-            return None
-        # The global, per-player and per-endpoint scores follow at the next maintain(), for every refresh of
-        # the tick at once, and only once they lag by the slack: the announce itself is this one round trip.
-        key = (library_id, player_id)
-        pushed = self._pushed.get(key)
-        if pushed is None or record.expires_at - pushed >= self._slack:
-            self._refreshed[key] = (record.endpoint, record.expires_at)
-            self._pushed[key] = record.expires_at
-        seeders, leechers, wires = raw
-        return wires, LibraryCounts(int(seeders), int(leechers), 0)
+        return self.refresh_many([(record, count, seeds)], now, rng)[0]
+
+    def refresh_many(
+        self, asks: Sequence[tuple[PeerRecord, int, bool]], now: float, rng: random.Random
+    ) -> list[tuple[list[bytes], LibraryCounts] | None]:
+        if not asks:
+            return []
+        stamp = repr(now)
+        calls = [(_library_keys(record.library_id)[:5],
+                  (stamp, record.player_id, record.wire, repr(record.expires_at), _ttl(record.expires_at, now), count,
+                   int(seeds), repr(rng.random())))
+                 for record, count, seeds in asks]
+        out: list[tuple[list[bytes], LibraryCounts] | None] = []
+        for (record, _, _), raw in zip(asks, self._lane.evalsha_many(self._scripts["refresh"], calls), strict=True):
+            if raw is None:
+                out.append(None)
+                continue
+            # The global, per-player and per-endpoint scores follow at the next maintain(), for every refresh of
+            # the tick at once, and only once they lag by the slack: the announce itself is this one round trip.
+            key = (record.library_id, record.player_id)
+            pushed = self._pushed.get(key)
+            if pushed is None or record.expires_at - pushed >= self._slack:
+                self._refreshed[key] = (record.endpoint, record.expires_at)
+                self._pushed[key] = record.expires_at
+            seeders, leechers, wires = raw
+            out.append((wires, LibraryCounts(int(seeders), int(leechers), 0)))
+        return out
 
     def _flush_refreshed(self, now: float) -> None:
         """Push the expiries of the entries refreshed since the last call into the sets over all libraries (XX:

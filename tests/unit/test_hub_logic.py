@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from services.hub.encode import announce_reply, intervals, peer_field, peers_reply
 from services.hub.logic import HubLogic
 from services.hub.model import HubLimits, RequestKind
+from services.hub.store_errors import StoreUnavailable
 from services.hub.store_memory import MemoryStore
 from services.wire.pb import common_pb2, hub_pb2
 
@@ -415,3 +416,56 @@ def test_announce_replies_say_whether_the_hub_could_connect_and_a_failed_check_d
     assert logic.take_pings() == [ep(0)]
     logic.ping_done(ep(0), True, T0 + 31)
     assert reachable(T0 + 32) == hub_pb2.REACHABLE
+
+
+class _CountingStore(MemoryStore):
+    """Counts refresh_many calls; fails them when told to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        self.fail = False
+
+    def refresh_many(self, asks: Any, now: float, rng: random.Random) -> Any:
+        self.batches.append(len(asks))
+        if self.fail:
+            raise StoreUnavailable("Redis is unreachable (test)")
+        return super().refresh_many(asks, now, rng)
+
+
+def test_a_batch_is_answered_in_order_with_one_refresh_for_its_announces() -> None:
+    store = _CountingStore()
+    logic = HubLogic(store, HubLimits(rate=0), started_at=T0, rng=random.Random(5))
+    for n in (1, 2):
+        call(logic, announce(n))
+    store.batches.clear()
+    periodic = hub_pb2.ANNOUNCE_EVENT_UNSPECIFIED
+    messages = [
+        ([b"a", announce(1, event=periodic)], ""),
+        ([b"b"], ""),  # no body: no reply
+        ([b"c", b"", request(get_peers=hub_pb2.GetPeers(library_id=LIB))], ""),
+        ([b"d", announce(3, event=periodic)], ""),  # new: the full path after the batch's refresh
+        ([b"e", announce(2, event=periodic)], ""),
+        ([b"f", b"x", b"y"], ""),
+    ]
+    replies = logic.handle_batch(messages, T0 + 1)
+    assert store.batches == [3]  # one refresh call for the three announces
+    assert replies[1] is None
+    kinds = [hub_pb2.HubReply.FromString(r[-1]).WhichOneof("body") if r else None for r in replies]
+    assert kinds == ["announce", None, "peers", "announce", "announce", "error"]
+    answered = [r for r in replies if r is not None]
+    assert [r[0] for r in answered] == [b"a", b"c", b"d", b"e", b"f"] and answered[1][1] == b""
+    assert hub_pb2.HubReply.FromString(answered[2][-1]).announce.leechers == 3
+
+
+def test_a_failed_batch_refresh_answers_its_announces_unavailable_and_the_rest_normally() -> None:
+    store = _CountingStore()
+    logic = HubLogic(store, HubLimits(rate=0), started_at=T0, rng=random.Random(5))
+    call(logic, announce(1))
+    store.fail = True
+    replies = logic.handle_batch([([b"a", announce(1, event=hub_pb2.ANNOUNCE_EVENT_UNSPECIFIED)], ""),
+                                  ([b"b", request(get_peers=hub_pb2.GetPeers(library_id=LIB))], "")], T0 + 1)
+    first, second = (hub_pb2.HubReply.FromString(r[-1]) for r in replies if r)
+    assert first.error.code == E.UNAVAILABLE
+    assert second.WhichOneof("body") == "peers"  # answered before the batch's refresh failed
+    assert logic.store_down and logic.unavailable == 1
