@@ -156,26 +156,29 @@ class Simulation:
             remote.dist_in.append((identity, frame))
             remote.arrived(self.queue.now)
 
-    def to_requestor(self, player: Player, identity: bytes, frame: bytes) -> None:
-        route = self.routes.get(identity)
-        if route is None:
-            return
-        self.messages += 1
-        requester = route[0]
-        self.queue.at(self.queue.now + self.hop(player, requester), requester.index, self._at_requestor,
-                      requester, player.endpoint, identity, frame, None)
+    def to_requestors(self, player: Player, identities: list[bytes], frame: bytes) -> None:
+        """One frame to one or more requesters (a ``have`` goes to every subscriber): one event per arrival time."""
+        arrivals: dict[float, list[tuple[Player, bytes]]] = {}
+        for identity in identities:
+            route = self.routes.get(identity)
+            if route is not None:
+                self.messages += 1
+                arrivals.setdefault(self.queue.now + self.hop(player, route[0]), []).append((route[0], identity))
+        for at, receivers in arrivals.items():
+            self.queue.at(at, player.index, self._at_requestors, receivers, player.endpoint, frame, None)
 
-    def _at_requestor(self, requester: Player, endpoint: str, identity: bytes, frame: bytes,
-                      payload: Payload | None) -> None:
-        if not requester.alive or identity in self.closed:
-            return
+    def _at_requestors(self, receivers: list[tuple[Player, bytes]], endpoint: str, frame: bytes,
+                       payload: Payload | None) -> None:
         message = self._decoded.get(frame)
         if message is None:
             if len(self._decoded) >= DECODED_MAX:
                 self._decoded.clear()
             message = self._decoded[frame] = framing.decode(frame)
-        requester.req_in.append((endpoint, identity, message, payload))
-        requester.arrived(self.queue.now)
+        now = self.queue.now
+        for requester, identity in receivers:
+            if requester.alive and identity not in self.closed:
+                requester.req_in.append((endpoint, identity, message, payload))
+                requester.arrived(now)
 
     def send_book(self, player: Player, action: SendBook) -> None:
         route = self.routes.get(action.identity)
@@ -191,8 +194,8 @@ class Simulation:
             player.drains.append((action.identity, action.length))
             player.arrived(now)
             header = framing.book_header(action.library_id, action.book, action.length)
-            self.queue.at(now + self.hop(player, requester), requester.index, self._at_requestor, requester,
-                          player.endpoint, action.identity, header, Payload(action.length))
+            self.queue.at(now + self.hop(player, requester), player.index, self._at_requestors,
+                          [(requester, action.identity)], player.endpoint, header, Payload(action.length))
             self.books_delivered += 1
             if first:
                 self.first_copies[player.index] -= 1

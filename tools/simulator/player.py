@@ -48,7 +48,7 @@ class World(Protocol):
     def connect(self, player: Player, endpoint: str) -> bytes: ...
     def disconnect(self, player: Player, endpoint: str, identity: bytes) -> None: ...
     def to_distributor(self, player: Player, endpoint: str, identity: bytes, frame: bytes) -> None: ...
-    def to_requestor(self, player: Player, identity: bytes, frame: bytes) -> None: ...
+    def to_requestors(self, player: Player, identities: list[bytes], frame: bytes) -> None: ...
     def send_book(self, player: Player, action: SendBook) -> None: ...
     def ask_hub(self, player: Player, library_id: bytes, numwant: int) -> None: ...
     def report(self, player: Player, library_id: bytes, endpoint: str) -> None: ...
@@ -158,11 +158,23 @@ class Player:
         return None  # Persist, Stop, Stalled: state.db and the heartbeat, nothing to simulate
 
     def _serve(self, actions: list[Send | SendBook]) -> None:
+        """Carry out the Distributor's actions in order; a run of sends of one frame (a ``have`` to every
+        subscriber) goes out together."""
+        frame: bytes | None = None
+        identities: list[bytes] = []
         for action in actions:
+            if isinstance(action, Send) and action.frame is frame:
+                identities.append(action.identity)
+                continue
+            if frame is not None:
+                self.world.to_requestors(self, identities, frame)
+                frame, identities = None, []
             if isinstance(action, SendBook):
                 self.world.send_book(self, action)
             else:
-                self.world.to_requestor(self, action.identity, action.frame)
+                frame, identities = action.frame, [action.identity]
+        if frame is not None:
+            self.world.to_requestors(self, identities, frame)
 
     # -- what the simulation hands over -------------------------------------------------------------------
     def start(self, library: Library, have: Any, now: float) -> None:
