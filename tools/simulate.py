@@ -33,7 +33,7 @@ if __package__ in (None, ""):
 import structlog
 
 from tools.simulator.engine import run
-from tools.simulator.report import PlotUnavailable, Result, plot
+from tools.simulator.report import PlotUnavailable, Result, check_plotting, plot
 from tools.simulator.scenario import Scenario, parse_classes, parse_size
 
 
@@ -101,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2
+    if args.plot:
+        try:
+            check_plotting()  # before a run that may take minutes
+        except PlotUnavailable as exc:
+            print(f"simulate: {exc}", file=sys.stderr)
+            return 2
     # The logic classes log what they do; a simulated fleet would print millions of lines.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
     started = time.perf_counter()

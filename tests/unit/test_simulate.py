@@ -117,3 +117,13 @@ def test_json_output_has_the_figures_the_issue_asks_for(capsys) -> None:
     assert figures["seeds"]["redundancy"] >= 1.0 and len(figures["seeds"]["each"]) == 1
     assert figures["idle_upload"]["series"] and 0.0 <= figures["idle_upload"]["mean"] <= 1.0
     assert figures["cost"]["events"] > 0 and figures["host"]["events_per_second"] > 0
+
+
+def test_plot_without_matplotlib_is_one_clear_line(capsys, monkeypatch, tmp_path) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    code = simulate.main(["--players", "2", "--size", "256K", "--book-size", "64K", "--classes", "8M",
+                          "--plot", str(tmp_path / "out.png")])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "simulate: --plot needs matplotlib: pip install -e '.[plot]'"]
+    assert not (tmp_path / "out.png").exists()

@@ -156,15 +156,20 @@ class PlotUnavailable(RuntimeError):
     pass
 
 
-def plot(result: Result, path: Path) -> None:
-    """The completion CDF against the bound, and the aggregate upload over time, in one PNG."""
+def check_plotting() -> None:
+    """Raise PlotUnavailable, with what to install, unless matplotlib can be imported."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
     except ImportError:
         raise PlotUnavailable("--plot needs matplotlib: pip install -e '.[plot]'") from None
+
+
+def plot(result: Result, path: Path) -> None:
+    """The completion CDF against the bound, and the aggregate upload over time, in one PNG."""
+    check_plotting()
+    import matplotlib.pyplot as plt
     figure, (cdf, upload) = plt.subplots(1, 2, figsize=(12, 4.5))
     times = result.completions
     total = len(times) + result.unfinished
