@@ -249,6 +249,8 @@ class HubClient:
     def _attempt(self, request: hub_pb2.HubRequest) -> tuple[hub_pb2.HubReply | None, str]:
         """Send once and wait for the answer: (reply, "") or (None, why not)."""
         sock = self._open()
+        if self._monitor is not None:
+            self._dropped()  # events from before this request (a drop libzmq has since reconnected from) are past
         try:
             sock.send(request.SerializeToString(), zmq.NOBLOCK)
         except zmq.Again:

@@ -178,3 +178,16 @@ def test_a_wildcard_endpoint_is_recorded_where_the_announce_came_from_and_checke
             return client.announce(LIB, ME, f"tcp://0.0.0.0:{port}", left=100).reachable
 
         wait_for(lambda: verdict() is Reachability.REACHABLE, timeout=30, what="the hub's own check")
+
+
+def test_a_drop_the_client_has_since_reconnected_from_is_not_a_failure(
+    hubs: Callable[..., RunningHub], clients: Clients
+) -> None:
+    first, spare = hubs(), hubs()
+    client = clients([first.endpoint, spare.endpoint], shuffle=False)
+    client.health()
+    first.stop()  # the client's connection drops while it is idle ...
+    again = hubs(bind=first.endpoint)  # ... and libzmq reconnects it to a hub back on the same port
+    wait_for(lambda: again.broker.gate.admission.live >= 1, what="the client to reconnect")
+    client.health()
+    assert client.endpoint == first.endpoint and list(client.failures) == []
