@@ -253,48 +253,31 @@ class FastLane:
         self._reader = hiredis.Reader()
         self._buffer = bytearray(1 << 16)
 
-    def evalsha(self, script: Script, keys: Sequence[bytes], args: Sequence[Any]) -> Any:
-        """Run ``script`` (by its sha; loaded first when Redis does not know it); its reply, errors raised."""
-        command = _pack(b"EVALSHA", script.sha, len(keys), *keys, *args)
-        for _ in range(2):
-            reply = self._call(command)
-            if not isinstance(reply, hiredis.ReplyError):
-                return reply
-            if not str(reply).startswith("NOSCRIPT"):
-                raise StoreUnavailable(f"Redis refused the {script.sha[:8]} script: {reply}")
-            loaded = self._call(_pack(b"SCRIPT", b"LOAD", script.script))
-            if isinstance(loaded, hiredis.ReplyError):
-                raise StoreUnavailable(f"Redis refused to load a script: {loaded}")
-        raise StoreUnavailable("Redis forgot a script just loaded; is it restarting?")
-
     def evalsha_many(self, script: Script, calls: Sequence[tuple[Sequence[bytes], Sequence[Any]]]) -> list[Any]:
-        """Run ``script`` once per (keys, args), all sent at once; the replies in order, errors raised."""
-        head = (b"EVALSHA", script.sha)
-        commands = [_pack(*head, len(keys), *keys, *args) for keys, args in calls]
-        replies = self._call_many(b"".join(commands), len(commands))
-        if any(isinstance(reply, hiredis.ReplyError) for reply in replies):
-            # A restarted Redis forgot the script: load it, run those calls again (each is idempotent).
-            self.evalsha(script, *calls[0])
-            for n, reply in enumerate(replies):
-                if isinstance(reply, hiredis.ReplyError):
-                    replies[n] = self.evalsha(script, *calls[n])
+        """Run ``script`` once per (keys, args), all sent at once; the replies in order. A Redis that forgot
+        the script (it restarted) is given it, and the calls it refused are sent again (each is idempotent)."""
+        commands = [_pack(b"EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
+        replies = self._call(b"".join(commands), len(commands))
+        refused = [n for n, reply in enumerate(replies) if isinstance(reply, hiredis.ReplyError)]
+        if not refused:
+            return replies
+        if not all(str(replies[n]).startswith("NOSCRIPT") for n in refused):
+            raise StoreUnavailable(f"Redis refused the {script.sha[:8]} script: {replies[refused[0]]}")
+        loaded = self._call(_pack(b"SCRIPT", b"LOAD", script.script), 1)[0]
+        if isinstance(loaded, hiredis.ReplyError):
+            raise StoreUnavailable(f"Redis refused to load a script: {loaded}")
+        for n, reply in zip(refused, self._call(b"".join(commands[n] for n in refused), len(refused)), strict=True):
+            if isinstance(reply, hiredis.ReplyError):
+                raise StoreUnavailable(f"Redis refused the {script.sha[:8]} script: {reply}")
+            replies[n] = reply
         return replies
 
-    def _call_many(self, commands: bytes, count: int) -> list[Any]:
+    def _call(self, commands: bytes, count: int) -> list[Any]:
+        """Send packed commands; read ``count`` replies (error replies are returned, not raised)."""
         try:
             sock = self._sock or self._connect()
             sock.sendall(commands)
             return [self._read(sock) for _ in range(count)]
-        except (OSError, hiredis.ProtocolError) as exc:
-            self.close()
-            raise StoreUnavailable(f"Redis is unreachable ({exc}); players are sent to the next hub until it "
-                                   "is back") from None
-
-    def _call(self, command: bytes) -> Any:
-        try:
-            sock = self._sock or self._connect()
-            sock.sendall(command)
-            return self._read(sock)
         except (OSError, hiredis.ProtocolError) as exc:
             self.close()
             raise StoreUnavailable(f"Redis is unreachable ({exc}); players are sent to the next hub until it "
