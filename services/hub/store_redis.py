@@ -81,6 +81,7 @@ from services.wire.pb import hub_pb2
 DONE_KEEP = 90 * 86_400  # seconds a library's completed counter outlives its last completion
 MAINTAIN_EVERY = 1.0
 PRUNE_EVERY = 60.0
+RATE_KEEP = 10  # seconds a one-second window's request count is kept (a slow hub may add to it late)
 SOCKET_TIMEOUT = 0.5  # a Redis that does not answer in this long is treated as down for this request
 _CHUNK = 1000  # members passed to one ZREM/HDEL from Lua (Lua's unpack has a stack limit)
 _GLOBAL = b"emma:{emma}:"
@@ -683,7 +684,7 @@ return libs
             for address in counts:
                 key = b"emma:{R" + address.encode() + b"}:" + str(window).encode()
                 pipe.incrby(key, counts[address])
-                pipe.expire(key, 2)
+                pipe.expire(key, RATE_KEEP)
             results = pipe.execute()
         except redis.RedisError as exc:
             raise _unavailable(exc) from None
