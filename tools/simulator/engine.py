@@ -112,8 +112,6 @@ class Simulation:
             self._announce(player, AnnounceEvent.STOPPED)
         player.alive = False
         self.left_at[player.index] = self.queue.now
-        if player.index in self.stayers and player.index not in self.done_at:
-            self.waiting -= 1  # a seed is never in stayers; kept for safety
         self.links.abort(player.index)
         for endpoint, identity in player.conns.items():
             self._close(player, self.by_endpoint[endpoint], identity)
