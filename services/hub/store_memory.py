@@ -20,8 +20,10 @@ class MemoryStore:
     name = "memory"
     shared = None  # one hub per store: nothing to share
 
-    def __init__(self, *, track_expired: bool = False) -> None:
-        self._index = PeerIndex(track_expired=track_expired)
+    def __init__(self, *, track_expired: bool = False, rng: random.Random | None = None) -> None:
+        """``rng`` places new players in the random order samples are drawn from (seed it for a run that
+        must repeat itself, as the simulator's)."""
+        self._index = PeerIndex(track_expired=track_expired, rng=rng)
 
     @classmethod
     def open(cls, path: Path | None, now: float, *, refresh_slack: float = 0.0, url: str = "") -> MemoryStore:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 
 from services.hub.client_types import AnnounceEvent, PeerInfo
-from services.hub.index import PeerIndex
 from services.hub.logic import HubLogic
 from services.hub.model import HubLimits
 from services.hub.store_memory import MemoryStore
@@ -21,18 +20,9 @@ from services.wire.pb import hub_pb2
 VERSION = 1
 
 
-class SeededMemoryStore(MemoryStore):
-    """The memory store with its shuffles drawn from the run's random generator (the store's own
-    generator is seeded from the system, which would make two runs differ)."""
-
-    def __init__(self, rng: random.Random) -> None:
-        super().__init__()
-        self._index = PeerIndex(rng=rng)
-
-
 class SimHub:
     def __init__(self, rng: random.Random, now: float) -> None:
-        self.logic = HubLogic(SeededMemoryStore(rng), HubLimits(), started_at=now, rng=rng)
+        self.logic = HubLogic(MemoryStore(rng=rng), HubLimits(), started_at=now, rng=rng)
         self.requests = 0
 
     def _ask(self, identity: bytes, source: str, request: hub_pb2.HubRequest, now: float) -> hub_pb2.HubReply:
