@@ -41,6 +41,7 @@ from services.wire.pb import hub_pb2
 
 _SWEEP_EVERY = 10.0
 SHARED_RATE_EVERY = 0.25
+PART = 16  # requests of a batch whose refreshes are started together (see _answer_all)
 STORE_RETRY = 1.0  # after the store failed, requests are answered UNAVAILABLE without trying it for this long
 
 _INVALID = RequestKind.INVALID.value
@@ -60,8 +61,12 @@ class _Admitted(NamedTuple):
     kind: str
 
 
-def _raise(exc: Exception) -> bytes:
+def _raise(exc: Exception) -> Any:
     raise exc
+
+
+def _nothing() -> None:
+    """Finishes a part of a batch with no announce waiting."""
 
 
 class HubLogic:
@@ -180,10 +185,27 @@ class HubLogic:
         return replies
 
     def _answer_all(self, requests: Sequence[tuple[bytes, bytes, str]], now: float) -> list[bytes]:
-        """Serialized HubReplies to (identity, body, source) requests, in order."""
+        """Serialized HubReplies to (identity, body, source) requests, in order.
+
+        The batch is answered in parts of PART requests, as a pipeline: a part's refreshes are started, then
+        the part before it is finished. A remote store thus runs one part's refreshes while this hub prepares
+        the next part and finishes the previous one."""
         replies: list[bytes] = [b""] * len(requests)
+        earlier = _nothing
+        for start in range(0, len(requests), PART):
+            finish = self._answer_part(requests, range(start, min(start + PART, len(requests))), replies, now)
+            earlier()
+            earlier = finish
+        earlier()
+        return replies
+
+    def _answer_part(self, requests: Sequence[tuple[bytes, bytes, str]], part: range, replies: list[bytes],
+                     now: float) -> Callable[[], None]:
+        """Answer ``requests[part]`` into ``replies``, all but their periodic announces, whose refresh is
+        started; what this returns finishes those."""
         waiting: list[tuple[int, _Admitted, PendingAnnounce]] = []
-        for n, (identity, body, source) in enumerate(requests):
+        for n in part:
+            identity, body, source = requests[n]
             admitted = self._admit(identity, body, now, source)
             if isinstance(admitted, bytes):
                 replies[n] = admitted
@@ -198,11 +220,18 @@ class HubLogic:
                 continue
             replies[n] = self._answer(admitted, now, partial(self._dispatch[admitted.kind], admitted.request, now,
                                                              source))
-        if waiting:
+        if not waiting:
+            return _nothing
+        try:
+            results = self.store.refresh_start([(p.record, p.want, not p.record.seed) for _, _, p in waiting], now,
+                                               self.rng)
+        except Exception as exc:  # answered at finish, request by request, as any failure of the request
+            results = partial(_raise, exc)
+
+        def finish() -> None:
             try:
-                refreshed: list[Any] | Exception = self.store.refresh_many(
-                    [(p.record, p.want, not p.record.seed) for _, _, p in waiting], now, self.rng)
-            except Exception as exc:  # answered below, request by request, as any failure of the request
+                refreshed: list[Any] | Exception = results()
+            except Exception as exc:
                 refreshed = exc
             for index, (n, admitted, pending) in enumerate(waiting):
                 if isinstance(refreshed, Exception):
@@ -210,7 +239,8 @@ class HubLogic:
                 else:
                     replies[n] = self._answer(admitted, now, partial(self.handlers.announce_end, pending,
                                                                      refreshed[index], now, admitted.source))
-        return replies
+
+        return finish
 
     def _admit(self, identity: bytes, body: bytes, now: float, source: str) -> bytes | _Admitted:
         """A refusal (rate, size, decoding, version), or the decoded request to answer."""

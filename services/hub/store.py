@@ -12,7 +12,7 @@ the backend has physically removed them yet.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -90,6 +90,14 @@ class HubStore(Protocol):
         self, asks: Sequence[tuple[PeerRecord, int, bool]], now: float, rng: random.Random
     ) -> list[tuple[list[bytes], LibraryCounts] | None]:
         """:meth:`refresh` for each (record, count, seeds), in order; one round trip for a remote backend."""
+        ...
+
+    def refresh_start(
+        self, asks: Sequence[tuple[PeerRecord, int, bool]], now: float, rng: random.Random
+    ) -> Callable[[], list[tuple[list[bytes], LibraryCounts] | None]]:
+        """:meth:`refresh_many` in two steps: start it, and call what this returns for its results (calls come
+        in the order of the starts). A remote backend sends now and reads when called, so that its caller
+        can work while the server does."""
         ...
 
     def remove(self, library_id: bytes, player_id: bytes, now: float) -> PeerRecord | None:

@@ -7,7 +7,7 @@ The SQLite store extends it: same reads, writes also noted for persistence.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from services.hub.index import PeerIndex
@@ -47,6 +47,12 @@ class MemoryStore:
         self, asks: Sequence[tuple[PeerRecord, int, bool]], now: float, rng: random.Random
     ) -> list[tuple[list[bytes], LibraryCounts] | None]:
         return [self.refresh(record, count, now, seeds=seeds, rng=rng) for record, count, seeds in asks]
+
+    def refresh_start(
+        self, asks: Sequence[tuple[PeerRecord, int, bool]], now: float, rng: random.Random
+    ) -> Callable[[], list[tuple[list[bytes], LibraryCounts] | None]]:
+        done = self.refresh_many(asks, now, rng)
+        return lambda: done
 
     def remove(self, library_id: bytes, player_id: bytes, now: float) -> PeerRecord | None:
         return self._index.pop(library_id, player_id, now)

@@ -59,11 +59,14 @@ shared too (:class:`RedisShared`).
 
 from __future__ import annotations
 
+import collections
 import math
 import random
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -239,6 +242,16 @@ def _pack(*parts: Any) -> bytes:
     return packed
 
 
+@dataclass(slots=True)
+class _Sent:
+    """Commands sent on a :class:`FastLane`, and their replies once read."""
+
+    script: Script
+    commands: list[bytes]
+    generation: int
+    replies: list[Any] | None = None
+
+
 class FastLane:
     """One plain socket speaking RESP through hiredis, for the announce hot path (the refresh script).
 
@@ -251,38 +264,77 @@ class FastLane:
         self._options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         self._timeout = timeout
         self._sock: socket.socket | None = None
+        self._generation = 0  # counts connections: replies awaited on a connection since lost never come
+        self._unread: collections.deque[_Sent] = collections.deque()  # sends whose replies are not read yet
         self._reader = hiredis.Reader()
         self._buffer = bytearray(1 << 16)
 
     def evalsha_many(self, script: Script, calls: Sequence[tuple[Sequence[bytes], Sequence[Any]]]) -> list[Any]:
-        """Run ``script`` once per (keys, args), all sent at once; the replies in order. A Redis that forgot
-        the script (it restarted) is given it, and the calls it refused are sent again (each is idempotent)."""
+        """Run ``script`` once per (keys, args), all sent at once; the replies in order."""
+        return self.receive(self.send(script, calls))
+
+    def send(self, script: Script, calls: Sequence[tuple[Sequence[bytes], Sequence[Any]]]) -> _Sent:
+        """Send ``script`` once per (keys, args) without waiting; :meth:`receive` reads the replies (calls to
+        receive come in the order of the sends)."""
         commands = [_pack(b"EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
-        replies = self._call(b"".join(commands), len(commands))
+        try:
+            sock = self._sock or self._connect()
+            sock.sendall(b"".join(commands))
+        except (OSError, hiredis.ProtocolError) as exc:
+            raise self._lost(exc) from None
+        sent = _Sent(script, commands, self._generation)
+        self._unread.append(sent)
+        return sent
+
+    def receive(self, sent: _Sent) -> list[Any]:
+        """The replies to a :meth:`send`, in order. A Redis that forgot the script (it restarted) is given it,
+        and the calls it refused are sent again (each is idempotent)."""
+        if sent.generation != self._generation:
+            raise StoreUnavailable("the connection to Redis was lost before its replies came")
+        self._read_until(sent)
+        replies = sent.replies
+        assert replies is not None
         refused = [n for n, reply in enumerate(replies) if isinstance(reply, hiredis.ReplyError)]
         if not refused:
             return replies
+        script = sent.script
         if not all(str(replies[n]).startswith("NOSCRIPT") for n in refused):
             raise StoreUnavailable(f"Redis refused the {script.sha[:8]} script: {replies[refused[0]]}")
         loaded = self._call(_pack(b"SCRIPT", b"LOAD", script.script), 1)[0]
         if isinstance(loaded, hiredis.ReplyError):
             raise StoreUnavailable(f"Redis refused to load a script: {loaded}")
-        for n, reply in zip(refused, self._call(b"".join(commands[n] for n in refused), len(refused)), strict=True):
+        again = self._call(b"".join(sent.commands[n] for n in refused), len(refused))
+        for n, reply in zip(refused, again, strict=True):
             if isinstance(reply, hiredis.ReplyError):
                 raise StoreUnavailable(f"Redis refused the {script.sha[:8]} script: {reply}")
             replies[n] = reply
         return replies
 
+    def _read_until(self, sent: _Sent | None) -> None:
+        """Read the replies of earlier sends, in order, until ``sent``'s are in (None: all of them)."""
+        try:
+            while self._unread and (sent is None or sent.replies is None):
+                head = self._unread.popleft()
+                assert self._sock is not None
+                head.replies = [self._read(self._sock) for _ in head.commands]
+        except (OSError, hiredis.ProtocolError) as exc:
+            raise self._lost(exc) from None
+
     def _call(self, commands: bytes, count: int) -> list[Any]:
-        """Send packed commands; read ``count`` replies (error replies are returned, not raised)."""
+        """Send packed commands once every earlier send's replies are read; read ``count`` replies (error
+        replies are returned, not raised)."""
+        self._read_until(None)
         try:
             sock = self._sock or self._connect()
             sock.sendall(commands)
             return [self._read(sock) for _ in range(count)]
         except (OSError, hiredis.ProtocolError) as exc:
-            self.close()
-            raise StoreUnavailable(f"Redis is unreachable ({exc}); players are sent to the next hub until it "
-                                   "is back") from None
+            raise self._lost(exc) from None
+
+    def _lost(self, exc: Exception) -> StoreUnavailable:
+        self.close()
+        self._unread.clear()
+        return StoreUnavailable(f"Redis is unreachable ({exc}); players are sent to the next hub until it is back")
 
     def _read(self, sock: socket.socket) -> Any:
         reader, buffer = self._reader, self._buffer
@@ -304,6 +356,7 @@ class FastLane:
                                             timeout=self._timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock, self._reader = sock, hiredis.Reader()
+        self._generation += 1
         setup: list[tuple[Any, ...]] = []
         if options.get("password"):
             setup.append((b"AUTH", *([options["username"]] if options.get("username") else []), options["password"]))
@@ -421,15 +474,25 @@ class RedisStore:
     def refresh_many(
         self, asks: Sequence[tuple[PeerRecord, int, bool]], now: float, rng: random.Random
     ) -> list[tuple[list[bytes], LibraryCounts] | None]:
+        return self.refresh_start(asks, now, rng)()
+
+    def refresh_start(
+        self, asks: Sequence[tuple[PeerRecord, int, bool]], now: float, rng: random.Random
+    ) -> Callable[[], list[tuple[list[bytes], LibraryCounts] | None]]:
         if not asks:
-            return []
+            return list
         stamp = repr(now)
         calls = [(_library_keys(record.library_id)[:5],
                   (stamp, record.player_id, record.wire, repr(record.expires_at), _ttl(record.expires_at, now), count,
                    int(seeds), repr(rng.random())))
                  for record, count, seeds in asks]
+        sent = self._lane.send(self._scripts["refresh"], calls)
+        return partial(self._refreshed_from, asks, sent)
+
+    def _refreshed_from(self, asks: Sequence[tuple[PeerRecord, int, bool]],
+                        sent: _Sent) -> list[tuple[list[bytes], LibraryCounts] | None]:
         out: list[tuple[list[bytes], LibraryCounts] | None] = []
-        for (record, _, _), raw in zip(asks, self._lane.evalsha_many(self._scripts["refresh"], calls), strict=True):
+        for (record, _, _), raw in zip(asks, self._lane.receive(sent), strict=True):
             if raw is None:
                 out.append(None)
                 continue

@@ -233,6 +233,20 @@ def test_refresh_of_an_absent_or_changed_entry_changes_nothing(store: HubStore) 
     assert store.refresh(rec(1, expires=T0 + 99), 5, T0 + 10, seeds=True, rng=random.Random(1)) is None
 
 
+def test_refreshes_started_together_finish_in_order_around_other_calls(store: HubStore) -> None:
+    for n in range(6):
+        store.upsert(rec(n, seed=n == 0), T0)
+    first = store.refresh_start([(rec(1, expires=T0 + 500), 10, False), (rec(9), 10, True)], T0, random.Random(1))
+    second = store.refresh_start([(rec(2, expires=T0 + 500), 10, True)], T0, random.Random(2))
+    between = store.refresh(rec(3, expires=T0 + 500), 10, T0, seeds=True, rng=random.Random(3))
+    assert between is not None and len(between[0]) == 5
+    one, absent = first()
+    assert absent is None and one is not None and sorted(one[0]) == sorted(rec(n).wire for n in (2, 3, 4, 5))
+    (two,) = second()
+    assert two is not None and len(two[0]) == 5 and two[1] == LibraryCounts(1, 5)
+    assert store.get(LIB_A, pid(2), T0 + 400) is not None and store.get(LIB_A, pid(4), T0 + 400) is None
+
+
 def test_room_reads_what_the_caps_compare_in_one_call(store: HubStore) -> None:
     shared = rec(1, port=9000).endpoint
     store.upsert(rec(1, port=9000), T0)
