@@ -4,8 +4,8 @@ How this works: :meth:`Broker.run` polls the ROUTER, the pinger's PAIR socket
 and an inproc control socket. Readable ROUTER messages are drained in
 batches of up to ``_BATCH``, each with the address it came from (libzmq's
 ``Peer-Address`` property of its first frame), and answered together by
-``logic.handle_batch`` (one store round trip for the batch's periodic
-announces); replies are sent ``_FLUSH`` at a time (sending each reply at once
+``logic.handle_batch`` (the batch's periodic announces refresh a remote store
+in a few pipelined round trips); replies are sent ``_FLUSH`` at a time (sending each reply at once
 woke zmq's I/O thread per message and cost about a third more CPU per
 request); sends never block (a ROUTER drops replies to clients that are gone
 or full). Each request's latency is its batch's: it waited for all of it. Ping

@@ -99,9 +99,9 @@ class RequestHandlers:
     def announce_begin(self, request: hub_pb2.HubRequest, now: float, source: str = "") -> bytes | PendingAnnounce:
         """Validate an announce; its reply when it needs no refresh (stopped, completed), else what to refresh.
 
-        The caller refreshes (one :meth:`refresh`, or many at once with the store's ``refresh_many``) and
+        The caller refreshes (one :meth:`refresh`, or many at once with the store's ``refresh_start``) and
         finishes with :meth:`announce_end`: a hub answering a batch of announces makes one round trip to a
-        remote store for all of them."""
+        remote store for many of them."""
         msg = request.announce
         store, limits = self.store, self.limits
         library_id = validate.library_id(msg.library_id, limits)

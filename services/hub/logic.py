@@ -3,8 +3,9 @@
 How this works: :meth:`HubLogic.handle_batch` takes the messages a ROUTER
 received together and returns, for each, the frames to send back (same
 envelope shape: with or without the empty delimiter) or None when no reply is
-possible; the periodic announces among them refresh the store in one call
-(``refresh_many``: one round trip to a remote store for the batch).
+possible; the periodic announces among them refresh the store together, a
+part of PART requests at a time, pipelined (``refresh_start``: one round trip
+to a remote store per part, overlapping the hub's own work on the others).
 :meth:`HubLogic.handle` rate-limits per client, checks size, decodes, checks
 the version and dispatches on the body kind to :mod:`services.hub.handlers`,
 which validate every field before touching the store. A :class:`ProtocolError` becomes an error
