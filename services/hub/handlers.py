@@ -90,18 +90,12 @@ class RequestHandlers:
             found = self._endpoints[key] = (recorded, addresses.may_ping(recorded, source, self._ping_networks))
         return found
 
-    def announce(self, request: hub_pb2.HubRequest, now: float, source: str = "") -> bytes:
-        begun = self.announce_begin(request, now, source)
-        if isinstance(begun, bytes):
-            return begun
-        return self.announce_end(begun, self.refresh(begun, now), now, source)
-
     def announce_begin(self, request: hub_pb2.HubRequest, now: float, source: str = "") -> bytes | PendingAnnounce:
         """Validate an announce; its reply when it needs no refresh (stopped, completed), else what to refresh.
 
-        The caller refreshes (one :meth:`refresh`, or many at once with the store's ``refresh_start``) and
-        finishes with :meth:`announce_end`: a hub answering a batch of announces makes one round trip to a
-        remote store for many of them."""
+        The caller refreshes the pending ones, many at once (the store's ``refresh_start``), and finishes each
+        with :meth:`announce_end`: a hub answering a batch of announces makes one round trip to a remote
+        store for many of them."""
         msg = request.announce
         store, limits = self.store, self.limits
         library_id = validate.library_id(msg.library_id, limits)
@@ -123,10 +117,6 @@ class RequestHandlers:
         if event == _COMPLETED:  # counted once, on the full path
             return self.announce_end(pending, None, now, source)
         return pending
-
-    def refresh(self, pending: PendingAnnounce, now: float) -> tuple[list[bytes], LibraryCounts] | None:
-        """The store's refresh for one pending announce."""
-        return self.store.refresh(pending.record, pending.want, now, seeds=not pending.record.seed, rng=self.rng)
 
     def announce_end(self, pending: PendingAnnounce, fast: tuple[list[bytes], LibraryCounts] | None, now: float,
                      source: str = "") -> bytes:

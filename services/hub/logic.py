@@ -122,13 +122,15 @@ class HubLogic:
         self._next_sweep = started_at
         self._next_stats = started_at + stats_every
         self.handlers = RequestHandlers(store, limits, self.unreachable, self.rng, log_requests, local_address)
+        # Announces are answered in two steps around the batch's store refresh (see _answer_part); the
+        # other kinds in one call.
         self._dispatch: dict[str, Callable[[hub_pb2.HubRequest, float, str], bytes]] = {
-            RequestKind.ANNOUNCE.value: self.handlers.announce,
             RequestKind.GET_PEERS.value: self.handlers.get_peers,
             RequestKind.SCRAPE.value: self.handlers.scrape,
             RequestKind.REPORT.value: self.handlers.report,
             RequestKind.HEALTH.value: self._health,
         }
+        self._kinds = frozenset({_ANNOUNCE, *self._dispatch})
 
     @property
     def counts(self) -> dict[RequestKind, int]:
@@ -162,7 +164,7 @@ class HubLogic:
 
     def handle_batch(self, messages: Sequence[tuple[list[bytes], str]], now: float) -> list[list[bytes] | None]:
         """Answer ROUTER messages (frames, source address) read together, in order; None for one that cannot
-        be answered. Their periodic announces refresh the store in one call (one round trip to Redis)."""
+        be answered. Their periodic announces refresh the store together (see :meth:`_answer_all`)."""
         replies: list[list[bytes] | None] = [None] * len(messages)
         requests: list[tuple[bytes, bytes, str]] = []
         heads: list[tuple[int, list[bytes]]] = []
@@ -254,7 +256,7 @@ class HubLogic:
         request = hub_pb2.HubRequest()
         kind = _INVALID
         try:
-            kind = self._decode(request, body, self.limits.max_request_bytes, self._dispatch)
+            kind = self._decode(request, body, self.limits.max_request_bytes, self._kinds)
             if request.version != PROTOCOL_VERSION:
                 raise ProtocolError(
                     ErrorCode.UNSUPPORTED_VERSION,
