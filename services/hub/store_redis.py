@@ -334,7 +334,7 @@ class FastLane:
     def _lost(self, exc: Exception) -> StoreUnavailable:
         self.close()
         self._unread.clear()
-        return StoreUnavailable(f"Redis is unreachable ({exc}); players are sent to the next hub until it is back")
+        return _unavailable(exc)
 
     def _read(self, sock: socket.socket) -> Any:
         reader, buffer = self._reader, self._buffer
@@ -790,5 +790,5 @@ def _record(library_id: bytes, player_id: bytes, raw: Any) -> PeerRecord | None:
     return PeerRecord(library_id, player_id, bytes(endpoint).decode(), bool(int(seed)), float(expires), bytes(wire))
 
 
-def _unavailable(exc: redis.RedisError) -> StoreUnavailable:
+def _unavailable(exc: Exception) -> StoreUnavailable:
     return StoreUnavailable(f"Redis is unreachable ({exc}); players are sent to the next hub until it is back")
