@@ -1,6 +1,8 @@
 """Sharing a file: librarify it, write its library, record it as seeding.
 
-The one path behind ``emma share`` and the console's Upload File. The running
+The one path behind ``emma share`` and the console's Upload File. Every hub the
+library lists is named with ``hub.key`` (hubs sharing one Redis share one key
+pair), and the library is signed with this player's publisher key. The running
 Distributor picks the new row in state.db up within a second; without a
 player, it is seeded when ``emma peer`` starts.
 """
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.cli.progress import byte_progress
-from services.peer import catalog
+from services.peer import catalog, signing
 from services.peer.librarifier import librarify, stuff_size
 from services.peer.library import HashAlgorithm, Library, LibraryError, write_library
 from services.runtime.config import Config
@@ -56,10 +58,16 @@ def share_file(
             raise ShareError(str(exc)) from None
     path = file.expanduser().absolute()
     started = time.monotonic()
+    hub_key = str(config.get("hub.key"))
+    try:
+        publisher = signing.load_publisher(config.data_dir)
+    except (signing.SignatureError, OSError) as exc:
+        raise ShareError(str(exc)) from None
     try:
         total = stuff_size(path)
         with byte_progress(f"hashing {path.name}", total) as advance:
-            library = librarify(path, hubs=hubs, book_size=book_size, algorithm=algorithm, progress=advance)
+            library = librarify(path, hubs=hubs, book_size=book_size, algorithm=algorithm, progress=advance,
+                                hub_keys=(hub_key,) * len(hubs) if hub_key else (), publisher=publisher)
     except LibraryError as exc:
         raise ShareError(str(exc)) from None
     seconds = time.monotonic() - started

@@ -17,6 +17,7 @@ import zmq
 from services.hub.client import HubClient
 from services.hub.client_types import AnnounceEvent, HubClientError, PeerInfo, Reachability
 from services.runtime.logs import get_logger
+from services.wire.curve import KeyPair
 
 log = get_logger("debug")
 
@@ -32,6 +33,8 @@ class AnnounceJob:
     downloaded: int
     left: int
     numwant: int = 50
+    hub_keys: tuple[str, ...] = ()  # each hub's CURVE key, as the library names them ("" = in clear)
+    plain: bool = False  # the distributor serves in clear
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class PeersJob:
     hubs: tuple[str, ...]
     player_id: bytes
     numwant: int = 50
+    hub_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class ReportJob:
     hubs: tuple[str, ...]
     player_id: bytes
     endpoint: str
+    hub_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,11 +69,11 @@ class HubResult:
 class HubLink:
     """Owns the worker thread; ``submit`` a job, ``results`` when ``socket`` polls readable."""
 
-    def __init__(self, ctx: zmq.Context[Any], timeout: float = 2.0) -> None:
+    def __init__(self, ctx: zmq.Context[Any], timeout: float = 2.0, identity: KeyPair | None = None) -> None:
         address = f"inproc://hublink-{id(self)}"
         self.socket: zmq.Socket[Any] = ctx.socket(zmq.PAIR)
         self.socket.bind(address)
-        self._thread = threading.Thread(target=_worker, args=(ctx, address, timeout), daemon=True,
+        self._thread = threading.Thread(target=_worker, args=(ctx, address, timeout, identity), daemon=True,
                                         name="hublink")
         self._thread.start()
 
@@ -88,10 +93,10 @@ class HubLink:
         self.socket.close(linger=0)
 
 
-def _worker(ctx: zmq.Context[Any], address: str, timeout: float) -> None:
+def _worker(ctx: zmq.Context[Any], address: str, timeout: float, identity: KeyPair | None) -> None:
     socket: zmq.Socket[Any] = ctx.socket(zmq.PAIR)
     socket.connect(address)
-    clients: dict[tuple[str, ...], HubClient] = {}
+    clients: dict[tuple[tuple[str, ...], tuple[str, ...]], HubClient] = {}
     try:
         while True:
             job = socket.recv_pyobj()
@@ -100,9 +105,11 @@ def _worker(ctx: zmq.Context[Any], address: str, timeout: float) -> None:
             if not job.hubs:
                 socket.send_pyobj(HubResult(job, False, error="the library lists no hub"))
                 continue
-            client = clients.get(job.hubs)
+            client = clients.get((job.hubs, job.hub_keys))
             if client is None:
-                client = clients[job.hubs] = HubClient(list(job.hubs), timeout=timeout, attempts=len(job.hubs))
+                keys = {hub: key.encode("ascii") for hub, key in zip(job.hubs, job.hub_keys, strict=False)}
+                client = clients[(job.hubs, job.hub_keys)] = HubClient(
+                    list(job.hubs), timeout=timeout, attempts=len(job.hubs), keys=keys, identity=identity)
             socket.send_pyobj(_run(client, job))
     finally:
         for client in clients.values():
@@ -116,7 +123,7 @@ def _run(client: HubClient, job: AnnounceJob | PeersJob | ReportJob) -> HubResul
             reply = client.announce(
                 library_id=job.library_id, player_id=job.player_id, endpoint=job.endpoint,
                 event=AnnounceEvent(job.event), uploaded=job.uploaded,
-                downloaded=job.downloaded, left=job.left, numwant=job.numwant,
+                downloaded=job.downloaded, left=job.left, numwant=job.numwant, plain=job.plain,
             )
             return HubResult(job, True, list(reply.peers), float(reply.interval), endpoint=reply.endpoint,
                              reachable=reply.reachable)

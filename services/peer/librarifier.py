@@ -22,6 +22,7 @@ from services.peer.library import (
     check_name,
     make_library,
 )
+from services.peer.signing import Publisher
 from services.runtime.version import version
 
 CREATOR = f"emma {version()}"
@@ -50,8 +51,10 @@ def librarify(
     algorithm: HashAlgorithm = HashAlgorithm.BLAKE3,
     progress: Progress | None = None,
     now: float | None = None,
+    hub_keys: tuple[str, ...] = (),
+    publisher: Publisher | None = None,
 ) -> Library:
-    """Hash ``path`` into a library listing ``hubs``."""
+    """Hash ``path`` into a library listing ``hubs`` (with their CURVE keys), signed by ``publisher`` if given."""
     size = stuff_size(path)
     chosen = check_book_size(book_size) if book_size is not None else auto_book_size(size)
     try:
@@ -74,6 +77,8 @@ def librarify(
         hubs=hubs,
         created_at=int(time.time() if now is None else now),
         creator=CREATOR,
+        hub_keys=hub_keys,
+        publisher=publisher,
     )
 
 

@@ -76,6 +76,7 @@ def stalled_counter(library_hex: str) -> str:
 @dataclass(frozen=True)
 class Connect:
     endpoint: str
+    key: bytes = b""  # the remote distributor's CURVE key, as the hub handed it out (b"": in clear)
 
 
 @dataclass(frozen=True)
@@ -262,7 +263,7 @@ class RequestorLogic:
             remote = self.remotes.get(peer.endpoint)
             if remote is None:
                 remote = self.remotes[peer.endpoint] = Remote(peer.endpoint, last_heard=now)
-                out.append(Connect(peer.endpoint))
+                out.append(Connect(peer.endpoint, peer.public_key))
             if library_id not in remote.books:
                 out += self._handshake(remote, library_id, now)
         download.answered = True

@@ -37,6 +37,7 @@ from services.peer import requestor_logic as rl
 from services.peer.bitfield import Bitfield
 from services.peer.library import Library, LibraryError, read_library
 from services.peer.partfile import TRANSIENT, DiskError, PartFile, free_bytes
+from services.peer.signing import Trusted
 from services.peer.state import LibraryRecord, State, Status
 from services.peer.writer import Outcome, Written, land
 from services.runtime.logs import get_logger
@@ -139,13 +140,17 @@ class Storage:
         self.marked.discard(key)
         return False
 
-    def open(self, record: LibraryRecord, now: float) -> Library | None:
+    def open(self, record: LibraryRecord, now: float, trusted: Trusted | None = None) -> Library | None:
         """Open the download's library and partial file; None (and the download failed or waiting) if either
-        cannot be."""
+        cannot be, or if ``trusted`` publishers refuse the library."""
         try:
             library = read_library(record.lib_path)
         except LibraryError as exc:
             self._failed(record.id, str(exc), "fix or replace the .lib file, then `emma resume`", now)
+            return None
+        refusal = trusted.refusal(library.publisher_key) if trusted is not None else ""
+        if refusal:
+            self._failed(record.id, refusal, "after that, `emma resume`", now)
             return None
         try:
             part = PartFile.open(library, record.stuff_path)

@@ -65,8 +65,10 @@ def test_show_text(data: Path) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["data_dir", str(data)]
-    rows = {line.split()[0]: line for line in lines[1:]}
+    rows = {line.split()[0]: line for line in lines[1:len(SETTINGS) + 1]}
     assert list(rows) == list(SETTINGS)
+    keys = lines[len(SETTINGS) + 1:]
+    assert keys[0].startswith("this player's key: ") and keys[1].startswith("publisher key: ")
     for key, setting in SETTINGS.items():
         assert rows[key].endswith(setting.help)
         if setting.default != "":

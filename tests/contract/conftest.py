@@ -193,6 +193,7 @@ def hub(hubs: Callable[..., RunningHub], clock: FakeClock) -> RunningHub:
 class HubProcess:
     proc: subprocess.Popen[str]
     endpoint: str
+    key: bytes = b""  # its CURVE public key; empty when it runs in clear
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
@@ -208,17 +209,25 @@ def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
 def spawn_hub(tmp_path: Path) -> Iterator[Callable[..., HubProcess]]:
     procs: list[subprocess.Popen[str]] = []
 
-    def spawn(*args: str, cli: bool = False) -> HubProcess:
-        """``python -m services.hub ARGS``, or ``emma hub ARGS`` when ``cli``."""
+    def spawn(*args: str, cli: bool = False, clear: bool = True) -> HubProcess:
+        """``python -m services.hub ARGS``, or ``emma hub ARGS`` when ``cli``; in clear unless ``clear`` is False
+        (then its key is read from the line it prints after the endpoint)."""
         data = ["--data-dir", str(tmp_path / "hubdata")]
         launcher = ["services.cli.app", *data, "hub"] if cli else ["services.hub", *data]
-        cmd = [sys.executable, "-m", *launcher, *args]
+        mode = ["--no-encryption"] if clear else []
+        cmd = [sys.executable, "-m", *launcher, *args, *mode]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         procs.append(proc)
         line = read_line(proc, 20.0)
         if "listening on" not in line:
             pytest.fail(f"unexpected first line from the hub: {line!r}")
-        return HubProcess(proc, line.rsplit(" ", 1)[-1].strip())
+        key = b""
+        if not clear:
+            key_line = read_line(proc, 20.0)
+            if not key_line.startswith("hub key "):
+                pytest.fail(f"unexpected second line from the hub: {key_line!r}")
+            key = key_line.split()[-1].encode()
+        return HubProcess(proc, line.rsplit(" ", 1)[-1].strip(), key)
 
     yield spawn
     for proc in procs:
