@@ -225,7 +225,8 @@ class Swarm:
         if self.hub is not None:
             self.group.stop(self.hub)
 
-    def add_player(self, name: str, upload_limit: int | None = None, rate: str | None = None) -> Player:
+    def add_player(self, name: str, upload_limit: int | None = None, rate: str | None = None,
+                   admitted: bool = True) -> Player:
         """A player in ``root/name``; across namespaces on a host of its own whose upload is ``rate``."""
         data_dir = self.root / name
         config = config_mod.load(data_dir)
@@ -246,6 +247,7 @@ class Swarm:
         if self.private:
             config.set("security.players", str(self.players_file))
             config.set("security.publishers", str(self.publishers_file))
+        if self.private and admitted:  # an outsider is set up alike, its keys left out of the swarm's lists
             with self.players_file.open("a") as keys:
                 keys.write(f"{curve.load_or_create(data_dir).public.decode()}  # {name}\n")
             with self.publishers_file.open("a") as keys:

@@ -139,6 +139,9 @@ class Requestor:
             except ProtocolError as exc:
                 log.warning("bad_peer_message", endpoint=endpoint, code=exc.code_name, error=exc.message)
                 continue
+            if self.peer_refused:
+                for refusing in self.peer_refused.values():
+                    refusing.discard(endpoint)  # it admits us now
             self.do(self.logic.received(endpoint, message, frames[1] if len(frames) == 2 else None, now), now)
 
     def _on_hub(self, result: HubResult, now: float) -> None:
@@ -262,7 +265,10 @@ class Requestor:
 
     def _counters(self) -> dict[str, int]:
         stalled = {rl.stalled_counter(library_id.hex()): books for library_id, books in self.stalled.items() if books}
-        return {**self.logic.counters(), **stalled}
+        refused = {rl.refused_counter(library_id.hex()): (1 if library_id in self.hub_refused else 0)
+                   + 2 * len(self.peer_refused.get(library_id, ()))
+                   for library_id in {*self.hub_refused, *self.peer_refused} if library_id in self.logic.downloads}
+        return {**self.logic.counters(), **stalled, **refused}
 
     def stop(self, *_: object) -> None:
         self.running = False
@@ -273,7 +279,10 @@ class Requestor:
             self.do(self.logic.remove(library_id, "shutdown", now), now)
         self._flush_notices()
         for socket in self.sockets.values():
+            socket.disable_monitor()
             socket.close(linger=0)
+        for monitor in self.monitors:
+            monitor.close(linger=0)
         self.hub.close(timeout=1.0)
         self.syncer.close()
         self.storage.close()

@@ -68,6 +68,12 @@ def peers_counter(library_hex: str) -> str:
     return f"peers.{library_hex}"
 
 
+def refused_counter(library_hex: str) -> str:
+    """The heartbeat counter of who refused this player's key for a download: 1 its hubs, plus 2 for each peer
+    (absent: nobody)."""
+    return f"refused.{library_hex}"
+
+
 def stalled_counter(library_hex: str) -> str:
     """The heartbeat counter of a download's missing books that no source holds (absent: 0)."""
     return f"stalled.{library_hex}"
