@@ -163,10 +163,11 @@ def fake_player(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 def test_first_run_asks_port_ip_distributor_then_starts_the_player(tmp_path: Path, fake_player: list[Path]
                                                                    ) -> None:
     data = tmp_path / "fresh"
-    h = Harness(data, "abc", "7071", "not a host!", "skip", "0", "8", "n")
+    h = Harness(data, "abc", "7071", "not a host!", "skip", "0", "", "any", "8", "n")
     assert run(h.session) == 0
     assert [q.split(" [")[0] for q in h.ask.questions[:5]] == ["Hub port", "Hub port", "Hub IP", "Hub IP",
                                                                "Distributor port (0 = random)"]
+    assert h.ask.questions[5].startswith("Hub key") and h.ask.questions[6].startswith("Who may download")
     assert "expected a whole number, got 'abc'; try again" in h.text
     saved = config_mod.load(data)
     assert (saved.get("hub.port"), saved.get("hub.ip"), saved.get("distributor.port")) == (7071, "127.0.0.1", 0)
