@@ -15,9 +15,10 @@ from typing import Any
 import zmq
 
 from services.hub.client import HubClient
-from services.hub.client_types import AnnounceEvent, HubClientError, PeerInfo, Reachability
+from services.hub.client_types import AnnounceEvent, HubClientError, HubError, HubRefused, PeerInfo, Reachability
 from services.runtime.logs import get_logger
 from services.wire.curve import KeyPair
+from services.wire.errors import ErrorCode
 
 log = get_logger("debug")
 
@@ -64,6 +65,7 @@ class HubResult:
     error: str = ""
     endpoint: str = ""  # announce: where the hub hands this player out
     reachable: Reachability = Reachability.UNKNOWN
+    refused: bool = False  # the hubs refused this player's key (at the handshake, or NOT_AUTHORISED)
 
 
 class HubLink:
@@ -134,4 +136,5 @@ def _run(client: HubClient, job: AnnounceJob | PeersJob | ReportJob) -> HubResul
         return HubResult(job, True)
     except HubClientError as exc:
         log.info("hub_request_failed", job=type(job).__name__, error=str(exc))
-        return HubResult(job, False, error=str(exc))
+        refused = isinstance(exc, HubRefused) or (isinstance(exc, HubError) and exc.code == ErrorCode.NOT_AUTHORISED)
+        return HubResult(job, False, error=str(exc), refused=refused)

@@ -146,9 +146,10 @@ class Requestor:
 
     def _on_hub(self, result: HubResult, now: float) -> None:
         job = result.job
-        if (not result.ok and "not authorised by hub" in result.error) or "handshake with hub" in result.error:
+        if result.refused:
+            if self.hub_refused.get(job.library_id) != result.error:  # said once while it lasts
+                log.warning("hub_refused", library=job.library_id.hex(), error=result.error)
             self.hub_refused[job.library_id] = result.error
-            log.warning("hub_refused", library=job.library_id.hex(), error=result.error)
         elif result.ok:
             self.hub_refused.pop(job.library_id, None)
         if isinstance(job, PeersJob):

@@ -20,6 +20,7 @@ from services.hub.client import HubClient, HubError, HubRefused
 from services.peer import identity, signing
 from services.peer.librarifier import librarify
 from services.peer.library import MAGIC, Library
+from services.runtime import config as config_mod
 from services.wire import curve, framing
 from services.wire.errors import ErrorCode
 from services.wire.pb import library_pb2, wire_pb2
@@ -246,3 +247,29 @@ def test_forged_and_tampered_libraries_are_refused(private: Swarm, stuff, tmp_pa
     private.seed_with(seed, untrusted, third)
     refused = wait_until(lambda: events(seed, "library_not_served"), "the seed to refuse the forged library")
     assert refused[0]["library"] == untrusted.id_hex and "not one this player trusts" in refused[0]["error"]
+
+
+def test_a_peer_that_refuses_our_key_is_named_not_silent(private: Swarm, stuff) -> None:
+    leecher = private.add_player("leecher")  # the hub admits it; the seed will not
+    seed, library = seeded_without(private, stuff, leecher)
+    private.give(leecher, library)
+    private.start_player(leecher)
+    refused = wait_until(lambda: events(leecher, "peer_refused"), "the leecher to say the seed refused it")
+    assert refused[0]["endpoint"] == distributor_endpoint(seed)
+    assert refused[0]["reason"].startswith("not authorised by peer") and refused[0]["libraries"] == [library.id_hex]
+    assert leecher.progress(library.id_hex)[0] == 0
+
+
+def seeded_without(swarm: Swarm, stuff: Callable[[str, int], Path], excluded: Player) -> tuple[Player, Library]:
+    """A seed whose own allowlist is the swarm's less ``excluded``'s key."""
+    seed = swarm.add_player("seed")
+    own = swarm.root / "seed.keys"
+    key = curve.load_or_create(excluded.data_dir).public.decode()
+    own.write_text("".join(f"{line}\n" for line in swarm.players_file.read_text().splitlines() if key not in line))
+    config = config_mod.load(seed.data_dir)
+    config.set("security.players", str(own))
+    config.save()
+    library = swarm.share(seed, stuff("data.bin", 6 * BOOK + 77), book_size=BOOK)
+    swarm.start_player(seed)
+    swarm.wait_serving([seed])
+    return seed, library
