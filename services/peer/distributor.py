@@ -86,6 +86,7 @@ class Distributor:
         self.encrypted = bool(config.get("security.encryption")) or not self.allowlist.open
         self.trusted = signing.Trusted.from_file(config.get("security.publishers"))
         self.refused_libraries: set[bytes] = set()
+        self.revoked: set[bytes] = set()  # connections whose key was revoked and that were told so
         self.gate = Gate(self.ctx, Admission(CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS), "distributor", self.allowlist)
         self.gate.guard(self.router, self.keys if self.encrypted else None)
         host, port = config.get("distributor.ip"), config.get("distributor.port")
@@ -333,8 +334,10 @@ class Distributor:
             self.router.send_multipart([identity, framing.error(ErrorCode.NOT_AUTHORISED, reason, b"", 0)])
         except zmq.ZMQError:
             pass  # gone already
-        log.warning("request_refused", key=key_of(frame).decode(), reason="key revoked",
-                    address=source_of(frame))
+        if identity not in self.revoked and len(self.revoked) < MAX_CONNECTIONS:  # one line per connection
+            self.revoked.add(identity)
+            log.warning("request_refused", key=key_of(frame).decode(), reason="key revoked",
+                        address=source_of(frame))
 
     def _notices(self) -> None:
         """The local Requestor's news of landed books; what arrived together goes out as one ``have``
