@@ -72,6 +72,8 @@ def timed_swarm(swarm: Swarm, seed: Player, leechers: list[Player], library: Lib
     for player in [seed, *leechers]:
         swarm.start_player(player)
     swarm.wait_serving([seed, *leechers])
+    if swarm.network is None:  # the seed is handed out (a private hub admits it once it re-read its list)
+        swarm.wait_announced(library, [seed])
     time.sleep(2.0)  # every first announce is in; start-up CPU has settled
     started = time.time()
     for player in leechers:

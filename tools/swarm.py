@@ -41,7 +41,8 @@ if __package__ in (None, ""):
 import blake3
 
 from services.cli import launch
-from services.peer import catalog, signing
+from services.hub.client import HubClient, HubClientError
+from services.peer import catalog, identity, signing
 from services.peer.librarifier import librarify
 from services.peer.library import Library, write_library
 from services.runtime import config as config_mod
@@ -294,6 +295,32 @@ class Swarm:
             proc = self.group.start(f"{player.name}-{service}",
                                     ["-m", f"services.peer.{service}", "--data-dir", str(player.data_dir)])
             player.procs.append(proc)
+
+    def hub_client(self, player: Player) -> HubClient:
+        """A client of the swarm's hubs speaking as ``player`` (its key pair, when the swarm encrypts)."""
+        hubs = self.hub_endpoints or [self.hub_endpoint]
+        keys = {hub: self.hub_key for hub in hubs} if self.hub_key else {}
+        me = curve.load_or_create(player.data_dir) if self.hub_key else None
+        return HubClient(hubs, keys=keys, identity=me, timeout=2.0)
+
+    def wait_announced(self, library: Library, players: list[Player], timeout: float = 60.0) -> float:
+        """Wait until the hub hands out every one of ``players`` for ``library`` (a private hub admits a player
+        only once it re-read its allowlist, and a refused announce is retried 2 s later). Returns the seconds."""
+        start = time.monotonic()
+        wanted = {identity.player_id(p.data_dir) for p in players}
+        with self.hub_client(players[0]) as client:
+            while True:
+                try:
+                    known = {peer.player_id for peer in client.get_peers(library.id, numwant=200).peers}
+                    if wanted <= known:
+                        return time.monotonic() - start
+                except HubClientError:
+                    pass  # not admitted yet
+                if time.monotonic() - start > timeout:
+                    raise TimeoutError(f"the hub does not hand out every player within {timeout}s; logs in "
+                                       f"{self.group.logs}")
+                self._raise_if_died()
+                time.sleep(0.05)
 
     def wait_serving(self, players: list[Player], timeout: float = 120.0) -> float:
         """Wait until every player serves: under a Maestro its services are RUNNING, else its
