@@ -239,8 +239,7 @@ class RequestorLogic:
         out: list[Action] = []
         for remote in self.remotes.values():
             out += self._cancel(remote, library_id)
-            remote.books.pop(library_id, None)
-            remote.handshake_at.pop(library_id, None)
+            remote.forget(library_id)
         have = Bitfield(download.library.books, download.picker.have.to_bytes())
         out.append(Stop(library_id, have, download.downloaded, download.fetched, reason))
         out.append(Log("download_stopped", {"library": download.library.id_hex, "reason": reason}))
@@ -455,8 +454,7 @@ class RequestorLogic:
     def _finish(self, download: Download) -> list[Action]:
         del self.downloads[download.id]
         for remote in self.remotes.values():
-            remote.books.pop(download.id, None)
-            remote.handshake_at.pop(download.id, None)
+            remote.forget(download.id)
         return [Finish(download.id, download.fetched, download.bad_books)]
 
     # -- time ---------------------------------------------------------------------------------------
@@ -491,11 +489,17 @@ class RequestorLogic:
         return any(remote.answered(library_id) for remote in self.remotes.values())
 
     def _fill(self, now: float) -> list[Action]:
+        """Top up the windows that have credit. Runs every loop turn, so the common case (every window full,
+        or nothing left to fetch) costs one look at each remote."""
         out: list[Action] = []
-        room = IN_FLIGHT_BYTES - sum(remote.window.held_bytes for remote in self.remotes.values())
+        if all(download.complete for download in self.downloads.values()) or not self.bucket.ready(now):
+            return out
+        room: int | None = None
         for remote in self.remotes.values():
-            if now < remote.not_before:
+            if remote.window.credit <= 0 or now < remote.not_before:
                 continue
+            if room is None:
+                room = IN_FLIGHT_BYTES - sum(other.window.held_bytes for other in self.remotes.values())
             for library_id, books in remote.books.items():
                 download = self.downloads.get(library_id)
                 if books is None or download is None or download.complete:
@@ -582,8 +586,7 @@ class RequestorLogic:
     def _forget_library(self, remote: Remote, library_id: bytes) -> list[Action]:
         """Stop using ``remote`` for the library: its requests are cancelled, its books go back to the picker."""
         out = self._cancel(remote, library_id)
-        books = remote.books.pop(library_id, None)
-        remote.handshake_at.pop(library_id, None)
+        books = remote.forget(library_id)
         download = self.downloads.get(library_id)
         if download is not None:
             download.picker.peer_gone(remote.endpoint, books.indices() if books else [])
