@@ -43,6 +43,7 @@ from services.supervisor.control_client import ControlClient, ControlError, Maes
 from tools.netns import Host, Network, parse_rate
 from tools.procs import Proc, ProcessGroup
 from tools.redis_server import RedisServer, missing_reason
+from tools.simulator.scenario import kumar_ross_bound as simulator_bound
 
 HUB_PORT = 7070  # the first-run answers of a player on its own host
 DISTRIBUTOR_PORT = 7000
@@ -369,8 +370,8 @@ def rate_classes(spec: str, count: int) -> list[str]:
 
 
 def kumar_ross_bound(size: int, seed_upload: float, uploads: list[float], download: float = float("inf")) -> float:
-    """The least time one seed can get ``size`` bytes to every leecher: max(F/u_s, F/d_min, N F/(u_s + sum u_i))."""
-    return max(size / seed_upload, size / download, len(uploads) * size / (seed_upload + sum(uploads)))
+    """The least time one seed can get ``size`` bytes to every leecher (see the simulator's, which this is)."""
+    return simulator_bound(size, [seed_upload], uploads, [download] * len(uploads))
 
 
 def _summary(swarm: Swarm, library: Library, leechers: list[Player], source_digest: str) -> bool:
