@@ -206,7 +206,7 @@ def _spoil(good: bytes, how: str) -> bytes:
     if how == "truncated":
         return good[: len(good) // 2]
     if how == "version":
-        wrapper.format_version = 2
+        wrapper.format_version = 3
     elif how == "hash-count":
         info.book_hashes = info.book_hashes[:-32]
     elif how == "book-size":
@@ -225,7 +225,7 @@ def _spoil(good: bytes, how: str) -> bytes:
     [
         ("no-magic", "not an Emma library"),
         ("truncated", "truncated or corrupt"),
-        ("version", "unsupported library format version 2"),
+        ("version", "unsupported library format version 3"),
         ("hash-count", "needs 5"),
         ("book-size", "bad book size 1000"),
         ("name", "bad stuff name"),
