@@ -285,7 +285,9 @@ class Swarm:
         if not only:
             write_library(library, config.libs_dir / library.file_name)
             return
-        target = catalog.import_library(config, library, config.libs_dir / library.file_name)
+        given = self.root / f"{player.name}-{library.file_name}"  # the .lib as a user has it, outside libs/
+        write_library(library, given)
+        target = catalog.import_library(config, library, given)
         state = State(config.state_db)
         try:
             catalog.record_download(state, config, library, target, only)

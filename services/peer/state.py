@@ -91,7 +91,12 @@ class State:
         self, *, library_id: str, lib_path: Path, stuff_path: Path, name: str, size: int, books: int,
         status: Status, have: Bitfield, only: tuple[str, ...] = (),
     ) -> None:
-        """Record a library; an existing row keeps its counters and bitfield unless seeding."""
+        """Record a library; an existing row keeps its counters and bitfield unless seeding.
+
+        A selection (``only``) given for a row that has fetched nothing yet replaces its own: the
+        Requestor may have recorded the library from libs/ between `emma get --only` putting it
+        there and recording it.
+        """
         now = time.time()
         completed = now if status is Status.SEEDING else None
         self.db.execute(
@@ -102,6 +107,8 @@ class State:
                    stuff_path=CASE WHEN excluded.status='seeding' THEN excluded.stuff_path ELSE stuff_path END,
                    status=CASE WHEN excluded.status='seeding' THEN 'seeding' ELSE status END,
                    have=CASE WHEN excluded.status='seeding' THEN excluded.have ELSE have END,
+                   selection=CASE WHEN excluded.selection != '' AND status = 'downloading' AND fetched = 0
+                       THEN excluded.selection ELSE selection END,
                    completed_at=COALESCE(completed_at, excluded.completed_at)""",
             (library_id, str(lib_path), str(stuff_path), name, size, books, status.value, have.to_bytes(),
              now, completed, ONLY_SEPARATOR.join(only)),
