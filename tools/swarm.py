@@ -86,6 +86,20 @@ def make_tree(root: Path, files: int, size: int, seed: int = 0) -> None:
         make_stuff(folder / name, 0 if index % 11 == 3 else int(weights[index] * scale), seed * 100_003 + index)
 
 
+def make_sized_tree(root: Path, files: int, smallest: int, largest: int, seed: int = 0) -> int:
+    """``files`` files in folders of 100, sizes log-uniform from ``smallest`` to ``largest`` bytes (the
+    benchmarks' trees); returns the bytes written."""
+    rng = random.Random(seed)
+    total = 0
+    for index in range(files):
+        folder = root / f"part-{index // 100:04d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        size = int(smallest * (largest / smallest) ** rng.random())
+        make_stuff(folder / f"shard-{index:06d}.bin", size, seed * 1_000_003 + index)
+        total += size
+    return total
+
+
 def tree_digest(root: Path) -> dict[str, str]:
     """Every folder (as "/") and every file (its BLAKE3) under ``root``, by relative path: equal trees, equal dicts."""
     out: dict[str, str] = {}

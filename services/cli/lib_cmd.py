@@ -128,7 +128,7 @@ def library_hubs(info: dict[str, object]) -> list[str]:
 @lib_app.command("verify")
 def verify_cmd(
     lib: Annotated[Path, typer.Argument(help="A .lib file.")],
-    path: Annotated[Path, typer.Argument(help="The file to check against it.")],
+    path: Annotated[Path, typer.Argument(help="The file (or, of a folder's library, the folder) to check.")],
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Re-hash PATH against LIB; exit 0 only if every book is good."""
@@ -147,6 +147,8 @@ def verify_cmd(
             shown = ", ".join(str(i) for i in result.bad[:20]) + (" ..." if len(result.bad) > 20 else "")
             typer.echo(f"bad books: {shown}")
         if not result.size_matches:
-            typer.echo(f"size differs: library says {library.size} bytes")
+            what = "a file is missing or of another size" if library.tree is not None else \
+                f"size differs: library says {library.size} bytes"
+            typer.echo(what)
         typer.echo("OK" if result.ok else "FAILED")
     raise typer.Exit(0 if result.ok else 1)

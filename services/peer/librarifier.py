@@ -32,6 +32,7 @@ from services.peer.library import (
     check_name,
     make_library,
 )
+from services.peer.localdata import good_books
 from services.peer.tree import MAX_FILES, check_path
 from services.runtime.version import version
 
@@ -229,12 +230,40 @@ class VerifyResult:
         return self.size_matches and not self.bad
 
 
+def verify_tree(library: Library, root: Path, progress: Progress | None = None) -> VerifyResult:
+    """Re-hash every file of a tree library under the folder ``root``, book by book.
+
+    A missing or short file marks its books bad; ``size_matches`` says whether every file
+    is there with exactly its size.
+    """
+    tree = library.tree
+    if tree is None:
+        raise LibraryError("not a library of a folder; give the file it describes")
+    if not root.is_dir():
+        raise LibraryError(f"{root} is not a folder; the library describes the folder {library.name!r}")
+    good: list[int] = []
+    sizes_match = True
+    for index in range(len(tree)):
+        path = root / tree.paths[index]
+        try:
+            good += good_books(library, index, path)
+            sizes_match &= path.is_file() and not path.is_symlink() and path.stat().st_size == tree.sizes[index]
+        except OSError as exc:
+            raise LibraryError(f"cannot read {path}: {exc.strerror}") from exc
+        if progress is not None:
+            progress(tree.sizes[index])
+    held = set(good)
+    return VerifyResult(good=good, bad=[b for b in range(library.books) if b not in held], size_matches=sizes_match)
+
+
 def verify(library: Library, path: Path, progress: Progress | None = None) -> VerifyResult:
-    """Re-hash ``path`` and compare each book with the library.
+    """Re-hash ``path`` and compare each book with the library (of a folder's library: ``verify_tree``).
 
     A file shorter than the library marks the books it lacks as bad; a longer
     file fails ``size_matches``.
     """
+    if library.tree is not None:
+        return verify_tree(library, path, progress)
     size = stuff_size(path)
     readable = min(size, library.size)
     good: list[int] = []

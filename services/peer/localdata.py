@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from services.peer.library import Library
+from services.peer.partfile import DiskError
 
 FICLONE = 0x40049409  # ioctl: make the target share the source's blocks (btrfs, xfs, bcachefs)
 _NO_REFLINK = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.EPERM}
@@ -49,6 +50,7 @@ class CheckResult:
     kept: int = 0  # files of which some books were in place already
     copied: int = 0  # files copied from another library
     errors: list[str] = field(default_factory=list)  # what could not be read or copied (those books are fetched)
+    disk_error: DiskError | None = None  # the tree's files could not be made (storage.prepare)
 
 
 def check(job: CheckJob) -> CheckResult:

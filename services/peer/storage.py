@@ -24,10 +24,12 @@ says, so the Maestro shows the reason even when no log line can be written.
 Other errors (permissions, a broken library) mark the download ``error`` until
 the user resumes it.
 
-A tree download opens in two steps: first the selected files not yet worked on are
-checked off the loop (localdata.py: data in place is kept, a file another library holds
-is copied), and ``open`` says "not yet" until that is done; then the books found are
-recorded as held and the download starts with only the selected files' books wanted.
+A tree download opens in two steps. First, off the loop (a tree of 10,000 files takes
+seconds, and a loop that long silent is restarted as hung), ``prepare`` checks the selected
+files not yet worked on (localdata.py: data in place is kept, a file another library holds
+is copied) and then makes the tree's folders and sizes its files; ``open`` says "not yet"
+until that is done. Then the books found are recorded as held and the download starts
+with only the selected files' books wanted.
 """
 
 from __future__ import annotations
@@ -64,6 +66,16 @@ class Opened:
     library: Library
     have: Bitfield
     wanted: Bitfield | None = None  # None: every book
+
+
+def prepare(job: CheckJob, selected: list[int]) -> CheckResult:
+    """In the worker thread: check the job's files, then make the tree's folders and selected files."""
+    result = check(job)
+    try:
+        TreeFiles.create(job.library, job.root, selected).close()
+    except DiskError as exc:
+        result.disk_error = exc
+    return result
 
 
 @dataclass
@@ -136,6 +148,7 @@ class Storage:
         self.checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="localdata")
         self.checking: dict[str, Future[CheckResult]] = {}
         self.checked: set[tuple[str, int]] = set()  # (download, file) checked by this process
+        self.prepared: set[tuple[str, tuple[str, ...]]] = set()  # (download, selection) whose files were made
         self.libraries = LibraryCache()  # of other downloads, when looking for files they hold
         self.waits = DiskWaits()
         self.unsaved_progress: dict[str, tuple[Bitfield, int, int]] = {}
@@ -202,33 +215,39 @@ class Storage:
         selected = tree.select(record.only)
         have = Bitfield(library.books, record.have.to_bytes())
         pending = self.checking.get(record.id)
-        if pending is None:
+        if pending is None and (record.id, record.only) not in self.prepared:
             todo = [i for i in selected if (record.id, i) not in self.checked and tree.sizes[i]
                     and not any(book in have for book in tree.books_of(i))]
+            job = CheckJob(library, record.stuff_path, todo, self._sources(record) if todo else {})
+            self.checking[record.id] = self.checker.submit(prepare, job, selected)
             if todo:
-                job = CheckJob(library, record.stuff_path, todo, self._sources(record))
-                self.checking[record.id] = self.checker.submit(check, job)
                 log.info("local_data_checking", library=record.id, files=len(todo), sources=len(job.sources))
-                return None
-        elif not pending.done():
             return None
-        else:
+        if pending is not None:
+            if not pending.done():
+                return None
             del self.checking[record.id]
             self._checked(record, pending, have, now)
-        files = TreeFiles.create(library, record.stuff_path, selected)
+            self.prepared.add((record.id, record.only))
+        files = TreeFiles(library, record.stuff_path, writable=True)
         wanted = Bitfield(library.books)
         for book in tree.books_of_files(selected):
             wanted.add(book)
         return files, Opened(library, have, None if record.only == () else wanted)
 
     def _checked(self, record: LibraryRecord, done: Future[CheckResult], have: Bitfield, now: float) -> None:
-        """A check ended: its good books are held (saved to state.db at once) and its files never checked again."""
+        """A check ended: its good books are held (saved to state.db at once) and its files never checked again.
+        Raises the DiskError that kept the tree's files from being made."""
         try:
             result = done.result()
         except Exception as exc:  # a bug, not the disk: the books are fetched instead
             log.error("local_data_check_failed", library=record.id, error=repr(exc))
-            return
+            raise DiskError(None, f"cannot prepare {record.stuff_path}: {exc!r}", record.stuff_path) from exc
+        if result.disk_error is not None:
+            raise result.disk_error
         self.checked.update((record.id, index) for index in result.files)
+        if not result.files:
+            return
         fresh = [book for book in result.good if have.add(book)]
         for error in result.errors[:10]:
             log.warning("local_data_unreadable", library=record.id, error=error,

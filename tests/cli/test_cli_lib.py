@@ -181,6 +181,12 @@ def test_share_a_folder_makes_a_tree_library_and_lib_show_lists_it(data: Path, t
     assert [f["path"] for f in listed["files"]] == ["config.json", "shards/a/big.bin", "zero"]
     assert listed["empty_dirs"] == ["empty"] and listed["format_version"] == 2
     assert listed["files"][1]["first_book"] == 1 and listed["files"][2]["books"] == 0
+    assert emma(data, "lib", "verify", shared["path"], str(folder)).exit_code == 0
+    with open(folder / "shards" / "a" / "big.bin", "r+b") as handle:
+        handle.seek(100_000)
+        handle.write(b"\0")
+    checked = emma(data, "lib", "verify", shared["path"], str(folder), "--json")
+    assert checked.exit_code == 1 and json.loads(checked.stdout)["bad"] == [2]
 
 
 def test_share_a_folder_with_a_name_no_library_may_hold(data: Path, tmp_path: Path) -> None:
