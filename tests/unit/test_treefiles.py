@@ -86,10 +86,9 @@ def test_books_written_in_place_read_back_and_the_tree_ends_identical(library: L
         reader.close()
 
 
-def test_descriptors_stay_bounded_and_a_closed_written_file_is_still_synced(library: Library, tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(treefiles, "MAX_OPEN", 1)
+def test_descriptors_stay_bounded_and_a_closed_written_file_is_still_synced(library: Library, tmp_path: Path) -> None:
     files = TreeFiles.create(library, tmp_path / "t", range(4))
+    files.limit = 1
     write_all(files, library)
     assert len(files.open_fds) == 1 and len(files.retired) == 2  # two earlier written files, waiting for a sync
     fds = files.sync_fds()
@@ -99,6 +98,21 @@ def test_descriptors_stay_bounded_and_a_closed_written_file_is_still_synced(libr
         os.close(fd)
     assert files.sync_fds() == []
     files.close()
+
+
+def test_open_limit_is_a_quarter_of_the_process_limit_within_bounds() -> None:
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert treefiles.open_limit() == max(16, min(treefiles.MAX_OPEN, soft // 4))
+
+
+def test_a_disk_without_room_for_the_tree_is_found_before_anything_is_written(
+        library: Library, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(treefiles, "free_bytes", lambda path: 100)
+    with pytest.raises(DiskError, match="disk full") as caught:
+        TreeFiles.create(library, tmp_path / "t", range(4))
+    assert caught.value.transient and not (tmp_path / "t" / "a" / "one").exists()
 
 
 def test_a_link_where_a_file_goes_is_refused_not_written_through(library: Library, tmp_path: Path) -> None:
