@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import fnmatch
 import itertools
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -161,17 +162,15 @@ class Tree:
         """
         if not globs:
             return list(range(len(self.paths)))
-        patterns = [fnmatch._compile_pattern(g.strip("/")) for g in globs]  # type: ignore[attr-defined]
-        picked = []
-        for index, path in enumerate(self.paths):
-            candidates = [path]
-            parent = path.rpartition("/")[0]
-            while parent:
-                candidates.append(parent)
-                parent = parent.rpartition("/")[0]
-            if any(match(c) for match in patterns for c in candidates):
-                picked.append(index)
-        return picked
+        match = re.compile("|".join(f"(?:{fnmatch.translate(g.strip('/'))})" for g in globs)).match
+        folders: dict[str, bool] = {"": False}
+
+        def chosen(folder: str) -> bool:  # a folder matches, or one it lies in: each folder looked at once
+            if folder not in folders:
+                folders[folder] = bool(match(folder)) or chosen(folder.rpartition("/")[0])
+            return folders[folder]
+
+        return [index for index, path in enumerate(self.paths) if match(path) or chosen(path.rpartition("/")[0])]
 
     def books_of_files(self, files: Iterable[int]) -> list[int]:
         return [book for index in files for book in self.books_of(index)]

@@ -244,3 +244,21 @@ def test_a_hundred_thousand_files_need_under_100_bytes_each_beyond_their_book_ha
     assert metadata / count <= 100, f"{metadata / count:.1f} bytes per file"
     again = parse_library(library.to_bytes())
     assert again.tree is not None and len(again.tree) == count and again.tree.file_of(count - 1) == count - 1
+
+
+# -- selections ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("globs", "chosen"), [
+    ((), ["a/b/c.json", "a/d.bin", "e.json", "shards/x/1.bin", "shards/y.bin"]),
+    (("*.json",), ["a/b/c.json", "e.json"]),
+    (("shards",), ["shards/x/1.bin", "shards/y.bin"]),
+    (("shards/",), ["shards/x/1.bin", "shards/y.bin"]),
+    (("a/b", "e.json"), ["a/b/c.json", "e.json"]),
+    (("sha?ds/x",), ["shards/x/1.bin"]),
+    (("nothing",), []),
+])
+def test_select_matches_paths_and_the_folders_they_lie_in(globs: tuple[str, ...], chosen: list[str]) -> None:
+    library = tree_library({p: 1 for p in ("a/b/c.json", "a/d.bin", "e.json", "shards/x/1.bin", "shards/y.bin")})
+    tree = library.tree
+    assert tree is not None
+    assert [tree.paths[i] for i in tree.select(globs)] == chosen
