@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import zmq
+
+SYNC_THREADS = 16
 
 
 class Syncer:
@@ -46,17 +49,23 @@ class Syncer:
 def _worker(ctx: zmq.Context[Any], address: str) -> None:
     socket: zmq.Socket[Any] = ctx.socket(zmq.PAIR)
     socket.connect(address)
+    pool = ThreadPoolExecutor(max_workers=SYNC_THREADS, thread_name_prefix="fdatasync")
     try:
         while (job := socket.recv_pyobj()) is not None:
             library_id, fds = job
-            error = ""
-            for fd in fds:
-                try:
-                    os.fdatasync(fd)
-                except OSError as exc:
-                    error = error or f"fdatasync failed: {exc.strerror}"
-                finally:
-                    os.close(fd)
-            socket.send_pyobj((library_id, error))
+            errors = [e for e in (pool.map(_sync, fds) if len(fds) > 1 else map(_sync, fds)) if e]
+            socket.send_pyobj((library_id, errors[0] if errors else ""))
     finally:
+        pool.shutdown(wait=True)
         socket.close(linger=0)
+
+
+def _sync(fd: int) -> str:
+    """fdatasync and close ``fd``: "" or what went wrong."""
+    try:
+        os.fdatasync(fd)
+        return ""
+    except OSError as exc:
+        return f"fdatasync failed: {exc.strerror}"
+    finally:
+        os.close(fd)
