@@ -44,7 +44,7 @@ from pathlib import Path
 
 from services.peer import requestor_logic as rl
 from services.peer.bitfield import Bitfield
-from services.peer.library import Library, LibraryCache, LibraryError, read_library
+from services.peer.library import Library, LibraryCache, LibraryError
 from services.peer.localdata import CheckJob, CheckResult, check
 from services.peer.partfile import TRANSIENT, DiskError, PartFile, free_bytes
 from services.peer.state import LibraryRecord, State, Status
@@ -149,7 +149,7 @@ class Storage:
         self.checking: dict[str, Future[CheckResult]] = {}
         self.checked: set[tuple[str, int]] = set()  # (download, file) checked by this process
         self.prepared: set[tuple[str, tuple[str, ...]]] = set()  # (download, selection) whose files were made
-        self.libraries = LibraryCache()  # of other downloads, when looking for files they hold
+        self.libraries = LibraryCache()  # libraries opened, and those of other downloads holding files
         self.waits = DiskWaits()
         self.unsaved_progress: dict[str, tuple[Bitfield, int, int]] = {}
         self.unsaved_seeding: dict[str, Path] = {}
@@ -179,7 +179,7 @@ class Storage:
         """Open the download's library and partial file (or tree); None (and the download failed, waiting, or
         its local data being checked) if it cannot start yet."""
         try:
-            library = read_library(record.lib_path)
+            library = self.libraries.read(record.lib_path)  # parsed once while a tree's check runs
         except LibraryError as exc:
             self._failed(record.id, str(exc), "fix or replace the .lib file, then `emma resume`", now)
             return None
