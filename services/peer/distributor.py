@@ -137,6 +137,7 @@ class Distributor:
                 self._open(library_id, record.stuff_path if done else partial_path(record.stuff_path),
                            partial=not done)
             was = self.complete.get(library_id)
+            done = done and record.have.complete  # a selection of a tree's files, complete, is not the library
             self.complete[library_id] = done
             if was is None:
                 self._announce(library_id, hub_pb2.STARTED, now)
