@@ -8,6 +8,8 @@ from pathlib import Path
 
 import blake3
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.peer.librarifier import librarify, librarify_tree, walk
 from services.peer.library import (
@@ -262,3 +264,21 @@ def test_select_matches_paths_and_the_folders_they_lie_in(globs: tuple[str, ...]
     tree = library.tree
     assert tree is not None
     assert [tree.paths[i] for i in tree.select(globs)] == chosen
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_mutated_tree_library_loads_or_fails_with_a_library_error(data: st.DataObject) -> None:
+    raw = bytearray(tree_library({"a/b": BOOK + 1, "c": 0, "d/e/f": 7}, empty_dirs=("g",)).to_bytes())
+    for _ in range(data.draw(st.integers(1, 4))):
+        index = data.draw(st.integers(len(MAGIC), len(raw) - 1))
+        raw[index] = data.draw(st.integers(0, 255))
+    try:
+        library = parse_library(bytes(raw))
+    except LibraryError:
+        return
+    if library.tree is not None:  # whatever loads is a consistent tree
+        assert sum(len(library.tree.books_of(i)) for i in range(len(library.tree))) == library.books
+        for book in range(library.books):
+            offset, length = library.book_span(book)
+            assert 0 < length <= library.book_size and offset % library.book_size == 0
