@@ -218,15 +218,17 @@ class RequestorLogic:
 
     # -- libraries ----------------------------------------------------------------------------
     def add(self, library: Library, have: Bitfield, now: float, *, downloaded: int = 0,
-            fetched: int = 0) -> list[Action]:
-        """Download ``library``, of which the books in ``have`` are durable already."""
+            fetched: int = 0, wanted: Bitfield | None = None) -> list[Action]:
+        """Download ``library``, of which the books in ``have`` are durable already; of a selection of files,
+        only the books in ``wanted`` (the others are never requested, and the download is complete without)."""
         if library.id in self.downloads:
             return []
-        picker = Picker(Bitfield(library.books, have.to_bytes()), self.rng)
+        picker = Picker(Bitfield(library.books, have.to_bytes()), self.rng, wanted)
         download = self.downloads[library.id] = Download(library, picker, downloaded=downloaded,
                                                          fetched=fetched, next_ask=now)
         out: list[Action] = [Notify(library.id), Log("download_started", {
-            "library": library.id_hex, "name": library.name, "have": len(picker.have), "books": library.books})]
+            "library": library.id_hex, "name": library.name, "have": len(picker.have), "books": library.books,
+            "wanted": library.books if wanted is None else len(wanted)})]
         if download.complete:
             out += self._finish(download)
         return out

@@ -96,7 +96,7 @@ def test_upload_download_watch_logs_services_settings_about_exit(tmp_path: Path,
     alice.setup(hub.port)
     alice.wrong_menu_choices()
     alice.answer(MENU, "1")
-    alice.answer(r"Path of the file to share \('exit' to go back\): ", "")
+    alice.answer(r"Path of the file or folder to share \('exit' to go back\): ", "")
     alice.answer("type an answer, or 'exit' to go back", str(tmp_path / "nope.mov"))
     alice.answer("no such file", str(stuff))
     lib = Path(alice.expect(r"written to (\S+\.lib)").group(1))
