@@ -28,17 +28,27 @@ upload cap: each player's link, shaped by tc tbf (--rates, classes such as
 max(F/u_seed, N F/(u_seed + sum u_i)). With --against libtorrent the same
 scenario runs with libtorrent on the same hosts, unthrottled. Targets: the last
 leecher within 1.15x the bound, and at least 1.5x faster than libtorrent.
+
+With --simulate (either mode) the same scenario also runs in the simulator
+(tools/simulate.py: the players' own logic over simulated links of the same
+rates), and its completions are printed under the real ones. Target: the last
+completions agree within 10%; when they do not, the simulator does not yet
+model what limits the real swarm (the CPU, say), and its figures for larger
+fleets are not to be trusted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+
+import structlog
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -46,12 +56,17 @@ if __package__ in (None, ""):
 from services.peer.library import Library
 from tools import lt_swarm
 from tools.netns import Network, parse_rate
+from tools.simulator.engine import run as simulate
+from tools.simulator.scenario import RateClass, Scenario
 from tools.swarm import Player, Swarm, file_digest, kumar_ross_bound, make_stuff, parse_size, rate_classes
 
 NETNS_TARGET = 1.15
 CAPPED_TARGET = 1.15
 PRIVATE_TARGET = 1.05  # private (CURVE) swarm against the open one in clear, same run
 LIBTORRENT_TARGET = 1.5
+SIMULATE_TARGET = 0.10  # the simulator's last completion within this fraction of the real one
+LOOPBACK_LATENCY = 0.0001  # seconds one way between players on one host (simulated)
+NETNS_LATENCY = 0.0002  # one way across the bridge between namespaces (simulated)
 
 
 def verified_at(player: Player) -> float | None:
@@ -96,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", choices=["libtorrent"], help="with --netns: run libtorrent on the same hosts")
     parser.add_argument("--private", action="store_true",
                         help="run the capped swarm open in clear and private (CURVE), and compare")
+    parser.add_argument("--simulate", action="store_true",
+                        help="also run the same scenario in the simulator (tools/simulate.py) and compare")
     args = parser.parse_args(argv)
     if args.netns:
         return run_netns(args)
@@ -132,13 +149,18 @@ def run_capped(args: argparse.Namespace, *, encryption: bool, private: bool, lab
     print(f"Kumar-Ross bound F/U = {bound:.2f} s; client-server {args.leechers} F/U = {args.leechers * bound:.2f} s")
     print(f"last leecher done after {last:.2f} s = {last / bound:.3f}x the bound (target <= {CAPPED_TARGET}x); "
           f"copies {'identical' if identical else 'DIFFER'}")
+    agrees = True
+    if args.simulate:
+        agrees = compare_simulated(last, Scenario(
+            players=args.leechers, size=size, book_size=library.book_size,
+            classes=(RateClass(1.0, upload, 100 * upload),), latency=LOOPBACK_LATENCY, capped=True))
     if args.keep:
         print(f"kept {root}")
     else:
         import shutil
 
         shutil.rmtree(root, ignore_errors=True)
-    return last if identical and last / bound <= CAPPED_TARGET else None
+    return last if identical and last / bound <= CAPPED_TARGET and agrees else None
 
 
 def run_netns(args: argparse.Namespace) -> int:
@@ -178,6 +200,10 @@ def run_netns(args: argparse.Namespace) -> int:
         print(f"libtorrent's last leecher {lt_last:.2f} s = {lt_last / bound:.3f}x the bound; emma is "
               f"{lt_last / last:.2f}x faster (target >= {LIBTORRENT_TARGET}x)")
         met = met and lt_last / last >= LIBTORRENT_TARGET
+    if args.simulate:
+        met = compare_simulated(last, Scenario(
+            players=args.leechers, size=size, book_size=library.book_size, seed_upload=round(uploads[0]),
+            classes=link_classes(uploads[1:]), latency=NETNS_LATENCY)) and met
     if args.keep:
         print(f"kept {root}")
     else:
@@ -185,6 +211,34 @@ def run_netns(args: argparse.Namespace) -> int:
 
         shutil.rmtree(root, ignore_errors=True)
     return 0 if met else 1
+
+
+def link_classes(uploads: list[float]) -> tuple[RateClass, ...]:
+    """The leechers' links (in order) as the simulator's rate classes: one per run of equal rates, its share
+    the number of leechers in it. Downloads are not shaped (tc shapes egress): 100x the upload."""
+    runs: list[tuple[float, int]] = []
+    for upload in uploads:
+        if runs and runs[-1][0] == upload:
+            runs[-1] = (upload, runs[-1][1] + 1)
+        else:
+            runs.append((upload, 1))
+    return tuple(RateClass(float(count), round(upload), round(100 * upload)) for upload, count in runs)
+
+
+def compare_simulated(real_last: float, scenario: Scenario) -> bool:
+    """Run ``scenario`` in the simulator (the players' own logic over simulated links), print its
+    completions beside the real run's, and whether the last ones agree within SIMULATE_TARGET."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    started = time.perf_counter()
+    result = simulate(scenario)
+    times = result.times()
+    sim_last = times[-1] if times else float("inf")
+    gap = abs(sim_last - real_last) / real_last
+    print("simulated completion times (s): " + " ".join(f"{t:.2f}" for t in times)
+          + f"  ({time.perf_counter() - started:.0f} s to simulate)")
+    print(f"simulated last leecher {sim_last:.2f} s = {sim_last / result.bound:.3f}x its bound; the real one "
+          f"{real_last:.2f} s: {gap:.1%} apart (target <= {SIMULATE_TARGET:.0%})")
+    return gap <= SIMULATE_TARGET
 
 
 def seed_sends(seed: Player) -> int:

@@ -1,11 +1,13 @@
 """A real local swarm: one hub and N players on 127.0.0.1, each its own processes.
 
     python tools/swarm.py --peers 4 --size 32M
+    python tools/swarm.py --peers 4 --dir --files 200 --size 32M   (a tree library: nested folders, empty files)
     python tools/swarm.py --netns --peers 9 --rates 0.5:100mbit,0.5:20mbit   (as root)
 
-Creates (or takes with --file) a stuff, shares it from --seeds players, makes
-every other player download it, shows live progress, checks every copy is
-byte-identical, prints a summary and stops every process it started. The
+Creates (or takes with --file, a file or a folder) a stuff, shares it from --seeds
+players, makes every other player download it, shows live progress, checks every
+copy is byte-identical (of a tree: the same folders, the same files, the same
+bytes), prints a summary and stops every process it started. The
 ``Swarm`` class is what the swarm tests and benchmarks use.
 
 With ``--netns`` the hub and every player run on hosts of their own (network
@@ -43,14 +45,16 @@ import blake3
 from services.cli import launch
 from services.hub.client import HubClient, HubClientError
 from services.peer import catalog, identity, signing
-from services.peer.librarifier import librarify
+from services.peer.librarifier import librarify, librarify_tree
 from services.peer.library import Library, write_library
+from services.peer.state import State
 from services.runtime import config as config_mod
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
 from services.wire import curve
 from tools.netns import Host, Network, parse_rate
 from tools.procs import Proc, ProcessGroup
 from tools.redis_server import RedisServer, missing_reason
+from tools.simulator.scenario import kumar_ross_bound as simulator_bound
 
 HUB_PORT = 7070  # the first-run answers of a player on its own host
 DISTRIBUTOR_PORT = 7000
@@ -74,6 +78,52 @@ def make_stuff(path: Path, size: int, seed: int = 0) -> None:
             n = min(4 << 20, size - offset)
             out.write(hasher.digest(length=n, seek=offset))
             offset += n
+
+
+def make_tree(root: Path, files: int, size: int, seed: int = 0) -> None:
+    """A tree of ``files`` files holding about ``size`` bytes in all: nested folders, sizes from 0 to a few
+    books and one large file, unicode names, an empty file and an empty folder."""
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "empty folder" / "nested empty").mkdir(parents=True, exist_ok=True)
+    weights = [rng.random() ** 3 for _ in range(files)]
+    scale = size / max(sum(weights), 1e-9)
+    for index in range(files):
+        folder = root / f"d{index % 7}" / f"sub-{index % 3}" if index % 4 else root
+        name = ("café-ü-😀-" if index % 5 == 1 else "file-") + f"{index:05d}.bin"
+        folder.mkdir(parents=True, exist_ok=True)
+        make_stuff(folder / name, 0 if index % 11 == 3 else int(weights[index] * scale), seed * 100_003 + index)
+
+
+def make_sized_tree(root: Path, files: int, smallest: int, largest: int, seed: int = 0) -> int:
+    """``files`` files in folders of 100, sizes log-uniform from ``smallest`` to ``largest`` bytes (the
+    benchmarks' trees); returns the bytes written."""
+    rng = random.Random(seed)
+    total = 0
+    for index in range(files):
+        folder = root / f"part-{index // 100:04d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        size = int(smallest * (largest / smallest) ** rng.random())
+        make_stuff(folder / f"shard-{index:06d}.bin", size, seed * 1_000_003 + index)
+        total += size
+    return total
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every folder (as "/") and every file (its BLAKE3) under ``root``, by relative path: equal trees, equal dicts."""
+    out: dict[str, str] = {}
+    for folder, dirs, names in os.walk(root):
+        rel = os.path.relpath(folder, root)
+        for name in dirs:
+            out[os.path.normpath(os.path.join(rel, name))] = "/"
+        for name in names:
+            out[os.path.normpath(os.path.join(rel, name))] = file_digest(Path(folder) / name)
+    return out
+
+
+def stuff_digest(path: Path) -> str | dict[str, str]:
+    """A file's digest, or a folder's tree_digest."""
+    return tree_digest(path) if path.is_dir() else file_digest(path)
 
 
 def file_digest(path: Path) -> str:
@@ -107,6 +157,15 @@ class Player:
             return 0, 0, ""
         have = sum(bin(b).count("1") for b in row[0])
         return have, int(row[1]), str(row[2])
+
+    def fetched(self, library_id: str) -> int:
+        """Books this player fetched from peers for the library (state.db's count; not those found locally)."""
+        conn = sqlite3.connect(f"file:{self.data_dir / 'state.db'}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute("SELECT fetched FROM libraries WHERE id = ?", (library_id,)).fetchone()
+        finally:
+            conn.close()
+        return int(row[0]) if row else 0
 
     def stuff_path(self, library_id: str) -> Path | None:
         conn = sqlite3.connect(f"file:{self.data_dir / 'state.db'}?mode=ro", uri=True, timeout=5)
@@ -260,11 +319,13 @@ class Swarm:
         return player
 
     def share(self, player: Player, stuff: Path, book_size: int | None = None) -> Library:
+        """Share a file, or a folder (a tree library), from ``player``."""
         config = config_mod.load(player.data_dir)
         hubs = tuple(self.hub_endpoints or [self.hub_endpoint])
         keys = (self.hub_key.decode(),) * len(hubs) if self.hub_key else ()
-        library = librarify(stuff, hubs=hubs, book_size=book_size, hub_keys=keys,
-                            publisher=signing.load_publisher(player.data_dir))
+        make = librarify_tree if stuff.is_dir() else librarify
+        library = make(stuff, hubs=hubs, book_size=book_size, hub_keys=keys,
+                       publisher=signing.load_publisher(player.data_dir))
         target = config.libs_dir / library.file_name
         write_library(library, target)
         catalog.record_shared(config, library, target, stuff)
@@ -277,10 +338,21 @@ class Swarm:
         write_library(library, target)
         catalog.record_shared(config, library, target, stuff)
 
-    def give(self, player: Player, library: Library) -> None:
-        """Drop the library into the player's libs/ folder: it downloads it."""
+    def give(self, player: Player, library: Library, only: tuple[str, ...] = ()) -> None:
+        """Drop the library into the player's libs/ folder: it downloads it. With ``only`` (globs of a tree's
+        files), record it to download with that selection, as `emma get --only` does."""
         config = config_mod.load(player.data_dir)
-        write_library(library, config.libs_dir / library.file_name)
+        if not only:
+            write_library(library, config.libs_dir / library.file_name)
+            return
+        given = self.root / f"{player.name}-{library.file_name}"  # the .lib as a user has it, outside libs/
+        write_library(library, given)
+        target = catalog.import_library(config, library, given)
+        state = State(config.state_db)
+        try:
+            catalog.record_download(state, config, library, target, only)
+        finally:
+            state.close()
 
     def start_player(self, player: Player, services: tuple[str, ...] = ("distributor", "requestor")) -> None:
         """Start the player's processes: its Maestro, or (without one) the named services directly."""
@@ -440,16 +512,16 @@ def rate_classes(spec: str, count: int) -> list[str]:
 
 
 def kumar_ross_bound(size: int, seed_upload: float, uploads: list[float], download: float = float("inf")) -> float:
-    """The least time one seed can get ``size`` bytes to every leecher: max(F/u_s, F/d_min, N F/(u_s + sum u_i))."""
-    return max(size / seed_upload, size / download, len(uploads) * size / (seed_upload + sum(uploads)))
+    """The least time one seed can get ``size`` bytes to every leecher (see the simulator's, which this is)."""
+    return simulator_bound(size, [seed_upload], uploads, [download] * len(uploads))
 
 
-def _summary(swarm: Swarm, library: Library, leechers: list[Player], source_digest: str) -> bool:
+def _summary(swarm: Swarm, library: Library, leechers: list[Player], source_digest: str | dict[str, str]) -> bool:
     ok = True
     print(f"\n{'player':12} {'seconds':>8} {'MiB/s':>8}  copy")
     for player in leechers:
         path = player.stuff_path(library.id_hex)
-        same = path is not None and path.exists() and file_digest(path) == source_digest
+        same = path is not None and path.exists() and stuff_digest(path) == source_digest
         ok &= same
         seconds = player.done_at or 0.0
         rate = library.size / (1 << 20) / seconds if seconds else 0.0
@@ -467,7 +539,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", type=int, default=4, help="players in all, seeds included")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--size", default="32M", help="size of the generated stuff (K/M/G)")
-    parser.add_argument("--file", type=Path, default=None, help="share this file instead of generating one")
+    parser.add_argument("--file", type=Path, default=None,
+                        help="share this file (or folder) instead of generating one")
+    parser.add_argument("--dir", action="store_true",
+                        help="generate a folder (a tree library: nested folders, empty files, unicode names)")
+    parser.add_argument("--files", type=int, default=100, help="with --dir: files in the generated tree")
     parser.add_argument("--upload-limit", default="0", help="per-player upload cap in bytes/s (K/M/G; 0 = none)")
     parser.add_argument("--book-size", default=None, help="book size (default: automatic)")
     parser.add_argument("--timeout", type=float, default=300.0)
@@ -503,8 +579,10 @@ def main(argv: list[str] | None = None) -> int:
 
     ok = False
     try:
-        stuff = args.file.absolute() if args.file else root / "stuff.bin"
-        if args.file is None:
+        stuff = args.file.absolute() if args.file else root / ("stuff" if args.dir else "stuff.bin")
+        if args.file is None and args.dir:
+            make_tree(stuff, args.files, parse_size(args.size))
+        elif args.file is None:
             make_stuff(stuff, parse_size(args.size))
         with contextlib.ExitStack() as stack:
             network = stack.enter_context(Network()) if args.netns else None
@@ -522,7 +600,8 @@ def main(argv: list[str] | None = None) -> int:
             library = swarm.share(seeds[0], stuff, book)
             for seed in seeds[1:]:
                 swarm.seed_with(seed, library, stuff)
-            print(f"library {library.id_hex}: {library.size} bytes in {library.books} books")
+            files = f" and {len(library.tree)} files" if library.tree is not None else ""
+            print(f"library {library.id_hex}: {library.size} bytes in {library.books} books{files}")
             for player in players:
                 swarm.start_player(player)
             print(f"{len(players)} players serving after {swarm.wait_serving(players):.2f}s; "
@@ -543,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
                         bar.update(tasks[p.name], completed=max(library.books, 1) if full else have, status=status)
 
                 swarm.wait_complete(library, leechers, args.timeout, refresh)
-            ok = _summary(swarm, library, leechers, file_digest(stuff))
+            ok = _summary(swarm, library, leechers, stuff_digest(stuff))
             if args.netns:
                 per_second = [parse_rate(rate) / 8 for rate in rates if rate]
                 bound = kumar_ross_bound(library.size, per_second[0], per_second[args.seeds :])

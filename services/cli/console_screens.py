@@ -30,14 +30,14 @@ LIVE_RATES = ("limits.upload_rate", "limits.download_rate")
 
 
 def upload(session: Session) -> None:
-    """Share a file: librarify it (progress bar), write its library, seed it."""
+    """Share a file or a folder: librarify it (progress bar), write its library, seed it."""
     config = session.config()
     while True:
-        path = session.choose("Path of the file to share ('exit' to go back): ", Path)
+        path = session.choose("Path of the file or folder to share ('exit' to go back): ", Path)
         if path is None:
             return
         try:
-            done = share_file(config, path)
+            done = share_file(config, path, warn=lambda m: session.say(f"  warning: {printable(m)}", style="yellow"))
         except ShareError as exc:
             session.say(f"  {printable(exc)}", style="yellow")
             continue
@@ -45,6 +45,8 @@ def upload(session: Session) -> None:
         session.log.info("library_shared", library=library.id_hex, name=library.name, size=library.size,
                          lib_path=str(done.lib_path), via="console")
         session.say(f"Library {library.id_hex}", style="bold green")
+        if library.tree is not None:
+            session.say(f"  {len(library.tree)} files in {printable(library.name)}/")
         session.say(f"  {printable(library.name)}: {human_bytes(library.size)} in {library.books} books, "
                     f"hashed in {done.seconds:.2f}s")
         session.say(f"  written to {printable(done.lib_path)}")

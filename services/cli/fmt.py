@@ -85,5 +85,9 @@ def progress_percent(have: int, total: int) -> float:
 
 
 def download_state(item: control_pb2.Download) -> str:
-    """``downloading``, or with its reason: ``stalled: no source for 3 books`` (escaped to print)."""
-    return printable(f"{item.state}: {item.detail}" if item.detail else item.state)
+    """``downloading``, or with its reason: ``stalled: no source for 3 books`` (escaped to print); of a
+    selection of a tree's files, how many: ``seeding (3/10 files)``."""
+    state = f"{item.state}: {item.detail}" if item.detail else item.state
+    if item.files_selected != item.files_total:
+        state += f" ({item.files_selected}/{item.files_total} files)"
+    return printable(state)

@@ -21,7 +21,7 @@ lib_app = typer.Typer(help="Inspect and verify library (.lib) files.", no_args_i
 
 def share(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="The file to share.")],
+    file: Annotated[Path, typer.Argument(help="The file, or folder, to share.")],
     out: Annotated[Path | None, typer.Option(help="Write the library here instead of <data>/libs/.")] = None,
     book_size: Annotated[
         int | None, typer.Option(help="Book size in bytes, a power of two (default: automatic).")
@@ -32,7 +32,7 @@ def share(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Librarify FILE: write lib_<id>.lib and seed FILE from this player."""
+    """Librarify FILE (a file or a folder): write lib_<id>.lib and seed it from this player."""
     config = cli_context(ctx).config()
     try:
         done = share_file(config, file, hubs=tuple(hub or ()), book_size=book_size, algorithm=parse_algorithm(hash),
@@ -43,16 +43,23 @@ def share(
     if json_out:
         typer.echo(json.dumps({"id": library.id_hex, "path": str(target), "name": library.name,
                                "size": library.size, "books": library.books, "seconds": round(elapsed, 3),
-                               "data_dir": str(config.data_dir)}))
+                               "files": len(library.tree) if library.tree is not None else 1,
+                               "skipped": done.skipped, "data_dir": str(config.data_dir)}))
         return
     typer.echo(f"library {library.id_hex}")
     typer.echo(f"written to {printable(target)}")
+    if library.tree is not None:
+        skipped = f" ({done.skipped} skipped)" if done.skipped else ""
+        typer.echo(f"{len(library.tree)} files{skipped}, {len(library.tree.empty_dirs)} empty folders")
     typer.echo(f"{library.books} books of {library.book_size} bytes, {library.size} bytes in {elapsed:.2f}s")
     typer.echo(f"seeded by the player of {config.data_dir} (now if it runs, else when `emma peer` starts)")
 
 
+LARGEST_SHOWN = 5
+
+
 def describe(library: Library) -> dict[str, object]:
-    return {
+    info: dict[str, object] = {
         "id": library.id_hex,
         "name": library.name,
         "size": library.size,
@@ -62,9 +69,31 @@ def describe(library: Library) -> dict[str, object]:
         "hubs": list(library.hubs),
         "created_at": library.created_at,
         "creator": library.creator,
+        "format_version": library.format_version,
         "hub_keys": [library.hub_key(n) for n in range(len(library.hubs))],
         "publisher": library.publisher_key.hex(),  # empty: unsigned; a signature that does not hold fails to load
     }
+    tree = library.tree
+    if tree is not None:
+        info["files"] = [{"path": tree.paths[i], "size": tree.sizes[i], "root": tree.root(i).hex(),
+                          "first_book": tree.first_books[i], "books": len(tree.books_of(i))} for i in range(len(tree))]
+        info["empty_dirs"] = list(tree.empty_dirs)
+    return info
+
+
+def tree_summary(library: Library) -> list[tuple[str, object]]:
+    """Rows for `lib show` of a tree: how many files and folders, and the largest files."""
+    tree = library.tree
+    if tree is None:
+        return []
+    rows: list[tuple[str, object]] = [("files", f"{len(tree)} files, {len(tree.folders())} folders "
+                                                f"({len(tree.empty_dirs)} empty)")]
+    largest = sorted(range(len(tree)), key=lambda i: (-tree.sizes[i], tree.paths[i]))[:LARGEST_SHOWN]
+    for rank, index in enumerate(largest):
+        rows.append(("largest" if rank == 0 else "", f"{tree.sizes[index]:>14} bytes  {tree.paths[index]}"))
+    if len(tree) > len(largest):
+        rows.append(("", f"... and {len(tree) - len(largest)} more (`--json` lists every file)"))
+    return rows
 
 
 def signed_by(library: Library) -> str:
@@ -96,7 +125,8 @@ def show(
     lib: Annotated[Path, typer.Argument(help="A .lib file.")],
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Print a readable summary of a library: who signed it, and whether this player trusts them."""
+    """Print a readable summary of a library (of a tree: its files and the largest; --json lists every file): who
+    signed it, and whether this player trusts them."""
     library = _load(lib)
     info = describe(library)
     refusal = trusted_refusal(ctx, library)
@@ -104,7 +134,8 @@ def show(
         typer.echo(json.dumps({**info, "trusted": not refusal}))
         return
     created = utc_time(int(str(info["created_at"])))
-    rows = [("id", info["id"]), ("name", info["name"]), ("size", f"{info['size']} bytes"),
+    rows = [("id", info["id"]), ("name", info["name"] if library.tree is None else f"{info['name']}/"),
+            ("size", f"{info['size']} bytes"), *tree_summary(library),
             ("books", f"{info['books']} x {info['book_size']} bytes"), ("hash", info["hash"]),
             ("hubs", ", ".join(library_hubs(info))), ("created", created), ("creator", info["creator"]),
             ("signed", signed_by(library))]
@@ -125,7 +156,8 @@ def library_hubs(info: dict[str, object]) -> list[str]:
 def verify_cmd(
     ctx: typer.Context,
     lib: Annotated[Path, typer.Argument(help="A .lib file.")],
-    path: Annotated[Path | None, typer.Argument(help="The file to check against it (none: the library alone).")] = None,
+    path: Annotated[Path | None, typer.Argument(
+        help="The file (or, of a folder's library, the folder) to check (none: the library alone).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Check LIB's signature (and that this player trusts its publisher), then re-hash PATH against it; exit 0
@@ -155,6 +187,8 @@ def verify_cmd(
             shown = ", ".join(str(i) for i in result.bad[:20]) + (" ..." if len(result.bad) > 20 else "")
             typer.echo(f"bad books: {shown}")
         if not result.size_matches:
-            typer.echo(f"size differs: library says {library.size} bytes")
+            what = "a file is missing or of another size" if library.tree is not None else \
+                f"size differs: library says {library.size} bytes"
+            typer.echo(what)
         typer.echo("OK" if result.ok else "FAILED")
     raise typer.Exit(0 if result.ok else 1)

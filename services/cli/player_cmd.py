@@ -136,7 +136,8 @@ def download_rows(items: list[control_pb2.Download]) -> list[dict[str, object]]:
     return [{"id": d.library_id, "name": d.name, "size": d.size, "books": d.books_total, "have": d.books_have,
              "progress": progress_percent(d.books_have, d.books_total),
              "download_rate": round(d.download_rate), "upload_rate": round(d.upload_rate), "peers": d.peers,
-             "state": d.state, "detail": d.detail, "path": d.path} for d in items]
+             "state": d.state, "detail": d.detail, "path": d.path, "files": d.files_total,
+             "files_selected": d.files_selected} for d in items]
 
 
 def metric_rows(text: str) -> list[dict[str, object]]:
@@ -202,14 +203,18 @@ def get(
     wait: Annotated[bool, typer.Option("--wait", help="Show a progress bar until the download completes.")] = False,
     timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds (0 = never).")] = 0.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", help="Of a folder's library, fetch only the files whose path (or a folder of it) matches this "
+                       "glob; repeatable. Asking again adds to the selection (without --only: every file).")] = None,
 ) -> None:
-    """Download LIB with the running player."""
+    """Download LIB with the running player (of a folder's library, with --only, some of its files)."""
     try:
         library = read_library(lib)
     except LibraryError as exc:
         fail(str(exc))
     client = _client(ctx)
-    message = _call(ctx, "get", lambda: client.add(lib.absolute()))
+    globs = tuple(only or ())
+    message = _call(ctx, "get", lambda: client.add(lib.absolute(), globs))
     result: dict[str, object] = {"id": library.id_hex, "name": library.name, "message": message}
     if not json_out:
         typer.echo(printable(message))

@@ -1,21 +1,25 @@
-"""Sharing a file: librarify it, write its library, record it as seeding.
+"""Sharing a file or a folder: librarify it, write its library, record it as seeding.
 
-The one path behind ``emma share`` and the console's Upload File. Every hub the
-library lists is named with ``hub.key`` (hubs sharing one Redis share one key
-pair), and the library is signed with this player's publisher key. The running
+The one path behind ``emma share`` and the console's Upload File. A folder becomes a
+tree library (format version 2); what is skipped in it (links, sockets, devices) is said
+on stderr, one line each. Every hub the library lists is named with ``hub.key`` (hubs
+sharing one Redis share one key pair), and the library is signed with this player's
+publisher key. The running
 Distributor picks the new row in state.db up within a second; without a
 player, it is seeded when ``emma peer`` starts.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.cli.fmt import printable
 from services.cli.progress import byte_progress
 from services.peer import catalog, signing
-from services.peer.librarifier import librarify, stuff_size
+from services.peer.librarifier import Warn, librarify, librarify_tree, stuff_size, walk
 from services.peer.library import HashAlgorithm, Library, LibraryError, write_library
 from services.runtime.config import Config
 from services.wire.ids import InvalidEndpoint, parse_endpoint
@@ -31,6 +35,11 @@ class Shared:
     lib_path: Path
     stuff_path: Path
     seconds: float
+    skipped: int = 0  # entries of a folder left out (links, sockets, devices)
+
+
+def warn_stderr(message: str) -> None:
+    print(f"warning: {printable(message)}", file=sys.stderr)
 
 
 def parse_algorithm(name: str) -> HashAlgorithm:
@@ -48,8 +57,9 @@ def share_file(
     book_size: int | None = None,
     algorithm: HashAlgorithm = HashAlgorithm.BLAKE3,
     out: Path | None = None,
+    warn: Warn = warn_stderr,
 ) -> Shared:
-    """Hash ``file`` (with a progress bar on a terminal), write its library, record it as seeding."""
+    """Hash ``file`` or a folder (with a progress bar on a terminal), write its library, record it as seeding."""
     hubs = hubs or config.hub_endpoints
     for endpoint in hubs:
         try:
@@ -59,15 +69,24 @@ def share_file(
     path = file.expanduser().absolute()
     started = time.monotonic()
     hub_key = str(config.get("hub.key"))
+    hub_keys = (hub_key,) * len(hubs) if hub_key else ()
     try:
         publisher = signing.load_publisher(config.data_dir)
     except (signing.SignatureError, OSError) as exc:
         raise ShareError(str(exc)) from None
+    skipped = 0
     try:
-        total = stuff_size(path)
-        with byte_progress(f"hashing {path.name}", total) as advance:
-            library = librarify(path, hubs=hubs, book_size=book_size, algorithm=algorithm, progress=advance,
-                                hub_keys=(hub_key,) * len(hubs) if hub_key else (), publisher=publisher)
+        if path.is_dir():
+            walked = walk(path, warn)
+            skipped = walked.skipped
+            with byte_progress(f"hashing {path.name}/ ({len(walked.files)} files)", walked.size) as advance:
+                library = librarify_tree(path, hubs=hubs, book_size=book_size, algorithm=algorithm,
+                                         progress=advance, walked=walked, hub_keys=hub_keys, publisher=publisher)
+        else:
+            total = stuff_size(path)
+            with byte_progress(f"hashing {path.name}", total) as advance:
+                library = librarify(path, hubs=hubs, book_size=book_size, algorithm=algorithm, progress=advance,
+                                    hub_keys=hub_keys, publisher=publisher)
     except LibraryError as exc:
         raise ShareError(str(exc)) from None
     seconds = time.monotonic() - started
@@ -77,4 +96,4 @@ def share_file(
         catalog.record_shared(config, library, target, path)
     except OSError as exc:
         raise ShareError(f"cannot write {target}: {exc.strerror or exc}") from None
-    return Shared(library=library, lib_path=target, stuff_path=path, seconds=seconds)
+    return Shared(library=library, lib_path=target, stuff_path=path, seconds=seconds, skipped=skipped)

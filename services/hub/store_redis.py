@@ -4,7 +4,7 @@ How this works. Keys of one library share the hash tag ``{<library hex>}`` and
 are only ever touched together, by one Lua script per operation (so the layout
 also works on Redis Cluster, where a script may only touch one slot):
 
-    emma:{L}:exp    ZSET player -> expires_at (seconds since the epoch)
+    emma:{L}:exp    ZSET player -> expires_at (milliseconds since the epoch, as every score of a time here)
     emma:{L}:all    ZSET wire -> a random order, fixed when the player arrives
     emma:{L}:leech  ZSET wire -> its random order, leechers only
     emma:{L}:wire   HASH player -> wire, the peer as encoded in replies (PeerRecord.wire)
@@ -37,8 +37,13 @@ second; the per-player and per-endpoint sets are trimmed when written and
 expire with their last member.
 
 Round trips: a periodic announce (the same endpoint and seed status as the
-entry it refreshes) is one: the library's refresh script, which also samples
-peers and counts the swarm, sent on :class:`FastLane`. The new expiry reaches
+entry it refreshes) is one: the library's refresh script, which also counts
+the swarm, followed by one or two plain ZRANGEs reading the sample window, all
+sent together on :class:`FastLane`. The window's start is drawn against the
+library's size as its last refresh counted (a reply Redis builds in C costs a
+fraction of one passed through Lua); a library this hub has not seen yet is
+sampled inside the script, and one that shrank since, leaving the window
+short, is sampled again by script. The new expiry reaches
 the global, per-player and per-endpoint sets at the next ``maintain`` (every
 broker tick, about 50 ms), for all refreshes of that tick in one pipeline,
 and only once the score there lags by ``refresh_slack`` (half an interval, as
@@ -86,10 +91,11 @@ MAINTAIN_EVERY = 1.0
 PRUNE_EVERY = 60.0
 RATE_KEEP = 10  # seconds a one-second window's request count is kept (a slow hub may add to it late)
 SOCKET_TIMEOUT = 0.5  # a Redis that does not answer in this long is treated as down for this request
+SIZES_KEPT = 100_000  # libraries whose size a hub remembers, to read sample windows without Lua
 _CHUNK = 1000  # members passed to one ZREM/HDEL from Lua (Lua's unpack has a stack limit)
 _GLOBAL = b"emma:{emma}:"
 
-# Every library script starts here: KEYS = exp, all, leech, wire, ep; ARGV[1] = now.
+# Every library script starts here: KEYS = exp, all, leech, wire, ep; ARGV[1] = now (milliseconds, see _ms).
 _PRELUDE = """
 local exp, all, leech, wire, ep = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now = ARGV[1]
@@ -167,16 +173,20 @@ keep_all(tonumber(ARGV[8]))
 return old
 """
 
-# The announce hot path, kept apart from the prelude's helpers it does not need.
-# ARGV: now, player, wire, expires, ttl, count, seeds (0/1), frac. Nil when the entry is not
-# live with this very wire (endpoint and seed status): the caller then takes the full path.
+# The announce hot path. ARGV: now, player, wire, expires, ttl, count, seeds (0/1), frac. Nil when
+# the entry is not live with this very wire (endpoint and seed status): the caller then takes the
+# full path. Returns {seeders, leechers} and, when frac is given, the sample window as a third item;
+# with an empty frac the caller reads the window itself, by plain ZRANGEs sent right after (a reply
+# built in C costs a fraction of one passed through Lua).
 _REFRESH = _PRELUDE + """
 local player, mine = ARGV[2], ARGV[3]
 if redis.call('HGET', wire, player) ~= mine then return false end
 redis.call('ZADD', exp, ARGV[4], player)
 keep_for(tonumber(ARGV[5]))
 local out = counts()
-out[3] = window(ARGV[7] == '1' and all or leech, tonumber(ARGV[6]), tonumber(ARGV[8]), mine)
+if ARGV[8] ~= '' then
+  out[3] = window(ARGV[7] == '1' and all or leech, tonumber(ARGV[6]), tonumber(ARGV[8]), mine)
+end
 return out
 """
 
@@ -236,10 +246,40 @@ def _ttl(expires_at: float, now: float) -> int:
     return max(1, math.ceil(expires_at - now) + 1)
 
 
+def _ms(seconds: float) -> int:
+    """A time as the sorted sets score it: whole milliseconds. Integer scores are stored as integers in a small
+    sorted set (a listpack), so Redis compares them without parsing a decimal string per member: an expiry's
+    update in a library of a hundred players costs a quarter of what a float score does."""
+    return round(seconds * 1000)
+
+
 def _pack(*parts: Any) -> bytes:
     """One RESP command (hiredis's stub types its argument as a one-element tuple)."""
     packed: bytes = hiredis.pack_command(parts)
     return packed
+
+
+def _window_ranges(size: int, count: int, frac: float) -> tuple[tuple[int, int], ...]:
+    """The index ranges (inclusive) of a sample window in a set of ``size``: ``count`` + 1 members (one may be
+    the asker) from ``floor(frac * size)``, wrapping round to the start."""
+    take = min(count + 1, size)
+    if count <= 0:
+        return ()
+    start = math.floor(frac * size)
+    if start + take <= size:
+        return ((start, start + take - 1),)
+    return ((start, size - 1), (0, start + take - size - 1))
+
+
+@dataclass(slots=True)
+class _Plan:
+    """One refresh sent: what was asked, and how many ZRANGE replies follow its script's."""
+
+    record: PeerRecord
+    count: int
+    seeds: bool
+    frac: float
+    ranges: int
 
 
 @dataclass(slots=True)
@@ -269,14 +309,9 @@ class FastLane:
         self._reader = hiredis.Reader()
         self._buffer = bytearray(1 << 16)
 
-    def evalsha_many(self, script: Script, calls: Sequence[tuple[Sequence[bytes], Sequence[Any]]]) -> list[Any]:
-        """Run ``script`` once per (keys, args), all sent at once; the replies in order."""
-        return self.receive(self.send(script, calls))
-
-    def send(self, script: Script, calls: Sequence[tuple[Sequence[bytes], Sequence[Any]]]) -> _Sent:
-        """Send ``script`` once per (keys, args) without waiting; :meth:`receive` reads the replies (calls to
-        receive come in the order of the sends)."""
-        commands = [_pack(b"EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
+    def send(self, script: Script, commands: list[bytes]) -> _Sent:
+        """Send packed commands (EVALSHAs of ``script`` and any others) without waiting; :meth:`receive` reads the
+        replies (calls to receive come in the order of the sends)."""
         try:
             sock = self._sock or self._connect()
             sock.sendall(b"".join(commands))
@@ -287,28 +322,28 @@ class FastLane:
         return sent
 
     def receive(self, sent: _Sent) -> list[Any]:
-        """The replies to a :meth:`send`, in order. A Redis that forgot the script (it restarted) is given it,
-        and the calls it refused are sent again (each is idempotent)."""
+        """The replies to a :meth:`send`, in order. A Redis that forgot the script (it restarted) is given it, and
+        the whole batch is sent again (its commands are idempotent, and the ones after a refused script must see
+        what it does)."""
         if sent.generation != self._generation:
             raise StoreUnavailable("the connection to Redis was lost before its replies came")
         self._read_until(sent)
         replies = sent.replies
         assert replies is not None
-        refused = [n for n, reply in enumerate(replies) if isinstance(reply, hiredis.ReplyError)]
+        refused = [reply for reply in replies if isinstance(reply, hiredis.ReplyError)]
         if not refused:
             return replies
         script = sent.script
-        if not all(str(replies[n]).startswith("NOSCRIPT") for n in refused):
-            raise StoreUnavailable(f"Redis refused the {script.sha[:8]} script: {replies[refused[0]]}")
+        if not all(str(reply).startswith("NOSCRIPT") for reply in refused):
+            raise StoreUnavailable(f"Redis refused a command of the {script.sha[:8]} batch: {refused[0]}")
         loaded = self._call(_pack(b"SCRIPT", b"LOAD", script.script), 1)[0]
         if isinstance(loaded, hiredis.ReplyError):
             raise StoreUnavailable(f"Redis refused to load a script: {loaded}")
-        again = self._call(b"".join(sent.commands[n] for n in refused), len(refused))
-        for n, reply in zip(refused, again, strict=True):
+        again = self._call(b"".join(sent.commands), len(sent.commands))
+        for reply in again:
             if isinstance(reply, hiredis.ReplyError):
-                raise StoreUnavailable(f"Redis refused the {script.sha[:8]} script: {reply}")
-            replies[n] = reply
-        return replies
+                raise StoreUnavailable(f"Redis refused a command of the {script.sha[:8]} batch: {reply}")
+        return again
 
     def _read_until(self, sent: _Sent | None) -> None:
         """Read the replies of earlier sends, in order, until ``sent``'s are in (None: all of them)."""
@@ -392,6 +427,7 @@ class RedisStore:
         self._next_maintain = self._next_prune = 0.0
         self._refreshed: dict[tuple[bytes, bytes], tuple[str, float]] = {}  # (library, player) -> (endpoint, expiry)
         self._pushed: dict[tuple[bytes, bytes], float] = {}  # (library, player) -> expiry this hub last pushed
+        self._sizes: dict[bytes, tuple[int, int]] = {}  # library -> (players, leechers) its last refresh counted
         self.shared = RedisShared(client)
 
     @classmethod
@@ -446,18 +482,18 @@ class RedisStore:
         library_id, player_id, endpoint = record.library_id, record.player_id, record.endpoint
         member = library_id + player_id
         keep = _ttl(record.expires_at, now)
-        args = (repr(now), player_id, endpoint, int(record.seed), repr(record.expires_at), record.wire,
-                repr(random.random()), keep)
+        expires = _ms(record.expires_at)
+        args = (_ms(now), player_id, endpoint, int(record.seed), expires, record.wire, repr(random.random()), keep)
         commands: list[tuple[str, tuple[Any, ...]]] = [
             ("evalsha", (self._scripts["upsert"].sha, 5, *_library_keys(library_id)[:5], *args)),
-            ("zadd", (_GLOBAL + b"entries", {member: record.expires_at})),
-            ("zadd", (_GLOBAL + b"players", {player_id: record.expires_at})),
-            ("zadd", (_GLOBAL + b"libs", {library_id: record.expires_at})),
-            ("zremrangebyscore", (_player_key(player_id), "-inf", now)),
-            ("zadd", (_player_key(player_id), {library_id: record.expires_at})),
+            ("zadd", (_GLOBAL + b"entries", {member: expires})),
+            ("zadd", (_GLOBAL + b"players", {player_id: expires})),
+            ("zadd", (_GLOBAL + b"libs", {library_id: expires})),
+            ("zremrangebyscore", (_player_key(player_id), "-inf", _ms(now))),
+            ("zadd", (_player_key(player_id), {library_id: expires})),
             ("expire", (_player_key(player_id), keep)),
-            ("zremrangebyscore", (_endpoint_key(endpoint), "-inf", now)),
-            ("zadd", (_endpoint_key(endpoint), {member: record.expires_at})),
+            ("zremrangebyscore", (_endpoint_key(endpoint), "-inf", _ms(now))),
+            ("zadd", (_endpoint_key(endpoint), {member: expires})),
             ("expire", (_endpoint_key(endpoint), keep)),
         ]
         old = _record(library_id, player_id, self._pipeline(commands)[0])
@@ -481,31 +517,67 @@ class RedisStore:
     ) -> Callable[[], list[tuple[list[bytes], LibraryCounts] | None]]:
         if not asks:
             return list
-        stamp = repr(now)
-        calls = [(_library_keys(record.library_id)[:5],
-                  (stamp, record.player_id, record.wire, repr(record.expires_at), _ttl(record.expires_at, now), count,
-                   int(seeds), repr(rng.random())))
-                 for record, count, seeds in asks]
-        sent = self._lane.send(self._scripts["refresh"], calls)
-        return partial(self._refreshed_from, asks, sent)
+        stamp, sha = _ms(now), self._scripts["refresh"].sha
+        commands: list[bytes] = []
+        plans: list[_Plan] = []
+        for record, count, seeds in asks:
+            keys = _library_keys(record.library_id)[:5]
+            frac = rng.random()
+            known = self._sizes.get(record.library_id)
+            size = None if known is None else known[0] if seeds else known[1]
+            commands.append(_pack(b"EVALSHA", sha, 5, *keys, stamp, record.player_id, record.wire,
+                                  _ms(record.expires_at), _ttl(record.expires_at, now), count, int(seeds),
+                                  b"" if size else repr(frac)))
+            ranges = _window_ranges(size, count, frac) if size else ()
+            key = keys[1] if seeds else keys[2]
+            commands += [_pack(b"ZRANGE", key, start, stop) for start, stop in ranges]
+            plans.append(_Plan(record, count, seeds, frac, len(ranges)))
+        sent = self._lane.send(self._scripts["refresh"], commands)
+        return partial(self._refreshed_from, plans, sent, now)
 
-    def _refreshed_from(self, asks: Sequence[tuple[PeerRecord, int, bool]],
-                        sent: _Sent) -> list[tuple[list[bytes], LibraryCounts] | None]:
+    def _refreshed_from(self, plans: Sequence[_Plan], sent: _Sent,
+                        now: float) -> list[tuple[list[bytes], LibraryCounts] | None]:
         out: list[tuple[list[bytes], LibraryCounts] | None] = []
-        for (record, _, _), raw in zip(asks, self._lane.receive(sent), strict=True):
+        replies = iter(self._lane.receive(sent))
+        for plan in plans:
+            raw = next(replies)
+            window: list[bytes] = next(replies) if plan.ranges else []
+            if plan.ranges == 2:
+                window += next(replies)
             if raw is None:
                 out.append(None)
                 continue
-            # The global, per-player and per-endpoint scores follow at the next maintain(), for every refresh of
-            # the tick at once, and only once they lag by the slack: the announce itself is this one round trip.
-            key = (record.library_id, record.player_id)
-            pushed = self._pushed.get(key)
-            if pushed is None or record.expires_at - pushed >= self._slack:
-                self._refreshed[key] = (record.endpoint, record.expires_at)
-                self._pushed[key] = record.expires_at
-            seeders, leechers, wires = raw
-            out.append((wires, LibraryCounts(int(seeders), int(leechers), 0)))
+            record = plan.record
+            seeders, leechers = int(raw[0]), int(raw[1])
+            self._remember_size(record.library_id, seeders + leechers, leechers)
+            if plan.ranges:
+                # The window was read at the size last seen; a library that shrank since may leave it short.
+                if record.wire in window:
+                    window.remove(record.wire)
+                wires = window[:plan.count]
+                others = (seeders + leechers if plan.seeds else leechers) - (plan.seeds or not record.seed)
+                if len(wires) < min(plan.count, others):
+                    wires = self._sample_at(record.library_id, plan.count, now, record.player_id, plan.seeds,
+                                            plan.frac)
+            else:
+                wires = raw[2]
+            self._refreshed_one(record)
+            out.append((wires, LibraryCounts(seeders, leechers, 0)))
         return out
+
+    def _refreshed_one(self, record: PeerRecord) -> None:
+        """The global, per-player and per-endpoint scores follow at the next maintain(), for every refresh of the
+        tick at once, and only once they lag by the slack: the announce itself is one round trip."""
+        key = (record.library_id, record.player_id)
+        pushed = self._pushed.get(key)
+        if pushed is None or record.expires_at - pushed >= self._slack:
+            self._refreshed[key] = (record.endpoint, record.expires_at)
+            self._pushed[key] = record.expires_at
+
+    def _remember_size(self, library_id: bytes, everyone: int, leechers: int) -> None:
+        if len(self._sizes) >= SIZES_KEPT and library_id not in self._sizes:
+            self._sizes.clear()  # a hub that saw this many libraries starts over; each costs one Lua window again
+        self._sizes[library_id] = (everyone, leechers)
 
     def _flush_refreshed(self, now: float) -> None:
         """Push the expiries of the entries refreshed since the last call into the sets over all libraries (XX:
@@ -513,16 +585,16 @@ class RedisStore:
         if not self._refreshed:
             return
         refreshed, self._refreshed = self._refreshed, {}
-        entries: dict[bytes, float] = {}
-        players: dict[bytes, float] = {}
-        libraries: dict[bytes, float] = {}
-        per_player: dict[bytes, dict[bytes, float]] = {}
-        per_endpoint: dict[str, dict[bytes, float]] = {}
-        for (library_id, player_id), (endpoint, expires_at) in refreshed.items():
-            member = library_id + player_id
+        entries: dict[bytes, int] = {}
+        players: dict[bytes, int] = {}
+        libraries: dict[bytes, int] = {}
+        per_player: dict[bytes, dict[bytes, int]] = {}
+        per_endpoint: dict[str, dict[bytes, int]] = {}
+        for (library_id, player_id), (endpoint, expiry) in refreshed.items():
+            member, expires_at = library_id + player_id, _ms(expiry)
             entries[member] = expires_at
-            players[player_id] = max(expires_at, players.get(player_id, 0.0))
-            libraries[library_id] = max(expires_at, libraries.get(library_id, 0.0))
+            players[player_id] = max(expires_at, players.get(player_id, 0))
+            libraries[library_id] = max(expires_at, libraries.get(library_id, 0))
             per_player.setdefault(player_id, {})[library_id] = expires_at
             per_endpoint.setdefault(endpoint, {})[member] = expires_at
         commands: list[tuple[str, tuple[Any, ...]]] = [
@@ -532,14 +604,14 @@ class RedisStore:
         ]
         for player_id, scores in per_player.items():
             commands += [("zadd", (_player_key(player_id), scores, False, True)),
-                         ("expire", (_player_key(player_id), _ttl(max(scores.values()), now)))]
+                         ("expire", (_player_key(player_id), _ttl(max(scores.values()) / 1000, now)))]
         for endpoint, scores in per_endpoint.items():
             commands += [("zadd", (_endpoint_key(endpoint), scores, False, True)),
-                         ("expire", (_endpoint_key(endpoint), _ttl(max(scores.values()), now)))]
+                         ("expire", (_endpoint_key(endpoint), _ttl(max(scores.values()) / 1000, now)))]
         self._pipeline(commands)
 
     def remove(self, library_id: bytes, player_id: bytes, now: float) -> PeerRecord | None:
-        raw, left = self._run("remove", library_id, (repr(now), player_id))
+        raw, left = self._run("remove", library_id, (_ms(now), player_id))
         old = _record(library_id, player_id, raw)
         if old is not None:
             self._forget(library_id, [(player_id, old.endpoint)], int(left), now)
@@ -555,7 +627,7 @@ class RedisStore:
                 ("zrem", (_GLOBAL + b"entries", member)),
                 ("zrem", (_player_key(player_id), library_id)),
                 ("zrem", (_endpoint_key(endpoint), member)),
-                ("zcount", (_player_key(player_id), f"({now!r}", "+inf")),
+                ("zcount", (_player_key(player_id), f"({_ms(now)}", "+inf")),
             ]
         if left == 0:
             commands.append(("zrem", (_GLOBAL + b"libs", library_id)))
@@ -565,18 +637,18 @@ class RedisStore:
             self._pipeline([("zrem", (_GLOBAL + b"players", *idle))])
 
     def remove_endpoint(self, library_id: bytes, endpoint: str, now: float) -> list[bytes]:
-        found, left = self._run("endpoint", library_id, (repr(now), endpoint, 1))
+        found, left = self._run("endpoint", library_id, (_ms(now), endpoint, 1))
         found = [bytes(player_id) for player_id in found]
         if found:
             self._forget(library_id, [(player_id, endpoint) for player_id in found], int(left), now)
         return found
 
     def find_endpoint(self, library_id: bytes, endpoint: str, now: float) -> list[bytes]:
-        found, _ = self._run("endpoint", library_id, (repr(now), endpoint, 0))
+        found, _ = self._run("endpoint", library_id, (_ms(now), endpoint, 0))
         return [bytes(player_id) for player_id in found]
 
     def get(self, library_id: bytes, player_id: bytes, now: float) -> PeerRecord | None:
-        return _record(library_id, player_id, self._run("get", library_id, (repr(now), player_id)))
+        return _record(library_id, player_id, self._run("get", library_id, (_ms(now), player_id)))
 
     def sample(
         self, library_id: bytes, count: int, now: float, *, exclude: bytes = b"", seeds: bool = True,
@@ -587,18 +659,23 @@ class RedisStore:
         if not peers:
             return []
         expiries = self._pipeline([("zmscore", (_library_keys(library_id)[0], [p.player_id for p in peers]))])[0]
-        return [PeerRecord(library_id, p.player_id, p.endpoint, p.seed, float(expires), wire)
+        return [PeerRecord(library_id, p.player_id, p.endpoint, p.seed, float(expires) / 1000, wire)
                 for p, expires, wire in zip(peers, expiries, wires, strict=True)]
 
     def sample_wires(
         self, library_id: bytes, count: int, now: float, *, exclude: bytes = b"", seeds: bool = True,
         rng: random.Random,
     ) -> list[bytes]:
-        return [bytes(w) for w in self._run("sample", library_id, (repr(now), count, exclude, int(seeds),
-                                                                    repr(rng.random())))]
+        return self._sample_at(library_id, count, now, exclude, seeds, rng.random())
+
+    def _sample_at(self, library_id: bytes, count: int, now: float, exclude: bytes, seeds: bool,
+                   frac: float) -> list[bytes]:
+        """Up to ``count`` wires of the window starting at ``floor(frac * size)``."""
+        return [bytes(w) for w in self._run("sample", library_id, (_ms(now), count, exclude, int(seeds),
+                                                                    repr(frac)))]
 
     def counts(self, library_id: bytes, now: float) -> LibraryCounts:
-        seeders, leechers, completed = self._run("counts", library_id, (repr(now),), keys=6)
+        seeders, leechers, completed = self._run("counts", library_id, (_ms(now),), keys=6)
         return LibraryCounts(int(seeders), int(leechers), int(completed))
 
     def add_completed(self, library_id: bytes) -> None:
@@ -609,26 +686,26 @@ class RedisStore:
 
     def libraries_of(self, player_id: bytes, now: float) -> int:
         self._flush_refreshed(now)  # this hub reads its own refreshes at once; other hubs a tick later
-        return int(self._pipeline([("zcount", (_player_key(player_id), f"({now!r}", "+inf"))])[0])
+        return int(self._pipeline([("zcount", (_player_key(player_id), f"({_ms(now)}", "+inf"))])[0])
 
     def endpoint_entries(self, endpoint: str, now: float) -> int:
         self._flush_refreshed(now)
-        return int(self._pipeline([("zcount", (_endpoint_key(endpoint), f"({now!r}", "+inf"))])[0])
+        return int(self._pipeline([("zcount", (_endpoint_key(endpoint), f"({_ms(now)}", "+inf"))])[0])
 
     def room(self, library_id: bytes, player_id: bytes, endpoint: str, now: float) -> Room:
         self._flush_refreshed(now)
-        after = f"({now!r}"
+        after = f"({_ms(now)}"
         ep_entries, libraries, counts, entries = self._pipeline([
             ("zcount", (_endpoint_key(endpoint), after, "+inf")),
             ("zcount", (_player_key(player_id), after, "+inf")),
-            ("evalsha", (self._scripts["counts"].sha, 6, *_library_keys(library_id), repr(now))),
+            ("evalsha", (self._scripts["counts"].sha, 6, *_library_keys(library_id), _ms(now))),
             ("zcount", (_GLOBAL + b"entries", after, "+inf")),
         ])
         return Room(int(ep_entries), int(libraries), int(counts[0]) + int(counts[1]), int(entries))
 
     def totals(self, now: float) -> Totals:
         self._flush_refreshed(now)
-        after = f"({now!r}"
+        after = f"({_ms(now)}"
         players, libraries, entries = self._pipeline([
             ("zcount", (_GLOBAL + b"players", after, "+inf")),
             ("zcount", (_GLOBAL + b"libs", after, "+inf")),
@@ -638,12 +715,12 @@ class RedisStore:
 
     def swarms(self, now: float) -> list[tuple[bytes, int, int]]:
         self._flush_refreshed(now)
-        live = self._pipeline([("zrangebyscore", (_GLOBAL + b"libs", f"({now!r}", "+inf"))])[0]
+        live = self._pipeline([("zrangebyscore", (_GLOBAL + b"libs", f"({_ms(now)}", "+inf"))])[0]
         library_ids = [bytes(lib) for lib in live]
         try:
             pipe = self._redis.pipeline(transaction=False)
             for library_id in library_ids:
-                self._scripts["counts"](keys=_library_keys(library_id), args=(repr(now),), client=pipe)
+                self._scripts["counts"](keys=_library_keys(library_id), args=(_ms(now),), client=pipe)
             results = pipe.execute()
         except redis.RedisError as exc:
             raise _unavailable(exc) from None
@@ -659,7 +736,7 @@ class RedisStore:
         if now >= self._next_prune:  # what expired is forgotten: the table stays as large as the live entries
             self._next_prune = now + PRUNE_EVERY
             self._pushed = {key: expiry for key, expiry in self._pushed.items() if expiry > now}
-        self._pipeline([("zremrangebyscore", (_GLOBAL + name, "-inf", now)) for name in (b"entries", b"players",
+        self._pipeline([("zremrangebyscore", (_GLOBAL + name, "-inf", _ms(now))) for name in (b"entries", b"players",
                                                                                           b"libs")])
 
     def close(self) -> None:
@@ -787,7 +864,8 @@ def _record(library_id: bytes, player_id: bytes, raw: Any) -> PeerRecord | None:
     if not raw:
         return None
     expires, endpoint, seed, wire = raw
-    return PeerRecord(library_id, player_id, bytes(endpoint).decode(), bool(int(seed)), float(expires), bytes(wire))
+    return PeerRecord(library_id, player_id, bytes(endpoint).decode(), bool(int(seed)), float(expires) / 1000,
+                      bytes(wire))
 
 
 def _unavailable(exc: Exception) -> StoreUnavailable:

@@ -44,16 +44,23 @@ def record_shared(config: Config, library: Library, lib_path: Path, stuff_path: 
         state.close()
 
 
-def download_path(config: Config, library: Library) -> Path:
-    return config.downloads_dir / library.name
+def download_path(config: Config, library: Library, taken: set[Path] | None = None) -> Path:
+    """Where a download goes: ``<downloads>/<name>``. A tree downloads there in place (so what is there
+    already is checked and kept), unless another library of this player goes there: then to
+    ``<name>.<8 hex of the id>``. A file gets its final name when complete (partfile.final_path)."""
+    path = config.downloads_dir / library.name
+    if library.tree is not None and path in (taken or set()):
+        return path.with_name(f"{library.name}.{library.id_hex[:8]}")
+    return path
 
 
-def record_download(state: State, config: Config, library: Library, lib_path: Path) -> None:
-    """Record a library to download (no-op for one already known)."""
+def record_download(state: State, config: Config, library: Library, lib_path: Path,
+                    only: tuple[str, ...] = ()) -> None:
+    """Record a library to download, of a tree only the files ``only`` selects (no-op for one already known)."""
     state.upsert(
-        library_id=library.id_hex, lib_path=lib_path, stuff_path=download_path(config, library),
+        library_id=library.id_hex, lib_path=lib_path, stuff_path=download_path(config, library, state.stuff_paths()),
         name=library.name, size=library.size, books=library.books, status=Status.DOWNLOADING,
-        have=Bitfield(library.books),
+        have=Bitfield(library.books), only=only,
     )
 
 

@@ -41,6 +41,7 @@ from services.peer.hublink import AnnounceJob, HubLink
 from services.peer.library import Library, LibraryError, read_library
 from services.peer.partfile import partial_path
 from services.peer.state import State, Status
+from services.peer.treefiles import TreeFiles
 from services.runtime import config as config_mod
 from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import get_logger
@@ -109,7 +110,8 @@ class Distributor:
         self.logic = DistributorLogic(slots=config.get("limits.upload_slots"),
                                       upload_rate=config.get("limits.upload_rate"), now=time.monotonic())
         self.settings = config_mod.Watcher(config)
-        self.files: dict[bytes, tuple[Path, int]] = {}
+        self.files: dict[bytes, tuple[Path, int]] = {}  # a file library's file (or .part): path, fd
+        self.trees: dict[bytes, TreeFiles] = {}  # a tree library's files, opened as books are asked for
         # books handed to the socket and not yet written to the kernel: (tracker, requester, length)
         self.unsent: deque[tuple[zmq.MessageTracker, bytes, int]] = deque()
         self.complete: dict[bytes, bool] = {}
@@ -144,8 +146,13 @@ class Distributor:
                 continue
             self._execute(self.logic.serve_library(library, record.have))
             done = record.status is Status.SEEDING
-            self._open(library_id, record.stuff_path if done else partial_path(record.stuff_path), partial=not done)
+            if library.tree is not None:
+                self._open_tree(library, record.stuff_path)
+            else:
+                self._open(library_id, record.stuff_path if done else partial_path(record.stuff_path),
+                           partial=not done)
             was = self.complete.get(library_id)
+            done = done and record.have.complete  # a selection of a tree's files, complete, is not the library
             self.complete[library_id] = done
             if was is None:
                 self._announce(library_id, hub_pb2.STARTED, now)
@@ -197,10 +204,21 @@ class Distributor:
         self._close(library_id)
         self.files[library_id] = (path, fd)
 
+    def _open_tree(self, library: Library, root: Path) -> None:
+        """Serve a tree from ``root`` (a download in place, or a shared folder); files open as books are asked for."""
+        current = self.trees.get(library.id)
+        if current is not None and current.path == root:
+            return
+        self._close(library.id)
+        self.trees[library.id] = TreeFiles(library, root, writable=False)
+
     def _close(self, library_id: bytes) -> None:
         entry = self.files.pop(library_id, None)
         if entry:
             os.close(entry[1])
+        tree = self.trees.pop(library_id, None)
+        if tree is not None:
+            tree.close()
 
     # -- hub --------------------------------------------------------------------
     def _announce(self, library_id: bytes, event: int, now: float) -> None:
@@ -395,6 +413,13 @@ class Distributor:
         self.unsent = left
 
     def _pread(self, action: SendBook) -> bytes | None:
+        tree = self.trees.get(action.library_id)
+        if tree is not None:
+            try:
+                return tree.read(action.book, action.length)
+            except OSError as exc:  # the file cannot be opened (DiskError)
+                log.error("book_read_failed", library=action.library_id.hex(), book=action.book, error=str(exc))
+                return None
         entry = self.files.get(action.library_id)
         if entry is None:
             return None
@@ -416,7 +441,7 @@ class Distributor:
         for library_id in list(self.logic.served):
             self._announce(library_id, hub_pb2.STOPPED, now)
         self.hub.close(timeout=3.0)
-        for library_id in list(self.files):
+        for library_id in [*self.files, *self.trees]:
             self._close(library_id)
         if self.heartbeat:
             self.heartbeat.close()

@@ -31,8 +31,7 @@ import enum
 import hashlib
 import os
 import stat
-import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -41,12 +40,70 @@ import blake3
 from google.protobuf.message import DecodeError
 
 from services.peer import signing
+from services.peer.names import (
+    CLASH_SUFFIX_LEN,
+    FS_NAME_MAX,
+    MAX_NAME_BYTES,
+    PART_SUFFIX,
+    LibraryError,
+    check_name,
+    control_character,
+    quoted,
+)
+from services.peer.tree import FileEntry, Tree, check_path
 from services.wire.curve import CurveKeyError, check_key
 from services.wire.ids import parse_endpoint
 from services.wire.pb import library_pb2
 
+# The name rules (names.py) and the tree (tree.py) are part of this module's interface.
+__all__ = [
+    "AGAIN",
+    "AUTO_MAX_BOOK",
+    "AUTO_MIN_BOOK",
+    "CLASH_SUFFIX_LEN",
+    "FORMAT_FILE",
+    "FORMAT_TREE",
+    "FORMAT_VERSIONS",
+    "FS_NAME_MAX",
+    "HASH_LEN",
+    "MAGIC",
+    "MAX_BOOKS",
+    "MAX_BOOK_SIZE",
+    "MAX_CREATED_AT",
+    "MAX_CREATOR_BYTES",
+    "MAX_HUBS",
+    "MAX_LIBRARY_BYTES",
+    "MAX_NAME_BYTES",
+    "MAX_TREE_BYTES",
+    "MIN_BOOK_SIZE",
+    "PART_SUFFIX",
+    "FileEntry",
+    "HashAlgorithm",
+    "Library",
+    "LibraryCache",
+    "LibraryError",
+    "Tree",
+    "auto_book_size",
+    "book_count",
+    "book_span",
+    "check_book_size",
+    "check_books",
+    "check_name",
+    "control_character",
+    "file_stamp",
+    "hash_bytes",
+    "library_stat",
+    "make_library",
+    "parse_library",
+    "quoted",
+    "read_library",
+    "write_library",
+]
+
 MAGIC = b"EMMALIB\n"
-FORMAT_VERSION = 1
+FORMAT_FILE = 1  # the library describes one file
+FORMAT_TREE = 2  # the library describes a tree of files (tree.py)
+FORMAT_VERSIONS = (FORMAT_FILE, FORMAT_TREE)
 HASH_LEN = 32
 MIN_BOOK_SIZE = 16 * 1024
 MAX_BOOK_SIZE = 64 * 1024 * 1024
@@ -55,22 +112,14 @@ AUTO_MAX_BOOK = 16 * 1024 * 1024
 # A peer announces what it has in one Bitfield frame, and a peer frame is at most 64 KiB
 # (services.wire.framing.MAX_CONTROL_FRAME): 512,000 bits are 64,000 bytes, plus the message.
 MAX_BOOKS = 512_000
-# The largest valid library (its hashes) plus room for the name, hubs and creator; the read cap.
-MAX_LIBRARY_BYTES = MAX_BOOKS * HASH_LEN + 64 * 1024
-FS_NAME_MAX = 255  # bytes in one file name on the file systems we run on (ext4, xfs, btrfs, tmpfs)
-PART_SUFFIX = ".part"  # a download's bytes until every book is in (partfile.partial_path)
-CLASH_SUFFIX_LEN = 9  # ".<8 hex of the id>", added when the final name is taken (partfile.final_path)
-MAX_NAME_BYTES = FS_NAME_MAX - max(len(PART_SUFFIX), CLASH_SUFFIX_LEN)  # 246
+# What a tree may add to a library: at most MAX_FILES entries of a root, two numbers and a path,
+# which averages well under 100 bytes in any tree we have seen (a path of ~40 bytes).
+MAX_TREE_BYTES = 64 * 1024 * 1024
+# The largest valid library (its hashes and tree) plus room for the name, hubs and creator; the read cap.
+MAX_LIBRARY_BYTES = MAX_BOOKS * HASH_LEN + MAX_TREE_BYTES + 64 * 1024
 MAX_HUBS = 16
 MAX_CREATED_AT = 253_402_300_799  # 9999-12-31 23:59:59 UTC, the last second datetime and strftime can show
 MAX_CREATOR_BYTES = 256
-# Characters that reorder text on screen (bidirectional controls): a name could show as another.
-_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-_CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})  # C0, DEL, C1; line and paragraph separators
-
-
-class LibraryError(ValueError):
-    """A library that cannot be used, with a one-line reason."""
 
 
 class HashAlgorithm(enum.Enum):
@@ -116,49 +165,6 @@ def auto_book_size(size: int) -> int:
     return book
 
 
-def control_character(text: str) -> str | None:
-    """The first character of ``text`` that must not reach a screen or a file name, if any.
-
-    C0 and C1 controls and DEL (escape sequences, newlines), line and paragraph separators,
-    bidirectional controls, and lone surrogates (bytes of a file name that are not UTF-8).
-    """
-    if text.isprintable():
-        return None
-    for ch in text:
-        if ch in _BIDI_CONTROLS or unicodedata.category(ch) in _CONTROL_CATEGORIES or "\ud800" <= ch <= "\udfff":
-            return ch
-    return None
-
-
-def quoted(text: str, limit: int = 64) -> str:
-    """``text`` for an error message: quoted, escaped by ``repr``, cut after ``limit`` characters."""
-    return repr(text[:limit]) + ("..." if len(text) > limit else "")
-
-
-def check_name(name: str) -> str:
-    """A stuff name must be one plain file name a download can add its suffixes to.
-
-    Refused: empty, ``.``, ``..``, a path separator, a leading ``~``, control characters
-    (see ``control_character``) and more than ``MAX_NAME_BYTES`` bytes. Dots elsewhere are
-    plain characters: ``release..v2.txt`` is a name, not a path.
-    """
-    if name in {"", ".", ".."}:
-        raise LibraryError(f"bad stuff name {quoted(name)}: must be a plain file name, not empty, '.' or '..'")
-    if "/" in name or "\\" in name or name.startswith("~"):
-        raise LibraryError(f"bad stuff name {quoted(name)}: must not contain a path separator or start with '~'")
-    bad = control_character(name)
-    if bad is not None:
-        what = "is not UTF-8" if "\ud800" <= bad <= "\udfff" else f"contains control character U+{ord(bad):04X}"
-        raise LibraryError(f"bad stuff name {quoted(name)}: {what}; a name must be plain printable text")
-    size = len(name.encode())
-    if size > MAX_NAME_BYTES:
-        raise LibraryError(
-            f"bad stuff name {quoted(name)}: {size} bytes, at most {MAX_NAME_BYTES} "
-            f"({FS_NAME_MAX} less room for the {PART_SUFFIX!r} or '.<id>' a download adds)"
-        )
-    return name
-
-
 def check_book_size(book_size: int) -> int:
     if not MIN_BOOK_SIZE <= book_size <= MAX_BOOK_SIZE or book_size & (book_size - 1):
         raise LibraryError(
@@ -202,6 +208,11 @@ class Library:
 
     def hub_key(self, index: int) -> str:
         return self.hub_keys[index] if index < len(self.hub_keys) else ""
+    tree: Tree | None = field(default=None, repr=False)  # format version 2: the files, where their books are
+
+    @property
+    def format_version(self) -> int:
+        return FORMAT_FILE if self.tree is None else FORMAT_TREE
 
     @cached_property
     def id(self) -> bytes:
@@ -213,12 +224,15 @@ class Library:
 
     @property
     def books(self) -> int:
-        return book_count(self.size, self.book_size)
+        return len(self.book_hashes) // HASH_LEN
 
     def book_hash(self, index: int) -> bytes:
         return self.book_hashes[index * HASH_LEN : (index + 1) * HASH_LEN]
 
     def book_span(self, index: int) -> tuple[int, int]:
+        """(offset, length) of book ``index``: in the file, or in a tree in the file it lies in."""
+        if self.tree is not None:
+            return self.tree.book_span(index)
         return book_span(index, self.size, self.book_size)
 
     def verify_book(self, index: int, payload: memoryview | bytes) -> bool:
@@ -236,7 +250,7 @@ class Library:
 
     def to_bytes(self) -> bytes:
         wrapper = library_pb2.LibraryFile(
-            format_version=FORMAT_VERSION,
+            format_version=self.format_version,
             info=self.info_bytes,
             hubs=list(self.hubs),
             created_at=self.created_at,
@@ -266,16 +280,31 @@ def make_library(
     creator: str,
     hub_keys: tuple[str, ...] = (),
     publisher: signing.Publisher | None = None,
+    files: Sequence[FileEntry] | None = None,
+    empty_dirs: Sequence[str] = (),
 ) -> Library:
-    """Build a library from its parts, validating them as a read would; signed by ``publisher`` if given."""
+    """Build a library from its parts, validating them as a read would; signed by ``publisher`` if given.
+
+    With ``files`` (a tree, format version 2) ``size`` must be their total; they are stored
+    sorted by path whatever the order given, so equal trees have equal ids.
+    """
     check_name(name)  # before protobuf sees it: a name that is not UTF-8 cannot even be encoded
     _check_creator(creator)
+    for path in (*(f.path for f in files or ()), *empty_dirs):
+        check_path(path)  # likewise
     try:
         info = library_pb2.LibraryInfo(
             name=name, size=size, book_size=book_size, hash_algorithm=hash_algorithm.pb, book_hashes=book_hashes
         )
+        if files is not None:
+            ordered = sorted(files, key=lambda f: f.path)
+            info.paths.extend(f.path for f in ordered)
+            info.file_sizes.extend(f.size for f in ordered)
+            info.file_roots = b"".join(f.root for f in ordered)
+            info.first_books.extend(f.first_book for f in ordered)
+            info.empty_dirs.extend(sorted(empty_dirs))
         wrapper = library_pb2.LibraryFile(
-            format_version=FORMAT_VERSION,
+            format_version=FORMAT_FILE if files is None else FORMAT_TREE,
             info=info.SerializeToString(),
             hubs=list(hubs),
             created_at=created_at,
@@ -299,7 +328,13 @@ def parse_library(data: bytes) -> Library:
     check_name(info.name)
     check_book_size(info.book_size)
     algorithm = HashAlgorithm.from_pb(info.hash_algorithm)
-    _check_hashes(info.size, info.book_size, len(info.book_hashes))
+    tree = None
+    if wrapper.format_version == FORMAT_FILE:
+        if info.paths or info.file_sizes or info.file_roots or info.first_books or info.empty_dirs:
+            raise LibraryError(f"a version 1 library lists a tree of files: the file is corrupt; {AGAIN}")
+        _check_hashes(info.size, info.book_size, len(info.book_hashes))
+    else:
+        tree = _tree(info)
     hubs = tuple(wrapper.hubs)
     _check_hubs(hubs)
     _check_created_at(wrapper.created_at)
@@ -322,12 +357,33 @@ def parse_library(data: bytes) -> Library:
         hub_keys=tuple(wrapper.hub_keys),
         publisher_key=bytes(wrapper.publisher_key),
         signature=bytes(wrapper.signature),
+        tree=tree,
     )
 
 
 def _signed(wrapper: library_pb2.LibraryFile) -> bytes:
     return signing.signed_message(wrapper.info, wrapper.hubs, wrapper.hub_keys, wrapper.created_at, wrapper.creator,
-                                  wrapper.publisher_key)
+                                  wrapper.publisher_key, wrapper.format_version)
+
+
+def _tree(info: library_pb2.LibraryInfo) -> Tree:
+    """The tree of a version 2 library, every rule checked (tree.py), its books and size counted."""
+    if len(info.book_hashes) % HASH_LEN:
+        raise LibraryError(f"library book hashes are {len(info.book_hashes)} bytes, not a multiple of "
+                           f"{HASH_LEN}: the file is truncated or corrupt; {AGAIN}")
+    books = len(info.book_hashes) // HASH_LEN
+    if books > MAX_BOOKS:
+        raise LibraryError(f"library lists {books} books; at most {MAX_BOOKS}; {AGAIN}")
+    try:
+        tree = Tree.load(paths=list(info.paths), sizes=list(info.file_sizes), roots=info.file_roots,
+                         first_books=list(info.first_books), empty_dirs=list(info.empty_dirs),
+                         book_size=info.book_size, books=books)
+    except LibraryError as exc:
+        raise LibraryError(f"{exc}; {AGAIN}") from exc
+    if tree.size != info.size:
+        raise LibraryError(f"library says {info.size} bytes but its files hold {tree.size}: the file is "
+                           f"corrupt; {AGAIN}")
+    return tree
 
 
 def _decode(data: bytes) -> tuple[library_pb2.LibraryFile, library_pb2.LibraryInfo]:
@@ -338,10 +394,10 @@ def _decode(data: bytes) -> tuple[library_pb2.LibraryFile, library_pb2.LibraryIn
         wrapper.ParseFromString(data[len(MAGIC) :])
     except DecodeError as exc:
         raise LibraryError(f"library is truncated or corrupt (cannot decode); {AGAIN}") from exc
-    if wrapper.format_version != FORMAT_VERSION:
+    if wrapper.format_version not in FORMAT_VERSIONS:
         raise LibraryError(
-            f"unsupported library format version {wrapper.format_version} (this emma reads {FORMAT_VERSION}); "
-            "a newer emma may read it"
+            f"unsupported library format version {wrapper.format_version} (this emma reads "
+            f"{' and '.join(map(str, FORMAT_VERSIONS))}); a newer emma may read it"
         )
     info = library_pb2.LibraryInfo()
     try:

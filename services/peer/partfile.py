@@ -77,6 +77,14 @@ class PartFile:
             raise DiskError(exc.errno, f"cannot reserve {library.size} bytes for {part}: {reason}", part) from exc
         return cls(library, fd, part)
 
+    def write(self, book: int, payload: memoryview | bytes) -> None:
+        """pwrite a verified book at its offset; DiskError if it cannot be."""
+        write_book(self.fd, self.library.book_span(book)[0], payload)
+
+    def sync_fds(self) -> list[int]:
+        """A duplicate of the file's descriptor, for the Syncer (which closes it)."""
+        return [os.dup(self.fd)]
+
     def sync(self) -> None:
         """Make every book written so far durable (blocking)."""
         try:

@@ -5,7 +5,9 @@ How it works. The picker tracks, for one library:
 - ``have``: books written locally;
 - ``availability[i]``: how many known peers hold book i (from bitfields and
   ``have`` messages, and removed when a peer goes away);
-- ``in_flight[i]``: the peers book i is currently requested from.
+- ``in_flight[i]``: the peers book i is currently requested from;
+- ``wanted``: of a selective download, the books to fetch (the others are never
+  picked, and the picker is complete without them); None: every book.
 
 ``pick(peer, peer_books, n)`` returns up to n books the peer holds that we
 lack and have not requested yet: the first few books are random (to get
@@ -31,13 +33,14 @@ RANDOM_FIRST = 4
 class Picker:
     """Piece-picking state for one library."""
 
-    def __init__(self, have: Bitfield, rng: random.Random | None = None) -> None:
+    def __init__(self, have: Bitfield, rng: random.Random | None = None, wanted: Container[int] | None = None
+                 ) -> None:
         self.have = have
         self.size = have.size
         self.availability = [0] * self.size
         self.in_flight: dict[int, set[Peer]] = {}
         self.rng = rng or random.Random()
-        self._missing = set(have.missing())
+        self._missing = {b for b in have.missing() if wanted is None or b in wanted}
         ranks = list(range(self.size))
         self.rng.shuffle(ranks)
         self._rank = ranks  # random tie-break among equally rare books

@@ -49,6 +49,11 @@ class Remote:
         self.books.setdefault(library_id, None)
         self.handshake_at[library_id] = now
 
+    def forget(self, library_id: bytes) -> Bitfield | None:
+        """Stop tracking ``library_id`` here; the books the remote was known to hold."""
+        self.handshake_at.pop(library_id, None)
+        return self.books.pop(library_id, None)
+
     def answered(self, library_id: bytes) -> bool:
         """Whether the remote answered the handshake for ``library_id`` with its bitfield."""
         return self.books.get(library_id) is not None

@@ -77,7 +77,7 @@ class Requestor:
         self.handlers: dict[type, Callable[[Any, float], list[rl.Action] | None]] = {
             rl.Connect: self._connect, rl.Drop: self._drop, rl.SendTo: self._send, rl.Notify: self._notify,
             rl.Land: lambda a, now: self.logic.written(self.storage.land(a), now),
-            rl.Sync: lambda a, now: self.syncer.submit(a.library_id, self.storage.fd(a.library_id)),
+            rl.Sync: lambda a, now: self.syncer.submit(a.library_id, self.storage.sync_fds(a.library_id)),
             rl.Persist: lambda a, now: self.storage.persist(a, now), rl.Stop: self._stop, rl.Finish: self._finish,
             rl.Fail: lambda a, now: self.storage.fail(a, now), rl.Stalled: self._stalled,
             rl.AskHub: lambda a, now: self.hub.submit(PeersJob(a.library_id, a.hubs, self.player_id, a.numwant,
@@ -115,12 +115,17 @@ class Requestor:
             record = records.get(library_id)
             if record is None or record.status is not Status.DOWNLOADING:
                 self.do(self.logic.remove(library_id, record.status.value if record else "removed", now), now)
+            elif self.storage.selection_changed(record):  # `emma get --only` chose more: open it again below
+                self.do(self.logic.remove(library_id, "selection changed", now), now)
+                record = self.state.get(record.id)
+                if record is not None:
+                    records[library_id] = record
         for library_id, record in records.items():
             if library_id not in self.logic.downloads and self.storage.ready(record, now):
-                library = self.storage.open(record, now, self.trusted)
-                if library is not None:
-                    self.do(self.logic.add(library, record.have, now, downloaded=record.downloaded,
-                                           fetched=record.fetched), now)
+                opened = self.storage.open(record, now, self.trusted)
+                if opened is not None:
+                    self.do(self.logic.add(opened.library, opened.have, now, downloaded=record.downloaded,
+                                           fetched=record.fetched, wanted=opened.wanted), now)
 
     # -- what arrives ----------------------------------------------------------------------------------
     def _receive(self, socket: zmq.Socket[Any], now: float) -> None:

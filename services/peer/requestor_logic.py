@@ -225,15 +225,17 @@ class RequestorLogic:
 
     # -- libraries ----------------------------------------------------------------------------
     def add(self, library: Library, have: Bitfield, now: float, *, downloaded: int = 0,
-            fetched: int = 0) -> list[Action]:
-        """Download ``library``, of which the books in ``have`` are durable already."""
+            fetched: int = 0, wanted: Bitfield | None = None) -> list[Action]:
+        """Download ``library``, of which the books in ``have`` are durable already; of a selection of files,
+        only the books in ``wanted`` (the others are never requested, and the download is complete without)."""
         if library.id in self.downloads:
             return []
-        picker = Picker(Bitfield(library.books, have.to_bytes()), self.rng)
+        picker = Picker(Bitfield(library.books, have.to_bytes()), self.rng, wanted)
         download = self.downloads[library.id] = Download(library, picker, downloaded=downloaded,
                                                          fetched=fetched, next_ask=now)
         out: list[Action] = [Notify(library.id), Log("download_started", {
-            "library": library.id_hex, "name": library.name, "have": len(picker.have), "books": library.books})]
+            "library": library.id_hex, "name": library.name, "have": len(picker.have), "books": library.books,
+            "wanted": library.books if wanted is None else len(wanted)})]
         if download.complete:
             out += self._finish(download)
         return out
@@ -246,8 +248,7 @@ class RequestorLogic:
         out: list[Action] = []
         for remote in self.remotes.values():
             out += self._cancel(remote, library_id)
-            remote.books.pop(library_id, None)
-            remote.handshake_at.pop(library_id, None)
+            remote.forget(library_id)
         have = Bitfield(download.library.books, download.picker.have.to_bytes())
         out.append(Stop(library_id, have, download.downloaded, download.fetched, reason))
         out.append(Log("download_stopped", {"library": download.library.id_hex, "reason": reason}))
@@ -462,8 +463,7 @@ class RequestorLogic:
     def _finish(self, download: Download) -> list[Action]:
         del self.downloads[download.id]
         for remote in self.remotes.values():
-            remote.books.pop(download.id, None)
-            remote.handshake_at.pop(download.id, None)
+            remote.forget(download.id)
         return [Finish(download.id, download.fetched, download.bad_books)]
 
     # -- time ---------------------------------------------------------------------------------------
@@ -498,11 +498,17 @@ class RequestorLogic:
         return any(remote.answered(library_id) for remote in self.remotes.values())
 
     def _fill(self, now: float) -> list[Action]:
+        """Top up the windows that have credit. Runs every loop turn, so the common case (every window full,
+        or nothing left to fetch) costs one look at each remote."""
         out: list[Action] = []
-        room = IN_FLIGHT_BYTES - sum(remote.window.held_bytes for remote in self.remotes.values())
+        if all(download.complete for download in self.downloads.values()) or not self.bucket.ready(now):
+            return out
+        room: int | None = None
         for remote in self.remotes.values():
-            if now < remote.not_before:
+            if remote.window.credit <= 0 or now < remote.not_before:
                 continue
+            if room is None:
+                room = IN_FLIGHT_BYTES - sum(other.window.held_bytes for other in self.remotes.values())
             for library_id, books in remote.books.items():
                 download = self.downloads.get(library_id)
                 if books is None or download is None or download.complete:
@@ -589,8 +595,7 @@ class RequestorLogic:
     def _forget_library(self, remote: Remote, library_id: bytes) -> list[Action]:
         """Stop using ``remote`` for the library: its requests are cancelled, its books go back to the picker."""
         out = self._cancel(remote, library_id)
-        books = remote.books.pop(library_id, None)
-        remote.handshake_at.pop(library_id, None)
+        books = remote.forget(library_id)
         download = self.downloads.get(library_id)
         if download is not None:
             download.picker.peer_gone(remote.endpoint, books.indices() if books else [])

@@ -3,7 +3,7 @@
 How this works. ``emma share`` signs each library with the player's publisher key
 (``<data>/publisher.key``, 0600, made on first use; ``emma keys show`` prints its public
 half). The signature covers, in one unambiguous message (:func:`signed_message`, each part
-length-prefixed): the info bytes (so the id), every hub endpoint with its CURVE key, the
+length-prefixed): the format version and the info bytes (so the id), every hub endpoint with its CURVE key, the
 creation time, the creator text and the publisher's public key. A signed library whose
 bytes were changed in any of these, or whose signature or publisher key was swapped, fails
 to load (:func:`check`, called by :func:`services.peer.library.parse_library`).
@@ -38,10 +38,11 @@ class SignatureError(ValueError):
 
 
 def signed_message(info: bytes, hubs: Sequence[str], hub_keys: Sequence[str], created_at: int, creator: str,
-                   publisher_key: bytes) -> bytes:
+                   publisher_key: bytes, format_version: int) -> bytes:
     """The bytes a library's signature is made over (each part length-prefixed: no two libraries share them)."""
-    parts = [info, *(f"{hub}\0{key}".encode() for hub, key in zip(hubs, _padded(hub_keys, len(hubs)), strict=True)),
-             struct.pack(">Q", created_at), creator.encode(), publisher_key]
+    entries = [f"{hub}\0{key}".encode() for hub, key in zip(hubs, _padded(hub_keys, len(hubs)), strict=True)]
+    parts = [struct.pack(">I", format_version), info, *entries, struct.pack(">Q", created_at), creator.encode(),
+             publisher_key]
     counted = struct.pack(">I", len(hubs))
     return _DOMAIN + counted + b"".join(struct.pack(">Q", len(part)) + part for part in parts)
 

@@ -35,9 +35,13 @@ CREATE TABLE IF NOT EXISTS libraries (
     downloaded INTEGER NOT NULL DEFAULT 0,
     fetched INTEGER NOT NULL DEFAULT 0,
     added_at REAL NOT NULL,
-    completed_at REAL
+    completed_at REAL,
+    selection TEXT NOT NULL DEFAULT ''
 );
 """
+# Columns added since the first schema, with their definitions: an older state.db gets them on open.
+ADDED_COLUMNS = {"selection": "TEXT NOT NULL DEFAULT ''"}
+ONLY_SEPARATOR = "\n"  # globs of `emma get --only`, joined (a glob never holds a newline: refused at the CLI)
 
 
 class Status(enum.Enum):
@@ -62,6 +66,7 @@ class LibraryRecord:
     fetched: int
     added_at: float
     completed_at: float | None
+    only: tuple[str, ...] = ()  # a tree's files to fetch, as globs (tree.Tree.select); none: every file
 
 
 class State:
@@ -74,28 +79,39 @@ class State:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=30000")
         self.db.executescript(SCHEMA)
+        present = {row[1] for row in self.db.execute("PRAGMA table_info(libraries)")}
+        for column, definition in ADDED_COLUMNS.items():
+            if column not in present:
+                self.db.execute(f"ALTER TABLE libraries ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         self.db.close()
 
     def upsert(
         self, *, library_id: str, lib_path: Path, stuff_path: Path, name: str, size: int, books: int,
-        status: Status, have: Bitfield,
+        status: Status, have: Bitfield, only: tuple[str, ...] = (),
     ) -> None:
-        """Record a library; an existing row keeps its counters and bitfield unless seeding."""
+        """Record a library; an existing row keeps its counters and bitfield unless seeding.
+
+        A selection (``only``) given for a row that has fetched nothing yet replaces its own: the
+        Requestor may have recorded the library from libs/ between `emma get --only` putting it
+        there and recording it.
+        """
         now = time.time()
         completed = now if status is Status.SEEDING else None
         self.db.execute(
             """INSERT INTO libraries (id, lib_path, stuff_path, name, size, books, status, have, added_at,
-                   completed_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   completed_at, selection)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT(id) DO UPDATE SET lib_path=excluded.lib_path,
                    stuff_path=CASE WHEN excluded.status='seeding' THEN excluded.stuff_path ELSE stuff_path END,
                    status=CASE WHEN excluded.status='seeding' THEN 'seeding' ELSE status END,
                    have=CASE WHEN excluded.status='seeding' THEN excluded.have ELSE have END,
+                   selection=CASE WHEN excluded.selection != '' AND status = 'downloading' AND fetched = 0
+                       THEN excluded.selection ELSE selection END,
                    completed_at=COALESCE(completed_at, excluded.completed_at)""",
             (library_id, str(lib_path), str(stuff_path), name, size, books, status.value, have.to_bytes(),
-             now, completed),
+             now, completed, ONLY_SEPARATOR.join(only)),
         )
 
     def get(self, library_id: str) -> LibraryRecord | None:
@@ -124,6 +140,15 @@ class State:
             (status.value, str(stuff_path) if stuff_path else None, completed, library_id),
         )
 
+    def select(self, library_id: str, only: tuple[str, ...], status: Status) -> None:
+        """Change which files of a tree are fetched (none: every file), and the status that follows."""
+        self.db.execute("UPDATE libraries SET selection = ?, status = ? WHERE id = ?",
+                        (ONLY_SEPARATOR.join(only), status.value, library_id))
+
+    def stuff_paths(self) -> set[Path]:
+        """Where every library known here is, or goes."""
+        return {Path(str(row[0])) for row in self.db.execute("SELECT stuff_path FROM libraries")}
+
     def add_uploaded(self, library_id: str, amount: int) -> None:
         self.db.execute("UPDATE libraries SET uploaded = uploaded + ? WHERE id = ?", (amount, library_id))
 
@@ -133,10 +158,11 @@ class State:
 
 def _record(row: Any) -> LibraryRecord:
     (lid, lib_path, stuff_path, name, size, books, status, have, uploaded, downloaded, fetched, added,
-     completed) = row
+     completed, only) = row
     return LibraryRecord(
         id=str(lid), lib_path=Path(str(lib_path)), stuff_path=Path(str(stuff_path)), name=str(name),
         size=int(size), books=int(books), status=Status(status), have=Bitfield(int(books), bytes(have)),
         uploaded=int(uploaded), downloaded=int(downloaded), fetched=int(fetched),
         added_at=float(added), completed_at=float(completed) if completed is not None else None,
+        only=tuple(str(only).split(ONLY_SEPARATOR)) if only else (),
     )

@@ -1,10 +1,11 @@
-"""Where the Requestor's decisions meet the disk: the partial files and state.db.
+"""Where the Requestor's decisions meet the disk: the partial files, the trees and state.db.
 
 The Requestor's loop hands the logic's disk actions here: ``open`` a download's
-partial file, ``land`` a book (verify, then pwrite), ``persist`` synced
-progress, ``stop`` (sync, persist, close), ``finish`` (rename, mark seeding),
-``fail`` (mark failed). Nothing here decides. What goes wrong becomes one log
-line with what to do next, and a status the Maestro shows.
+partial file (or, for a tree library, its files in place: treefiles.py), ``land``
+a book (verify, then pwrite), ``persist`` synced progress, ``stop`` (sync,
+persist, close), ``finish`` (rename, mark seeding), ``fail`` (mark failed).
+Nothing here decides. What goes wrong becomes one log line with what to do
+next, and a status the Maestro shows.
 
 Crash consistency: ``persist`` runs after the batch's fdatasync and ``stop``
 syncs before it persists, so state.db never marks a book held that is not on
@@ -22,6 +23,13 @@ is never opened again meanwhile. ``detail`` is what the Requestor's heartbeat
 says, so the Maestro shows the reason even when no log line can be written.
 Other errors (permissions, a broken library) mark the download ``error`` until
 the user resumes it.
+
+A tree download opens in two steps. First, off the loop (a tree of 10,000 files takes
+seconds, and a loop that long silent is restarted as hung), ``prepare`` checks the selected
+files not yet worked on (localdata.py: data in place is kept, a file another library holds
+is copied) and then makes the tree's folders and sizes its files; ``open`` says "not yet"
+until that is done. Then the books found are recorded as held and the download starts
+with only the selected files' books wanted.
 """
 
 from __future__ import annotations
@@ -29,16 +37,19 @@ from __future__ import annotations
 import errno
 import sqlite3
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 from services.peer import requestor_logic as rl
 from services.peer.bitfield import Bitfield
-from services.peer.library import Library, LibraryError, read_library
+from services.peer.library import Library, LibraryCache, LibraryError
+from services.peer.localdata import CheckJob, CheckResult, check
 from services.peer.partfile import TRANSIENT, DiskError, PartFile, free_bytes
 from services.peer.signing import Trusted
 from services.peer.state import LibraryRecord, State, Status
+from services.peer.treefiles import TreeFiles
 from services.peer.writer import Outcome, Written, land
 from services.runtime.logs import get_logger
 
@@ -47,6 +58,25 @@ RETRY_FIRST = 1.0  # seconds before a download failed by the disk is tried again
 RETRY_MOST = 60.0  # ... doubling up to this while it keeps failing
 DATA = "data folder"  # the DiskWaits key of state.db and <data>/libs/
 _DB_TRANSIENT = {sqlite3.SQLITE_FULL: errno.ENOSPC, sqlite3.SQLITE_IOERR: errno.EIO}
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A download ready to start: its library, the books held, and (of a selection) the books wanted."""
+
+    library: Library
+    have: Bitfield
+    wanted: Bitfield | None = None  # None: every book
+
+
+def prepare(job: CheckJob, selected: list[int]) -> CheckResult:
+    """In the worker thread: check the job's files, then make the tree's folders and selected files."""
+    result = check(job)
+    try:
+        TreeFiles.create(job.library, job.root, selected).close()
+    except DiskError as exc:
+        result.disk_error = exc
+    return result
 
 
 @dataclass
@@ -114,7 +144,13 @@ class Storage:
     def __init__(self, state: State) -> None:
         self.state = state
         self.db_path = Path(state.db.execute("PRAGMA database_list").fetchone()[2])
-        self.files: dict[bytes, PartFile] = {}
+        self.files: dict[bytes, PartFile | TreeFiles] = {}
+        self.selections: dict[bytes, tuple[str, ...]] = {}  # of each open download, the selection it opened with
+        self.checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="localdata")
+        self.checking: dict[str, Future[CheckResult]] = {}
+        self.checked: set[tuple[str, int]] = set()  # (download, file) checked by this process
+        self.prepared: set[tuple[str, tuple[str, ...]]] = set()  # (download, selection) whose files were made
+        self.libraries = LibraryCache()  # libraries opened, and those of other downloads holding files
         self.waits = DiskWaits()
         self.unsaved_progress: dict[str, tuple[Bitfield, int, int]] = {}
         self.unsaved_seeding: dict[str, Path] = {}
@@ -140,11 +176,11 @@ class Storage:
         self.marked.discard(key)
         return False
 
-    def open(self, record: LibraryRecord, now: float, trusted: Trusted | None = None) -> Library | None:
-        """Open the download's library and partial file; None (and the download failed or waiting) if either
-        cannot be, or if ``trusted`` publishers refuse the library."""
+    def open(self, record: LibraryRecord, now: float, trusted: Trusted | None = None) -> Opened | None:
+        """Open the download's library and partial file (or tree); None (and the download failed, waiting, or
+        its local data being checked) if it cannot start yet, or if ``trusted`` publishers refuse the library."""
         try:
-            library = read_library(record.lib_path)
+            library = self.libraries.read(record.lib_path)  # parsed once while a tree's check runs
         except LibraryError as exc:
             self._failed(record.id, str(exc), "fix or replace the .lib file, then `emma resume`", now)
             return None
@@ -152,8 +188,15 @@ class Storage:
         if refusal:
             self._failed(record.id, refusal, "after that, `emma resume`", now)
             return None
+        opened = Opened(library, record.have)
         try:
-            part = PartFile.open(library, record.stuff_path)
+            if library.tree is None:
+                part: PartFile | TreeFiles = PartFile.open(library, record.stuff_path)
+            else:
+                tree_opened = self._open_tree(record, library, now)
+                if tree_opened is None:
+                    return None
+                part, opened = tree_opened
         except DiskError as exc:
             self._disk_failed(record.id, exc, now)
             return None
@@ -165,7 +208,83 @@ class Storage:
         self.marked.discard(record.id)
         self.waits.going(record.id)
         self.files[library.id] = part
-        return library
+        self.selections[library.id] = record.only
+        return opened
+
+    def _open_tree(self, record: LibraryRecord, library: Library, now: float
+                   ) -> tuple[TreeFiles, Opened] | None:
+        """The tree's files once its local data is checked (None until then); DiskError if they cannot be made."""
+        tree = library.tree
+        if tree is None:
+            raise ValueError("not a tree library")
+        selected = tree.select(record.only)
+        have = Bitfield(library.books, record.have.to_bytes())
+        pending = self.checking.get(record.id)
+        if pending is None and (record.id, record.only) not in self.prepared:
+            todo = [i for i in selected if (record.id, i) not in self.checked and tree.sizes[i]
+                    and not any(book in have for book in tree.books_of(i))]
+            job = CheckJob(library, record.stuff_path, todo, self._sources(record) if todo else {})
+            self.checking[record.id] = self.checker.submit(prepare, job, selected)
+            if todo:
+                log.info("local_data_checking", library=record.id, files=len(todo), sources=len(job.sources))
+            return None
+        if pending is not None:
+            if not pending.done():
+                return None
+            del self.checking[record.id]
+            self._checked(record, pending, have, now)
+            self.prepared.add((record.id, record.only))
+        files = TreeFiles(library, record.stuff_path, writable=True)
+        wanted = Bitfield(library.books)
+        for book in tree.books_of_files(selected):
+            wanted.add(book)
+        return files, Opened(library, have, None if record.only == () else wanted)
+
+    def _checked(self, record: LibraryRecord, done: Future[CheckResult], have: Bitfield, now: float) -> None:
+        """A check ended: its good books are held (saved to state.db at once) and its files never checked again.
+        Raises the DiskError that kept the tree's files from being made."""
+        try:
+            result = done.result()
+        except Exception as exc:  # a bug, not the disk: the books are fetched instead
+            log.error("local_data_check_failed", library=record.id, error=repr(exc))
+            raise DiskError(None, f"cannot prepare {record.stuff_path}: {exc!r}", record.stuff_path) from exc
+        if result.disk_error is not None:
+            raise result.disk_error
+        self.checked.update((record.id, index) for index in result.files)
+        if not result.files:
+            return
+        fresh = [book for book in result.good if have.add(book)]
+        for error in result.errors[:10]:
+            log.warning("local_data_unreadable", library=record.id, error=error,
+                        hint="its books are fetched instead")
+        log.info("local_data_checked", library=record.id, files=len(result.files), books_kept=len(fresh),
+                 files_in_place=result.kept, files_copied=result.copied)
+        if fresh:
+            self._progress(record.id, have, record.downloaded, record.fetched, now)
+
+    def _sources(self, record: LibraryRecord) -> dict[bytes, Path]:
+        """BLAKE3 roots of the complete files of the other tree libraries this player holds, and where they are."""
+        sources: dict[bytes, Path] = {}
+        for other in self.state.all():
+            if other.id == record.id or other.status is Status.ERROR:
+                continue
+            try:
+                library = self.libraries.read(other.lib_path)
+            except LibraryError:
+                continue
+            tree = library.tree
+            if tree is None or other.have.size != library.books:
+                continue
+            for index in range(len(tree)):
+                books = tree.books_of(index)
+                if tree.sizes[index] and all(book in other.have for book in books):
+                    sources.setdefault(tree.root(index), other.stuff_path / tree.paths[index])
+        return sources
+
+    def selection_changed(self, record: LibraryRecord) -> bool:
+        """Whether an open download's selection of files is no longer the one it opened with."""
+        library_id = bytes.fromhex(record.id)
+        return library_id in self.selections and self.selections[library_id] != record.only
 
     def guard(self, work: Callable[[], None], now: float) -> None:
         """Run ``work`` (which writes in the data folder) unless that folder waits; a full disk makes it wait."""
@@ -180,12 +299,13 @@ class Storage:
         self._data_worked()
 
     # -- books ---------------------------------------------------------------------------------
-    def fd(self, library_id: bytes) -> int:
-        return self.files[library_id].fd
+    def sync_fds(self, library_id: bytes) -> list[int]:
+        """Descriptors to fdatasync for the download's next batch (the Syncer closes them)."""
+        return self.files[library_id].sync_fds()
 
     def land(self, action: rl.Land) -> Written:
         part = self.files[action.library_id]
-        written = land(part.library, action.book, action.endpoint, action.payload, part.fd)
+        written = land(part.library, action.book, action.endpoint, action.payload, part)
         if written.outcome is Outcome.WRITTEN:
             if self.waits.worked(action.library_id.hex()):
                 log.info("disk_recovered", library=action.library_id.hex(), path=str(part.path))
@@ -209,6 +329,7 @@ class Storage:
 
     def stop(self, action: rl.Stop, now: float) -> None:
         part = self.files.pop(action.library_id)
+        self.selections.pop(action.library_id, None)
         self.write_errors.pop(action.library_id, None)
         self.waits.forget(f"sync {action.library_id.hex()}")
         try:
@@ -225,6 +346,7 @@ class Storage:
         """Rename the complete file to its final name and seed it; None (and the download failed or waiting)
         if it cannot be."""
         part = self.files.pop(action.library_id)
+        self.selections.pop(action.library_id, None)
         key = action.library_id.hex()
         try:
             final = part.finish()
@@ -317,6 +439,7 @@ class Storage:
             log.info("data_folder_writable_again", path=str(self.db_path.parent))
 
     def close(self) -> None:
+        self.checker.shutdown(wait=True, cancel_futures=True)
         for part in self.files.values():
             part.close()
         self.files.clear()

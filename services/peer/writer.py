@@ -15,10 +15,17 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from services.peer.library import Library
-from services.peer.partfile import DiskError, write_book
+from services.peer.partfile import DiskError
+
+
+class BookSink(Protocol):
+    """Where verified books go: a download's partial file (partfile.py) or its tree (treefiles.py)."""
+
+    def write(self, book: int, payload: memoryview | bytes) -> None:
+        """pwrite ``payload`` at the place of ``book``; DiskError if it cannot be."""
 
 
 class Outcome(enum.Enum):
@@ -39,14 +46,14 @@ class Written:
     write_seconds: float = field(default=0.0, compare=False)  # how long the pwrite took (a WRITTEN book)
 
 
-def land(library: Library, book: int, peer: str, payload: Any, fd: int) -> Written:
-    """Verify ``payload`` (anything memoryview() accepts) as ``book`` and write it into ``fd``."""
+def land(library: Library, book: int, peer: str, payload: Any, sink: BookSink) -> Written:
+    """Verify ``payload`` (anything memoryview() accepts) as ``book`` and write it into ``sink``."""
     view = memoryview(payload)
     try:
         if not library.verify_book(book, view):
             return Written(library.id, book, peer, len(view), Outcome.BAD_HASH)
         started = time.perf_counter()
-        write_book(fd, library.book_span(book)[0], view)
+        sink.write(book, view)
         return Written(library.id, book, peer, len(view), Outcome.WRITTEN,
                        write_seconds=time.perf_counter() - started)
     except DiskError as exc:

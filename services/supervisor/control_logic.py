@@ -21,7 +21,7 @@ from typing import Protocol
 from google.protobuf.message import DecodeError
 
 from services.peer import catalog
-from services.peer.library import LibraryError, read_library
+from services.peer.library import Library, LibraryCache, LibraryError, read_library
 from services.peer.state import LibraryRecord, State, Status
 from services.runtime import config as config_mod
 from services.wire.errors import ErrorCode, ProtocolError
@@ -29,6 +29,8 @@ from services.wire.pb import control_pb2
 
 CONTROL_VERSION = 1
 MAX_CONTROL_BYTES = 64 * 1024
+MAX_GLOBS = 64  # globs of one `emma get --only`
+MAX_GLOB_CHARS = 1024
 
 
 class Supervisor(Protocol):
@@ -75,6 +77,8 @@ class ControlLogic:
         self.config = config
         self.state = state
         self.meter = RateMeter()
+        self.libraries = LibraryCache()
+        self.selected: dict[tuple[str, tuple[str, ...]], tuple[int, int]] = {}  # (id, globs) -> (files, selected)
 
     def handle(self, frame: bytes, now: float) -> bytes:
         try:
@@ -92,7 +96,7 @@ class ControlLogic:
         if kind == "downloads":
             return control_pb2.ControlReply(downloads=control_pb2.DownloadsReply(downloads=self.downloads(now)))
         if kind == "add":
-            return _ok(self.add(Path(request.add.path)))
+            return _ok(self.add(Path(request.add.path), tuple(request.add.only)))
         if kind == "library":
             return _ok(self.library_action(request.library))
         if kind == "rates":
@@ -120,14 +124,27 @@ class ControlLogic:
             refused = self.supervisor.refused_of(record.id) if record.status is Status.DOWNLOADING else 0
             if refused:
                 state, detail = "refused", _refusal(refused)
+            files, selected = self._files(record)
             out.append(control_pb2.Download(
                 library_id=record.id, name=record.name, size=record.size, books_total=record.books,
                 books_have=len(record.have), download_rate=max(0.0, down), upload_rate=max(0.0, up),
                 peers=self.supervisor.peers_of(record.id), state=state, path=str(record.stuff_path), detail=detail,
+                files_total=files, files_selected=selected,
             ))
         return out
 
-    def add(self, path: Path) -> str:
+    def _files(self, record: LibraryRecord) -> tuple[int, int]:
+        """(files in the library, files selected to fetch); (1, 1) for a single file, (0, 0) if unreadable."""
+        key = (record.id, record.only)
+        if key not in self.selected:
+            try:
+                tree = self.libraries.read(record.lib_path).tree
+            except LibraryError:
+                return 0, 0
+            self.selected[key] = (1, 1) if tree is None else (len(tree), len(tree.select(record.only)))
+        return self.selected[key]
+
+    def add(self, path: Path, only: tuple[str, ...] = ()) -> str:
         if not path.is_absolute():
             raise ProtocolError(ErrorCode.INVALID_ARGUMENT,
                                 f"give the absolute path of the .lib file, not {str(path)[:80]!r}")
@@ -135,12 +152,27 @@ class ControlLogic:
             library = read_library(path)
         except LibraryError as exc:
             raise ProtocolError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
+        selected = _check_only(library, only)
         existing = self.state.get(library.id_hex)
         if existing is not None:
-            return f"{library.id_hex} is already known ({_display_state(existing)})"
+            if library.tree is None or not existing.only:
+                return f"{library.id_hex} is already known ({_display_state(existing)})"
+            return self._select_more(existing, library, only)
         target = catalog.import_library(self.config, library, path)
-        catalog.record_download(self.state, self.config, library, target)
-        return f"added {library.id_hex} ({library.name})"
+        catalog.record_download(self.state, self.config, library, target, only)
+        chosen = f": {selected} of {len(library.tree)} files selected" if only and library.tree is not None else ""
+        return f"added {library.id_hex} ({library.name}){chosen}"
+
+    def _select_more(self, record: LibraryRecord, library: Library, only: tuple[str, ...]) -> str:
+        """A known tree asked for again: its selection grows by ``only`` (none given: to every file)."""
+        merged = tuple(sorted({*record.only, *only})) if only else ()
+        count = len(library.tree.select(merged)) if library.tree is not None else 1
+        total = len(library.tree) if library.tree is not None else 1
+        if merged == record.only:
+            return f"{library.id_hex} is already known ({_display_state(record)}, {count} of {total} files selected)"
+        status = Status.DOWNLOADING if record.status is Status.SEEDING else record.status
+        self.state.select(record.id, merged, status)
+        return f"{library.name}: {count} of {total} files selected ({status.value})"
 
     def _one(self, prefix: str) -> LibraryRecord:
         if not prefix or len(prefix) > 64 or any(c not in "0123456789abcdef" for c in prefix):
@@ -186,6 +218,25 @@ class ControlLogic:
         fresh.save()
         self.config.values = fresh.values
         return f"upload {rates.upload_rate or 'unlimited'} B/s, download {rates.download_rate or 'unlimited'} B/s"
+
+
+def _check_only(library: Library, only: tuple[str, ...]) -> int:
+    """How many files the globs select; an INVALID_ARGUMENT error if they are malformed or select none."""
+    if not only:
+        return len(library.tree) if library.tree is not None else 1
+    if library.tree is None:
+        raise ProtocolError(ErrorCode.INVALID_ARGUMENT,
+                            f"{library.name} is a single file; --only selects files of a folder's library")
+    if len(only) > MAX_GLOBS or any(not g or len(g) > MAX_GLOB_CHARS or not g.isprintable() for g in only):
+        raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"give at most {MAX_GLOBS} globs of printable text "
+                                                        f"(each at most {MAX_GLOB_CHARS} characters)")
+    count = len(library.tree.select(only))
+    if not count:
+        shown = ", ".join(repr(g[:60]) for g in only[:3])
+        raise ProtocolError(ErrorCode.INVALID_ARGUMENT,
+                            f"--only {shown} matches none of the {len(library.tree)} files of {library.name}; "
+                            f"see their paths with `emma lib show LIB --json`")
+    return count
 
 
 def _display_state(record: LibraryRecord) -> str:

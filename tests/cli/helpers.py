@@ -26,6 +26,12 @@ def emma(data: Path, *args: str, stdin: str | None = None) -> Result:
     return runner.invoke(app, ["--data-dir", str(data), *args], input=stdin)
 
 
+def ctrl_c_reaches_it() -> None:
+    """A pty child's preexec: Ctrl-C interrupts it, as it would a person's. A suite started from a background
+    job inherits SIGINT ignored, and Python leaves an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def assert_one_line_error(result: Result, text: str, code: int = 2) -> None:
     assert result.exit_code == code, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception

@@ -18,7 +18,7 @@ from rich.console import Console
 from services.cli.console_views import downloads_table, services_table
 from services.cli.fmt import download_state, printable
 from services.cli.logs_view import Entry, parse, render
-from services.peer.library import FORMAT_VERSION, HASH_LEN, MAGIC, MAX_NAME_BYTES
+from services.peer.library import FORMAT_FILE, HASH_LEN, MAGIC, MAX_NAME_BYTES
 from services.runtime.config import MAX_RATE
 from services.wire.pb import control_pb2, library_pb2
 from tests.cli.helpers import assert_one_line_error, emma
@@ -31,7 +31,7 @@ def lib_bytes(*, name: str = "movie.mkv", created_at: int = 1_700_000_000, creat
     """A one-book .lib built by hand, past every check make_library does."""
     info = library_pb2.LibraryInfo(name=name, size=10, book_size=BOOK, hash_algorithm=library_pb2.BLAKE3,
                                    book_hashes=b"\x03" * HASH_LEN)
-    wrapper = library_pb2.LibraryFile(format_version=FORMAT_VERSION, info=info.SerializeToString(),
+    wrapper = library_pb2.LibraryFile(format_version=FORMAT_FILE, info=info.SerializeToString(),
                                       hubs=["tcp://10.0.0.5:7070"], created_at=created_at, creator=creator)
     return MAGIC + wrapper.SerializeToString()
 

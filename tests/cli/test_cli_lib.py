@@ -159,8 +159,42 @@ def test_share_missing_file(data: Path, tmp_path: Path) -> None:
     assert_one_line_error(emma(data, "share", str(tmp_path / "nope.bin")), "no such file")
 
 
-def test_share_directory(data: Path, tmp_path: Path) -> None:
-    assert_one_line_error(emma(data, "share", str(tmp_path)), "is a directory")
+def test_share_a_folder_makes_a_tree_library_and_lib_show_lists_it(data: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "dataset"
+    (folder / "shards" / "a").mkdir(parents=True)
+    (folder / "empty").mkdir()
+    (folder / "shards" / "a" / "big.bin").write_bytes(random.randbytes(200_000))
+    (folder / "config.json").write_text("{}")
+    (folder / "zero").write_bytes(b"")
+    (folder / "link").symlink_to(folder / "config.json")
+    result = emma(data, "share", str(folder), "--json")
+    assert result.exit_code == 0, result.output
+    shared = json.loads(result.stdout)
+    assert (shared["files"], shared["skipped"], shared["size"]) == (3, 1, 200_002)
+    assert "skipped" in result.stderr and "link" in result.stderr and "symbolic link" in result.stderr
+    library = read_library(Path(shared["path"]))
+    assert library.tree is not None and library.tree.paths == ("config.json", "shards/a/big.bin", "zero")
+    assert (data / "state.db").exists() and State(data / "state.db").get(library.id_hex) is not None
+    shown = emma(data, "lib", "show", shared["path"])
+    assert shown.exit_code == 0 and "3 files, 3 folders (1 empty)" in shown.stdout
+    assert shown.stdout.index("shards/a/big.bin") < shown.stdout.index("config.json")  # largest first
+    listed = json.loads(emma(data, "lib", "show", shared["path"], "--json").stdout)
+    assert [f["path"] for f in listed["files"]] == ["config.json", "shards/a/big.bin", "zero"]
+    assert listed["empty_dirs"] == ["empty"] and listed["format_version"] == 2
+    assert listed["files"][1]["first_book"] == 1 and listed["files"][2]["books"] == 0
+    assert emma(data, "lib", "verify", shared["path"], str(folder)).exit_code == 0
+    with open(folder / "shards" / "a" / "big.bin", "r+b") as handle:
+        handle.seek(100_000)
+        handle.write(b"\0")
+    checked = emma(data, "lib", "verify", shared["path"], str(folder), "--json")
+    assert checked.exit_code == 1 and json.loads(checked.stdout)["bad"] == [2]
+
+
+def test_share_a_folder_with_a_name_no_library_may_hold(data: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "stuff"
+    folder.mkdir()
+    (folder / "bad\x1bname").write_bytes(b"x")
+    assert_one_line_error(emma(data, "share", str(folder)), "rename")
 
 
 def test_share_special_file(data: Path) -> None:
@@ -195,8 +229,8 @@ def test_lib_show_json(data: Path, stuff: Path, tmp_path: Path) -> None:
     assert json.loads(result.stdout) == {
         "id": library.id_hex, "name": "movie.bin", "size": 4 * BOOK + BOOK // 2, "book_size": BOOK,
         "books": 5, "hash": "sha256", "hubs": ["tcp://127.0.0.1:7070"], "created_at": library.created_at,
-        "creator": library.creator, "hub_keys": [""], "publisher": signing.load_publisher(data).public.hex(),
-        "trusted": True,
+        "creator": library.creator, "format_version": 1, "hub_keys": [""],
+        "publisher": signing.load_publisher(data).public.hex(), "trusted": True,
     }
 
 
@@ -228,7 +262,7 @@ def _spoil(good: bytes, how: str) -> bytes:
     if how == "truncated":
         return good[: len(good) // 2]
     if how == "version":
-        wrapper.format_version = 2
+        wrapper.format_version = 3
     elif how == "hash-count":
         info.book_hashes = info.book_hashes[:-32]
     elif how == "book-size":
@@ -247,7 +281,7 @@ def _spoil(good: bytes, how: str) -> bytes:
     [
         ("no-magic", "not an Emma library"),
         ("truncated", "truncated or corrupt"),
-        ("version", "unsupported library format version 2"),
+        ("version", "unsupported library format version 3"),
         ("hash-count", "needs 5"),
         ("book-size", "bad book size 1000"),
         ("name", "bad stuff name"),

@@ -10,7 +10,7 @@ import pexpect
 import pytest
 
 from services.cli.logs_view import Entry, Follower, level_rank, parse, render
-from tests.cli.helpers import emma
+from tests.cli.helpers import ctrl_c_reaches_it, emma
 
 LINES: list[dict[str, object]] = [
     {"timestamp": "2026-01-02T10:11:12.345678Z", "level": "debug", "event": "tick", "process": "requestor", "pid": 7,
@@ -91,7 +91,8 @@ def test_bad_options_are_usage_errors(data: Path, args: list[str], text: str) ->
 def test_follow_prints_new_lines_until_ctrl_c(data: Path) -> None:
     path = write_log(data, "services", LINES[:1])
     child = pexpect.spawn(sys.executable, ["-m", "services.cli.app", "--data-dir", str(data), "logs", "--kind",
-                                           "services", "--follow", "--json"], encoding="utf-8", timeout=20)
+                                           "services", "--follow", "--json"], encoding="utf-8", timeout=20,
+                          preexec_fn=ctrl_c_reaches_it)
     try:
         child.expect('"event": "tick"')
         write_log(data, "services", [], extra=json.dumps(LINES[1])[:30])  # half a line: not shown yet

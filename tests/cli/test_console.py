@@ -213,11 +213,10 @@ def test_a_broken_config_is_one_line(data: Path) -> None:
 
 def test_upload_shares_and_says_where_the_library_is(data: Path, tmp_path: Path) -> None:
     stuff = make_file(tmp_path, "movie.bin")
-    h = Harness(data, "", str(tmp_path / "nope.bin"), str(tmp_path), str(stuff))
+    h = Harness(data, "", str(tmp_path / "nope.bin"), str(stuff))
     upload(h.session)
     assert "type an answer, or 'exit' to go back" in h.text
     assert f"no such file: {tmp_path / 'nope.bin'}" in h.text
-    assert "is a directory" in h.text
     libs = list((data / "libs").glob("lib_*.lib"))
     assert len(libs) == 1
     library = read_library(libs[0])
@@ -229,6 +228,18 @@ def test_upload_shares_and_says_where_the_library_is(data: Path, tmp_path: Path)
         state.close()
     assert record is not None and record.status is Status.SEEDING and record.stuff_path == stuff
     assert h.log.events[0][0] == "library_shared"
+
+
+def test_upload_shares_a_folder(data: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "album"
+    (folder / "disc 1").mkdir(parents=True)
+    make_file(folder / "disc 1", "track.bin")
+    (folder / "cover").symlink_to(tmp_path)
+    h = Harness(data, str(folder))
+    upload(h.session)
+    library = read_library(next((data / "libs").glob("lib_*.lib")))
+    assert library.tree is not None and library.tree.paths == ("disc 1/track.bin",)
+    assert "1 files in album/" in h.text and "warning: skipped" in h.text and "symbolic link" in h.text
 
 
 def test_upload_exit_goes_back(data: Path) -> None:

@@ -21,7 +21,7 @@ import pytest
 from services.cli.launch import alive, maestro_pid
 from services.runtime import config as config_mod
 from services.supervisor.control_client import ControlClient
-from tests.cli.helpers import ANSI, Hub, stop_maestro
+from tests.cli.helpers import ANSI, Hub, ctrl_c_reaches_it, stop_maestro
 
 pytestmark = pytest.mark.slow
 MENU = "Choose an action: "
@@ -34,7 +34,8 @@ class Person:
         self.data = data
         env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "50"}
         self.child = pexpect.spawn(sys.executable, ["-m", "services.cli.app", "--data-dir", str(data), "console"],
-                                   encoding="utf-8", dimensions=(50, 120), timeout=30, env=env)
+                                   encoding="utf-8", dimensions=(50, 120), timeout=30, env=env,
+                                   preexec_fn=ctrl_c_reaches_it)
         self.seen = StringIO()
         self.child.logfile_read = self.seen
 
@@ -99,7 +100,7 @@ def test_upload_download_watch_logs_services_settings_about_exit(tmp_path: Path,
     alice.setup(hub.port, hub.key)
     alice.wrong_menu_choices()
     alice.answer(MENU, "1")
-    alice.answer(r"Path of the file to share \('exit' to go back\): ", "")
+    alice.answer(r"Path of the file or folder to share \('exit' to go back\): ", "")
     alice.answer("type an answer, or 'exit' to go back", str(tmp_path / "nope.mov"))
     alice.answer("no such file", str(stuff))
     lib = Path(alice.expect(r"written to (\S+\.lib)").group(1))

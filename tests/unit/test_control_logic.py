@@ -357,3 +357,75 @@ def test_an_oversized_request_is_too_large(control: ControlLogic) -> None:
 def test_metrics_come_back_as_the_supervisor_renders_them(control: ControlLogic) -> None:
     reply = ask(control, metrics=control_pb2.MetricsRequest())
     assert reply.metrics.text.startswith("emma_service_up")
+
+
+# --- tree libraries: --only ------------------------------------------------------------------------------
+
+
+def tree(name: str = "dataset", size: int = 10) -> Library:
+    from services.peer.library import FileEntry
+
+    paths = ["config.json", "shards/a.bin", "shards/b.bin", "readme.txt"]
+    entries = [FileEntry(path, size, bytes(32), index) for index, path in enumerate(sorted(paths))]
+    return make_library(name=name, size=4 * size, book_size=BOOK, hash_algorithm=HashAlgorithm.BLAKE3,
+                        book_hashes=bytes(32) * 4, hubs=("tcp://127.0.0.1:7070",), created_at=1, creator="test",
+                        files=entries)
+
+
+def test_get_only_records_the_selection_and_downloads_say_how_many_files(control: ControlLogic, state: State,
+                                                                         tmp_path: Path) -> None:
+    lib = tree()
+    path = lib_file(tmp_path, lib)
+    assert ok(ask(control, add=control_pb2.AddLibrary(path=str(path), only=["shards"]))).endswith(
+        ": 2 of 4 files selected")
+    record = state.get(lib.id_hex)
+    assert record is not None and record.only == ("shards",) and record.stuff_path.name == "dataset"
+    shown = ask(control, downloads=control_pb2.ListDownloads()).downloads.downloads[0]
+    assert (shown.files_total, shown.files_selected) == (4, 2)
+
+
+def test_get_only_again_adds_to_the_selection_and_a_complete_one_downloads_again(control: ControlLogic, state: State,
+                                                                                 tmp_path: Path) -> None:
+    lib = tree()
+    path = lib_file(tmp_path, lib)
+    ok(ask(control, add=control_pb2.AddLibrary(path=str(path), only=["*.json"])))
+    state.set_status(lib.id_hex, Status.SEEDING)
+    assert "already known" in ok(ask(control, add=control_pb2.AddLibrary(path=str(path), only=["*.json"])))
+    assert ok(ask(control, add=control_pb2.AddLibrary(path=str(path), only=["readme.txt"]))) == \
+        "dataset: 2 of 4 files selected (downloading)"
+    record = state.get(lib.id_hex)
+    assert record is not None and record.only == ("*.json", "readme.txt") and record.status is Status.DOWNLOADING
+    every = ok(ask(control, add=control_pb2.AddLibrary(path=str(path))))
+    assert every == "dataset: 4 of 4 files selected (downloading)"
+    record = state.get(lib.id_hex)
+    assert record is not None and record.only == ()
+
+
+@pytest.mark.parametrize(("only", "text"), [
+    (["nothing*"], "matches none of the 4 files"),
+    ([""], "printable"),
+    (["a\nb"], "printable"),
+    (["x"] * 65, "at most 64 globs"),
+])
+def test_get_only_refuses_globs_that_select_nothing_or_are_malformed(control: ControlLogic, state: State,
+                                                                     tmp_path: Path, only: list[str],
+                                                                     text: str) -> None:
+    reply = ask(control, add=control_pb2.AddLibrary(path=str(lib_file(tmp_path, tree())), only=only))
+    assert error(reply) == ErrorCode.INVALID_ARGUMENT and text in reply.error.message
+    assert state.all() == []
+
+
+def test_get_only_of_a_single_file_library_is_refused(control: ControlLogic, tmp_path: Path) -> None:
+    reply = ask(control, add=control_pb2.AddLibrary(path=str(lib_file(tmp_path, library())), only=["*"]))
+    assert error(reply) == ErrorCode.INVALID_ARGUMENT and "single file" in reply.error.message
+
+
+def test_a_second_tree_of_the_same_name_goes_to_a_folder_of_its_own(control: ControlLogic, state: State,
+                                                                    tmp_path: Path) -> None:
+    one, two = tree(), tree(size=11)
+    for lib in (one, two):
+        ok(ask(control, add=control_pb2.AddLibrary(path=str(lib_file(tmp_path / lib.id_hex, lib)))))
+    first, second = state.get(one.id_hex), state.get(two.id_hex)
+    assert first is not None and second is not None
+    assert first.stuff_path.name == "dataset" and second.stuff_path.name == f"dataset.{two.id_hex[:8]}"
+

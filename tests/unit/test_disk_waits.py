@@ -189,7 +189,7 @@ def test_a_full_disk_makes_the_download_wait_with_its_reason_then_it_goes_on_by_
 
 def test_writes_that_keep_failing_back_off_even_though_the_file_opens(storage: Storage, state: State,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    def failing_write(library: Library, index: int, peer: str, payload: Any, fd: int) -> Written:
+    def failing_write(library: Library, index: int, peer: str, payload: Any, sink: Any) -> Written:
         return Written(library.id, index, peer, len(payload), Outcome.DISK_ERROR,
                        "cannot write book at offset 0: Input/output error", errno.EIO)
 

@@ -18,7 +18,7 @@ from services.peer import catalog
 from services.peer import library as library_mod
 from services.peer.librarifier import librarify
 from services.peer.library import (
-    FORMAT_VERSION,
+    FORMAT_FILE,
     HASH_LEN,
     MAGIC,
     MAX_BOOKS,
@@ -53,7 +53,7 @@ def raw(*, name: str = "movie.mkv", size: int = 2 * BOOK + 5, book_size: int = B
     books = book_count(size, book_size)
     info = library_pb2.LibraryInfo(name=name, size=size, book_size=book_size, hash_algorithm=library_pb2.BLAKE3,
                                    book_hashes=b"\x01" * HASH_LEN * books if hashes is None else hashes)
-    wrapper = library_pb2.LibraryFile(format_version=FORMAT_VERSION, info=info.SerializeToString(), hubs=list(hubs),
+    wrapper = library_pb2.LibraryFile(format_version=FORMAT_FILE, info=info.SerializeToString(), hubs=list(hubs),
                                       created_at=created_at, creator=creator)
     return MAGIC + wrapper.SerializeToString()
 

@@ -248,6 +248,35 @@ def test_refreshes_started_together_finish_in_order_around_other_calls(store: Hu
     assert store.get(LIB_A, pid(2), T0 + 400) is not None and store.get(LIB_A, pid(4), T0 + 400) is None
 
 
+def test_refreshes_in_a_library_that_grows_and_shrinks_return_every_other_player_they_can(store: HubStore) -> None:
+    """Whatever a store remembers between refreshes (the Redis store keeps each library's last size to read its
+    windows), a refresh answers min(count, others) distinct live peers, never the asker, with exact counts."""
+    rng = random.Random(7)
+    live: dict[int, PeerRecord] = {}
+    for n in range(30):
+        live[n] = rec(n, seed=n % 4 == 0)
+        store.upsert(live[n], T0)
+    for step in range(120):
+        if step % 3 == 0 and len(live) > 2:  # leave in bursts: a window read at the old size comes back short
+            for gone in rng.sample(sorted(live), rng.randint(1, len(live) // 2)):
+                store.remove(LIB_A, pid(gone), T0)
+                del live[gone]
+        elif step % 3 == 1:
+            for n in rng.sample(range(30, 200), rng.randint(1, 20)):
+                live[n] = rec(n, seed=n % 4 == 0)
+                store.upsert(live[n], T0)
+        asker = live[rng.choice(sorted(live))]
+        count, seeds = rng.randint(1, 40), not asker.seed
+        got = store.refresh(asker, count, T0, seeds=seeds, rng=rng)
+        assert got is not None
+        wires, counts = got
+        offered = {r.wire for r in live.values() if (seeds or not r.seed) and r.wire != asker.wire}
+        assert len(wires) == len(set(wires)) == min(count, len(offered)), step
+        assert set(wires) <= offered, step
+        seeders = sum(r.seed for r in live.values())
+        assert counts == LibraryCounts(seeders, len(live) - seeders), step
+
+
 def test_room_reads_what_the_caps_compare_in_one_call(store: HubStore) -> None:
     shared = rec(1, port=9000).endpoint
     store.upsert(rec(1, port=9000), T0)

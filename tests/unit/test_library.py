@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 from services.peer.library import (
     AUTO_MAX_BOOK,
     AUTO_MIN_BOOK,
-    FORMAT_VERSION,
+    FORMAT_FILE,
     HASH_LEN,
     MAGIC,
     MAX_BOOK_SIZE,
     MAX_HUBS,
+    MAX_LIBRARY_BYTES,
     MIN_BOOK_SIZE,
     HashAlgorithm,
     Library,
@@ -60,7 +61,7 @@ def sample(**overrides: Any) -> Library:
 
 def raw_library(
     *,
-    version: int = FORMAT_VERSION,
+    version: int = FORMAT_FILE,
     name: str = "movie.mkv",
     size: int = 2 * BOOK + 5,
     book_size: int = BOOK,
@@ -149,7 +150,7 @@ def test_no_magic_is_not_a_library(data: bytes) -> None:
         parse_library(data)
 
 
-@pytest.mark.parametrize("version", [0, 2, 99])
+@pytest.mark.parametrize("version", [0, 3, 99])
 def test_wrong_format_version(version: int) -> None:
     with pytest.raises(LibraryError, match=f"unsupported library format version {version}"):
         parse_library(raw_library(version=version))
@@ -157,7 +158,7 @@ def test_wrong_format_version(version: int) -> None:
 
 def test_every_truncation_up_to_the_end_of_info_is_refused() -> None:
     data = sample().to_bytes()
-    wrapper = library_pb2.LibraryFile(format_version=FORMAT_VERSION, info=sample().info_bytes)
+    wrapper = library_pb2.LibraryFile(format_version=FORMAT_FILE, info=sample().info_bytes)
     info_end = len(MAGIC) + len(wrapper.SerializeToString())
     assert data[:info_end] == MAGIC + wrapper.SerializeToString()
     for cut in range(info_end):
@@ -175,7 +176,7 @@ def test_truncated_file_on_disk(tmp_path: Path) -> None:
 
 
 def test_corrupt_info_bytes() -> None:
-    wrapper = library_pb2.LibraryFile(format_version=FORMAT_VERSION, info=b"\x0a\xff\xff")
+    wrapper = library_pb2.LibraryFile(format_version=FORMAT_FILE, info=b"\x0a\xff\xff")
     with pytest.raises(LibraryError, match="info is truncated or corrupt"):
         parse_library(MAGIC + wrapper.SerializeToString())
 
@@ -272,7 +273,7 @@ def test_read_directory(tmp_path: Path) -> None:
 def test_read_huge_file_without_reading_it(tmp_path: Path) -> None:
     path = tmp_path / "huge.lib"
     with open(path, "wb") as handle:
-        handle.truncate(65 * MIB)  # sparse
+        handle.truncate(MAX_LIBRARY_BYTES + 1)  # sparse
     with pytest.raises(LibraryError, match="larger than any library"):
         read_library(path)
 

@@ -36,6 +36,21 @@ def everything(picker: Picker) -> set[int]:
     return set(range(picker.size))
 
 
+# --- a selection: only the wanted books -----------------------------------------------------
+
+
+def test_books_not_wanted_are_never_picked_and_the_picker_completes_without_them() -> None:
+    picker = Picker(bits("*....."), random.Random(0), wanted=books("*.*..*"))
+    for book in range(6):
+        picker.peer_has([book])
+    assert picker.missing == 2 and picker.unavailable() == 0
+    assert sorted(picker.pick("A", everything(picker), 10)) == [2, 5]
+    assert set(picker.pick("B", everything(picker), 10)) <= {2, 5}  # endgame duplicates: still only wanted ones
+    picker.received(2, "A")
+    picker.received(5, "A")
+    assert picker.complete and not picker.wanted_from(everything(picker))
+
+
 # --- what can be picked ----------------------------------------------------------------------
 
 

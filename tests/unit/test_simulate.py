@@ -127,3 +127,12 @@ def test_plot_without_matplotlib_is_one_clear_line(capsys, monkeypatch, tmp_path
     assert capsys.readouterr().err.strip().splitlines() == [
         "simulate: --plot needs matplotlib: pip install -e '.[plot]'"]
     assert not (tmp_path / "out.png").exists()
+
+
+def test_bench_swarm_gives_the_simulator_the_namespace_links_in_order() -> None:
+    from tools.bench_swarm import link_classes
+
+    classes = link_classes([12.5e6, 12.5e6, 2.5e6, 2.5e6, 2.5e6])
+    assert classes == (RateClass(2.0, 12_500_000, 1_250_000_000), RateClass(3.0, 2_500_000, 250_000_000))
+    scenario = Scenario(players=5, classes=classes)
+    assert [c.upload for c in scenario.leecher_classes()] == [12_500_000] * 2 + [2_500_000] * 3

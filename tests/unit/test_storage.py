@@ -12,7 +12,7 @@ from services.peer import catalog
 from services.peer import requestor_logic as rl
 from services.peer.bitfield import Bitfield
 from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library, write_library
-from services.peer.partfile import partial_path
+from services.peer.partfile import PartFile, partial_path
 from services.peer.state import LibraryRecord, State, Status
 from services.peer.storage import Storage
 from services.peer.writer import Outcome
@@ -59,6 +59,12 @@ def held(state: State) -> tuple[list[int], Status]:
     return found.have.indices(), found.status
 
 
+def part_fd(storage: Storage) -> int:
+    part = storage.files[LIB.id]
+    assert isinstance(part, PartFile)
+    return part.fd
+
+
 def have(*books: int) -> Bitfield:
     field = Bitfield(LIB.books)
     for book in books:
@@ -67,7 +73,8 @@ def have(*books: int) -> Bitfield:
 
 
 def test_open_creates_the_partial_file(storage: Storage, record: LibraryRecord) -> None:
-    assert storage.open(record, NOW) == LIB
+    opened = storage.open(record, NOW)
+    assert opened is not None and opened.library == LIB and opened.wanted is None
     assert partial_path(record.stuff_path).stat().st_size == LIB.size
 
 
@@ -83,7 +90,7 @@ def test_land_verifies_then_writes(storage: Storage, record: LibraryRecord) -> N
     good = storage.land(rl.Land(LIB.id, 1, "tcp://a:1", book_of(1)))
     bad = storage.land(rl.Land(LIB.id, 0, "tcp://a:1", book_of(1)))
     assert (good.outcome, bad.outcome) == (Outcome.WRITTEN, Outcome.BAD_HASH)
-    assert os.pread(storage.fd(LIB.id), BOOK, BOOK) == book_of(1)
+    assert os.pread(part_fd(storage), BOOK, BOOK) == book_of(1)
 
 
 def test_persist_and_stop_save_progress(storage: Storage, record: LibraryRecord, state: State) -> None:
@@ -97,7 +104,7 @@ def test_persist_and_stop_save_progress(storage: Storage, record: LibraryRecord,
 
 def test_a_stop_whose_sync_fails_persists_nothing(storage: Storage, record: LibraryRecord, state: State) -> None:
     storage.open(record, NOW)
-    os.close(storage.fd(LIB.id))  # the sync will fail: nothing may be marked held
+    os.close(part_fd(storage))  # the sync will fail: nothing may be marked held
     storage.stop(rl.Stop(LIB.id, have(0, 1), 2 * BOOK, 2, "shutdown"), NOW)
     assert held(state) == ([], Status.DOWNLOADING)
 

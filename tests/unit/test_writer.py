@@ -35,14 +35,14 @@ def part(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PartFile]:
 
 
 def test_a_good_book_is_written_at_its_offset(part: PartFile) -> None:
-    result = land(part.library, 2, "tcp://a:1", memoryview(book_of(2)), part.fd)
+    result = land(part.library, 2, "tcp://a:1", memoryview(book_of(2)), part)
     assert result == Written(part.library.id, 2, "tcp://a:1", len(book_of(2)), Outcome.WRITTEN)
     assert os.pread(part.fd, BOOK, 2 * BOOK) == book_of(2)
 
 
 @pytest.mark.parametrize("payload", [book_of(1), b"\x00" + book_of(0)[1:], book_of(0)[:-1], b""])
 def test_a_bad_book_is_never_written(part: PartFile, payload: bytes) -> None:
-    result = land(part.library, 0, "tcp://liar:1", payload, part.fd)
+    result = land(part.library, 0, "tcp://liar:1", payload, part)
     assert (result.outcome, result.peer, result.book, result.length) == (Outcome.BAD_HASH, "tcp://liar:1", 0,
                                                                          len(payload))
     assert os.pread(part.fd, BOOK, 0) == b"\x00" * BOOK
@@ -51,7 +51,7 @@ def test_a_bad_book_is_never_written(part: PartFile, payload: bytes) -> None:
 def test_a_write_that_fails_is_a_disk_error_with_its_reason(part: PartFile) -> None:
     readonly = os.open(part.path, os.O_RDONLY)
     try:
-        result = land(part.library, 1, "tcp://a:1", book_of(1), readonly)
+        result = land(part.library, 1, "tcp://a:1", book_of(1), PartFile(part.library, readonly, part.path))
     finally:
         os.close(readonly)
     assert result.outcome is Outcome.DISK_ERROR

@@ -156,6 +156,8 @@ class Download(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     PATH_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    FILES_TOTAL_FIELD_NUMBER: _builtins.int
+    FILES_SELECTED_FIELD_NUMBER: _builtins.int
     library_id: _builtins.str
     """hex"""
     name: _builtins.str
@@ -171,6 +173,10 @@ class Download(_message.Message):
     path: _builtins.str
     detail: _builtins.str
     """why, for a stalled download: "no source for 3 books" """
+    files_total: _builtins.int
+    """files in the library (1 for a single-file library)"""
+    files_selected: _builtins.int
+    """of them, those selected to download (`emma get --only`)"""
     def __init__(
         self,
         *,
@@ -185,10 +191,12 @@ class Download(_message.Message):
         state: _builtins.str = ...,
         path: _builtins.str = ...,
         detail: _builtins.str = ...,
+        files_total: _builtins.int = ...,
+        files_selected: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["books_have", b"books_have", "books_total", b"books_total", "detail", b"detail", "download_rate", b"download_rate", "library_id", b"library_id", "name", b"name", "path", b"path", "peers", b"peers", "size", b"size", "state", b"state", "upload_rate", b"upload_rate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["books_have", b"books_have", "books_total", b"books_total", "detail", b"detail", "download_rate", b"download_rate", "files_selected", b"files_selected", "files_total", b"files_total", "library_id", b"library_id", "name", b"name", "path", b"path", "peers", b"peers", "size", b"size", "state", b"state", "upload_rate", b"upload_rate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -229,15 +237,21 @@ class AddLibrary(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PATH_FIELD_NUMBER: _builtins.int
+    ONLY_FIELD_NUMBER: _builtins.int
     path: _builtins.str
+    @_builtins.property
+    def only(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """globs of the files to fetch (none: every file); adds to an earlier selection"""
+
     def __init__(
         self,
         *,
         path: _builtins.str = ...,
+        only: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["only", b"only", "path", b"path"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -43,7 +43,17 @@ Global___HashAlgorithm: _TypeAlias = HashAlgorithm  # noqa: Y015
 
 @_typing.final
 class LibraryInfo(_message.Message):
-    """The part the library id is computed over."""
+    """The part the library id is computed over.
+
+    Format version 1 describes one file called `name`. Format version 2 describes a tree
+    (a folder called `name`): file i is `paths[i]`, `file_sizes[i]` bytes long, its BLAKE3
+    root (of the whole file, whatever the book hash) is `file_roots[32*i : 32*i+32]`, and its
+    books start at `first_books[i]`. Every file starts on a new book, so a book never spans two
+    files and the last book of each file may be shorter. Files are sorted by path; paths are
+    relative, '/'-separated, without empty, "." or ".." components. The tree's fields are
+    parallel packed arrays rather than a repeated message: a library of 100,000 files then
+    loads in a few C calls and costs about 40 bytes per file plus its path.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -52,15 +62,34 @@ class LibraryInfo(_message.Message):
     BOOK_SIZE_FIELD_NUMBER: _builtins.int
     HASH_ALGORITHM_FIELD_NUMBER: _builtins.int
     BOOK_HASHES_FIELD_NUMBER: _builtins.int
+    PATHS_FIELD_NUMBER: _builtins.int
+    FILE_SIZES_FIELD_NUMBER: _builtins.int
+    FILE_ROOTS_FIELD_NUMBER: _builtins.int
+    FIRST_BOOKS_FIELD_NUMBER: _builtins.int
+    EMPTY_DIRS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """a plain file name: no separator, not absolute, no ".." """
     size: _builtins.int
-    """bytes in the stuff"""
+    """bytes in the stuff (version 2: in all its files)"""
     book_size: _builtins.int
-    """bytes per book; the last book may be shorter"""
+    """bytes per book; the last book (of each file) may be shorter"""
     hash_algorithm: Global___HashAlgorithm.ValueType
     book_hashes: _builtins.bytes
     """32 bytes per book, concatenated, in book order"""
+    file_roots: _builtins.bytes
+    """32 bytes per file: BLAKE3 of the whole file"""
+    @_builtins.property
+    def paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """version 2: each file's path in the tree, sorted"""
+
+    @_builtins.property
+    def file_sizes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def first_books(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def empty_dirs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """version 2: folders with nothing in them, kept on download"""
+
     def __init__(
         self,
         *,
@@ -69,10 +98,15 @@ class LibraryInfo(_message.Message):
         book_size: _builtins.int = ...,
         hash_algorithm: Global___HashAlgorithm.ValueType = ...,
         book_hashes: _builtins.bytes = ...,
+        paths: _abc.Iterable[_builtins.str] | None = ...,
+        file_sizes: _abc.Iterable[_builtins.int] | None = ...,
+        file_roots: _builtins.bytes = ...,
+        first_books: _abc.Iterable[_builtins.int] | None = ...,
+        empty_dirs: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["book_hashes", b"book_hashes", "book_size", b"book_size", "hash_algorithm", b"hash_algorithm", "name", b"name", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["book_hashes", b"book_hashes", "book_size", b"book_size", "empty_dirs", b"empty_dirs", "file_roots", b"file_roots", "file_sizes", b"file_sizes", "first_books", b"first_books", "hash_algorithm", b"hash_algorithm", "name", b"name", "paths", b"paths", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -91,7 +125,7 @@ class LibraryFile(_message.Message):
     PUBLISHER_KEY_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
     format_version: _builtins.int
-    """currently 1"""
+    """1: one file; 2: a tree of files (see LibraryInfo)"""
     info: _builtins.bytes
     """a serialized LibraryInfo"""
     created_at: _builtins.int
@@ -101,7 +135,7 @@ class LibraryFile(_message.Message):
     publisher_key: _builtins.bytes
     """Ed25519 public key of the publisher (32 bytes); empty = unsigned"""
     signature: _builtins.bytes
-    """Ed25519 over info, hubs, hub_keys, created_at and creator (see signing.py)"""
+    """Ed25519 over format_version, info, hubs, hub_keys, created_at, creator (signing.py)"""
     @_builtins.property
     def hubs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """hub endpoints, e.g. "tcp://10.0.0.5:7070"; tried in order"""
