@@ -421,7 +421,8 @@ def run(args: argparse.Namespace, root: Path) -> bool:
     stuff = root / "stuff.bin"
     make_stuff(stuff, args.size, seed=args.seed)
     # The hub's rates are raised so that the flood reaches its handlers, not only its rate limiter.
-    with Swarm(root / "swarm", maestro=True, hub_args=("--rate", str(args.hub_rate))) as swarm:
+    # In clear: the hostile clients below must reach the handlers, not be refused at the CURVE handshake.
+    with Swarm(root / "swarm", maestro=True, hub_args=("--rate", str(args.hub_rate)), encryption=False) as swarm:
         hub_endpoint = swarm.start_hub()
         seed = swarm.add_player("seed")
         library = swarm.share(seed, stuff)

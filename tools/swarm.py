@@ -14,6 +14,12 @@ With ``--netns`` the hub and every player run on hosts of their own (network
 namespaces on a bridge, see netns.py), each player's upload shaped by tc tbf
 (``--rates``), and each player is set up with the first-run answers alone (hub
 IP, hub port, distributor port), as a user on separate hosts would leave it.
+
+Links run CURVE as a new setup does (the hub's key made before it starts and set as
+every player's ``hub.key``; libraries signed by their sharer). ``--clear`` runs the
+open swarm with encryption off; ``--private`` runs a private one: the hub and every
+player admit only the swarm's player keys (``players.keys`` in the working
+directory) and trust only its publishers (``publishers.keys``).
 """
 
 from __future__ import annotations
@@ -37,12 +43,14 @@ if __package__ in (None, ""):
 import blake3
 
 from services.cli import launch
-from services.peer import catalog
+from services.hub.client import HubClient, HubClientError
+from services.peer import catalog, identity, signing
 from services.peer.librarifier import librarify, librarify_tree
 from services.peer.library import Library, write_library
 from services.peer.state import State
 from services.runtime import config as config_mod
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
+from services.wire import curve
 from tools.netns import Host, Network, parse_rate
 from tools.procs import Proc, ProcessGroup
 from tools.redis_server import RedisServer, missing_reason
@@ -172,10 +180,18 @@ class Swarm:
     """A hub and players in ``root``; use as a context manager so every process ends."""
 
     def __init__(self, root: Path, *, upload_limit: int = 0, hub_args: tuple[str, ...] = (),
-                 maestro: bool = False, network: Network | None = None, hubs: int = 1, store: str = "") -> None:
+                 maestro: bool = False, network: Network | None = None, hubs: int = 1, store: str = "",
+                 encryption: bool = True, private: bool = False) -> None:
         if network is not None and (hubs != 1 or store == "redis"):
             raise ValueError("a namespace swarm runs one hub on SQLite")
         self.root = root
+        if private and not encryption:
+            raise ValueError("a private swarm always encrypts")
+        self.encryption = encryption
+        self.private = private
+        self.players_file = root / "players.keys"  # the allowlist of a private swarm
+        self.publishers_file = root / "publishers.keys"
+        self.hub_key = b""
         self.hub_count = hubs
         self.store = store
         self.redis: RedisServer | None = RedisServer(root / "redis") if store == "redis" else None
@@ -198,6 +214,21 @@ class Swarm:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _hub_args(self, n: int) -> list[str]:
+        """The options every hub gets: its data directory (holding the swarm's one hub key pair), the trust mode."""
+        data = self.root / f"hubdata{n}"
+        data.mkdir(parents=True, exist_ok=True)
+        if not self.encryption:
+            return ["--data-dir", str(data), "--no-encryption", *self.hub_args]
+        first = curve.key_path(self.root / "hubdata0")
+        self.hub_key = curve.load_or_create(first.parent).public  # hubs on one Redis share one key pair
+        if n:
+            shutil.copy2(first, curve.key_path(data))
+        private = ["--players", str(self.players_file)] if self.private else []
+        if self.private and not self.players_file.exists():
+            self.players_file.write_text("# the players of this swarm\n")
+        return ["--data-dir", str(data), *private, *self.hub_args]
+
     def start_hub(self) -> str:
         """Start the hub (or ``hubs`` hubs, on one Redis with ``store="redis"``); return the first's endpoint."""
         if self.redis is not None or self.hub_count > 1:
@@ -205,14 +236,14 @@ class Swarm:
         if self.network is not None:
             host = self.network.hosts[0] if self.network.hosts else self.network.add_host("hub")
             self.hub = self.group.start("hub", ["-m", "services.hub", "--bind", f"tcp://0.0.0.0:{HUB_PORT}",
-                                                "--db", str(self.root / "hub.db"), *self.hub_args],
+                                                "--db", str(self.root / "hub.db"), *self._hub_args(0)],
                                         prefix=tuple(host.command([])))
             self.group.wait_for_endpoint(self.hub)
             self.hub_endpoint = f"tcp://{host.address}:{HUB_PORT}"
             return self.hub_endpoint
         bind = self.hub_endpoint or "tcp://127.0.0.1:0"
         self.hub = self.group.start("hub", ["-m", "services.hub", "--bind", bind, "--db",
-                                            str(self.root / "hub.db"), *self.hub_args])
+                                            str(self.root / "hub.db"), *self._hub_args(0)])
         self.hub_endpoint = self.group.wait_for_endpoint(self.hub)
         return self.hub_endpoint
 
@@ -224,7 +255,7 @@ class Swarm:
         for n in range(self.hub_count):
             db = [] if self.redis is not None else ["--db", str(self.root / f"hub{n}.db")]
             proc = self.group.start(f"hub{n}", ["-m", "services.hub", "--bind", "tcp://127.0.0.1:0", *store, *db,
-                                                *self.hub_args])
+                                                *self._hub_args(n)])
             self.hub_procs.append(proc)
             self.hub_endpoints.append(self.group.wait_for_endpoint(proc))
         self.hub = self.hub_procs[0]
@@ -254,7 +285,8 @@ class Swarm:
         if self.hub is not None:
             self.group.stop(self.hub)
 
-    def add_player(self, name: str, upload_limit: int | None = None, rate: str | None = None) -> Player:
+    def add_player(self, name: str, upload_limit: int | None = None, rate: str | None = None,
+                   admitted: bool = True) -> Player:
         """A player in ``root/name``; across namespaces on a host of its own whose upload is ``rate``."""
         data_dir = self.root / name
         config = config_mod.load(data_dir)
@@ -270,6 +302,16 @@ class Swarm:
         limit = self.upload_limit if upload_limit is None else upload_limit
         if limit:
             config.set("limits.upload_rate", limit)
+        config.set("hub.key", self.hub_key.decode())
+        config.set("security.encryption", self.encryption)
+        if self.private:
+            config.set("security.players", str(self.players_file))
+            config.set("security.publishers", str(self.publishers_file))
+        if self.private and admitted:  # an outsider is set up alike, its keys left out of the swarm's lists
+            with self.players_file.open("a") as keys:
+                keys.write(f"{curve.load_or_create(data_dir).public.decode()}  # {name}\n")
+            with self.publishers_file.open("a") as keys:
+                keys.write(f"{signing.load_publisher(data_dir).public.hex()}  # {name}\n")
         config.ensure_dirs()
         config.save()
         player = Player(name, data_dir, host=self.network.add_host(name, rate) if self.network else None)
@@ -279,8 +321,11 @@ class Swarm:
     def share(self, player: Player, stuff: Path, book_size: int | None = None) -> Library:
         """Share a file, or a folder (a tree library), from ``player``."""
         config = config_mod.load(player.data_dir)
+        hubs = tuple(self.hub_endpoints or [self.hub_endpoint])
+        keys = (self.hub_key.decode(),) * len(hubs) if self.hub_key else ()
         make = librarify_tree if stuff.is_dir() else librarify
-        library = make(stuff, hubs=tuple(self.hub_endpoints or [self.hub_endpoint]), book_size=book_size)
+        library = make(stuff, hubs=hubs, book_size=book_size, hub_keys=keys,
+                       publisher=signing.load_publisher(player.data_dir))
         target = config.libs_dir / library.file_name
         write_library(library, target)
         catalog.record_shared(config, library, target, stuff)
@@ -322,6 +367,32 @@ class Swarm:
             proc = self.group.start(f"{player.name}-{service}",
                                     ["-m", f"services.peer.{service}", "--data-dir", str(player.data_dir)])
             player.procs.append(proc)
+
+    def hub_client(self, player: Player) -> HubClient:
+        """A client of the swarm's hubs speaking as ``player`` (its key pair, when the swarm encrypts)."""
+        hubs = self.hub_endpoints or [self.hub_endpoint]
+        keys = {hub: self.hub_key for hub in hubs} if self.hub_key else {}
+        me = curve.load_or_create(player.data_dir) if self.hub_key else None
+        return HubClient(hubs, keys=keys, identity=me, timeout=2.0)
+
+    def wait_announced(self, library: Library, players: list[Player], timeout: float = 60.0) -> float:
+        """Wait until the hub hands out every one of ``players`` for ``library`` (a private hub admits a player
+        only once it re-read its allowlist, and a refused announce is retried 2 s later). Returns the seconds."""
+        start = time.monotonic()
+        wanted = {identity.player_id(p.data_dir) for p in players}
+        with self.hub_client(players[0]) as client:
+            while True:
+                try:
+                    known = {peer.player_id for peer in client.get_peers(library.id, numwant=200).peers}
+                    if wanted <= known:
+                        return time.monotonic() - start
+                except HubClientError:
+                    pass  # not admitted yet
+                if time.monotonic() - start > timeout:
+                    raise TimeoutError(f"the hub does not hand out every player within {timeout}s; logs in "
+                                       f"{self.group.logs}")
+                self._raise_if_died()
+                time.sleep(0.05)
 
     def wait_serving(self, players: list[Player], timeout: float = 120.0) -> float:
         """Wait until every player serves: under a Maestro its services are RUNNING, else its
@@ -482,6 +553,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-maestro", action="store_true", help="start services directly, without a Maestro")
     parser.add_argument("--netns", action="store_true",
                         help="the hub and each player on a host of its own (network namespaces; needs root)")
+    parser.add_argument("--private", action="store_true",
+                        help="a private swarm: only its players' keys admitted, only its publishers trusted")
+    parser.add_argument("--clear", action="store_true", help="an open swarm with encryption off")
     parser.add_argument("--hubs", type=int, default=1, help="hubs the library lists (more than one: --store redis)")
     parser.add_argument("--store", choices=("sqlite", "redis"), default="sqlite",
                         help="the hubs' store; redis starts a redis-server the hubs share (needs redis-server)")
@@ -514,7 +588,8 @@ def main(argv: list[str] | None = None) -> int:
             network = stack.enter_context(Network()) if args.netns else None
             swarm = stack.enter_context(Swarm(root, upload_limit=parse_size(args.upload_limit),
                                               maestro=not args.no_maestro, network=network, hubs=args.hubs,
-                                              store="redis" if args.store == "redis" else ""))
+                                              store="redis" if args.store == "redis" else "",
+                                              encryption=not args.clear, private=args.private))
             swarm.start_hub()
             where = f" sharing Redis {swarm.redis.url}" if swarm.redis is not None else ""
             print(f"hub{'s' if args.hubs > 1 else ''} on {', '.join(swarm.hub_endpoints or [swarm.hub_endpoint])}"

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from services.cli import about, console, hub_cmd, lib_cmd, logs_cmd, player_cmd, settings_cmd, swarm_cmd
+from services.cli import about, console, hub_cmd, keys_cmd, lib_cmd, logs_cmd, player_cmd, settings_cmd, swarm_cmd
 from services.cli.context import CliContext, fail
 from services.cli.setup import interactive, run_setup
 from services.runtime import config as config_mod
@@ -22,7 +22,7 @@ app = typer.Typer(
 
 # Commands that must not trigger the silent first-run setup: they configure (the console asks
 # its own questions), or need no config.
-_NO_SETUP = {"settings", "lib", "hub", "console", "about", "logs", "swarm"}
+_NO_SETUP = {"settings", "lib", "hub", "console", "about", "logs", "swarm", "keys"}
 
 
 @app.callback()
@@ -66,6 +66,7 @@ app.command("metrics")(player_cmd.metrics)
 app.command("logs")(logs_cmd.logs)
 app.add_typer(settings_cmd.settings_app, name="settings")
 app.add_typer(lib_cmd.lib_app, name="lib")
+app.add_typer(keys_cmd.keys_app, name="keys")
 app.command("hub", help="Run the hub (tracker) in the foreground.")(hub_cmd.hub)
 app.command("about")(about.about)
 app.command("swarm", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,

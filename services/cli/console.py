@@ -33,7 +33,7 @@ from services.supervisor.control_client import ControlClient, ControlError, Maes
 
 T = TypeVar("T")
 PROMPT = "Choose an action: "
-SETUP_ORDER = ("hub.port", "hub.ip", "distributor.port")
+SETUP_ORDER = ("hub.port", "hub.ip", "distributor.port", "hub.key", "security.players")
 
 
 @dataclass

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from services.cli.about import about_info, about_lines
 from services.cli.fmt import human_bytes, printable
+from services.cli.keys_cmd import key_lines
 from services.cli.sharing import ShareError, share_file
 from services.peer.library import Library, LibraryError, read_library
 from services.peer.state import State, Status
@@ -133,6 +134,9 @@ def _effect(key: str) -> str:
         return "applied to the running player"
     if key.startswith("hub."):
         return "used by the libraries you share from now on (each library names its hubs)"
+    if key == "security.players":
+        return ("takes effect when the player restarts (Exit and stop it, then open the console again); "
+                "later edits of the file's keys apply within a second")
     return "takes effect when the player restarts (Exit and stop it, then open the console again)"
 
 
@@ -147,6 +151,8 @@ def settings(session: Session) -> None:
         session.out.print(table)
         session.say(f"data folder: {printable(config.data_dir)} (another one: `emma --data-dir DIR console`)",
                     style="dim")
+        for line in key_lines(config.data_dir):
+            session.say(line, style="dim")
 
         def choose(answer: str) -> str:
             if answer.isdigit() and 1 <= int(answer) <= len(keys):

@@ -42,6 +42,13 @@ def hub(
         typer.Option(help="A network (CIDR) whose players the hub may check even when they announce an address "
                      "other than the one they connect from (e.g. 10.0.0.0/8); repeat for more."),
     ] = None,
+    encryption: Annotated[
+        bool, typer.Option(help="CURVE on every connection (off: in clear, for an open swarm in a trusted network).")
+    ] = True,
+    players: Annotated[
+        str | None, typer.Option(help="Player keys admitted: a file of keys (one a line, # comments) or 'any' "
+                                 "(default: the security.players setting).")
+    ] = None,
 ) -> None:
     """Run the hub: answers announces, peer lists, scrapes and reports on one ROUTER socket."""
     context = cli_context(ctx)
@@ -64,6 +71,8 @@ def hub(
             ping_networks=tuple(ping_allow or ()),
             metrics=metrics,
             metrics_library_label=metrics_library_label,
+            encryption=encryption,
+            players=players if players is not None else str(config.get("security.players")),
         )
         run_hub(options)
     except HubStartError as exc:

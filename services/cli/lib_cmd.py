@@ -12,6 +12,7 @@ from services.cli.context import cli_context, fail
 from services.cli.fmt import printable, utc_time
 from services.cli.progress import byte_progress
 from services.cli.sharing import ShareError, parse_algorithm, share_file
+from services.peer import signing
 from services.peer.librarifier import verify
 from services.peer.library import Library, LibraryError, read_library
 
@@ -69,6 +70,8 @@ def describe(library: Library) -> dict[str, object]:
         "created_at": library.created_at,
         "creator": library.creator,
         "format_version": library.format_version,
+        "hub_keys": [library.hub_key(n) for n in range(len(library.hubs))],
+        "publisher": library.publisher_key.hex(),  # empty: unsigned; a signature that does not hold fails to load
     }
     tree = library.tree
     if tree is not None:
@@ -93,6 +96,22 @@ def tree_summary(library: Library) -> list[tuple[str, object]]:
     return rows
 
 
+def signed_by(library: Library) -> str:
+    """Who signed a loaded library (its signature held, or it would not have loaded)."""
+    if not library.publisher_key:
+        return "unsigned (made before signed libraries, or by hand): anyone could have changed its hubs"
+    return f"publisher {library.publisher_key.hex()} (the signature holds)"
+
+
+def trusted_refusal(ctx: typer.Context, library: Library) -> str:
+    """Why this player's trusted publishers refuse ``library`` ("" when they take it)."""
+    config = cli_context(ctx).config()
+    try:
+        return signing.Trusted.from_file(config.get("security.publishers")).refusal(library.publisher_key)
+    except signing.SignatureError as exc:
+        fail(str(exc))
+
+
 def _load(path: Path) -> Library:
     try:
         return read_library(path)
@@ -102,20 +121,28 @@ def _load(path: Path) -> Library:
 
 @lib_app.command("show")
 def show(
+    ctx: typer.Context,
     lib: Annotated[Path, typer.Argument(help="A .lib file.")],
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Print a readable summary of a library (of a tree: its files and the largest; --json lists every file)."""
+    """Print a readable summary of a library (of a tree: its files and the largest; --json lists every file): who
+    signed it, and whether this player trusts them."""
     library = _load(lib)
     info = describe(library)
+    refusal = trusted_refusal(ctx, library)
     if json_out:
-        typer.echo(json.dumps(info))
+        typer.echo(json.dumps({**info, "trusted": not refusal}))
         return
     created = utc_time(int(str(info["created_at"])))
     rows = [("id", info["id"]), ("name", info["name"] if library.tree is None else f"{info['name']}/"),
             ("size", f"{info['size']} bytes"), *tree_summary(library),
             ("books", f"{info['books']} x {info['book_size']} bytes"), ("hash", info["hash"]),
-            ("hubs", ", ".join(library_hubs(info))), ("created", created), ("creator", info["creator"])]
+            ("hubs", ", ".join(library_hubs(info))), ("created", created), ("creator", info["creator"]),
+            ("signed", signed_by(library))]
+    keys = [f"{hub} {library.hub_key(n) or '(in clear)'}" for n, hub in enumerate(library.hubs)]
+    rows += [("hub-key", key) for key in keys]
+    if refusal:
+        rows.append(("trust", f"refused here: {refusal}"))
     for key, value in rows:
         typer.echo(f"{key:8} {printable(value)}")
 
@@ -127,12 +154,25 @@ def library_hubs(info: dict[str, object]) -> list[str]:
 
 @lib_app.command("verify")
 def verify_cmd(
+    ctx: typer.Context,
     lib: Annotated[Path, typer.Argument(help="A .lib file.")],
-    path: Annotated[Path, typer.Argument(help="The file (or, of a folder's library, the folder) to check.")],
+    path: Annotated[Path | None, typer.Argument(
+        help="The file (or, of a folder's library, the folder) to check (none: the library alone).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Re-hash PATH against LIB; exit 0 only if every book is good."""
-    library = _load(lib)
+    """Check LIB's signature (and that this player trusts its publisher), then re-hash PATH against it; exit 0
+    only if all holds and every book is good."""
+    library = _load(lib)  # a signature that does not hold fails here, in one line
+    refusal = trusted_refusal(ctx, library)
+    if refusal:
+        fail(refusal, code=1)
+    if path is None:
+        if json_out:
+            typer.echo(json.dumps({"ok": True, "publisher": library.publisher_key.hex()}))
+        else:
+            typer.echo(f"signed by {signed_by(library)}")
+            typer.echo("OK")
+        return
     try:
         with byte_progress(f"verifying {printable(path.name)}", library.size) as advance:
             result = verify(library, path, advance)

@@ -9,6 +9,7 @@ import typer
 
 from services.cli.context import cli_context, fail
 from services.cli.fmt import printable
+from services.cli.keys_cmd import key_lines
 from services.runtime.config import SETTINGS, ConfigError
 
 settings_app = typer.Typer(help="View and change this player's settings.", no_args_is_help=True)
@@ -28,6 +29,8 @@ def show(
     typer.echo(f"data_dir{'':20} {printable(config.data_dir)}")
     for key, value in values.items():
         typer.echo(f"{key:28} {printable(value):20} {SETTINGS[key].help}")
+    for line in key_lines(config.data_dir):
+        typer.echo(line)
 
 
 @settings_app.command("set")

@@ -1,4 +1,4 @@
-"""First-run setup: ask for the hub and distributor addresses, save config.toml."""
+"""First-run setup: ask for the hub (address and key), the distributor port and who may connect; save config.toml."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ QUESTIONS = (
     ("hub.ip", "Hub IP"),
     ("hub.port", "Hub port"),
     ("distributor.port", "Distributor port (0 = random)"),
+    ("hub.key", "Hub key (the line `hub key ...` that `emma hub` prints; empty = the hub runs in clear)"),
+    ("security.players", "Who may download from this player: any (an open swarm) or a file of player keys"),
 )
 
 Ask = Callable[[str], str]

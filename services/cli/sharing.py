@@ -2,7 +2,9 @@
 
 The one path behind ``emma share`` and the console's Upload File. A folder becomes a
 tree library (format version 2); what is skipped in it (links, sockets, devices) is said
-on stderr, one line each. The running
+on stderr, one line each. Every hub the library lists is named with ``hub.key`` (hubs
+sharing one Redis share one key pair), and the library is signed with this player's
+publisher key. The running
 Distributor picks the new row in state.db up within a second; without a
 player, it is seeded when ``emma peer`` starts.
 """
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from services.cli.fmt import printable
 from services.cli.progress import byte_progress
-from services.peer import catalog
+from services.peer import catalog, signing
 from services.peer.librarifier import Warn, librarify, librarify_tree, stuff_size, walk
 from services.peer.library import HashAlgorithm, Library, LibraryError, write_library
 from services.runtime.config import Config
@@ -66,6 +68,12 @@ def share_file(
             raise ShareError(str(exc)) from None
     path = file.expanduser().absolute()
     started = time.monotonic()
+    hub_key = str(config.get("hub.key"))
+    hub_keys = (hub_key,) * len(hubs) if hub_key else ()
+    try:
+        publisher = signing.load_publisher(config.data_dir)
+    except (signing.SignatureError, OSError) as exc:
+        raise ShareError(str(exc)) from None
     skipped = 0
     try:
         if path.is_dir():
@@ -73,11 +81,12 @@ def share_file(
             skipped = walked.skipped
             with byte_progress(f"hashing {path.name}/ ({len(walked.files)} files)", walked.size) as advance:
                 library = librarify_tree(path, hubs=hubs, book_size=book_size, algorithm=algorithm,
-                                         progress=advance, walked=walked)
+                                         progress=advance, walked=walked, hub_keys=hub_keys, publisher=publisher)
         else:
             total = stuff_size(path)
             with byte_progress(f"hashing {path.name}", total) as advance:
-                library = librarify(path, hubs=hubs, book_size=book_size, algorithm=algorithm, progress=advance)
+                library = librarify(path, hubs=hubs, book_size=book_size, algorithm=algorithm, progress=advance,
+                                    hub_keys=hub_keys, publisher=publisher)
     except LibraryError as exc:
         raise ShareError(str(exc)) from None
     seconds = time.monotonic() - started

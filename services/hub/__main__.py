@@ -35,6 +35,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="leave out the per-library series (one per library)")
     parser.add_argument("--ping-allow", action="append", default=[], metavar="CIDR",
                         help="a network whose announced endpoints the hub may check (repeatable)")
+    parser.add_argument("--no-encryption", action="store_true",
+                        help="serve in clear (open swarm inside a trusted network only; default: CURVE)")
+    parser.add_argument("--players", default=None, metavar="FILE|any",
+                        help="player keys admitted: a file of keys, one a line, or any (default: security.players)")
     return parser.parse_args(argv)
 
 
@@ -58,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             ping_networks=tuple(args.ping_allow),
             metrics=args.metrics,
             metrics_library_label=not args.no_metrics_library_label,
+            encryption=not args.no_encryption,
+            players=args.players if args.players is not None else str(config.get("security.players")),
         )
         run_hub(options)
     except (HubStartError, config_mod.ConfigError, OSError) as exc:

@@ -15,6 +15,11 @@ housekeeping with the current ``clock()`` (wall-clock by default; tests pass
 a fake one). The loop ends when :meth:`request_stop` was called from the
 loop's own thread (a signal handler) or when anything arrives on the control
 socket (:func:`stop_broker`, from another thread).
+
+With ``keys`` the ROUTER is a CURVE server and admits the keys of ``allowlist``
+(see :mod:`services.wire.admission`); each message is handed to the logic with
+its client's key (libzmq's ``User-Id`` of its first frame), which the logic
+checks again on every request, so a revoked key stops being answered at once.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from services.hub import pinger
 from services.hub.logic import HubLogic
 from services.runtime.logs import get_logger
 from services.runtime.metrics_http import MetricsEndpoint
-from services.wire.admission import Admission, Gate
+from services.wire.admission import Admission, Gate, key_of, source_of
+from services.wire.curve import Allowlist, KeyPair
 
 _BATCH = 256  # messages handled per poll wake-up, at most
 _MAX_FRAMES = 4  # frames of one message kept; a request has at most 3 (identity, delimiter, body)
@@ -48,14 +54,6 @@ def normalize_bind(endpoint: str) -> str:
     if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
         return endpoint[:-1] + "*"
     return endpoint
-
-
-def source_of(frame: zmq.Frame) -> str:
-    """The address a message came from ("" on transports without one, such as inproc)."""
-    try:
-        return str(frame.get("Peer-Address"))
-    except zmq.ZMQError:
-        return ""
 
 
 def stop_broker(context: zmq.Context[zmq.Socket[bytes]], control_endpoint: str) -> None:
@@ -77,6 +75,8 @@ class Broker:
         clock: Callable[[], float] = time.time,
         tick: float = 0.05,
         ping_timeout: float = 2.0,
+        keys: KeyPair | None = None,
+        allowlist: Allowlist | None = None,
     ) -> None:
         self.logic = logic
         self.context = context
@@ -92,8 +92,12 @@ class Broker:
         self._router.setsockopt(zmq.MAXMSGSIZE, logic.limits.max_message_bytes)
         self._router.setsockopt(zmq.RCVHWM, _QUEUE_MESSAGES)
         self._router.setsockopt(zmq.SNDHWM, _QUEUE_MESSAGES)
-        self.gate = Gate(context, Admission(logic.limits.connections_per_address, logic.limits.max_connections), "hub")
-        self.gate.guard(self._router)
+        self.gate = Gate(context, Admission(logic.limits.connections_per_address, logic.limits.max_connections), "hub",
+                         allowlist)
+        self.gate.guard(self._router, keys)
+        self.curve = keys is not None
+        if self.curve:
+            logic.keys = self.gate.allowlist
         self.metrics: MetricsEndpoint | None = None  # set by the caller to serve /metrics from this loop
         self._control = context.socket(zmq.PULL)
         self._control.linger = 0
@@ -164,6 +168,7 @@ class Broker:
     def _serve_batch(self) -> None:
         router, logic = self._router, self.logic
         messages: list[tuple[list[bytes], str]] = []
+        keys: list[bytes] | None = [] if self.curve else None
         started = perf_counter()
         for _ in range(_BATCH):
             try:
@@ -176,9 +181,11 @@ class Broker:
                 if len(frames) < _MAX_FRAMES:
                     frames.append(frame)
             messages.append((frames, source_of(first)))
+            if keys is not None:
+                keys.append(key_of(first))
         if not messages:
             return
-        replies = [reply for reply in logic.handle_batch(messages, self.clock()) if reply is not None]
+        replies = [reply for reply in logic.handle_batch(messages, self.clock(), keys) if reply is not None]
         elapsed = perf_counter() - started  # every request of the batch waited for all of it
         observe = logic.latency.observe
         for _ in messages:
@@ -206,6 +213,7 @@ class Broker:
                 self.logic.ping_done(frames[1].decode("utf-8", "replace"), frames[2] == b"1", self.clock())
 
     def _tick(self) -> None:
+        self.gate.refresh(time.monotonic())
         try:
             self.logic.tick(self.clock())
         except Exception:

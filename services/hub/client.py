@@ -14,6 +14,13 @@ reconnect, not a timeout. Any other error answer is not retried:
 :class:`HubError` carries its code. When every attempt failed,
 :class:`HubUnavailable`.
 
+With CURVE (``keys``: each hub's public key, and this player's ``identity``) a
+hub that refuses the handshake (this player's key is not on its allowlist, or
+the hub's key or mode is not what the library says) is seen on the socket
+monitor's handshake-failed events and tried no further in this call; when every
+attempt was refused, :class:`HubRefused` says "not authorised by hub X" (or
+what else went wrong), not a timeout.
+
 The order of the hubs (:class:`HubOrder`): shuffled once, so that players
 spread over a fleet's hubs; the hub that answered moves to the front and
 stays there; a hub that failed FAILURES_TO_SKIP times in a row is skipped for
@@ -29,7 +36,7 @@ import collections
 import itertools
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 
 import zmq
@@ -41,6 +48,7 @@ from services.hub.client_types import (
     HubClientError,
     HubError,
     HubHealth,
+    HubRefused,
     HubUnavailable,
     LibraryStats,
     PeerInfo,
@@ -48,6 +56,7 @@ from services.hub.client_types import (
     Reachability,
 )
 from services.runtime.logs import get_logger
+from services.wire.curve import CurveKeyError, KeyPair, check_key, connect_curve
 from services.wire.pb import common_pb2, hub_pb2
 
 __all__ = [
@@ -57,6 +66,7 @@ __all__ = [
     "HubClientError",
     "HubError",
     "HubHealth",
+    "HubRefused",
     "HubUnavailable",
     "LibraryStats",
     "PeerInfo",
@@ -68,6 +78,7 @@ FAILURES_TO_SKIP = 3
 SKIP_SECONDS = 60.0
 FAILOVER_TIMEOUT = 1.0  # seconds per attempt at most when there is another hub to try
 _DROPPED = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CLOSED
+_REFUSED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 log = get_logger("services")
 
 
@@ -111,7 +122,15 @@ class HubOrder:
 
 
 def _peers(items: Iterable[hub_pb2.Peer]) -> tuple[PeerInfo, ...]:
-    return tuple(PeerInfo(p.player_id, p.endpoint, p.seed) for p in items)
+    """The peers of a reply; one whose key is not a CURVE key is left out (nobody could connect to it)."""
+    out = []
+    for p in items:
+        try:
+            key = check_key(p.public_key, "peer key") if p.public_key else b""
+        except CurveKeyError:
+            continue
+        out.append(PeerInfo(p.player_id, p.endpoint, p.seed, key))
+    return tuple(out)
 
 
 class HubClient:
@@ -134,12 +153,18 @@ class HubClient:
         timeout: float = 2.0,
         attempts: int | None = None,
         shuffle: bool = True,
+        keys: Mapping[str, bytes] | None = None,
+        identity: KeyPair | None = None,
     ) -> None:
         self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         if not self.endpoints:
             raise ValueError("HubClient needs at least one hub endpoint")
         self.order = HubOrder(self.endpoints, random.Random() if shuffle else None)
         self._fast_failover = len(self.order.endpoints) > 1
+        self.keys = {endpoint: key for endpoint, key in (keys or {}).items() if key}  # hub -> CURVE key; else clear
+        self.identity = identity if identity is not None or not self.keys else KeyPair.generate()
+        self._watch = _DROPPED if self._fast_failover else 0
+        self._watch |= _REFUSED
         self.timeout = min(timeout, FAILOVER_TIMEOUT) if self._fast_failover else timeout
         self.attempts = attempts if attempts is not None else max(3, len(self.endpoints))
         self._own_context = context is None
@@ -168,12 +193,13 @@ class HubClient:
         downloaded: int = 0,
         left: int = 0,
         numwant: int = 50,
+        plain: bool = False,
     ) -> AnnounceResult:
         """Tell the hub this player serves ``library_id`` at ``endpoint``; get peers back (left=0 = seed)."""
         body = hub_pb2.Announce(
             library_id=library_id, player_id=player_id, endpoint=endpoint,
             event=hub_pb2.AnnounceEvent.ValueType(event.value),
-            uploaded=uploaded, downloaded=downloaded, left=left, numwant=numwant,
+            uploaded=uploaded, downloaded=downloaded, left=left, numwant=numwant, plain=plain,
         )
         reply = self._call(hub_pb2.HubRequest(announce=body), "announce").announce
         return AnnounceResult(
@@ -226,6 +252,7 @@ class HubClient:
             raise HubClientError("this HubClient is closed; make a new one")
         request.version = PROTOCOL_VERSION
         tried: list[str] = []
+        refusals: list[str] = []
         for _ in range(self.attempts):
             request.request_id = next(self._ids)
             reply, why = self._attempt(request)
@@ -237,6 +264,8 @@ class HubClient:
                     self.order.answered(self._current)
                     return self._check(reply, expect)
             tried.append(self._current)
+            if why.startswith(_NOT_AUTHORISED) or why.startswith(_HANDSHAKE):
+                refusals.append(why)
             self.timeouts += 1
             self.failures.append(why)  # "timeout", "connection lost", "unavailable" or "queue full"
             log.warning("hub_failed", endpoint=self._current, why=why, timeout=self.timeout)
@@ -244,13 +273,15 @@ class HubClient:
             failed, now = self._current, time.monotonic()
             self.order.failed(failed, now)
             self._current = self.order.next(now, after=failed)
+        if refusals:
+            raise HubRefused(refusals)
         raise HubUnavailable(tried, self.timeout)
 
     def _attempt(self, request: hub_pb2.HubRequest) -> tuple[hub_pb2.HubReply | None, str]:
         """Send once and wait for the answer: (reply, "") or (None, why not)."""
         sock = self._open()
         if self._monitor is not None:
-            self._dropped()  # events from before this request (a drop libzmq has since reconnected from) are past
+            self._events()  # events from before this request (a drop libzmq has since reconnected from) are past
         try:
             sock.send(request.SerializeToString(), zmq.NOBLOCK)
         except zmq.Again:
@@ -264,8 +295,12 @@ class HubClient:
             ready = dict(poller.poll(max(1, int(left * 1000))))
             if not ready:
                 break
-            if self._monitor is not None and self._monitor in ready and self._dropped():
-                return None, "connection lost"
+            if self._monitor is not None and self._monitor in ready:
+                dropped, refused = self._events()
+                if refused:
+                    return None, self._refusal(refused)
+                if dropped:
+                    return None, "connection lost"
             if sock not in ready:
                 continue
             reply = hub_pb2.HubReply()
@@ -277,17 +312,30 @@ class HubClient:
                 return reply, ""
         return None, "timeout"
 
-    def _dropped(self) -> bool:
-        """Whether the monitor reported the connection dropped or refused (other events are read and ignored)."""
+    def _events(self) -> tuple[bool, int]:
+        """Whether the monitor reported the connection dropped, and the handshake failure it reported (0: none)."""
         assert self._monitor is not None
-        dropped = False
+        dropped, refused = False, 0
         while True:
             try:
                 frames = self._monitor.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
-                return dropped
+                return dropped, refused
             event = int.from_bytes(frames[0][:2], "little") if frames and len(frames[0]) >= 2 else 0
             dropped = dropped or bool(event & _DROPPED)
+            refused = refused or (event & _REFUSED)
+
+    def _refusal(self, event: int) -> str:
+        """What a handshake failure with the current hub means, for the user."""
+        endpoint = self._current
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            return (f"{_NOT_AUTHORISED} {endpoint}: this player's key is not on its allowlist; ask its operator to "
+                    "add the key `emma keys show` prints")
+        if endpoint in self.keys:
+            return (f"{_HANDSHAKE} {endpoint} failed: it does not hold the key the library names, or runs in clear; "
+                    "get the library again from its publisher")
+        return (f"{_HANDSHAKE} {endpoint} failed: the library names no key for this hub and the hub encrypts; "
+                "re-share it with `emma share` after `emma settings set hub.key KEY` (the key `emma hub` prints)")
 
     @staticmethod
     def _check(reply: hub_pb2.HubReply, expect: str) -> hub_pb2.HubReply:
@@ -302,8 +350,9 @@ class HubClient:
         if self._socket is None:
             sock = self._context.socket(zmq.DEALER)
             sock.linger = 0
-            if self._fast_failover:
-                self._monitor = sock.get_monitor_socket(_DROPPED)
+            if self.identity is not None:
+                connect_curve(sock, self.identity, self.keys.get(self.endpoint, b""))
+            self._monitor = sock.get_monitor_socket(self._watch)
             sock.connect(self.endpoint)
             self._socket = sock
         return self._socket
@@ -316,6 +365,10 @@ class HubClient:
                 self._monitor = None
             self._socket.close(linger=0)
             self._socket = None
+
+
+_NOT_AUTHORISED = "not authorised by hub"
+_HANDSHAKE = "the handshake with hub"
 
 
 def _reachability(value: int) -> Reachability:

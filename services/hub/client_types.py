@@ -27,11 +27,12 @@ class AnnounceEvent(enum.IntEnum):
 
 @dataclass(frozen=True)
 class PeerInfo:
-    """Another player of the same library: where its distributor listens."""
+    """Another player of the same library: where its distributor listens, and its CURVE key (b"": in clear)."""
 
     player_id: bytes
     endpoint: str
     seed: bool
+    public_key: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,14 @@ class HubUnavailable(HubClientError):
             f"no hub answered after {len(tried)} attempt(s) of {timeout:g}s ({', '.join(dict.fromkeys(tried))}); "
             "check that a hub runs there and the address is reachable"
         )
+
+
+class HubRefused(HubClientError):
+    """The hubs refused this player's connection at the handshake (libzmq tells the client nothing else)."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = reasons
+        super().__init__("; ".join(dict.fromkeys(reasons)))
 
 
 class HubError(HubClientError):

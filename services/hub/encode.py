@@ -52,9 +52,9 @@ _ENDPOINT = _key(6, 2)
 _REACHABLE = _key(7, 0)
 
 
-def peer_field(player_id: bytes, endpoint: str, seed: bool) -> bytes:
+def peer_field(player_id: bytes, endpoint: str, seed: bool, public_key: str = "") -> bytes:
     """One peer encoded as the ``peers`` field of AnnounceReply / PeersReply."""
-    body = hub_pb2.Peer(player_id=player_id, endpoint=endpoint, seed=seed).SerializeToString()
+    body = hub_pb2.Peer(player_id=player_id, endpoint=endpoint, seed=seed, public_key=public_key).SerializeToString()
     return _PEER + varint(len(body)) + body
 
 

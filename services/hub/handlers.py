@@ -44,6 +44,7 @@ class PendingAnnounce:
     want: int
     event: int
     pingable: bool
+    keyed: bool = False  # announced over CURVE: its endpoint is bound to its key
 
 
 def reply_head(request: hub_pb2.HubRequest) -> hub_pb2.HubReply:
@@ -71,7 +72,7 @@ class RequestHandlers:
         self.local_address = local_address
         self._intervals = intervals(limits.interval, limits.min_interval)
         self._endpoints: dict[tuple[str, str], tuple[str, bool]] = {}  # (announced, source) -> _endpoint()
-        self._wires: dict[tuple[bytes, str, bool], bytes] = {}  # (player, endpoint, seed) -> peer_field()
+        self._wires: dict[tuple[bytes, str, bool, str], bytes] = {}  # (player, endpoint, seed, key) -> peer_field()
         self._ping_networks = addresses.networks(limits.ping_networks)
         self.reports = 0  # unreachable reports received (for metrics)
 
@@ -90,12 +91,14 @@ class RequestHandlers:
             found = self._endpoints[key] = (recorded, addresses.may_ping(recorded, source, self._ping_networks))
         return found
 
-    def announce_begin(self, request: hub_pb2.HubRequest, now: float, source: str = "") -> bytes | PendingAnnounce:
+    def announce_begin(self, request: hub_pb2.HubRequest, now: float, source: str = "",
+                       key: bytes = b"") -> bytes | PendingAnnounce:
         """Validate an announce; its reply when it needs no refresh (stopped, completed), else what to refresh.
 
         The caller refreshes the pending ones, many at once (the store's ``refresh_start``), and finishes each
         with :meth:`announce_end`: a hub answering a batch of announces makes one round trip to a remote
-        store for many of them."""
+        store for many of them. ``key`` is the announcing connection's CURVE key (empty in clear): unless
+        the announce says its distributor serves in clear, it is handed out with the player's endpoint."""
         msg = request.announce
         store, limits = self.store, self.limits
         library_id = validate.library_id(msg.library_id, limits)
@@ -111,9 +114,10 @@ class RequestHandlers:
         if event == _COMPLETED and not seed:
             raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"completed announce with left={msg.left}; send left=0")
         want = validate.numwant(msg.numwant, limits)
+        served_key = "" if msg.plain else key.decode("ascii")
         record = PeerRecord(library_id, player_id, endpoint, seed, now + limits.expiry,
-                            self._wire(player_id, endpoint, seed))
-        pending = PendingAnnounce(request.request_id, record, want, event, pingable)
+                            self._wire(player_id, endpoint, seed, served_key))
+        pending = PendingAnnounce(request.request_id, record, want, event, pingable, bool(key))
         if event == _COMPLETED:  # counted once, on the full path
             return self.announce_end(pending, None, now, source)
         return pending
@@ -128,6 +132,8 @@ class RequestHandlers:
         else:
             known = store.get(library_id, player_id, now)
             if known is None or known.endpoint != endpoint:
+                if pending.keyed:
+                    self._check_claim(library_id, player_id, endpoint, now)
                 self._check_room(library_id, player_id, endpoint, known is None, now)
             store.upsert(record, now)
             if event == _COMPLETED and (known is None or not known.seed):
@@ -147,15 +153,24 @@ class RequestHandlers:
         return announce_reply(pending.request_id, counts.seeders, counts.leechers, self._intervals, peers,
                               endpoint, reachable)
 
-    def _wire(self, player_id: bytes, endpoint: str, seed: bool) -> bytes:
+    def _wire(self, player_id: bytes, endpoint: str, seed: bool, public_key: str) -> bytes:
         """The peer as replies encode it, cached: most announces repeat the last one."""
-        key = (player_id, endpoint, seed)
+        key = (player_id, endpoint, seed, public_key)
         wire = self._wires.get(key)
         if wire is None:
             if len(self._wires) >= _MAX_ENDPOINT_CACHE:
                 self._wires.clear()
-            wire = self._wires[key] = peer_field(player_id, endpoint, seed)
+            wire = self._wires[key] = peer_field(player_id, endpoint, seed, public_key)
         return wire
+
+    def _check_claim(self, library_id: bytes, player_id: bytes, endpoint: str, now: float) -> None:
+        """Refuse an endpoint another live player of the library announced: nobody takes over a peer's place."""
+        holders = [holder for holder in self.store.find_endpoint(library_id, endpoint, now) if holder != player_id]
+        if holders:
+            log.warning("endpoint_claim_refused", library=library_id.hex(), player=player_id.hex(), endpoint=endpoint,
+                        holder=holders[0].hex())
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"{endpoint} is announced by another player of this library; "
+                                "announce the endpoint your own distributor listens on")
 
     def _check_room(self, library_id: bytes, player_id: bytes, endpoint: str, new_player: bool, now: float) -> None:
         """Refuse with FULL an entry past one of the store's caps (a refresh of a known entry always fits)."""

@@ -11,7 +11,13 @@ the version and dispatches on the body kind to :mod:`services.hub.handlers`,
 which validate every field before touching the store. A :class:`ProtocolError` becomes an error
 reply; a store out of reach (a Redis that is down) is answered UNAVAILABLE, which sends the
 client to its next hub, and logged once per outage; any other exception is logged and answered
-INTERNAL. Hubs sharing a store also share, through it, each address's request count: every
+INTERNAL. A request that came over CURVE carries the client's public key (the
+ROUTER frame's ``User-Id``, see :mod:`services.wire.admission`): a key off the
+allowlist (revoked since it connected) is answered NOT_AUTHORISED, and its
+announce also removes its record; a request naming a player id other than the
+one its key derives (:func:`services.wire.curve.player_id_of`) is FORBIDDEN:
+each player record is bound to the key that announced it. Hubs sharing a
+store also share, through it, each address's request count: every
 SHARED_RATE_EVERY seconds this hub adds its own and learns the total, and refuses an address
 whose total over all hubs passed its limit for the rest of that second. Unreachable
 reports queue pings that the broker collects with :meth:`take_pings` and
@@ -37,6 +43,7 @@ from services.hub.store import HubStore
 from services.hub.store_errors import StoreUnavailable
 from services.runtime.latency import Latency
 from services.runtime.logs import get_logger
+from services.wire.curve import Allowlist, player_id_of
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import hub_pb2
 
@@ -60,6 +67,15 @@ class _Admitted(NamedTuple):
     source: str
     request: hub_pb2.HubRequest
     kind: str
+    key: bytes  # the client's CURVE public key (Z85); empty in clear
+
+
+# The player id each kind of request speaks for, checked against its key.
+_CLAIMS: dict[str, Callable[[hub_pb2.HubRequest], bytes]] = {
+    RequestKind.ANNOUNCE.value: lambda request: request.announce.player_id,
+    RequestKind.GET_PEERS.value: lambda request: request.get_peers.player_id,
+    RequestKind.REPORT.value: lambda request: request.report.reporter_id,
+}
 
 
 def _raise(exc: Exception) -> Any:
@@ -90,8 +106,10 @@ class HubLogic:
         log_requests: bool = False,
         stats_every: float = 60.0,
         local_address: Callable[[str], str] | None = None,
+        keys: Allowlist | None = None,
     ) -> None:
         self.store = store
+        self.keys = keys  # who may still speak (the broker's gate refreshes it); None: every key
         self.limits = limits
         self.started_at = started_at
         self.rng = rng or random.Random()
@@ -154,19 +172,22 @@ class HubLogic:
         """Requests refused before decoding (also counted in ``rejected``)."""
         return self.results.get((_UNKNOWN, "RATE_LIMITED"), 0)
 
-    def handle_frames(self, frames: list[bytes], now: float, source: str = "") -> list[bytes] | None:
+    def handle_frames(self, frames: list[bytes], now: float, source: str = "", key: bytes = b"") -> list[bytes] | None:
         """Answer one ROUTER message from address ``source`` ("" unknown); None when it cannot be answered."""
-        return self.handle_batch([(frames, source)], now)[0]
+        return self.handle_batch([(frames, source)], now, [key])[0]
 
-    def handle(self, identity: bytes, body: bytes, now: float, source: str = "") -> bytes:
-        """Answer one request frame from client ``identity`` at address ``source``; always a serialized HubReply."""
-        return self._answer_all([(identity, body, source)], now)[0]
+    def handle(self, identity: bytes, body: bytes, now: float, source: str = "", key: bytes = b"") -> bytes:
+        """Answer one request frame from client ``identity`` at address ``source``, authenticated with CURVE key
+        ``key`` (empty: in clear); always a serialized HubReply."""
+        return self._answer_all([(identity, body, source, key)], now)[0]
 
-    def handle_batch(self, messages: Sequence[tuple[list[bytes], str]], now: float) -> list[list[bytes] | None]:
-        """Answer ROUTER messages (frames, source address) read together, in order; None for one that cannot
-        be answered. Their periodic announces refresh the store together (see :meth:`_answer_all`)."""
+    def handle_batch(self, messages: Sequence[tuple[list[bytes], str]], now: float,
+                     keys: Sequence[bytes] | None = None) -> list[list[bytes] | None]:
+        """Answer ROUTER messages (frames, source address) read together, in order, each with its client's
+        CURVE key in ``keys`` (None: all in clear); None for one that cannot be answered. Their periodic
+        announces refresh the store together (see :meth:`_answer_all`)."""
         replies: list[list[bytes] | None] = [None] * len(messages)
-        requests: list[tuple[bytes, bytes, str]] = []
+        requests: list[tuple[bytes, bytes, str, bytes]] = []
         heads: list[tuple[int, list[bytes]]] = []
         for n, (frames, source) in enumerate(messages):
             if len(frames) < 2:
@@ -176,7 +197,7 @@ class HubLogic:
             identity = frames[0]
             if len(frames) == 2 or (len(frames) == 3 and not frames[1]):
                 heads.append((n, frames[:-1]))
-                requests.append((identity, frames[-1], source))
+                requests.append((identity, frames[-1], source, keys[n] if keys is not None else b""))
                 continue
             head = [identity, b""] if not frames[1] else [identity]
             error = ProtocolError(
@@ -187,8 +208,8 @@ class HubLogic:
             replies[n] = [*head, reply]
         return replies
 
-    def _answer_all(self, requests: Sequence[tuple[bytes, bytes, str]], now: float) -> list[bytes]:
-        """Serialized HubReplies to (identity, body, source) requests, in order.
+    def _answer_all(self, requests: Sequence[tuple[bytes, bytes, str, bytes]], now: float) -> list[bytes]:
+        """Serialized HubReplies to (identity, body, source, key) requests, in order.
 
         The batch is answered in parts of PART requests, as a pipeline: a part's refreshes are started, then
         the part before it is finished. A remote store thus runs one part's refreshes while this hub prepares
@@ -202,20 +223,20 @@ class HubLogic:
         earlier()
         return replies
 
-    def _answer_part(self, requests: Sequence[tuple[bytes, bytes, str]], part: range, replies: list[bytes],
+    def _answer_part(self, requests: Sequence[tuple[bytes, bytes, str, bytes]], part: range, replies: list[bytes],
                      now: float) -> Callable[[], None]:
         """Answer ``requests[part]`` into ``replies``, all but their periodic announces, whose refresh is
         started; what this returns finishes those."""
         waiting: list[tuple[int, _Admitted, PendingAnnounce]] = []
         for n in part:
-            identity, body, source = requests[n]
-            admitted = self._admit(identity, body, now, source)
+            identity, body, source, key = requests[n]
+            admitted = self._admit(identity, body, now, source, key)
             if isinstance(admitted, bytes):
                 replies[n] = admitted
                 continue
             if admitted.kind == _ANNOUNCE:
                 begun = self._guarded(admitted, now, partial(self.handlers.announce_begin, admitted.request, now,
-                                                             source))
+                                                             source, key))
                 if isinstance(begun, PendingAnnounce):
                     waiting.append((n, admitted, begun))
                 else:
@@ -245,7 +266,7 @@ class HubLogic:
 
         return finish
 
-    def _admit(self, identity: bytes, body: bytes, now: float, source: str) -> bytes | _Admitted:
+    def _admit(self, identity: bytes, body: bytes, now: float, source: str, key: bytes) -> bytes | _Admitted:
         """A refusal (rate, size, decoding, version), or the decoded request to answer."""
         if not (self.rate.check(identity, now) and (not source or self.address_rate.check(source.encode(), now))):
             return self._rate_limited(identity, source, now)
@@ -262,9 +283,34 @@ class HubLogic:
                     ErrorCode.UNSUPPORTED_VERSION,
                     f"hub speaks version {PROTOCOL_VERSION}, request says {request.version}; upgrade the player",
                 )
+            if key:
+                self._check_key(request, kind, key, now)
         except ProtocolError as exc:
             return self._reject(identity, source, request.request_id, kind, exc, now)
-        return _Admitted(identity, source, request, kind)
+        return _Admitted(identity, source, request, kind, key)
+
+    def _check_key(self, request: hub_pb2.HubRequest, kind: str, key: bytes, now: float) -> None:
+        """Refuse a key off the allowlist (its announce also ends its record), and an id that is not the key's."""
+        if self.keys is not None and not self.keys.admits(key):
+            if kind == _ANNOUNCE:
+                self._forget_revoked(request.announce, key, now)
+            raise ProtocolError(ErrorCode.NOT_AUTHORISED, "this player's key is not on the hub's allowlist (any "
+                                "more); ask the hub's operator to add it (`emma keys show` prints it)")
+        claimed = _CLAIMS[kind](request) if kind in _CLAIMS else b""
+        if claimed and claimed != player_id_of(key):
+            raise ProtocolError(ErrorCode.FORBIDDEN, "the player id in this request is not the one of the key "
+                                "this connection authenticated with; a player speaks only for itself")
+
+    def _forget_revoked(self, announce: hub_pb2.Announce, key: bytes, now: float) -> None:
+        """A revoked player's next announce removes it: the hub stops handing it out within one interval."""
+        if len(announce.library_id) != 32 or announce.player_id != player_id_of(key):
+            return
+        try:
+            if self.store.remove(announce.library_id, announce.player_id, now) is not None:
+                log.info("player_dropped", reason="key revoked", library=announce.library_id.hex(),
+                         player=announce.player_id.hex(), key=key.decode())
+        except StoreUnavailable as exc:
+            self._store_lost(exc, now)
 
     def _answer(self, admitted: _Admitted, now: float, action: Callable[[], bytes]) -> bytes:
         reply = self._guarded(admitted, now, action)
@@ -275,7 +321,7 @@ class HubLogic:
                  action: Callable[[], bytes | PendingAnnounce]) -> bytes | PendingAnnounce:
         """Run ``action`` for a request: its reply (counted), a pending announce, or the error reply its failure
         makes (a store out of reach: UNAVAILABLE; anything unexpected: logged, INTERNAL)."""
-        identity, source, request, kind = admitted
+        identity, source, request, kind, _ = admitted
         try:
             if self.store_down and now < self._store_retry_at:
                 raise StoreUnavailable("the store failed less than a second ago")

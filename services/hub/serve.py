@@ -1,8 +1,10 @@
 """Run a hub in the foreground: what ``emma hub`` and ``python -m services.hub`` share.
 
 Opens the store, binds the ROUTER, prints one line ``hub listening on
-<endpoint>`` (flushed, so a parent process can read the port it got), serves
-until SIGINT or SIGTERM, then flushes the store and exits cleanly.
+<endpoint>`` (flushed, so a parent process can read the port it got), then,
+with encryption on (the default), ``hub key <Z85 public key>``: what players
+put in ``hub.key`` so that the libraries they share name it. Serves until
+SIGINT or SIGTERM, then flushes the store and exits cleanly.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from services.hub.store import open_store
 from services.hub.store_errors import StoreError
 from services.runtime.logs import get_logger
 from services.runtime.metrics_http import MetricsEndpoint
+from services.wire import curve
 from services.wire.ids import InvalidEndpoint, parse_host_port, parse_library_id
 
 log = get_logger("services")
@@ -50,6 +53,8 @@ class HubOptions:
     log_requests: bool = False
     metrics: str = ""  # HOST:PORT of the /metrics endpoint; empty = none
     metrics_library_label: bool = True
+    key_dir: Path | None = None  # where the hub's CURVE key pair lives; None = encryption off
+    players: str = curve.ANY  # the allowlist of player keys: "any" or a file
 
 
 def build_options(
@@ -67,6 +72,8 @@ def build_options(
     ping_networks: tuple[str, ...] = (),
     metrics: str = "",
     metrics_library_label: bool = True,
+    encryption: bool = True,
+    players: str = curve.ANY,
 ) -> HubOptions:
     """Resolve command-line values against the defaults: bind on all interfaces, db in the data dir."""
     if not 1 <= interval <= 86_400:
@@ -81,6 +88,14 @@ def build_options(
         addresses.networks(ping_networks)
     except ValueError as exc:
         raise HubStartError(f"--ping-allow: {exc}") from None
+    players = players.strip() or curve.ANY
+    if players != curve.ANY and not encryption:
+        raise HubStartError("a private hub (--players FILE) must encrypt: drop --no-encryption, or use --players any")
+    if players != curve.ANY:
+        try:
+            curve.Allowlist(players)
+        except curve.CurveKeyError as exc:
+            raise HubStartError(f"--players: {exc}") from None
     if metrics:
         try:
             parse_host_port(metrics)
@@ -103,6 +118,8 @@ def build_options(
         log_requests=log_requests,
         metrics=metrics,
         metrics_library_label=metrics_library_label,
+        key_dir=data_dir if encryption else None,
+        players=players,
     )
 
 
@@ -159,19 +176,29 @@ def run_hub(options: HubOptions, out: TextIO = sys.stdout) -> None:
                            url=options.redis)
     except (StoreError, ValueError) as exc:
         raise HubStartError(str(exc)) from exc
+    try:
+        keys = curve.load_or_create(options.key_dir) if options.key_dir is not None else None
+        allowlist = curve.Allowlist(options.players)
+    except (curve.CurveKeyError, OSError) as exc:
+        store.close()
+        raise HubStartError(str(exc)) from exc
     logic = HubLogic(store, options.limits, started_at=now, log_requests=options.log_requests,
                      local_address=addresses.route_source)
     gc.freeze()  # the loaded store is long-lived: keep full collections from walking it (tens of ms)
     try:
         with zmq.Context() as context:
-            broker = Broker(logic, context)
+            broker = Broker(logic, context, keys=keys, allowlist=allowlist)
             try:
                 endpoint = broker.bind(options.bind)
             except zmq.ZMQError as exc:
                 broker.close()
                 raise HubStartError(f"cannot listen on {options.bind}: {exc}; choose another --bind") from exc
             print(f"hub listening on {endpoint}", file=out, flush=True)
-            log.info("hub_started", endpoint=endpoint, store=store.name, db=str(options.db or ""))
+            if keys is not None:
+                print(f"hub key {keys.public.decode()}", file=out, flush=True)
+            log.info("hub_started", endpoint=endpoint, store=store.name, db=str(options.db or ""),
+                     encryption=keys is not None, players=options.players,
+                     key=keys.public.decode() if keys is not None else "")
             try:
                 metrics = broker.metrics = _serve_metrics(options, logic, context, now)
             except HubStartError:

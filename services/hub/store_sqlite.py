@@ -8,7 +8,12 @@ transaction of prepared ``executemany`` statements. On open, the rows still
 live are loaded into the index, so a restarted hub knows its players and
 forgets them at their stored absolute expiry time.
 
-A refresh (same endpoint and seed status, later expiry) is written only when
+Each row keeps the peer as replies encode it (``wire``, with the key the player
+announced with), so a restarted hub hands players out with their keys at once.
+A schema 1 file (before keys) gains the column on open; its rows are encoded
+anew, without a key, until their players announce again.
+
+A refresh (same endpoint, seed status and key, later expiry) is written only when
 the stored expiry would otherwise lag the live one by ``refresh_slack``
 seconds or more (the hub passes half an announce interval). Frequent
 re-announces then cost no disk writes; after a restart an entry may expire
@@ -31,7 +36,7 @@ from services.hub.model import PeerRecord
 from services.hub.store_errors import StoreError
 from services.hub.store_memory import MemoryStore
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS peers (
     library_id BLOB NOT NULL,
@@ -39,6 +44,7 @@ CREATE TABLE IF NOT EXISTS peers (
     endpoint TEXT NOT NULL,
     seed INTEGER NOT NULL,
     expires_at REAL NOT NULL,
+    wire BLOB NOT NULL DEFAULT x'',
     PRIMARY KEY (library_id, player_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS completed (
@@ -46,7 +52,7 @@ CREATE TABLE IF NOT EXISTS completed (
     count INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
-_UPSERT = "INSERT OR REPLACE INTO peers VALUES (?, ?, ?, ?, ?)"
+_UPSERT = "INSERT OR REPLACE INTO peers VALUES (?, ?, ?, ?, ?, ?)"
 _DELETE = "DELETE FROM peers WHERE library_id = ? AND player_id = ?"
 _EXPIRE = "DELETE FROM peers WHERE library_id = ? AND player_id = ? AND expires_at <= ?"
 _COMPLETED = "INSERT OR REPLACE INTO completed VALUES (?, ?)"
@@ -63,8 +69,10 @@ def _connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA cache_size = -32768")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, 1, SCHEMA_VERSION):
             raise StoreError(f"{path} has hub schema {version}, this hub needs {SCHEMA_VERSION}; move the file aside")
+        if version == 1:
+            conn.execute("ALTER TABLE peers ADD COLUMN wire BLOB NOT NULL DEFAULT x''")
         conn.executescript(_SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
@@ -103,10 +111,10 @@ class SqliteStore(MemoryStore):
         with self._conn:
             self._conn.execute("BEGIN")
             self._conn.execute("DELETE FROM peers WHERE expires_at <= ?", (now,))
-        rows = self._conn.execute("SELECT library_id, player_id, endpoint, seed, expires_at FROM peers")
-        for library_id, player_id, endpoint, seed, expires_at in rows:
+        rows = self._conn.execute("SELECT library_id, player_id, endpoint, seed, expires_at, wire FROM peers")
+        for library_id, player_id, endpoint, seed, expires_at, stored in rows:
             library_id, player_id, seed = bytes(library_id), bytes(player_id), bool(seed)
-            wire = peer_field(player_id, endpoint, seed)
+            wire = bytes(stored) or peer_field(player_id, endpoint, seed)
             self._index.put(PeerRecord(library_id, player_id, endpoint, seed, expires_at, wire), now)
             self._persisted[(library_id, player_id)] = expires_at
         for library_id, count in self._conn.execute("SELECT library_id, count FROM completed"):
@@ -115,7 +123,7 @@ class SqliteStore(MemoryStore):
     def upsert(self, record: PeerRecord, now: float) -> PeerRecord | None:
         old = self._index.put(record, now)
         key = (record.library_id, record.player_id)
-        if old is not None and old.endpoint == record.endpoint and old.seed == record.seed:
+        if old is not None and old.wire == record.wire:  # the same endpoint, seed status and key
             persisted = self._persisted.get(key)
             if persisted is not None and record.expires_at - persisted < self._slack:
                 return old
@@ -156,9 +164,8 @@ class SqliteStore(MemoryStore):
         try:
             with self._conn:
                 self._conn.execute("BEGIN")
-                self._conn.executemany(
-                    _UPSERT, [(r.library_id, r.player_id, r.endpoint, int(r.seed), r.expires_at) for r in upserts]
-                )
+                rows = [(r.library_id, r.player_id, r.endpoint, int(r.seed), r.expires_at, r.wire) for r in upserts]
+                self._conn.executemany(_UPSERT, rows)
                 self._conn.executemany(_DELETE, deletes)
                 self._conn.executemany(_EXPIRE, [(r.library_id, r.player_id, r.expires_at) for r in expired])
                 self._conn.executemany(_COMPLETED, list(completed.items()))

@@ -11,6 +11,14 @@ hub records the address the announce came from (``distributor.advertise``
 overrides that), answers with the endpoint it hands out and whether the hub
 itself could connect to it, and the heartbeat carries that to View Services.
 
+Trust: with ``security.encryption`` on (always in a private swarm) the ROUTER is a
+CURVE server with the player's key pair, admitting the keys of ``security.players``
+("any", or a file re-read when it changes); the announce tells the hub so, and the
+hub hands this key out with our endpoint. A key revoked from the file is refused new
+connections at once, and on connections opened before it, every request is checked:
+it gets a NOT_AUTHORISED error instead of books. With ``security.publishers`` set, a
+library not signed by a trusted publisher is not served.
+
 Run: ``python -m services.peer.distributor --data-dir D``.
 """
 
@@ -27,7 +35,7 @@ from typing import Any
 import zmq
 
 from services.hub.client_types import Reachability
-from services.peer import identity
+from services.peer import identity, signing
 from services.peer.distributor_logic import DistributorLogic, Send, SendBook, Served
 from services.peer.hublink import AnnounceJob, HubLink
 from services.peer.library import Library, LibraryError, read_library
@@ -38,8 +46,8 @@ from services.runtime import config as config_mod
 from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import get_logger
 from services.runtime.service import service_main
-from services.wire import framing
-from services.wire.admission import Admission, Gate
+from services.wire import curve, framing
+from services.wire.admission import Admission, Gate, key_of, source_of
 from services.wire.errors import ErrorCode
 from services.wire.ids import make_endpoint
 from services.wire.pb import hub_pb2, wire_pb2
@@ -74,8 +82,14 @@ class Distributor:
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.SNDBUF, SEND_BUFFER)
         self.router.setsockopt(zmq.TCP_MAXRT, int(STUCK_SECONDS * 1000))  # TCP_USER_TIMEOUT: zero windows too
-        self.gate = Gate(self.ctx, Admission(CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS), "distributor")
-        self.gate.guard(self.router)
+        self.keys = curve.load_or_create(config.data_dir)
+        self.allowlist = curve.Allowlist(config.get("security.players"))
+        self.encrypted = bool(config.get("security.encryption")) or not self.allowlist.open
+        self.trusted = signing.Trusted.from_file(config.get("security.publishers"))
+        self.refused_libraries: set[bytes] = set()
+        self.revoked: set[bytes] = set()  # connections whose key was revoked and that were told so
+        self.gate = Gate(self.ctx, Admission(CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS), "distributor", self.allowlist)
+        self.gate.guard(self.router, self.keys if self.encrypted else None)
         host, port = config.get("distributor.ip"), config.get("distributor.port")
         if port == 0:
             port = self.router.bind_to_random_port(f"tcp://{host}" if ":" not in host else f"tcp://[{host}]")
@@ -84,6 +98,7 @@ class Distributor:
         self.endpoint = make_endpoint(host, port)
         self.announced = make_endpoint(config.get("distributor.advertise") or host, port)
         self.seen: tuple[str, Reachability] = ("", Reachability.UNKNOWN)
+        self.hub_error = ""  # the last announce failure, logged once while it lasts
         self.unverified_announces = 0
         self.pull = self.ctx.socket(zmq.PULL)
         self.pull.setsockopt(zmq.LINGER, 0)
@@ -101,7 +116,7 @@ class Distributor:
         self.unsent: deque[tuple[zmq.MessageTracker, bytes, int]] = deque()
         self.complete: dict[bytes, bool] = {}
         self.next_announce: dict[bytes, float] = {}
-        self.hub = HubLink(self.ctx)
+        self.hub = HubLink(self.ctx, identity=self.keys)
         self.heartbeat = HeartbeatSender(self.ctx, heartbeat, "distributor",
                                          config.get("maestro.heartbeat_interval")) if heartbeat else None
         if self.heartbeat:
@@ -127,7 +142,7 @@ class Distributor:
             library_id = bytes.fromhex(record.id)
             served = self.logic.served.get(library_id)
             library = served.library if served else self._read(record.lib_path)
-            if library is None:
+            if library is None or not self._trusted(library):
                 continue
             self._execute(self.logic.serve_library(library, record.have))
             done = record.status is Status.SEEDING
@@ -166,6 +181,14 @@ class Distributor:
         except LibraryError as exc:
             log.warning("library_unreadable", path=str(path), error=str(exc))
             return None
+
+    def _trusted(self, library: Library) -> bool:
+        """Whether the trusted publishers let us serve ``library`` (a refusal is logged once)."""
+        refusal = self.trusted.refusal(library.publisher_key)
+        if refusal and library.id not in self.refused_libraries:
+            self.refused_libraries.add(library.id)
+            log.error("library_not_served", library=library.id_hex, error=refusal)
+        return not refusal
 
     def _open(self, library_id: bytes, path: Path, *, partial: bool) -> None:
         """Open the file books are served from; a partial file the Requestor has not created yet is no news."""
@@ -209,6 +232,7 @@ class Distributor:
             library_id=library_id, hubs=library.hubs, player_id=self.player_id, endpoint=self.announced,
             event=event, uploaded=record.uploaded if record else 0,
             downloaded=record.downloaded if record else 0, left=left, numwant=0,
+            hub_keys=library.hub_keys, plain=not self.encrypted,
         ))
         self.next_announce[library_id] = now + ANNOUNCE_DEFAULT
         name = hub_pb2.AnnounceEvent.Name(hub_pb2.AnnounceEvent.ValueType(event))
@@ -220,7 +244,11 @@ class Distributor:
                 continue
             if not result.ok:
                 self.next_announce[result.job.library_id] = now + 2.0
+                if result.error != self.hub_error:
+                    self.hub_error = result.error
+                    slog.warning("announce_failed", library=result.job.library_id.hex(), error=result.error)
                 continue
+            self.hub_error = ""
             if result.endpoint:
                 self._seen_as(result.endpoint, result.reachable)
             unverified = result.endpoint and result.reachable is Reachability.UNKNOWN
@@ -262,6 +290,7 @@ class Distributor:
             now = time.monotonic()
             if now >= next_reload:
                 self.reload(now)
+                self.gate.refresh(now)
                 next_reload = now + RELOAD_SECONDS
                 for library_id, due in list(self.next_announce.items()):
                     if now >= due:
@@ -288,6 +317,9 @@ class Distributor:
         return {**self.logic.counts, "libraries": len(self.logic.served)}
 
     def _receive(self, now: float) -> None:
+        if not self.allowlist.open:
+            self._receive_checked(now)
+            return
         for _ in range(256):
             try:
                 frames = self.router.recv_multipart(zmq.NOBLOCK)
@@ -296,6 +328,34 @@ class Distributor:
             if len(frames) < 2:
                 continue
             self._execute(self.logic.handle(frames[0], frames[1:], now))
+
+    def _receive_checked(self, now: float) -> None:
+        """As :meth:`_receive`, each request checked against the allowlist: a key revoked since its connection
+        was opened gets NOT_AUTHORISED, not books."""
+        for _ in range(256):
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            if len(frames) < 2:
+                continue
+            identity = frames[0].bytes
+            if not self.allowlist.admits(key_of(frames[1])):
+                self.logic.gone(identity)
+                self._revoked(identity, frames[1])
+                continue
+            self._execute(self.logic.handle(identity, [frame.bytes for frame in frames[1:]], now))
+
+    def _revoked(self, identity: bytes, frame: zmq.Frame) -> None:
+        reason = "your key is no longer on this player's allowlist; ask its owner to add it back"
+        try:
+            self.router.send_multipart([identity, framing.error(ErrorCode.NOT_AUTHORISED, reason, b"", 0)])
+        except zmq.ZMQError:
+            pass  # gone already
+        if identity not in self.revoked and len(self.revoked) < MAX_CONNECTIONS:  # one line per connection
+            self.revoked.add(identity)
+            log.warning("request_refused", key=key_of(frame).decode(), reason="key revoked",
+                        address=source_of(frame))
 
     def _notices(self) -> None:
         """The local Requestor's news of landed books; what arrived together goes out as one ``have``

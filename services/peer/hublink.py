@@ -15,8 +15,10 @@ from typing import Any
 import zmq
 
 from services.hub.client import HubClient
-from services.hub.client_types import AnnounceEvent, HubClientError, PeerInfo, Reachability
+from services.hub.client_types import AnnounceEvent, HubClientError, HubError, HubRefused, PeerInfo, Reachability
 from services.runtime.logs import get_logger
+from services.wire.curve import KeyPair
+from services.wire.errors import ErrorCode
 
 log = get_logger("debug")
 
@@ -32,6 +34,8 @@ class AnnounceJob:
     downloaded: int
     left: int
     numwant: int = 50
+    hub_keys: tuple[str, ...] = ()  # each hub's CURVE key, as the library names them ("" = in clear)
+    plain: bool = False  # the distributor serves in clear
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class PeersJob:
     hubs: tuple[str, ...]
     player_id: bytes
     numwant: int = 50
+    hub_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class ReportJob:
     hubs: tuple[str, ...]
     player_id: bytes
     endpoint: str
+    hub_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -59,16 +65,17 @@ class HubResult:
     error: str = ""
     endpoint: str = ""  # announce: where the hub hands this player out
     reachable: Reachability = Reachability.UNKNOWN
+    refused: bool = False  # the hubs refused this player's key (at the handshake, or NOT_AUTHORISED)
 
 
 class HubLink:
     """Owns the worker thread; ``submit`` a job, ``results`` when ``socket`` polls readable."""
 
-    def __init__(self, ctx: zmq.Context[Any], timeout: float = 2.0) -> None:
+    def __init__(self, ctx: zmq.Context[Any], timeout: float = 2.0, identity: KeyPair | None = None) -> None:
         address = f"inproc://hublink-{id(self)}"
         self.socket: zmq.Socket[Any] = ctx.socket(zmq.PAIR)
         self.socket.bind(address)
-        self._thread = threading.Thread(target=_worker, args=(ctx, address, timeout), daemon=True,
+        self._thread = threading.Thread(target=_worker, args=(ctx, address, timeout, identity), daemon=True,
                                         name="hublink")
         self._thread.start()
 
@@ -88,10 +95,10 @@ class HubLink:
         self.socket.close(linger=0)
 
 
-def _worker(ctx: zmq.Context[Any], address: str, timeout: float) -> None:
+def _worker(ctx: zmq.Context[Any], address: str, timeout: float, identity: KeyPair | None) -> None:
     socket: zmq.Socket[Any] = ctx.socket(zmq.PAIR)
     socket.connect(address)
-    clients: dict[tuple[str, ...], HubClient] = {}
+    clients: dict[tuple[tuple[str, ...], tuple[str, ...]], HubClient] = {}
     try:
         while True:
             job = socket.recv_pyobj()
@@ -100,9 +107,11 @@ def _worker(ctx: zmq.Context[Any], address: str, timeout: float) -> None:
             if not job.hubs:
                 socket.send_pyobj(HubResult(job, False, error="the library lists no hub"))
                 continue
-            client = clients.get(job.hubs)
+            client = clients.get((job.hubs, job.hub_keys))
             if client is None:
-                client = clients[job.hubs] = HubClient(list(job.hubs), timeout=timeout, attempts=len(job.hubs))
+                keys = {hub: key.encode("ascii") for hub, key in zip(job.hubs, job.hub_keys, strict=False)}
+                client = clients[(job.hubs, job.hub_keys)] = HubClient(
+                    list(job.hubs), timeout=timeout, attempts=len(job.hubs), keys=keys, identity=identity)
             socket.send_pyobj(_run(client, job))
     finally:
         for client in clients.values():
@@ -116,7 +125,7 @@ def _run(client: HubClient, job: AnnounceJob | PeersJob | ReportJob) -> HubResul
             reply = client.announce(
                 library_id=job.library_id, player_id=job.player_id, endpoint=job.endpoint,
                 event=AnnounceEvent(job.event), uploaded=job.uploaded,
-                downloaded=job.downloaded, left=job.left, numwant=job.numwant,
+                downloaded=job.downloaded, left=job.left, numwant=job.numwant, plain=job.plain,
             )
             return HubResult(job, True, list(reply.peers), float(reply.interval), endpoint=reply.endpoint,
                              reachable=reply.reachable)
@@ -127,4 +136,5 @@ def _run(client: HubClient, job: AnnounceJob | PeersJob | ReportJob) -> HubResul
         return HubResult(job, True)
     except HubClientError as exc:
         log.info("hub_request_failed", job=type(job).__name__, error=str(exc))
-        return HubResult(job, False, error=str(exc))
+        refused = isinstance(exc, HubRefused) or (isinstance(exc, HubError) and exc.code == ErrorCode.NOT_AUTHORISED)
+        return HubResult(job, False, error=str(exc), refused=refused)

@@ -1,30 +1,17 @@
-"""This player's id: 16 random bytes made once per data directory."""
+"""This player's id: 16 bytes derived from its CURVE public key (see :func:`services.wire.curve.player_id_of`).
+
+The hub binds each player record to the key of the connection that announced it, and checks
+that the id a request names is the one this key derives: no player can announce, report or
+remove under another's id. ``emma keys rotate`` therefore gives the player a new id too.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from services.wire.ids import PLAYER_ID_LEN
+from services.wire import curve
 
 
 def player_id(data_dir: Path) -> bytes:
-    """Read ``<data>/player_id``, creating it on first use (atomically)."""
-    path = data_dir / "player_id"
-    try:
-        raw = bytes.fromhex(path.read_text().strip())
-        if len(raw) == PLAYER_ID_LEN:
-            return raw
-    except (OSError, ValueError):
-        pass
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fresh = os.urandom(PLAYER_ID_LEN)
-    tmp = path.with_name(f".player_id.{os.getpid()}")
-    tmp.write_text(fresh.hex())
-    try:
-        os.link(tmp, path)  # first writer wins; a concurrent process reads the winner
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
-    return bytes.fromhex(path.read_text().strip())
+    """The id of the player whose data directory is ``data_dir`` (its key pair is made on first use)."""
+    return curve.player_id_of(curve.load_or_create(data_dir).public)

@@ -33,6 +33,7 @@ from services.peer.library import (
     make_library,
 )
 from services.peer.localdata import good_books
+from services.peer.signing import Publisher
 from services.peer.tree import MAX_FILES, check_path
 from services.runtime.version import version
 
@@ -62,8 +63,10 @@ def librarify(
     algorithm: HashAlgorithm = HashAlgorithm.BLAKE3,
     progress: Progress | None = None,
     now: float | None = None,
+    hub_keys: tuple[str, ...] = (),
+    publisher: Publisher | None = None,
 ) -> Library:
-    """Hash ``path`` into a library listing ``hubs``."""
+    """Hash ``path`` into a library listing ``hubs`` (with their CURVE keys), signed by ``publisher`` if given."""
     size = stuff_size(path)
     chosen = check_book_size(book_size) if book_size is not None else auto_book_size(size)
     try:
@@ -86,6 +89,8 @@ def librarify(
         hubs=hubs,
         created_at=int(time.time() if now is None else now),
         creator=CREATOR,
+        hub_keys=hub_keys,
+        publisher=publisher,
     )
 
 
@@ -184,8 +189,11 @@ def librarify_tree(
     now: float | None = None,
     warn: Warn = lambda _: None,
     walked: Walked | None = None,
+    hub_keys: tuple[str, ...] = (),
+    publisher: Publisher | None = None,
 ) -> Library:
-    """Hash every file under the folder ``path`` into a version 2 library listing ``hubs``."""
+    """Hash every file under the folder ``path`` into a version 2 library listing ``hubs`` (with their CURVE
+    keys), signed by ``publisher`` if given."""
     try:
         name = check_name(path.name)
     except LibraryError as exc:
@@ -216,6 +224,8 @@ def librarify_tree(
         creator=CREATOR,
         files=entries,
         empty_dirs=walked.empty_dirs,
+        hub_keys=hub_keys,
+        publisher=publisher,
     )
 
 

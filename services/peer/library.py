@@ -17,6 +17,9 @@ A .lib file comes from outside, so nothing in it is trusted:
   size, book count against ``MAX_BOOKS`` and against the hashes, hash
   algorithm, hubs, ``created_at``, creator). A name is one plain file name
   with room left for the suffixes a download adds, and no control characters.
+- Trust: each hub may come with its CURVE key (``hub_keys``), and a library may
+  be signed by its publisher; a signature that does not hold fails the parse
+  (see :mod:`services.peer.signing`).
 - Re-reading: :class:`LibraryCache` keeps parsed libraries by (device, inode,
   size, mtime_ns), so a loop that looks at the same files every turn parses
   each one once.
@@ -36,6 +39,7 @@ from pathlib import Path
 import blake3
 from google.protobuf.message import DecodeError
 
+from services.peer import signing
 from services.peer.names import (
     CLASH_SUFFIX_LEN,
     FS_NAME_MAX,
@@ -47,6 +51,7 @@ from services.peer.names import (
     quoted,
 )
 from services.peer.tree import FileEntry, Tree, check_path
+from services.wire.curve import CurveKeyError, check_key
 from services.wire.ids import parse_endpoint
 from services.wire.pb import library_pb2
 
@@ -197,6 +202,12 @@ class Library:
     created_at: int
     creator: str
     info_bytes: bytes = field(repr=False)
+    hub_keys: tuple[str, ...] = ()  # the CURVE key of each hub (same order; "" or missing: that hub runs in clear)
+    publisher_key: bytes = b""  # Ed25519; empty: unsigned
+    signature: bytes = field(default=b"", repr=False)
+
+    def hub_key(self, index: int) -> str:
+        return self.hub_keys[index] if index < len(self.hub_keys) else ""
     tree: Tree | None = field(default=None, repr=False)  # format version 2: the files, where their books are
 
     @property
@@ -244,14 +255,17 @@ class Library:
             hubs=list(self.hubs),
             created_at=self.created_at,
             creator=self.creator,
+            hub_keys=list(self.hub_keys),
+            publisher_key=self.publisher_key,
+            signature=self.signature,
         )
         return MAGIC + wrapper.SerializeToString()
 
     def with_hubs(self, hubs: tuple[str, ...]) -> Library:
-        """The same library (same id) listing other hubs."""
+        """The same library (same id) listing other hubs, in clear and unsigned (a signature covers the hubs)."""
         _check_hubs(hubs)
         fields = {k: v for k, v in self.__dict__.items() if k not in ("id", "id_hex")}
-        return Library(**{**fields, "hubs": hubs})
+        return Library(**{**fields, "hubs": hubs, "hub_keys": (), "publisher_key": b"", "signature": b""})
 
 
 def make_library(
@@ -264,10 +278,12 @@ def make_library(
     hubs: tuple[str, ...],
     created_at: int,
     creator: str,
+    hub_keys: tuple[str, ...] = (),
+    publisher: signing.Publisher | None = None,
     files: Sequence[FileEntry] | None = None,
     empty_dirs: Sequence[str] = (),
 ) -> Library:
-    """Build a library from its parts, validating them as a read would.
+    """Build a library from its parts, validating them as a read would; signed by ``publisher`` if given.
 
     With ``files`` (a tree, format version 2) ``size`` must be their total; they are stored
     sorted by path whatever the order given, so equal trees have equal ids.
@@ -293,7 +309,11 @@ def make_library(
             hubs=list(hubs),
             created_at=created_at,
             creator=creator,
+            hub_keys=list(hub_keys),
         )
+        if publisher is not None:
+            wrapper.publisher_key = publisher.public
+            wrapper.signature = publisher.sign(_signed(wrapper))
     except (TypeError, ValueError) as exc:  # a number out of its protobuf range, text that is not text
         raise LibraryError(f"cannot build a library from these parts: {exc}") from exc
     return parse_library(MAGIC + wrapper.SerializeToString())
@@ -319,6 +339,11 @@ def parse_library(data: bytes) -> Library:
     _check_hubs(hubs)
     _check_created_at(wrapper.created_at)
     _check_creator(wrapper.creator)
+    _check_hub_keys(tuple(wrapper.hub_keys), len(hubs))
+    try:
+        signing.check(_signed(wrapper), wrapper.publisher_key, wrapper.signature)
+    except signing.SignatureError as exc:
+        raise LibraryError(str(exc)) from None
     return Library(
         name=info.name,
         size=info.size,
@@ -329,8 +354,16 @@ def parse_library(data: bytes) -> Library:
         created_at=wrapper.created_at,
         creator=wrapper.creator,
         info_bytes=bytes(wrapper.info),
+        hub_keys=tuple(wrapper.hub_keys),
+        publisher_key=bytes(wrapper.publisher_key),
+        signature=bytes(wrapper.signature),
         tree=tree,
     )
+
+
+def _signed(wrapper: library_pb2.LibraryFile) -> bytes:
+    return signing.signed_message(wrapper.info, wrapper.hubs, wrapper.hub_keys, wrapper.created_at, wrapper.creator,
+                                  wrapper.publisher_key, wrapper.format_version)
 
 
 def _tree(info: library_pb2.LibraryInfo) -> Tree:
@@ -393,6 +426,17 @@ def _check_hubs(hubs: tuple[str, ...]) -> None:
             parse_endpoint(hub)
         except ValueError as exc:  # InvalidEndpoint, and int() of an odd port
             raise LibraryError(f"bad hub endpoint in library: {exc}") from exc
+
+
+def _check_hub_keys(keys: tuple[str, ...], hubs: int) -> None:
+    if len(keys) > hubs:
+        raise LibraryError(f"library names {len(keys)} hub keys for {hubs} hubs: the file is corrupt; {AGAIN}")
+    for key in keys:
+        if key:
+            try:
+                check_key(key, "hub key")
+            except CurveKeyError as exc:
+                raise LibraryError(f"{exc}; {AGAIN}") from None
 
 
 def _check_created_at(created_at: int) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import zmq
 
-from services.peer import catalog, identity
+from services.peer import catalog, identity, signing
 from services.peer import requestor_logic as rl
 from services.peer.distributor import notify_endpoint
 from services.peer.hublink import HubLink, HubResult, PeersJob, ReportJob
@@ -31,7 +31,7 @@ from services.runtime import config as config_mod
 from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import get_logger
 from services.runtime.service import service_main
-from services.wire import framing
+from services.wire import curve, framing
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import wire_pb2
 
@@ -39,6 +39,7 @@ log = get_logger("events")
 slog = get_logger("services")
 dlog = get_logger("debug")
 RELOAD_SECONDS = 0.25
+_REFUSED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 RECEIVE_BATCH = 64  # messages taken from one remote per turn, so one remote cannot hold the loop
 
 
@@ -47,18 +48,23 @@ class Requestor:
         self.config = config
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.state = State(config.state_db)
+        self.keys = curve.load_or_create(config.data_dir)
         self.player_id = identity.player_id(config.data_dir)
+        self.trusted = signing.Trusted.from_file(config.get("security.publishers"))
         self.logic = rl.RequestorLogic(player_id=self.player_id, download_rate=config.get("limits.download_rate"),
                                        now=time.monotonic())
         self.push = self.ctx.socket(zmq.PUSH)
         self.push.setsockopt(zmq.LINGER, 1000)
         self.push.connect(notify_endpoint(config.run_dir))
-        self.hub = HubLink(self.ctx)
+        self.hub = HubLink(self.ctx, identity=self.keys)
         self.syncer = Syncer(self.ctx)
         self.poller = zmq.Poller()
         self.poller.register(self.hub.socket, zmq.POLLIN)
         self.poller.register(self.syncer.socket, zmq.POLLIN)
         self.sockets: dict[str, zmq.Socket[Any]] = {}
+        self.monitors: dict[zmq.Socket[Any], str] = {}  # handshake-failure monitor of each remote's socket
+        self.peer_refused: dict[bytes, set[str]] = {}  # per download: remotes that refused our key
+        self.hub_refused: dict[bytes, str] = {}  # per download: why its hubs refused us
         self.endpoints: dict[zmq.Socket[Any], str] = {}
         self.storage = Storage(self.state)
         self.drop_folder = catalog.DropFolder()  # the libs/ folder, each file parsed once per change
@@ -74,10 +80,16 @@ class Requestor:
             rl.Sync: lambda a, now: self.syncer.submit(a.library_id, self.storage.sync_fds(a.library_id)),
             rl.Persist: lambda a, now: self.storage.persist(a, now), rl.Stop: self._stop, rl.Finish: self._finish,
             rl.Fail: lambda a, now: self.storage.fail(a, now), rl.Stalled: self._stalled,
-            rl.AskHub: lambda a, now: self.hub.submit(PeersJob(a.library_id, a.hubs, self.player_id, a.numwant)),
-            rl.Report: lambda a, now: self.hub.submit(ReportJob(a.library_id, a.hubs, self.player_id, a.endpoint)),
+            rl.AskHub: lambda a, now: self.hub.submit(PeersJob(a.library_id, a.hubs, self.player_id, a.numwant,
+                                                               self._hub_keys(a.library_id))),
+            rl.Report: lambda a, now: self.hub.submit(ReportJob(a.library_id, a.hubs, self.player_id, a.endpoint,
+                                                                self._hub_keys(a.library_id))),
             rl.Log: lambda a, now: getattr(log, a.level)(a.event, **a.fields),
         }
+
+    def _hub_keys(self, library_id: bytes) -> tuple[str, ...]:
+        download = self.logic.downloads.get(library_id)
+        return download.library.hub_keys if download is not None else ()
 
     def do(self, actions: list[rl.Action], now: float) -> None:
         """Carry out ``actions`` in order; what an action leads to comes before the next one."""
@@ -110,7 +122,7 @@ class Requestor:
                     records[library_id] = record
         for library_id, record in records.items():
             if library_id not in self.logic.downloads and self.storage.ready(record, now):
-                opened = self.storage.open(record, now)
+                opened = self.storage.open(record, now, self.trusted)
                 if opened is not None:
                     self.do(self.logic.add(opened.library, opened.have, now, downloaded=record.downloaded,
                                            fetched=record.fetched, wanted=opened.wanted), now)
@@ -132,10 +144,19 @@ class Requestor:
             except ProtocolError as exc:
                 log.warning("bad_peer_message", endpoint=endpoint, code=exc.code_name, error=exc.message)
                 continue
+            if self.peer_refused:
+                for refusing in self.peer_refused.values():
+                    refusing.discard(endpoint)  # it admits us now
             self.do(self.logic.received(endpoint, message, frames[1] if len(frames) == 2 else None, now), now)
 
     def _on_hub(self, result: HubResult, now: float) -> None:
         job = result.job
+        if result.refused:
+            if self.hub_refused.get(job.library_id) != result.error:  # said once while it lasts
+                log.warning("hub_refused", library=job.library_id.hex(), error=result.error)
+            self.hub_refused[job.library_id] = result.error
+        elif result.ok:
+            self.hub_refused.pop(job.library_id, None)
         if isinstance(job, PeersJob):
             dlog.debug("hub_peers", library=job.library_id.hex(), ok=result.ok, error=result.error,
                        peers=[p.endpoint for p in result.peers])
@@ -147,15 +168,44 @@ class Requestor:
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.MAXMSGSIZE, framing.MAX_BOOK_FRAME)
         socket.setsockopt(zmq.RCVHWM, 0)
+        curve.connect_curve(socket, self.keys, action.key)
+        monitor = socket.get_monitor_socket(_REFUSED)
         socket.connect(action.endpoint)
         self.sockets[action.endpoint], self.endpoints[socket] = socket, action.endpoint
+        self.monitors[monitor] = action.endpoint
         self.poller.register(socket, zmq.POLLIN)
+        self.poller.register(monitor, zmq.POLLIN)
 
     def _drop(self, action: rl.Drop, now: float) -> None:
         socket = self.sockets.pop(action.endpoint)
         del self.endpoints[socket]
         self.poller.unregister(socket)
+        for monitor, endpoint in list(self.monitors.items()):
+            if endpoint == action.endpoint:
+                del self.monitors[monitor]
+                self.poller.unregister(monitor)
+                socket.disable_monitor()
+                monitor.close(linger=0)
         socket.close(linger=0)
+
+    def _handshake_events(self, monitor: zmq.Socket[Any]) -> None:
+        """A remote refused our handshake: say so (libzmq tells the socket nothing; it is taken for dead later)."""
+        endpoint = self.monitors[monitor]
+        while True:
+            try:
+                frames = monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            event = int.from_bytes(frames[0][:2], "little") if frames and len(frames[0]) >= 2 else 0
+            if not event & _REFUSED:
+                continue
+            remote = self.logic.remotes.get(endpoint)
+            libraries = list(remote.books) if remote is not None else []
+            why = ("not authorised by peer: our key is not on its allowlist" if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                   else "handshake failed: the peer's key is not the one the hub handed out, or it runs in clear")
+            for library_id in libraries:
+                self.peer_refused.setdefault(library_id, set()).add(endpoint)
+            log.warning("peer_refused", endpoint=endpoint, reason=why, libraries=[lib.hex() for lib in libraries])
 
     def _send(self, action: rl.SendTo, now: float) -> None:
         try:
@@ -212,6 +262,8 @@ class Requestor:
                 elif socket is self.hub.socket:
                     for result in self.hub.results():
                         self._on_hub(result, now)
+                elif socket in self.monitors:
+                    self._handshake_events(socket)
                 else:
                     self._receive(socket, now)
             self._flush_notices()
@@ -219,7 +271,10 @@ class Requestor:
 
     def _counters(self) -> dict[str, int]:
         stalled = {rl.stalled_counter(library_id.hex()): books for library_id, books in self.stalled.items() if books}
-        return {**self.logic.counters(), **stalled}
+        refused = {rl.refused_counter(library_id.hex()): (1 if library_id in self.hub_refused else 0)
+                   + 2 * len(self.peer_refused.get(library_id, ()))
+                   for library_id in {*self.hub_refused, *self.peer_refused} if library_id in self.logic.downloads}
+        return {**self.logic.counters(), **stalled, **refused}
 
     def stop(self, *_: object) -> None:
         self.running = False
@@ -230,7 +285,10 @@ class Requestor:
             self.do(self.logic.remove(library_id, "shutdown", now), now)
         self._flush_notices()
         for socket in self.sockets.values():
+            socket.disable_monitor()
             socket.close(linger=0)
+        for monitor in self.monitors:
+            monitor.close(linger=0)
         self.hub.close(timeout=1.0)
         self.syncer.close()
         self.storage.close()

@@ -68,6 +68,12 @@ def peers_counter(library_hex: str) -> str:
     return f"peers.{library_hex}"
 
 
+def refused_counter(library_hex: str) -> str:
+    """The heartbeat counter of who refused this player's key for a download: 1 its hubs, plus 2 for each peer
+    (absent: nobody)."""
+    return f"refused.{library_hex}"
+
+
 def stalled_counter(library_hex: str) -> str:
     """The heartbeat counter of a download's missing books that no source holds (absent: 0)."""
     return f"stalled.{library_hex}"
@@ -76,6 +82,7 @@ def stalled_counter(library_hex: str) -> str:
 @dataclass(frozen=True)
 class Connect:
     endpoint: str
+    key: bytes = b""  # the remote distributor's CURVE key, as the hub handed it out (b"": in clear)
 
 
 @dataclass(frozen=True)
@@ -263,7 +270,7 @@ class RequestorLogic:
             remote = self.remotes.get(peer.endpoint)
             if remote is None:
                 remote = self.remotes[peer.endpoint] = Remote(peer.endpoint, last_heard=now)
-                out.append(Connect(peer.endpoint))
+                out.append(Connect(peer.endpoint, peer.public_key))
             if library_id not in remote.books:
                 out += self._handshake(remote, library_id, now)
         download.answered = True

@@ -47,6 +47,7 @@ from services.peer.bitfield import Bitfield
 from services.peer.library import Library, LibraryCache, LibraryError
 from services.peer.localdata import CheckJob, CheckResult, check
 from services.peer.partfile import TRANSIENT, DiskError, PartFile, free_bytes
+from services.peer.signing import Trusted
 from services.peer.state import LibraryRecord, State, Status
 from services.peer.treefiles import TreeFiles
 from services.peer.writer import Outcome, Written, land
@@ -175,13 +176,17 @@ class Storage:
         self.marked.discard(key)
         return False
 
-    def open(self, record: LibraryRecord, now: float) -> Opened | None:
+    def open(self, record: LibraryRecord, now: float, trusted: Trusted | None = None) -> Opened | None:
         """Open the download's library and partial file (or tree); None (and the download failed, waiting, or
-        its local data being checked) if it cannot start yet."""
+        its local data being checked) if it cannot start yet, or if ``trusted`` publishers refuse the library."""
         try:
             library = self.libraries.read(record.lib_path)  # parsed once while a tree's check runs
         except LibraryError as exc:
             self._failed(record.id, str(exc), "fix or replace the .lib file, then `emma resume`", now)
+            return None
+        refusal = trusted.refusal(library.publisher_key) if trusted is not None else ""
+        if refusal:
+            self._failed(record.id, refusal, "after that, `emma resume`", now)
             return None
         opened = Opened(library, record.have)
         try:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from services.runtime.logs import get_logger
+from services.wire import curve
 from services.wire.ids import InvalidEndpoint, is_host, make_endpoint, parse_endpoint, parse_host_port
 
 DEFAULT_HUB_PORT = 7070
@@ -181,6 +182,29 @@ def _path(value: Any) -> str:
     return value
 
 
+def _hub_key(value: Any) -> str:
+    """The hubs' CURVE public key (Z85, 40 characters), or empty: the hubs run in clear."""
+    if not isinstance(value, str):
+        raise ConfigError(f"expected a hub key (40 characters, as `emma hub` prints it), got {_shown(value)}")
+    if not value.strip():
+        return ""
+    try:
+        return curve.check_key(value, "hub key").decode("ascii")
+    except curve.CurveKeyError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _players(value: Any) -> str:
+    """``any`` (an open swarm) or the path of a file of player keys (a private swarm)."""
+    text = _path(value).strip()
+    return curve.ANY if not text or text.lower() == curve.ANY else text
+
+
+def _publishers(value: Any) -> str:
+    """Empty (any publisher, or none) or the path of a file of trusted publisher keys."""
+    return _path(value).strip()
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str
@@ -208,8 +232,27 @@ SETTINGS: dict[str, Setting] = {
                 "address others reach the distributor at (empty = as the hub sees it)"),
         Setting("metrics.bind", "", _optional_bind, "serve Prometheus metrics at HOST:PORT/metrics (empty = off)"),
         Setting("metrics.library_label", True, _flag, "export per-library series (one per library)"),
+        Setting("hub.key", "", _hub_key,
+                "the hubs' public key, as `emma hub` prints it (named in libraries you share; empty = in clear)"),
+        Setting("security.players", curve.ANY, _players,
+                "who may connect to this player's distributor (and a hub run here): any, or a file of player keys"),
+        Setting("security.encryption", True, _flag,
+                "CURVE on this player's links (off only in an open swarm, for raw speed in a trusted network)"),
+        Setting("security.publishers", "", _publishers,
+                "a file of trusted publisher keys: libraries not signed by one are refused (empty = any)"),
     ]
 }
+
+
+_TOGETHER = frozenset({"security.players", "security.encryption"})
+
+
+def _check_together(values: dict[str, Any]) -> None:
+    """A private swarm (a players file) cannot turn encryption off."""
+    players = values.get("security.players", curve.ANY)
+    if players != curve.ANY and not values.get("security.encryption", True):
+        raise ConfigError("a private swarm (security.players is a file) always encrypts: set security.players to "
+                          "any before turning security.encryption off")
 
 
 def default_data_dir() -> Path:
@@ -248,6 +291,8 @@ class Config:
             raise
         except (TypeError, ValueError, OverflowError) as exc:  # a validator surprised: still one line, not a crash
             raise ConfigError(f"bad value {_shown(value)}: {exc}") from exc
+        if key in _TOGETHER:
+            _check_together({**self.values, key: checked})
         self.values[key] = checked
         return checked
 

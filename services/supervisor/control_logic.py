@@ -46,6 +46,8 @@ class Supervisor(Protocol):
 
     def stalled_of(self, library_id: str) -> int: ...
 
+    def refused_of(self, library_id: str) -> int: ...
+
     def metrics_text(self) -> str: ...
 
 
@@ -119,6 +121,9 @@ class ControlLogic:
             stalled = self.supervisor.stalled_of(record.id) if record.status is Status.DOWNLOADING else 0
             if stalled:
                 state, detail = "stalled", f"no source for {stalled} book{'s' if stalled != 1 else ''}"
+            refused = self.supervisor.refused_of(record.id) if record.status is Status.DOWNLOADING else 0
+            if refused:
+                state, detail = "refused", _refusal(refused)
             files, selected = self._files(record)
             out.append(control_pb2.Download(
                 library_id=record.id, name=record.name, size=record.size, books_total=record.books,
@@ -253,3 +258,10 @@ def _decode(frame: bytes) -> control_pb2.ControlRequest:
     if request.version != CONTROL_VERSION:
         raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION, f"control version {request.version}, expected 1")
     return request
+
+
+def _refusal(refused: int) -> str:
+    """What the requestor's refused counter says (1: the hubs, plus 2 per peer), for ``emma downloads``."""
+    peers = refused // 2
+    who = (["hub"] if refused & 1 else []) + ([f"{peers} peer{'s' if peers != 1 else ''}"] if peers else [])
+    return f"not authorised by {' and '.join(who)}: our key is not on their allowlist (emma logs says more)"

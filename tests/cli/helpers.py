@@ -15,6 +15,7 @@ from typer.testing import CliRunner, Result
 from services.cli.app import app
 from services.cli.launch import alive, maestro_pid
 from services.runtime import config as config_mod
+from services.wire import curve
 from tools.procs import ProcessGroup
 
 runner = CliRunner()
@@ -88,6 +89,7 @@ class Hub:
             raise
         self.ip, port = self.endpoint.removeprefix("tcp://").rsplit(":", 1)
         self.port = int(port)
+        self.key = curve.load_or_create(root).public.decode()  # the key pair it made in its data directory
 
     def stop(self) -> None:
         self.group.stop_all()

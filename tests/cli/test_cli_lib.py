@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from services.cli.app import app
+from services.peer import signing
 from services.peer.library import MAGIC, Library, read_library
 from services.peer.state import State, Status
 from services.wire.pb import library_pb2
@@ -216,6 +217,9 @@ def test_lib_show_text(data: Path, stuff: Path, tmp_path: Path) -> None:
     assert rows["hubs"] == "tcp://10.0.0.5:7070"
     assert rows["created"].endswith("UTC")
     assert rows["creator"].startswith("emma")
+    publisher = signing.load_publisher(data).public.hex()
+    assert rows["signed"] == f"publisher {publisher} (the signature holds)"
+    assert rows["hub-key"] == "tcp://10.0.0.5:7070 (in clear)"  # hub.key is not set here
 
 
 def test_lib_show_json(data: Path, stuff: Path, tmp_path: Path) -> None:
@@ -225,8 +229,26 @@ def test_lib_show_json(data: Path, stuff: Path, tmp_path: Path) -> None:
     assert json.loads(result.stdout) == {
         "id": library.id_hex, "name": "movie.bin", "size": 4 * BOOK + BOOK // 2, "book_size": BOOK,
         "books": 5, "hash": "sha256", "hubs": ["tcp://127.0.0.1:7070"], "created_at": library.created_at,
-        "creator": library.creator, "format_version": 1,
+        "creator": library.creator, "format_version": 1, "hub_keys": [""],
+        "publisher": signing.load_publisher(data).public.hex(), "trusted": True,
     }
+
+
+def test_lib_verify_checks_the_signature_and_the_trusted_publishers(data: Path, stuff: Path, tmp_path: Path) -> None:
+    lib = tmp_path / "x.lib"
+    share(data, stuff, "--out", str(lib))
+    assert emma(data, "lib", "verify", str(lib)).stdout.splitlines()[-1] == "OK"
+    spoilt = library_pb2.LibraryFile.FromString(lib.read_bytes()[len(MAGIC):])
+    spoilt.creator = "someone else"
+    bad = tmp_path / "bad.lib"
+    bad.write_bytes(MAGIC + spoilt.SerializeToString())
+    assert_one_line_error(emma(data, "lib", "verify", str(bad)), "signature does not hold")
+    assert_one_line_error(emma(data, "lib", "show", str(bad)), "signature does not hold")
+    others = tmp_path / "publishers.keys"
+    others.write_text(f"{'ab' * 32}  # somebody else\n")
+    assert emma(data, "settings", "set", "security.publishers", str(others)).exit_code == 0
+    assert_one_line_error(emma(data, "lib", "verify", str(lib), str(stuff)), "not one this player trusts", code=1)
+    assert "refused here" in emma(data, "lib", "show", str(lib)).stdout
 
 
 def _spoil(good: bytes, how: str) -> bytes:

@@ -65,8 +65,10 @@ def test_show_text(data: Path) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["data_dir", str(data)]
-    rows = {line.split()[0]: line for line in lines[1:]}
+    rows = {line.split()[0]: line for line in lines[1:len(SETTINGS) + 1]}
     assert list(rows) == list(SETTINGS)
+    keys = lines[len(SETTINGS) + 1:]
+    assert keys[0].startswith("this player's key: ") and keys[1].startswith("publisher key: ")
     for key, setting in SETTINGS.items():
         assert rows[key].endswith(setting.help)
         if setting.default != "":
@@ -156,10 +158,11 @@ def test_existing_config_is_not_touched_by_later_runs(data: Path, stuff: Path) -
 
 def test_first_run_with_a_terminal_asks(data: Path, stuff: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(app_mod, "interactive", lambda: True)
-    result = emma(data, "share", str(stuff), "--json", stdin="10.0.0.9\nskip\n70000\n7100\n")
+    result = emma(data, "share", str(stuff), "--json", stdin="10.0.0.9\nskip\n70000\n7100\nnot a key\n\nskip\n")
     assert result.exit_code == 0, result.output
     assert "First run" in result.stdout
     assert "port must be between 0 and 65535, got 70000; try again" in result.stdout
+    assert "a CURVE key is 40 characters" in result.stdout  # the hub key, then kept empty
     config = load(data)
     assert (config.get("hub.ip"), config.get("hub.port"), config.get("distributor.port")) == ("10.0.0.9", 7070, 7100)
     assert json.loads(result.stdout.splitlines()[-1])["name"] == "small.bin"
@@ -187,13 +190,14 @@ class Script:
 
 def test_run_setup_with_skip_and_a_retried_port(tmp_path: Path) -> None:
     config = load(tmp_path)
-    ask = Script("10.0.0.7", "skip", "99999", "port", "  7100  ")
+    ask = Script("10.0.0.7", "skip", "99999", "port", "  7100  ", "", "any")
     said: list[str] = []
     run_setup(config, ask=ask, say=said.append)
     assert ask.answers == []
     assert ask.questions[0] == "Hub IP [127.0.0.1] (type 'skip' to keep): "
     assert ask.questions[1] == "Hub port [7070] (type 'skip' to keep): "
-    assert [q.split(" [")[0] for q in ask.questions[2:]] == ["Distributor port (0 = random)"] * 3
+    assert [q.split(" [")[0] for q in ask.questions[2:5]] == ["Distributor port (0 = random)"] * 3
+    assert ask.questions[5].startswith("Hub key") and ask.questions[6].startswith("Who may download")
     assert said == [
         "  port must be between 0 and 65535, got 99999; try again",
         "  expected a whole number, got 'port'; try again",
@@ -205,7 +209,7 @@ def test_run_setup_with_skip_and_a_retried_port(tmp_path: Path) -> None:
 
 def test_run_setup_empty_answers_keep_every_default(tmp_path: Path) -> None:
     config = load(tmp_path)
-    ask = Script("", "skip", "")
+    ask = Script("", "skip", "", "", "skip")
     run_setup(config, ask=ask, say=lambda _: None)
     assert len(ask.questions) == len(QUESTIONS)
     assert (tmp_path / "config.toml").is_file()

@@ -20,6 +20,7 @@ from services.cli.keys import Keys
 from services.peer.library import read_library
 from services.peer.state import State, Status
 from services.runtime import config as config_mod
+from services.wire import curve
 from services.wire.pb import control_pb2
 from tests.cli.helpers import configure, emma
 
@@ -162,10 +163,11 @@ def fake_player(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 def test_first_run_asks_port_ip_distributor_then_starts_the_player(tmp_path: Path, fake_player: list[Path]
                                                                    ) -> None:
     data = tmp_path / "fresh"
-    h = Harness(data, "abc", "7071", "not a host!", "skip", "0", "8", "n")
+    h = Harness(data, "abc", "7071", "not a host!", "skip", "0", "", "any", "8", "n")
     assert run(h.session) == 0
     assert [q.split(" [")[0] for q in h.ask.questions[:5]] == ["Hub port", "Hub port", "Hub IP", "Hub IP",
                                                                "Distributor port (0 = random)"]
+    assert h.ask.questions[5].startswith("Hub key") and h.ask.questions[6].startswith("Who may download")
     assert "expected a whole number, got 'abc'; try again" in h.text
     saved = config_mod.load(data)
     assert (saved.get("hub.port"), saved.get("hub.ip"), saved.get("distributor.port")) == (7071, "127.0.0.1", 0)
@@ -296,7 +298,8 @@ def test_download_with_nothing_waiting(data: Path) -> None:
 def test_settings_validate_save_and_say_when_they_apply(data: Path) -> None:
     h = Harness(data, "99", "hub.port", "0", "7075", "6", "1000", "limits.download_rate", "", "exit")
     settings(h.session)
-    assert "no setting '99': a number from 1 to 13, or its name" in h.text
+    assert "no setting '99': a number from 1 to 17, or its name" in h.text
+    assert f"this player's key: {curve.load_or_create(data).public.decode()}" in h.text
     assert "port must be between 1 and 65535, got 0; try again" in h.text
     assert "hub.port = 7075: used by the libraries you share from now on" in h.text
     assert "limits.upload_rate = 1000: saved; the player applies it when it starts" in h.text

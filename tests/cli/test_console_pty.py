@@ -49,12 +49,15 @@ class Person:
         self.expect(prompt)
         self.child.sendline(text)
 
-    def setup(self, hub_port: int) -> None:
+    def setup(self, hub_port: int, hub_key: str) -> None:
         self.answer(r"Hub port \[7070\] \(type 'skip' to keep\): ", "seven")
         self.answer("expected a whole number, got 'seven'; try again", str(hub_port))
         self.answer(r"Hub IP \[127.0.0.1\]", "skip")
         self.answer(r"Distributor port \(0 = random\) \[0\]", "99999")
         self.answer("port must be between 0 and 65535, got 99999; try again", "0")
+        self.answer(r"Hub key \(the line", "not a key")
+        self.answer("a CURVE key is 40 characters", hub_key)
+        self.answer("Who may download from this player", "")
         self.expect("Saved settings to")
         self.expect(f"Player running for {re.escape(str(self.data))}")
 
@@ -94,7 +97,7 @@ def test_upload_download_watch_logs_services_settings_about_exit(tmp_path: Path,
 
     alice = Person(tmp_path / "alice")
     people.append(alice)
-    alice.setup(hub.port)
+    alice.setup(hub.port, hub.key)
     alice.wrong_menu_choices()
     alice.answer(MENU, "1")
     alice.answer(r"Path of the file or folder to share \('exit' to go back\): ", "")
@@ -105,7 +108,7 @@ def test_upload_download_watch_logs_services_settings_about_exit(tmp_path: Path,
 
     bob = Person(tmp_path / "bob")
     people.append(bob)
-    bob.setup(hub.port)
+    bob.setup(hub.port, hub.key)
     bob.answer(MENU, "2")
     bob.answer("No library waiting in .*; give the path of a .lib file.", "5")
     bob.answer("no library number 5", str(tmp_path / "nope.lib"))

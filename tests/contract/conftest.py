@@ -33,6 +33,7 @@ from services.hub.logic import HubLogic
 from services.hub.model import HubLimits
 from services.hub.store import HubStore, open_store
 from services.runtime.logs import setup_logging
+from services.wire import curve
 from services.wire.pb import hub_pb2
 
 T0 = 1_700_000_000.0
@@ -193,6 +194,7 @@ def hub(hubs: Callable[..., RunningHub], clock: FakeClock) -> RunningHub:
 class HubProcess:
     proc: subprocess.Popen[str]
     endpoint: str
+    key: bytes = b""  # its CURVE public key; empty when it runs in clear
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
@@ -208,17 +210,21 @@ def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
 def spawn_hub(tmp_path: Path) -> Iterator[Callable[..., HubProcess]]:
     procs: list[subprocess.Popen[str]] = []
 
-    def spawn(*args: str, cli: bool = False) -> HubProcess:
-        """``python -m services.hub ARGS``, or ``emma hub ARGS`` when ``cli``."""
+    def spawn(*args: str, cli: bool = False, clear: bool = True) -> HubProcess:
+        """``python -m services.hub ARGS``, or ``emma hub ARGS`` when ``cli``; in clear unless ``clear`` is False."""
         data = ["--data-dir", str(tmp_path / "hubdata")]
         launcher = ["services.cli.app", *data, "hub"] if cli else ["services.hub", *data]
-        cmd = [sys.executable, "-m", *launcher, *args]
+        mode = ["--no-encryption"] if clear else []
+        cmd = [sys.executable, "-m", *launcher, *args, *mode]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         procs.append(proc)
         line = read_line(proc, 20.0)
         if "listening on" not in line:
             pytest.fail(f"unexpected first line from the hub: {line!r}")
-        return HubProcess(proc, line.rsplit(" ", 1)[-1].strip())
+        # Its key from its data directory (the line it prints next may already sit in the pipe's read buffer,
+        # where select() does not see it).
+        key = b"" if clear else curve.load_or_create(tmp_path / "hubdata").public
+        return HubProcess(proc, line.rsplit(" ", 1)[-1].strip(), key)
 
     yield spawn
     for proc in procs:

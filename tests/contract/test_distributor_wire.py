@@ -24,6 +24,7 @@ from services.peer.distributor import Distributor
 from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library, write_library
 from services.runtime.config import Config
 from services.wire import framing
+from services.wire.curve import KeyPair, connect_curve
 from services.wire.errors import ErrorCode
 from services.wire.pb import wire_pb2
 
@@ -115,6 +116,7 @@ def dealer(zctx: Context, player: Player) -> Iterator[Callable[[], Socket]]:
         sock = zctx.socket(zmq.DEALER)
         sock.linger = 0
         made.append(sock)
+        connect_curve(sock, KeyPair.generate(), player.distributor.keys.public)  # a new setup encrypts
         sock.connect(player.distributor.endpoint)
         if handshake:
             sock.send(framing.handshake(player.library.id, b"p" * 16))

@@ -16,6 +16,7 @@ import zmq
 
 from services.hub.model import HubLimits
 from services.hub.store_memory import MemoryStore
+from services.wire.curve import KeyPair, connect_curve
 from services.wire.pb import common_pb2, hub_pb2
 from tests.contract.conftest import FakeClock, RunningHub, hub_request, recv, wait_for
 
@@ -255,9 +256,11 @@ def test_an_endpoint_that_answers_the_hub_ping_stays(hub: RunningHub, sockets: S
 def test_the_hub_subprocess_serves_and_exits_cleanly_on_sigterm(
     spawn_hub: Callable[..., Any], sockets: Sockets
 ) -> None:
-    started = spawn_hub("--bind", "tcp://127.0.0.1:0", "--store", "memory")
-    assert started.endpoint.startswith("tcp://127.0.0.1:")
-    sock = sockets(zmq.REQ, started.endpoint)
+    started = spawn_hub("--bind", "tcp://127.0.0.1:0", "--store", "memory", clear=False)
+    assert started.endpoint.startswith("tcp://127.0.0.1:") and len(started.key) == 40
+    sock = sockets(zmq.REQ)
+    connect_curve(sock, KeyPair.generate(), started.key)
+    sock.connect(started.endpoint)
     assert ask(sock, hub_request(health=hub_pb2.Health())).health.store == "memory"
     started.proc.terminate()
     assert started.proc.wait(10) == 0

@@ -24,6 +24,14 @@ def swarm(tmp_path: Path) -> Iterator[Swarm]:
 
 
 @pytest.fixture
+def clear_swarm(tmp_path: Path) -> Iterator[Swarm]:
+    """An open swarm with encryption off: for tests that play many players by id, with no keys."""
+    with Swarm(tmp_path / "swarm", encryption=False) as running:
+        running.start_hub()
+        yield running
+
+
+@pytest.fixture
 def stuff(tmp_path: Path):
     def make(name: str, size: int, seed: int = 1) -> Path:
         path = tmp_path / name

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.runtime import config as config_mod
 from services.supervisor.control_client import ControlClient, metrics_url_file
+from services.wire.curve import KeyPair, connect_curve
 from tools.swarm import Swarm
 
 pytestmark = pytest.mark.slow
@@ -94,6 +95,7 @@ def test_hub_and_player_metrics_tell_the_truth_of_a_swarm(tmp_path: Path, stuff:
 
         with zmq.Context() as context, context.socket(zmq.DEALER) as dealer:
             dealer.linger = 0
+            connect_curve(dealer, KeyPair.generate(), swarm.hub_key)
             dealer.connect(hub_endpoint)
             dealer.send(b"\xff not a request")
             assert dealer.poll(10_000)

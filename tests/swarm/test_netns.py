@@ -19,7 +19,7 @@ from tools import netns
 from tools.swarm import Player, Swarm
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(netns.unavailable()), reason=netns.unavailable() or "-")]
-FIRST_RUN_ANSWERS = {"hub.ip", "hub.port", "distributor.port"}
+FIRST_RUN_ANSWERS = {"hub.ip", "hub.port", "distributor.port", "hub.key", "security.players"}
 
 
 def distributor_detail(player: Player) -> str:

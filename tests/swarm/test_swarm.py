@@ -201,10 +201,11 @@ def test_under_maestros_killed_children_respawn_and_every_copy_completes(tmp_pat
         assert_identical(swarm, leechers, library, source)
 
 
-def test_three_hundred_fake_seeds_do_not_keep_a_download_from_the_real_one(swarm, stuff):
+def test_three_hundred_fake_seeds_do_not_keep_a_download_from_the_real_one(clear_swarm, stuff):
     """Endpoints announced as seeds where nothing listens, or where a socket accepts and never speaks:
     the Requestor gives up on each within seconds, reports it, and finds the real seed among them
-    once it comes."""
+    once it comes. (In clear: the test announces the fakes by id, with no keys.)"""
+    swarm = clear_swarm
     source = stuff("wanted.bin", 64 * BOOK)
     seed, leecher = swarm.add_player("seed"), swarm.add_player("leecher")
     library = swarm.share(seed, source, BOOK)

@@ -34,6 +34,10 @@ DEFAULTS = {
     "distributor.advertise": "",
     "metrics.bind": "",
     "metrics.library_label": True,
+    "hub.key": "",
+    "security.players": "any",
+    "security.encryption": True,
+    "security.publishers": "",
 }
 
 
@@ -143,7 +147,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert exists(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]  # no temp file left
     assert load(tmp_path).as_dict() == {**DEFAULTS, **changed}
-    assert tomllib.loads(config.path.read_text())["hub"] == {"ip": "hub.lan", "port": 9001, "more": ""}
+    assert tomllib.loads(config.path.read_text())["hub"] == {"ip": "hub.lan", "port": 9001, "more": "", "key": ""}
 
 
 def test_saved_defaults_are_every_setting(tmp_path: Path) -> None:

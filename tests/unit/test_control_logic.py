@@ -28,6 +28,7 @@ class FakeSupervisor:
     calls: list[tuple[str, str]] = field(default_factory=list)
     peers: dict[str, int] = field(default_factory=dict)
     stalled: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
     shutdown: bool = False
 
     def statuses(self, now: float) -> list[control_pb2.ServiceStatus]:
@@ -49,6 +50,9 @@ class FakeSupervisor:
 
     def stalled_of(self, library_id: str) -> int:
         return self.stalled.get(library_id, 0)
+
+    def refused_of(self, library_id: str) -> int:
+        return self.refused.get(library_id, 0)
 
     def metrics_text(self) -> str:
         return "emma_service_up{service=\"maestro\"} 1.0\n"
@@ -219,6 +223,19 @@ def test_a_download_without_a_source_shows_as_stalled_with_its_reason(
     supervisor.stalled = {}  # a source appeared: the requestor's counter is gone
     states = [d.state for d in ask(control, downloads=control_pb2.ListDownloads()).downloads.downloads]
     assert states == ["downloading", "paused", "downloading"]
+
+
+def test_a_download_refused_by_its_hub_or_peers_says_who(
+    control: ControlLogic, state: State, supervisor: FakeSupervisor
+) -> None:
+    for name in ("aa", "bb", "cc"):
+        record(state, name * 32)
+    supervisor.refused = {"aa" * 32: 1, "bb" * 32: 4, "cc" * 32: 3}
+    rows = {d.library_id[:2]: (d.state, d.detail) for d in ask(control, downloads=control_pb2.ListDownloads()
+                                                                 ).downloads.downloads}
+    assert rows["aa"] == ("refused", "not authorised by hub: our key is not on their allowlist (emma logs says more)")
+    assert rows["bb"][1].startswith("not authorised by 2 peers:")
+    assert rows["cc"][1].startswith("not authorised by hub and 1 peer:")
 
 
 @pytest.mark.parametrize("content", [b"", b"not a library", b"EMMALIB\n\xff\xff\xff"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -310,6 +311,35 @@ def test_sqlite_entries_and_counters_survive_a_reopen(tmp_path: Path) -> None:
         assert second.totals(T0 + 100) == Totals(players=0, libraries=0)
     finally:
         second.close()
+
+
+def test_sqlite_keeps_each_players_key_across_a_reopen_and_takes_a_schema_1_file(tmp_path: Path) -> None:
+    db = tmp_path / "hub.db"
+    endpoint = "tcp://10.0.0.9:7000"
+    keyed = PeerRecord(LIB_A, pid(9), endpoint, True, T0 + 100, peer_field(pid(9), endpoint, True, "K" * 40))
+    first = open_store("sqlite", db, T0)
+    first.upsert(keyed, T0)
+    first.maintain(T0)
+    first.close()
+    second = open_store("sqlite", db, T0 + 1)
+    try:
+        assert second.get(LIB_A, pid(9), T0 + 1) == keyed
+    finally:
+        second.close()
+    old = tmp_path / "old.db"  # a file written before keys: schema 1, no wire column
+    conn = sqlite3.connect(old)
+    conn.executescript("CREATE TABLE peers (library_id BLOB NOT NULL, player_id BLOB NOT NULL, endpoint TEXT NOT "
+                       "NULL, seed INTEGER NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (library_id, player_id)) "
+                       "WITHOUT ROWID; CREATE TABLE completed (library_id BLOB PRIMARY KEY, count INTEGER NOT NULL) "
+                       "WITHOUT ROWID; PRAGMA user_version = 1;")
+    conn.execute("INSERT INTO peers VALUES (?, ?, ?, ?, ?)", (LIB_A, pid(1), rec(1).endpoint, 0, T0 + 100))
+    conn.commit()
+    conn.close()
+    migrated = open_store("sqlite", old, T0)
+    try:
+        assert migrated.get(LIB_A, pid(1), T0) == rec(1, expires=T0 + 100)
+    finally:
+        migrated.close()
 
 
 def test_sqlite_reopen_after_expiry_loads_nothing_stale(tmp_path: Path) -> None:

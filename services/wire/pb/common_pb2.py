@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0c\x63ommon.proto\x12\x0e\x65mma.common.v1\"A\n\x05\x45rror\x12\'\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x19.emma.common.v1.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t*\xec\x01\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\r\n\tMALFORMED\x10\x01\x12\x17\n\x13UNSUPPORTED_VERSION\x10\x02\x12\x13\n\x0fUNKNOWN_REQUEST\x10\x03\x12\x14\n\x10INVALID_ARGUMENT\x10\x04\x12\r\n\tTOO_LARGE\x10\x05\x12\x10\n\x0cRATE_LIMITED\x10\x06\x12\r\n\tNOT_FOUND\x10\x07\x12\r\n\tFORBIDDEN\x10\x08\x12\x08\n\x04\x42USY\x10\t\x12\x0c\n\x08INTERNAL\x10\n\x12\x08\n\x04\x46ULL\x10\x0b\x12\x0f\n\x0bUNAVAILABLE\x10\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0c\x63ommon.proto\x12\x0e\x65mma.common.v1\"A\n\x05\x45rror\x12\'\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x19.emma.common.v1.ErrorCode\x12\x0f\n\x07message\x18\x02 \x01(\t*\x80\x02\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\r\n\tMALFORMED\x10\x01\x12\x17\n\x13UNSUPPORTED_VERSION\x10\x02\x12\x13\n\x0fUNKNOWN_REQUEST\x10\x03\x12\x14\n\x10INVALID_ARGUMENT\x10\x04\x12\r\n\tTOO_LARGE\x10\x05\x12\x10\n\x0cRATE_LIMITED\x10\x06\x12\r\n\tNOT_FOUND\x10\x07\x12\r\n\tFORBIDDEN\x10\x08\x12\x08\n\x04\x42USY\x10\t\x12\x0c\n\x08INTERNAL\x10\n\x12\x08\n\x04\x46ULL\x10\x0b\x12\x0f\n\x0bUNAVAILABLE\x10\x0c\x12\x12\n\x0eNOT_AUTHORISED\x10\rb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ERRORCODE']._serialized_start=100
-  _globals['_ERRORCODE']._serialized_end=336
+  _globals['_ERRORCODE']._serialized_end=356
   _globals['_ERROR']._serialized_start=32
   _globals['_ERROR']._serialized_end=97
 # @@protoc_insertion_point(module_scope)

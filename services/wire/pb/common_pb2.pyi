@@ -47,6 +47,8 @@ class _ErrorCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorCode.V
     """a cap on what the service holds is reached (players, libraries, connections)"""
     UNAVAILABLE: _ErrorCode.ValueType  # 12
     """the service cannot reach what it depends on (a hub its store); try another"""
+    NOT_AUTHORISED: _ErrorCode.ValueType  # 13
+    """the client's key is not (or no longer) on the server's allowlist"""
 
 class ErrorCode(_ErrorCode, metaclass=_ErrorCodeEnumTypeWrapper):
     """One error enum for all protocols. Replies carry a code a program can
@@ -77,6 +79,8 @@ FULL: ErrorCode.ValueType  # 11
 """a cap on what the service holds is reached (players, libraries, connections)"""
 UNAVAILABLE: ErrorCode.ValueType  # 12
 """the service cannot reach what it depends on (a hub its store); try another"""
+NOT_AUTHORISED: ErrorCode.ValueType  # 13
+"""the client's key is not (or no longer) on the server's allowlist"""
 Global___ErrorCode: _TypeAlias = ErrorCode  # noqa: Y015
 
 @_typing.final

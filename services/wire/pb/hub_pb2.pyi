@@ -77,6 +77,7 @@ class Announce(_message.Message):
     DOWNLOADED_FIELD_NUMBER: _builtins.int
     LEFT_FIELD_NUMBER: _builtins.int
     NUMWANT_FIELD_NUMBER: _builtins.int
+    PLAIN_FIELD_NUMBER: _builtins.int
     library_id: _builtins.bytes
     """32 bytes"""
     player_id: _builtins.bytes
@@ -91,6 +92,8 @@ class Announce(_message.Message):
     """0 = seed"""
     numwant: _builtins.int
     """capped by the hub"""
+    plain: _builtins.bool
+    """the distributor serves in clear (encryption off): hand out no key for it"""
     def __init__(
         self,
         *,
@@ -102,10 +105,11 @@ class Announce(_message.Message):
         downloaded: _builtins.int = ...,
         left: _builtins.int = ...,
         numwant: _builtins.int = ...,
+        plain: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["downloaded", b"downloaded", "endpoint", b"endpoint", "event", b"event", "left", b"left", "library_id", b"library_id", "numwant", b"numwant", "player_id", b"player_id", "uploaded", b"uploaded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["downloaded", b"downloaded", "endpoint", b"endpoint", "event", b"event", "left", b"left", "library_id", b"library_id", "numwant", b"numwant", "plain", b"plain", "player_id", b"player_id", "uploaded", b"uploaded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -118,19 +122,23 @@ class Peer(_message.Message):
     PLAYER_ID_FIELD_NUMBER: _builtins.int
     ENDPOINT_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     player_id: _builtins.bytes
     endpoint: _builtins.str
     seed: _builtins.bool
+    public_key: _builtins.str
+    """the distributor's CURVE key (Z85, the key it announced with); empty = in clear"""
     def __init__(
         self,
         *,
         player_id: _builtins.bytes = ...,
         endpoint: _builtins.str = ...,
         seed: _builtins.bool = ...,
+        public_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "player_id", b"player_id", "seed", b"seed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "player_id", b"player_id", "public_key", b"public_key", "seed", b"seed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rlibrary.proto\x12\x0f\x65mma.library.v1\"\xe9\x01\n\x0bLibraryInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x11\n\tbook_size\x18\x03 \x01(\r\x12\x36\n\x0ehash_algorithm\x18\x04 \x01(\x0e\x32\x1e.emma.library.v1.HashAlgorithm\x12\x13\n\x0b\x62ook_hashes\x18\x05 \x01(\x0c\x12\r\n\x05paths\x18\x06 \x03(\t\x12\x12\n\nfile_sizes\x18\x07 \x03(\x04\x12\x12\n\nfile_roots\x18\x08 \x01(\x0c\x12\x13\n\x0b\x66irst_books\x18\t \x03(\x04\x12\x12\n\nempty_dirs\x18\n \x03(\t\"f\n\x0bLibraryFile\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\x0c\n\x04info\x18\x02 \x01(\x0c\x12\x0c\n\x04hubs\x18\x03 \x03(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x04\x12\x0f\n\x07\x63reator\x18\x05 \x01(\t*G\n\rHashAlgorithm\x12\x1e\n\x1aHASH_ALGORITHM_UNSPECIFIED\x10\x00\x12\n\n\x06\x42LAKE3\x10\x01\x12\n\n\x06SHA256\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rlibrary.proto\x12\x0f\x65mma.library.v1\"\xe9\x01\n\x0bLibraryInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x11\n\tbook_size\x18\x03 \x01(\r\x12\x36\n\x0ehash_algorithm\x18\x04 \x01(\x0e\x32\x1e.emma.library.v1.HashAlgorithm\x12\x13\n\x0b\x62ook_hashes\x18\x05 \x01(\x0c\x12\r\n\x05paths\x18\x06 \x03(\t\x12\x12\n\nfile_sizes\x18\x07 \x03(\x04\x12\x12\n\nfile_roots\x18\x08 \x01(\x0c\x12\x13\n\x0b\x66irst_books\x18\t \x03(\x04\x12\x12\n\nempty_dirs\x18\n \x03(\t\"\xa2\x01\n\x0bLibraryFile\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\x0c\n\x04info\x18\x02 \x01(\x0c\x12\x0c\n\x04hubs\x18\x03 \x03(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x04\x12\x0f\n\x07\x63reator\x18\x05 \x01(\t\x12\x10\n\x08hub_keys\x18\n \x03(\t\x12\x15\n\rpublisher_key\x18\x0b \x01(\x0c\x12\x11\n\tsignature\x18\x0c \x01(\x0c*G\n\rHashAlgorithm\x12\x1e\n\x1aHASH_ALGORITHM_UNSPECIFIED\x10\x00\x12\n\n\x06\x42LAKE3\x10\x01\x12\n\n\x06SHA256\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'library_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HASHALGORITHM']._serialized_start=374
-  _globals['_HASHALGORITHM']._serialized_end=445
+  _globals['_HASHALGORITHM']._serialized_start=435
+  _globals['_HASHALGORITHM']._serialized_end=506
   _globals['_LIBRARYINFO']._serialized_start=35
   _globals['_LIBRARYINFO']._serialized_end=268
-  _globals['_LIBRARYFILE']._serialized_start=270
-  _globals['_LIBRARYFILE']._serialized_end=372
+  _globals['_LIBRARYFILE']._serialized_start=271
+  _globals['_LIBRARYFILE']._serialized_end=433
 # @@protoc_insertion_point(module_scope)

@@ -121,6 +121,9 @@ class LibraryFile(_message.Message):
     HUBS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     CREATOR_FIELD_NUMBER: _builtins.int
+    HUB_KEYS_FIELD_NUMBER: _builtins.int
+    PUBLISHER_KEY_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
     format_version: _builtins.int
     """1: one file; 2: a tree of files (see LibraryInfo)"""
     info: _builtins.bytes
@@ -129,9 +132,19 @@ class LibraryFile(_message.Message):
     """unix seconds"""
     creator: _builtins.str
     """e.g. "emma 0.1.0" """
+    publisher_key: _builtins.bytes
+    """Ed25519 public key of the publisher (32 bytes); empty = unsigned"""
+    signature: _builtins.bytes
+    """Ed25519 over format_version, info, hubs, hub_keys, created_at, creator (signing.py)"""
     @_builtins.property
     def hubs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """hub endpoints, e.g. "tcp://10.0.0.5:7070"; tried in order"""
+
+    @_builtins.property
+    def hub_keys(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Fields 10 and up: trust (services/peer/signing.py).
+        the CURVE public key (Z85) of each hub in `hubs`, same order; "" = in clear
+        """
 
     def __init__(
         self,
@@ -141,10 +154,13 @@ class LibraryFile(_message.Message):
         hubs: _abc.Iterable[_builtins.str] | None = ...,
         created_at: _builtins.int = ...,
         creator: _builtins.str = ...,
+        hub_keys: _abc.Iterable[_builtins.str] | None = ...,
+        publisher_key: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "creator", b"creator", "format_version", b"format_version", "hubs", b"hubs", "info", b"info"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "creator", b"creator", "format_version", b"format_version", "hub_keys", b"hub_keys", "hubs", b"hubs", "info", b"info", "publisher_key", b"publisher_key", "signature", b"signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
