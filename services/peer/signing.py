@@ -16,7 +16,6 @@ with an optional ``#`` comment): :meth:`Trusted.refusal` then says why it is ref
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from services.runtime.secret_file import write_secret
 
 PUBLISHER_FILE = "publisher.key"
 KEY_LEN = 32
@@ -112,23 +113,7 @@ def rotate_publisher(data_dir: Path) -> Publisher:
 def _write(path: Path, key: Ed25519PrivateKey, *, replace: bool) -> None:
     raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
                             serialization.NoEncryption())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(raw.hex() + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        if replace:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_secret(path, raw.hex() + "\n", replace=replace)
 
 
 def parse_publisher_key(text: str) -> bytes:

@@ -16,7 +16,6 @@ changes (:meth:`Allowlist.refresh`, called by the ZAP handler's loop, see
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import blake3
 import zmq
 from zmq.utils import z85
 
+from services.runtime.secret_file import write_secret
 from services.wire.ids import PLAYER_ID_LEN
 
 KEY_FILE = "curve.key"
@@ -112,23 +112,7 @@ def read_key_file(path: Path) -> KeyPair:
 
 
 def _write_new(path: Path, pair: KeyPair, *, replace: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(pair.secret.decode("ascii") + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        if replace:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # first writer wins; a concurrent first run reads the winner
-            except FileExistsError:
-                pass
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_secret(path, pair.secret.decode("ascii") + "\n", replace=replace)
 
 
 # -- who a server admits ---------------------------------------------------------------------------------------
