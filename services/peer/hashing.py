@@ -46,12 +46,7 @@ def iter_book_hashes(
             buf = local.buf = bytearray(book_size)
         offset, length = book_span(index, size, book_size)
         view = memoryview(buf)[:length]
-        got = 0
-        while got < length:
-            n = os.preadv(fd, [view[got:]], offset + got)
-            if n == 0:
-                raise ValueError(f"{path} is shorter than {size} bytes (ends inside book {index})")
-            got += n
+        _read_exactly(fd, view, offset, f"{path} is shorter than {size} bytes (ends inside book {index})")
         return hash_bytes(algorithm, view)
 
     try:
@@ -91,12 +86,7 @@ def hash_file(path: str, size: int, book_size: int, algorithm: HashAlgorithm, bu
         for index in range(count):
             offset, length = book_span(index, size, book_size)
             view = memoryview(buf)[:length]
-            got = 0
-            while got < length:
-                n = os.preadv(fd, [view[got:]], offset + got)
-                if n == 0:
-                    raise ValueError(f"{path} is shorter than {size} bytes: it changed while being shared")
-                got += n
+            _read_exactly(fd, view, offset, f"{path} is shorter than {size} bytes: it changed while being shared")
             digests.append(hash_bytes(algorithm, view))
             if root is not None:
                 root.update(view)
@@ -149,3 +139,13 @@ def hash_files(root: Path, files: Sequence[tuple[str, int]], book_size: int, alg
                 if progress is not None:
                     progress(files[index][1])
                 yield result
+
+
+def _read_exactly(fd: int, view: memoryview, offset: int, short: str) -> None:
+    """Fill ``view`` from ``fd`` at ``offset``; a file that ends first raises ValueError(``short``)."""
+    got = 0
+    while got < len(view):
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if n == 0:
+            raise ValueError(short)
+        got += n
