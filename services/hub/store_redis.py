@@ -524,11 +524,11 @@ class RedisStore:
             keys = _library_keys(record.library_id)[:5]
             frac = rng.random()
             known = self._sizes.get(record.library_id)
-            size = None if known is None else known[0] if seeds else known[1]
+            size = 0 if known is None else known[0] if seeds else known[1]
+            ranges = _window_ranges(size, count, frac) if size else ()  # none: the script samples
             commands.append(_pack(b"EVALSHA", sha, 5, *keys, stamp, record.player_id, record.wire,
                                   _ms(record.expires_at), _ttl(record.expires_at, now), count, int(seeds),
-                                  b"" if size else repr(frac)))
-            ranges = _window_ranges(size, count, frac) if size else ()
+                                  b"" if ranges else repr(frac)))
             key = keys[1] if seeds else keys[2]
             commands += [_pack(b"ZRANGE", key, start, stop) for start, stop in ranges]
             plans.append(_Plan(record, count, seeds, frac, len(ranges)))
