@@ -6,9 +6,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from typer.testing import CliRunner, Result
 
@@ -39,16 +37,6 @@ def assert_one_line_error(result: Result, text: str, code: int = 2) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert text in lines[0], lines[0]
     assert "Traceback" not in result.output
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def configure(data: Path, **values: object) -> config_mod.Config:

@@ -14,7 +14,8 @@ import pytest
 from services.cli.launch import alive, maestro_pid
 from services.runtime import config as config_mod
 from services.supervisor.control_client import ControlClient
-from tests.cli.helpers import assert_one_line_error, configure, emma, stop_maestro, wait_for
+from tests.cli.helpers import assert_one_line_error, configure, emma, stop_maestro
+from tests.polling import wait_for
 
 BOOK = 16 * 1024
 

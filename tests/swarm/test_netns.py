@@ -6,6 +6,7 @@ every namespace and link it uses and must leave none behind, also when it fails.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 
 import pytest
@@ -14,12 +15,17 @@ from services.hub.addresses import is_loopback
 from services.runtime import config as config_mod
 from services.supervisor.control_client import ControlClient
 from services.wire.ids import parse_endpoint
-from tests.swarm.test_swarm import assert_identical, wait_until
+from tests.polling import wait_for
+from tests.swarm.test_swarm import assert_identical
 from tools import netns
 from tools.swarm import Player, Swarm
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(netns.unavailable()), reason=netns.unavailable() or "-")]
 FIRST_RUN_ANSWERS = {"hub.ip", "hub.port", "distributor.port", "hub.key", "security.players"}
+
+
+def reached_at(player: Player, expected: str) -> bool:
+    return distributor_detail(player) == expected
 
 
 def distributor_detail(player: Player) -> str:
@@ -54,7 +60,7 @@ def test_players_on_separate_hosts_with_the_first_run_answers_alone_get_identica
         for player in players:  # each is reached at its own host's address, as the hub saw and checked it
             assert player.host is not None
             expected = f"reachable at tcp://{player.host.address}:7000"
-            wait_until(lambda p=player, e=expected: distributor_detail(p) == e, 60, f"{player.name}: {expected}")
+            wait_for(functools.partial(reached_at, player, expected), 60, f"{player.name}: {expected}")
             assert not is_loopback(parse_endpoint(expected.removeprefix("reachable at "))[0])
     assert set(netns.namespaces()) == before
     assert links(tag) == []

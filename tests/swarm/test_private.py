@@ -24,6 +24,7 @@ from services.runtime import config as config_mod
 from services.wire import curve, framing
 from services.wire.errors import ErrorCode
 from services.wire.pb import library_pb2, wire_pb2
+from tests.polling import wait_for
 from tools.swarm import Player, Swarm
 
 pytestmark = pytest.mark.slow
@@ -66,16 +67,7 @@ def dealer() -> Iterator[Dealer]:
 
 
 def wait_until(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    """Poll ``condition`` until it holds; fail after a generous ``timeout`` (never a bound on speed)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+    return wait_for(condition, timeout, what)
 
 
 def events(player_or_dir: Player | Path, event: str) -> list[dict[str, Any]]:

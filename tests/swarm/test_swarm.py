@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket as socketlib
-import time
 
 import pytest
 
@@ -11,20 +10,12 @@ from services.hub.client import HubClient
 from services.hub.client_types import AnnounceEvent
 from services.peer.download import BAN_THRESHOLD
 from services.supervisor.control_client import ControlClient
+from tests.polling import wait_for
 from tests.swarm.conftest import log_events, persisted_books
 from tools.swarm import Swarm, file_digest
 
 pytestmark = pytest.mark.slow
 BOOK = 16 * 1024
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def assert_identical(swarm: Swarm, players, library, source) -> None:
@@ -107,7 +98,7 @@ def test_a_lying_only_source_is_banned_the_download_stalls_then_completes_from_a
             found = [d for d in client.downloads() if d.library_id == library.id_hex]
             return (found[0].state, found[0].detail) if found else ("", "")
 
-        wait_until(lambda: shown()[0] == "stalled", 60, "the download to say it has no source")
+        wait_for(lambda: shown()[0] == "stalled", 60, "the download to say it has no source")
         assert shown() == ("stalled", f"no source for {library.books} books")
         swarm.start_player(honest)
         swarm.wait_complete(library, [leecher], timeout=90)
@@ -128,7 +119,7 @@ def test_requestor_sigkill_resumes_without_refetching(swarm, stuff):
     swarm.start_player(seed)
     swarm.start_player(leecher)
     swarm.give(leecher, library)
-    wait_until(lambda: len(persisted_books(leecher, library.id_hex)) >= 16, 60, "a quarter of the books")
+    wait_for(lambda: len(persisted_books(leecher, library.id_hex)) >= 16, 60, "a quarter of the books")
     swarm.kill_service(leecher, "requestor")
     kept = persisted_books(leecher, library.id_hex)
     assert 0 < len(kept) < library.books
@@ -157,7 +148,7 @@ def test_seed_leaves_and_leechers_finish_from_each_other(swarm, stuff):
         held: set[int] = set().union(*(persisted_books(p, library.id_hex) for p in leechers))
         return len(held) == library.books
 
-    wait_until(union_complete, 90, "the leechers to hold every book between them")
+    wait_for(union_complete, 90, "the leechers to hold every book between them")
     swarm.stop_player(seed)
     swarm.wait_complete(library, leechers, timeout=90)
     assert_identical(swarm, leechers, library, source)
@@ -171,7 +162,7 @@ def test_hub_restart_mid_download(swarm, stuff):
     swarm.start_player(seed)
     swarm.start_player(leecher)
     swarm.give(leecher, library)
-    wait_until(lambda: len(persisted_books(leecher, library.id_hex)) >= 4, 60, "the download to start")
+    wait_for(lambda: len(persisted_books(leecher, library.id_hex)) >= 4, 60, "the download to start")
     swarm.stop_hub()
     swarm.start_hub()
     late = swarm.add_player("late")
@@ -192,11 +183,11 @@ def test_under_maestros_killed_children_respawn_and_every_copy_completes(tmp_pat
             swarm.start_player(player)
         for player in leechers:
             swarm.give(player, library)
-        wait_until(lambda: len(persisted_books(leechers[0], library.id_hex)) >= 4, 60, "the download to start")
+        wait_for(lambda: len(persisted_books(leechers[0], library.id_hex)) >= 4, 60, "the download to start")
         before = swarm.child_pids(leechers[0])["requestor"]
         swarm.kill_service(leechers[0], "requestor")
         swarm.kill_service(seed, "distributor")
-        wait_until(lambda: swarm.child_pids(leechers[0]).get("requestor", before) != before, 5, "a new requestor")
+        wait_for(lambda: swarm.child_pids(leechers[0]).get("requestor", before) != before, 5, "a new requestor")
         swarm.wait_complete(library, leechers, timeout=120)
         assert_identical(swarm, leechers, library, source)
 
@@ -230,7 +221,7 @@ def test_three_hundred_fake_seeds_do_not_keep_a_download_from_the_real_one(clear
         swarm.give(leecher, library)
         # Only fakes are known yet: the leecher gives up on them and reports them (before the real seed
         # exists, so a fast download cannot finish first and leave nothing to check).
-        wait_until(lambda: hub.health().requests["report"] > 0, 60, "the dead endpoints reported")
+        wait_for(lambda: hub.health().requests["report"] > 0, 60, "the dead endpoints reported")
         swarm.start_player(seed)
         swarm.wait_complete(library, [leecher], timeout=90)
         assert_identical(swarm, [leecher], library, source)

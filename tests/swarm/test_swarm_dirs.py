@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -11,20 +10,12 @@ import pytest
 from services.peer.library import Library
 from services.peer.state import State, Status
 from services.runtime import config as config_mod
+from tests.polling import wait_for
 from tests.swarm.conftest import log_events, persisted_books
 from tools.swarm import Player, Swarm, make_stuff, make_tree, tree_digest
 
 pytestmark = pytest.mark.slow
 BOOK = 16 * 1024
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def unicode_tree(root: Path) -> Path:
@@ -94,7 +85,7 @@ def test_a_tree_of_many_files_resumes_after_a_kill_without_refetching(swarm: Swa
     for player in (seed, leecher):
         swarm.start_player(player)
     swarm.give(leecher, library)
-    wait_until(lambda: len(persisted_books(leecher, library.id_hex)) >= library.books // 4, 60,
+    wait_for(lambda: len(persisted_books(leecher, library.id_hex)) >= library.books // 4, 60,
                "a quarter of the books")
     swarm.kill_service(leecher, "requestor")
     kept = persisted_books(leecher, library.id_hex)
