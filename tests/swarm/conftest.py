@@ -6,6 +6,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,12 +59,16 @@ def persisted_books(player: Player, library_id: str) -> set[int]:
     return {i for i in range(count) if bits[i >> 3] & (0x80 >> (i & 7))}
 
 
-def log_events(player: Player, kind: str, event: str) -> list[dict[str, object]]:
-    path = player.data_dir / "logs" / f"{kind}.log"
+def log_events(player: Player, kind: str, event: str) -> list[dict[str, Any]]:
+    return events_in(player.data_dir / "logs" / f"{kind}.log", event)
+
+
+def events_in(path: Path, event: str) -> list[dict[str, Any]]:
+    """The records named ``event`` in one JSON-lines log (none if it does not exist; odd lines skipped)."""
     if not path.exists():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         try:
             record = json.loads(line)
         except ValueError:

@@ -7,7 +7,6 @@ plays a client by hand, it uses a real socket with the keys of a player's data d
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from services.wire import curve, framing
 from services.wire.errors import ErrorCode
 from services.wire.pb import library_pb2, wire_pb2
 from tests.polling import wait_for
+from tests.swarm.conftest import events_in
 from tools.swarm import Player, Swarm
 
 pytestmark = pytest.mark.slow
@@ -73,16 +73,7 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = WAIT) -
 def events(player_or_dir: Player | Path, event: str) -> list[dict[str, Any]]:
     """Every log record named ``event`` in a data directory's logs."""
     folder = (player_or_dir.data_dir if isinstance(player_or_dir, Player) else player_or_dir) / "logs"
-    found = []
-    for path in sorted(folder.glob("*.log")) if folder.exists() else []:
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("event") == event:
-                found.append(record)
-    return found
+    return [record for path in sorted(folder.glob("*.log")) for record in events_in(path, event)]
 
 
 def seeded(swarm: Swarm, stuff: Callable[[str, int], Path]) -> tuple[Player, Library]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from services.peer.storage import Opened, Storage
 from services.peer.treefiles import TreeFiles
 from services.peer.writer import Outcome
 from services.runtime.config import Config
+from tests.polling import wait_for
 
 BOOK = MIN_BOOK_SIZE
 CONTENT = {
@@ -185,15 +185,14 @@ def add(config: Config, state: State, library: Library, only: tuple[str, ...] = 
 
 def open_when_checked(storage: Storage, state: State, library: Library) -> Opened:
     """Open the download as the Requestor's reloads do: again until its local data is checked."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def attempt() -> Opened | None:
         record = state.get(library.id_hex)
         assert record is not None
-        opened = storage.open(record, 0.0)
-        if opened is not None:
-            return opened
-        time.sleep(0.01)
-    raise AssertionError("the local data check never ended")
+        return storage.open(record, 0.0)
+
+    opened: Opened = wait_for(attempt, 30, "the local data check to end")
+    return opened
 
 
 def test_a_tree_opens_after_its_local_data_is_checked_with_the_books_in_place(
