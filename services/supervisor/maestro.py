@@ -263,7 +263,7 @@ class Maestro:
             elif policy.hung(now):
                 sup.child.terminate(now)
                 sup.dying = True
-                self._failed(name, sup, now, f"hung: no heartbeat for {policy.heartbeat_age(now):.2f}s")
+                self._failed(name, sup, now, policy.hang_reason(now))
                 return
         if policy.due(now) and not sup.dying:
             policy.restarts += 1

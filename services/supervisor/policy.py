@@ -18,6 +18,11 @@ may be waiting unread, so the hang clock (``watch_from``) restarts at that
 turn: a child is hung only after ``liveness`` intervals without a beat during
 which the Maestro's turns were never further apart than that.
 
+A child that never beat within ``startup_timeout`` was slow to start as
+often as it was stuck (a host starting many players at once, a cold disk):
+each such start-up failure doubles the next start-up allowance, up to
+``MAX_STARTUP``; the first beat puts it back to ``base_startup``.
+
 Backoff doubles from ``initial_backoff`` to ``max_backoff`` and resets after
 ``stable_after`` seconds of running. More than ``max_failures`` failures in
 ``window`` seconds make the service FATAL (restart intensity, as in OTP): it
@@ -31,6 +36,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 HANG_EARLY = 0.1  # intervals before the liveness deadline that a silent child counts as hung
+MAX_STARTUP = 160.0  # seconds: the longest start-up allowance after repeated slow starts
 LATE_TURN = 0.5  # intervals between two Maestro turns past which the Maestro was behind (0.25 s by default)
 
 
@@ -47,6 +53,7 @@ class RestartPolicy:
     interval: float = 0.5
     liveness: int = 3
     startup_timeout: float = 10.0
+    base_startup: float = 0.0  # the configured start-up allowance (set from startup_timeout)
     initial_backoff: float = 0.1
     max_backoff: float = 5.0
     stable_after: float = 10.0
@@ -63,6 +70,9 @@ class RestartPolicy:
     backoff: float = 0.0
     last_reason: str = ""
 
+    def __post_init__(self) -> None:
+        self.base_startup = self.base_startup or self.startup_timeout
+
     def spawned(self, now: float) -> None:
         self.state = ServiceState.STARTING
         self.started_at = now
@@ -73,6 +83,7 @@ class RestartPolicy:
         """A beat, timed when the Maestro read it."""
         if self.state in (ServiceState.STARTING, ServiceState.RUNNING):
             self.state = ServiceState.RUNNING
+            self.startup_timeout = self.base_startup
             self.last_beat = now
             self.watch_from = max(self.watch_from, now)
             if now - self.started_at >= self.stable_after:
@@ -96,9 +107,18 @@ class RestartPolicy:
             return now - self.watch_from > self.startup_timeout
         return False
 
+    def hang_reason(self, now: float) -> str:
+        """Why ``hung`` is true, in words."""
+        if self.last_beat is None:
+            return f"hung: no first heartbeat within {self.startup_timeout:.0f}s of start"
+        return f"hung: no heartbeat for {self.heartbeat_age(now):.2f}s"
+
     def failed(self, now: float, reason: str) -> ServiceState:
         """The service exited or hung: BACKOFF, or FATAL past the restart intensity."""
         self.last_reason = reason
+        if self.state is ServiceState.STARTING and self.last_beat is None \
+                and now - self.watch_from > self.startup_timeout:
+            self.startup_timeout = min(MAX_STARTUP, self.startup_timeout * 2)  # slow, not stuck: more time
         if now - self.started_at >= self.stable_after and self.state is ServiceState.RUNNING:
             self.backoff = 0.0
         self.failures.append(now)

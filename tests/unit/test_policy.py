@@ -195,3 +195,33 @@ def test_uptime_and_heartbeat_age() -> None:
     assert policy.heartbeat_age(8.25) == 0.25
     policy.failed(9.0, "exit 1")
     assert policy.uptime(9.5) == 0.0
+
+
+# --- slow start-ups --------------------------------------------------------------------------
+
+
+def test_a_start_up_that_timed_out_gets_twice_the_time_next_and_a_beat_resets_it() -> None:
+    policy = RestartPolicy(startup_timeout=10.0, max_failures=100)
+    now = 0.0
+    allowances = []
+    for _ in range(6):
+        policy.spawned(now)
+        allowances.append(policy.startup_timeout)
+        now += policy.startup_timeout + 0.1
+        assert policy.hung(now)
+        assert policy.hang_reason(now) == f"hung: no first heartbeat within {policy.startup_timeout:.0f}s of start"
+        policy.failed(now, policy.hang_reason(now))
+        now = policy.retry_at
+    assert allowances == [10.0, 20.0, 40.0, 80.0, 160.0, 160.0]
+    policy.spawned(now)
+    assert not policy.hung(now + 150.0)  # still within the grown allowance
+    policy.beat(now + 150.0)
+    assert policy.startup_timeout == 10.0
+    assert policy.hang_reason(now + 152.0) == "hung: no heartbeat for 2.00s"
+
+
+def test_a_child_that_exits_at_start_up_does_not_grow_the_allowance() -> None:
+    policy = RestartPolicy(startup_timeout=10.0)
+    policy.spawned(0.0)
+    policy.failed(1.0, "exited with status 1")
+    assert policy.startup_timeout == 10.0
