@@ -60,7 +60,7 @@ class FakeClock:
             self._now += seconds
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
     """Poll ``condition`` until true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -82,7 +82,7 @@ def ctx() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
     term_with_deadline(context)
 
 
-def term_with_deadline(context: zmq.Context[Any], timeout: float = 5.0) -> None:
+def term_with_deadline(context: zmq.Context[Any], timeout: float = 30.0) -> None:
     """Terminate a context, failing (not hanging) when a socket was left open."""
     done = threading.Thread(target=context.term, daemon=True)
     done.start()
@@ -165,7 +165,7 @@ def start_hub(
     limits: HubLimits | None = None,
     clock: Callable[[], float] | None = None,
     bind: str = "tcp://127.0.0.1:0",
-    ping_timeout: float = 1.0,
+    ping_timeout: float = 10.0,  # a live endpoint is never late; a dead one is refused at once
     run: bool = True,
 ) -> RunningHub:
     """Bind a hub (``:0`` = a port the OS picks) and, unless ``run`` is False, serve it in a thread."""
