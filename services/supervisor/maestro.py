@@ -187,7 +187,7 @@ class Maestro:
             p = sup.policy
             out.append(control_pb2.ServiceStatus(
                 name=name, state=control_pb2.ServiceState.Value(p.state.value),
-                pid=sup.child.pid if p.state in (ServiceState.STARTING, ServiceState.RUNNING) else 0,
+                pid=sup.child.pid if p.ending or p.state in (ServiceState.STARTING, ServiceState.RUNNING) else 0,
                 uptime=p.uptime(now), restarts=p.restarts, heartbeat_age=p.heartbeat_age(now),
                 detail=self._detail(sup),
             ))
