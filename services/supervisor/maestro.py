@@ -221,7 +221,7 @@ class Maestro:
         return f"started {name}"
 
     def stop_service(self, name: str, now: float) -> str:
-        """Begin a stop and answer at once: the service is STOPPING, then OFF (see ``ControlClient.stop``)."""
+        """Begin a stop and answer at once: STOPPING, then OFF (``ControlClient.stop_service`` waits for OFF)."""
         sup = self._service(name)
         self._apply(name, sup, sup.policy.stop_requested(now, self.stop_grace))
         if sup.policy.state is ServiceState.STOPPING:
