@@ -1,8 +1,9 @@
 """Suite-wide settings and fixtures.
 
-Property tests have no deadline (a busy machine must not fail them). ``redis_server`` starts a
-real redis-server for one test and ends it by pid; where none is installed the test is skipped
-with the reason, except under CI (``CI=true``), where a missing server is a failure.
+Property tests have no deadline and no "too slow" health check (a busy machine must fail
+neither). ``redis_server`` starts a real redis-server for one test and ends it by pid; where
+none is installed the test is skipped with the reason, except under CI (``CI=true``), where a
+missing server is a failure.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from tools.redis_server import RedisServer, missing_reason
 
-settings.register_profile("emma", deadline=None)
+settings.register_profile("emma", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("emma")
 
 

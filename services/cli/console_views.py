@@ -31,8 +31,8 @@ REFRESH = 0.5
 LOG_BACKLOG = 20
 BAR_WIDTH = 16
 STATE_STYLES = {"RUNNING": "green", "STARTING": "cyan", "BACKOFF": "yellow", "FATAL": "bold red", "OFF": "dim",
-                "seeding": "green", "downloading": "cyan", "paused": "yellow", "error": "bold red",
-                "stalled": "bold yellow"}
+                "STOPPING": "yellow", "seeding": "green", "downloading": "cyan", "paused": "yellow",
+                "error": "bold red", "stalled": "bold yellow"}
 
 
 # --- 3 View Download -----------------------------------------------------------------------------------

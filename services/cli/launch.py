@@ -14,12 +14,13 @@ import sys
 import time
 from pathlib import Path
 
+from services.runtime import config as config_mod
 from services.runtime.config import Config
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
 from services.wire.pb import control_pb2
 
 START_TIMEOUT = 20.0
-STOP_TIMEOUT = 20.0
+STOP_TIMEOUT = 20.0  # past the stop grace: the Maestro has killed its services by then, and exits
 SERVICES = ("distributor", "requestor")
 
 
@@ -95,11 +96,13 @@ def services_running(client: ControlClient) -> bool:
     return all(states.get(name) == control_pb2.RUNNING for name in SERVICES)
 
 
-def stop(run_dir: Path, timeout: float = STOP_TIMEOUT) -> None:
+def stop(run_dir: Path) -> None:
     """Ask the Maestro to shut down and wait until its process has exited.
 
-    Raises MaestroNotRunning when no player runs, PlayerError when it outlives ``timeout``.
+    Raises MaestroNotRunning when no player runs, PlayerError when it outlives its services' stop grace
+    (``maestro.stop_grace``, after which it kills them) by STOP_TIMEOUT.
     """
+    timeout = config_mod.load(run_dir.parent).get("maestro.stop_grace") + STOP_TIMEOUT
     pid = maestro_pid(run_dir)
     ControlClient(run_dir).shutdown()
     deadline = time.monotonic() + timeout

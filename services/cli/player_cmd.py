@@ -116,7 +116,8 @@ def services(
     if start:
         typer.echo(printable(_call(ctx, "start", lambda: client.service(start, True))), err=json_out)
     if stop:
-        typer.echo(printable(_call(ctx, "stop", lambda: client.service(stop, False))), err=json_out)
+        typer.echo(printable(_call(ctx, "stop", lambda: client.stop_service(
+            stop, cli_context(ctx).config().get("maestro.stop_grace")))), err=json_out)
     statuses = _call(ctx, "services", client.services)
     if json_out:
         typer.echo(json.dumps(service_rows(statuses)))

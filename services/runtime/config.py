@@ -227,6 +227,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("limits.download_rate", 0, _rate, "download cap in bytes/s (0 = unlimited)"),
         Setting("limits.upload_slots", 64, _slots, "book requests served at once"),
         Setting("maestro.heartbeat_interval", 0.5, _seconds, "seconds between service heartbeats"),
+        Setting("maestro.stop_grace", 8.0, _seconds, "seconds a stopping service gets to exit before SIGKILL"),
         Setting("paths.downloads", "", _path, "where downloads land (empty = <data>/downloads)"),
         Setting("distributor.advertise", "", _optional_host,
                 "address others reach the distributor at (empty = as the hub sees it)"),

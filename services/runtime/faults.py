@@ -8,6 +8,8 @@ Unset (always, outside tests) it does nothing. ``EMMA_FAULT`` names one fault:
 - ``crash-in-loop:requestor`` makes that service's loop raise at its second
   heartbeat: the Maestro shows the exception the service died of (its last
   words) with the failure.
+- ``ignore-term:requestor`` makes that service ignore SIGTERM: a stop has to
+  wait out the grace, and the Maestro keeps serving meanwhile.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ def crash_at_start(service: str) -> None:
     """Exit now if the environment asks this service to crash at start-up."""
     if os.environ.get(ENV) == f"crash-at-start:{service}":
         raise SystemExit(CRASH_STATUS)
+
+
+def ignores_term(service: str) -> bool:
+    """Whether the environment asks this service to ignore SIGTERM."""
+    return os.environ.get(ENV) == f"ignore-term:{service}"
 
 
 def crash_in_loop(service: str, beat: int) -> None:

@@ -46,7 +46,7 @@ def service_main(
     config.ensure_dirs()
     setup_logging(data_dir, process=name, console_level=logging.CRITICAL)  # the files have it all; .out: crashes
     service = make(config, args.heartbeat)
-    signal.signal(signal.SIGTERM, service.stop)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if faults.ignores_term(name) else service.stop)
     signal.signal(signal.SIGINT, service.stop)
     try:
         service.run()

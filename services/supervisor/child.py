@@ -1,6 +1,6 @@
 """Process mechanics of one supervised child: spawn, poll, terminate, kill.
 
-No policy here (see policy.py). Children are started with the parent-death
+No policy and no waiting here (see policy.py: when to signal, when to kill). Children are started with the parent-death
 signal set to SIGKILL (Linux prctl), so a Maestro killed outright takes its
 children with it; the children also check their parent in every heartbeat.
 A child's stdout and stderr go to its ``.out`` file, rolled over at each spawn
@@ -10,7 +10,6 @@ once past its size limit (``logs.rotate_out``).
 from __future__ import annotations
 
 import ctypes
-import enum
 import os
 import signal
 import subprocess
@@ -20,14 +19,6 @@ from pathlib import Path
 from services.runtime.logs import rotate_out
 
 PR_SET_PDEATHSIG = 1
-
-
-class Ending(enum.Enum):
-    """How a stop went: the path taken is recorded for logs and tests."""
-
-    ALREADY_EXITED = "already exited"
-    TERMINATED = "terminated"
-    KILLED = "killed"
 
 
 def _die_with_parent() -> None:
@@ -47,7 +38,6 @@ class Child:
         self.args = args
         self.log_path = log_path
         self.popen: subprocess.Popen[bytes] | None = None
-        self.term_sent_at: float | None = None
 
     @property
     def pid(self) -> int:
@@ -62,7 +52,6 @@ class Child:
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})}, preexec_fn=_die_with_parent, start_new_session=False,
             )
-        self.term_sent_at = None
         return self.popen.pid
 
     def exited(self) -> int | None:
@@ -71,24 +60,10 @@ class Child:
             return None
         return self.popen.poll()
 
-    def terminate(self, now: float) -> None:
+    def terminate(self) -> None:
         if self.popen is not None and self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
-            self.term_sent_at = now
 
     def kill(self) -> None:
         if self.popen is not None and self.popen.poll() is None:
             self.popen.kill()
-
-    def stop(self, grace: float) -> Ending:
-        """Ask (SIGTERM), wait ``grace``, then SIGKILL; blocks until the process is gone."""
-        if self.popen is None or self.popen.poll() is not None:
-            return Ending.ALREADY_EXITED
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            self.popen.wait(grace)
-            return Ending.TERMINATED
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
-            return Ending.KILLED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from google.protobuf.message import DecodeError
 from services.wire.pb import common_pb2, control_pb2
 
 CONTROL_VERSION = 1
+STOP_MARGIN = 10.0  # ``stop_service`` waits the stop grace and this long for OFF (the SIGKILL comes at the grace)
 
 
 def control_endpoint(run_dir: Path) -> str:
@@ -89,7 +91,28 @@ class ControlClient:
         return self.call(rates=control_pb2.SetRates(upload_rate=upload, download_rate=download)).ok.message
 
     def service(self, name: str, start: bool) -> str:
+        """Start or stop one service; a stop is only begun (STOPPING): ``stop_service`` waits for OFF."""
         return self.call(service=control_pb2.ServiceAction(service=name, start=start)).ok.message
+
+    def stop_service(self, name: str, grace: float) -> str:
+        """Stop one service and return once the Maestro reports it OFF (it answers other requests meanwhile).
+
+        ``grace`` is the player's ``maestro.stop_grace``: past it (and STOP_MARGIN), ControlError."""
+        said = self.service(name, False)
+        wait = grace + STOP_MARGIN
+        deadline = time.monotonic() + wait
+        while (state := self.state_of(name)) != control_pb2.OFF:
+            if time.monotonic() > deadline:
+                raise ControlError("TIMEOUT", f"{name} is still {control_pb2.ServiceState.Name(state)} after "
+                                   f"{wait:g} s; see logs/{name}.out and `emma services`")
+            time.sleep(0.05)
+        return said if said.startswith("stopped") else f"stopped {name}"
+
+    def state_of(self, name: str) -> control_pb2.ServiceState.ValueType:
+        for status in self.services():
+            if status.name == name:
+                return status.state
+        raise ControlError("NOT_FOUND", f"the Maestro lists no service {name!r}")
 
     def shutdown(self) -> str:
         return self.call(shutdown=control_pb2.Shutdown()).ok.message

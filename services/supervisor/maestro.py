@@ -1,12 +1,18 @@
 """The Maestro: a player's supervisor process.
 
 It spawns the Distributor and the Requestor as child processes, takes their
-heartbeats on a PULL socket, and applies each service's RestartPolicy: an
-exit or ``liveness`` missed beats is a failure (a hung child gets SIGTERM,
-then SIGKILL after ``HANG_GRACE``), followed by a respawn after backoff, or
-FATAL past the restart intensity. It answers the CLI on a ROUTER control
-socket. It does no transfer work itself. One Maestro per data directory,
-enforced with an exclusive lock on ``<data>/run/maestro.lock``.
+heartbeats on a PULL socket, and does what each service's RestartPolicy
+decides (``poll``): an exit or ``liveness`` missed beats is a failure (a hung
+child gets SIGTERM, then SIGKILL after the policy's ``hang_grace``), followed
+by a respawn after backoff, or FATAL past the restart intensity. It answers
+the CLI on a ROUTER control socket. It does no transfer work itself. One
+Maestro per data directory, enforced with an exclusive lock on
+``<data>/run/maestro.lock``.
+
+The loop never waits on a child. Stopping a service, or all of them at
+shutdown (every child signalled at once), puts it in STOPPING and the loop
+carries on -- beats read, the control socket answered -- until the policy sees
+its process gone, sending SIGKILL once the ``maestro.stop_grace`` setting is over.
 
 Both sockets are open to anything that can reach ``<data>/run/``, so neither
 may be trusted to be quiet. Each loop turn reads at most HEARTBEAT_BATCH
@@ -44,14 +50,13 @@ from services.supervisor.child import Child
 from services.supervisor.control_client import control_endpoint, heartbeat_endpoint, metrics_url_file
 from services.supervisor.control_logic import MAX_CONTROL_BYTES, ControlLogic
 from services.supervisor.metrics import PlayerCollector, ServiceView
-from services.supervisor.policy import RestartPolicy, ServiceState
+from services.supervisor.policy import Action, Decision, RestartPolicy, ServiceState
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.ids import InvalidEndpoint
 from services.wire.pb import control_pb2
 
 log = get_logger("services")
 SERVICES = {"distributor": "services.peer.distributor", "requestor": "services.peer.requestor"}
-HANG_GRACE = 0.3
 TICK = 0.02
 HEARTBEAT_BATCH = 256  # heartbeat frames read per loop turn at most (about 5 ms of garbage)
 CONTROL_BATCH = 16  # control requests answered per loop turn at most
@@ -68,8 +73,6 @@ class Supervised:
     child: Child
     policy: RestartPolicy
     last: control_pb2.Heartbeat | None = None
-    dying: bool = False
-    want_off: bool = False
     counters: dict[str, int] = field(default_factory=dict)
     last_words: str = ""  # what the child said as it crashed (see heartbeat.LAST_WORDS)
 
@@ -136,6 +139,7 @@ class Maestro:
         self.late_turns = 0
         self.longest_late = 0.0
         interval = config.get("maestro.heartbeat_interval")
+        self.stop_grace: float = config.get("maestro.stop_grace")
         args = ["--data-dir", str(config.data_dir), "--heartbeat", heartbeat_endpoint(self.run_dir)]
         self.services = {
             name: Supervised(Child(name, module, args, config.data_dir / "logs" / f"{name}.out"),
@@ -145,7 +149,7 @@ class Maestro:
         self.collector = PlayerCollector(self, config.state_db, lambda: bool(config.get("metrics.library_label")))
         self.metrics: MetricsEndpoint | None = None
         self.metrics_problem = ""
-        self.running = True
+        self.running = True  # False once a shutdown is asked: the loop ends when every service is OFF
 
     # -- metrics ------------------------------------------------------------------
     def service_views(self) -> list[ServiceView]:
@@ -183,7 +187,7 @@ class Maestro:
             p = sup.policy
             out.append(control_pb2.ServiceStatus(
                 name=name, state=control_pb2.ServiceState.Value(p.state.value),
-                pid=sup.child.pid if p.state in (ServiceState.STARTING, ServiceState.RUNNING) else 0,
+                pid=sup.child.pid if p.ending or p.state in (ServiceState.STARTING, ServiceState.RUNNING) else 0,
                 uptime=p.uptime(now), restarts=p.restarts, heartbeat_age=p.heartbeat_age(now),
                 detail=self._detail(sup),
             ))
@@ -209,19 +213,20 @@ class Maestro:
 
     def start_service(self, name: str, now: float) -> str:
         sup = self._service(name)
+        if not self.running:
+            return f"{name} not started: the player is shutting down"
         if not sup.policy.start_requested():
             return f"{name} is already {sup.policy.state.value}"
-        sup.want_off = False
         self._spawn(name, sup, now)
         return f"started {name}"
 
     def stop_service(self, name: str, now: float) -> str:
+        """Begin a stop and answer at once: STOPPING, then OFF (``ControlClient.stop_service`` waits for OFF)."""
         sup = self._service(name)
-        sup.want_off = True
-        ending = sup.child.stop(grace=5.0)
-        sup.policy.stopped()
-        log.info("service_stopped", service=name, ending=ending.value)
-        return f"stopped {name} ({ending.value})"
+        self._apply(name, sup, sup.policy.stop_requested(now, self.stop_grace))
+        if sup.policy.state is ServiceState.STOPPING:
+            return f"stopping {name}"
+        return f"stopped {name}"
 
     def request_shutdown(self) -> None:
         self.running = False
@@ -243,37 +248,31 @@ class Maestro:
     # -- supervision -------------------------------------------------------------------
     def _spawn(self, name: str, sup: Supervised, now: float) -> None:
         pid = sup.child.spawn(self.env)
-        sup.dying = False
         sup.last_words = ""
         sup.policy.spawned(now)
         log.info("service_spawned", service=name, pid=pid, restarts=sup.policy.restarts)
 
-    def _check(self, name: str, sup: Supervised, now: float) -> None:
-        policy = sup.policy
-        status = sup.child.exited()
-        if sup.dying:
-            if status is None and sup.child.term_sent_at is not None and now - sup.child.term_sent_at > HANG_GRACE:
-                sup.child.kill()
-            if status is None:
-                return
-            sup.dying = False
-        elif policy.state in (ServiceState.STARTING, ServiceState.RUNNING):
-            if status is not None:
-                self._failed(name, sup, now, f"exited with status {status}")
-            elif policy.hung(now):
-                sup.child.terminate(now)
-                sup.dying = True
-                self._failed(name, sup, now, policy.hang_reason(now))
-                return
-        if policy.due(now) and not sup.dying:
-            policy.restarts += 1
-            self._spawn(name, sup, now)
+    def _apply(self, name: str, sup: Supervised, decision: Decision) -> None:
+        """Do what the policy decided: log a failure or the end of a stop, signal or spawn."""
+        if decision.failure:
+            self._failed(name, sup)
+        if decision.stopped is not None:
+            log.info("service_stopped", service=name, ending=decision.stopped.value)
+        if decision.action is Action.TERMINATE:
+            sup.child.terminate()
+        elif decision.action is Action.KILL:
+            log.warning("service_killed", service=name, pid=sup.child.pid, state=sup.policy.state.value,
+                        hint=f"it outlived its grace after SIGTERM; see logs/{name}.out for why it did not exit")
+            sup.child.kill()
+        elif decision.action is Action.SPAWN:
+            self._spawn(name, sup, time.monotonic())
 
-    def _failed(self, name: str, sup: Supervised, now: float, reason: str) -> None:
+    def _failed(self, name: str, sup: Supervised) -> None:
+        """Log the failure the policy just decided, with the child's last words if it said any."""
         if sup.last_words:
-            reason = f"{reason} ({sup.last_words})"
-        state = sup.policy.failed(now, reason)
-        if state is ServiceState.FATAL:
+            self._heard_last_words(sup, sup.last_words)
+        reason = sup.policy.last_reason
+        if sup.policy.state is ServiceState.FATAL:
             log.error("service_fatal", service=name, reason=reason, failures=len(sup.policy.failures),
                       hint=f"fix the cause (see logs/{name}.out), then `emma services --start {name}`")
         else:
@@ -308,7 +307,7 @@ class Maestro:
             if beat.state.startswith(LAST_WORDS):
                 self._heard_last_words(sup, beat.state)
                 continue
-            if sup.dying:
+            if sup.policy.ending:
                 continue
             sup.policy.beat(now)
             sup.last = beat
@@ -363,32 +362,42 @@ class Maestro:
         scrapes = set(self.metrics.sockets()) if self.metrics is not None else set()
         for sock in scrapes:
             poller.register(sock, zmq.POLLIN)
-        while self.running:
+        stopping = False
+        while not stopping or not self._all_off():
             events = dict(poller.poll(int(TICK * 1000)))
             if self.metrics is not None and scrapes.intersection(events):
                 self.metrics.handle()
             if self.control in events:
-                self._control()  # first: a stop may block for seconds, and the pace below sees it
+                self._control()
+            if not self.running and not stopping:
+                stopping = True
+                self._stop_all(time.monotonic())
             self._pace(time.monotonic())
             self._heartbeats()
             now = time.monotonic()
             for name, sup in self.services.items():
-                if not sup.want_off:
-                    self._check(name, sup, now)
+                self._apply(name, sup, sup.policy.poll(now, sup.child.exited()))
             self._report(self.bad_beats, "bad_heartbeats", self.bad_beats.due(now))
             self._report(self.bad_control, "bad_control_messages", self.bad_control.due(now))
         self.shutdown()
+
+    def _stop_all(self, now: float) -> None:
+        """Shutdown: every service told to stop at once; the loop runs on until all are OFF."""
+        log.info("maestro_stopping", grace=self.stop_grace)
+        for name, sup in self.services.items():
+            self._apply(name, sup, sup.policy.stop_requested(now, self.stop_grace))
+
+    def _all_off(self) -> bool:
+        return all(sup.policy.state is ServiceState.OFF for sup in self.services.values())
 
     def stop(self, *_: object) -> None:
         self.running = False
 
     def shutdown(self) -> None:
+        """Release what the Maestro holds, once every service is OFF (see ``run``)."""
         if self.metrics is not None:
             self.metrics.close()
             metrics_url_file(self.run_dir).unlink(missing_ok=True)
-        for name, sup in self.services.items():
-            ending = sup.child.stop(grace=8.0)
-            log.info("service_stopped", service=name, ending=ending.value)
         self.state.close()
         self.ctx.destroy(linger=0)
         for leftover in ("control.sock", "heartbeat.sock", "maestro.pid"):

@@ -1,9 +1,20 @@
 """The restart policy of one supervised service: pure state, fed ``now``.
 
 How it works. A service is in one of the states of ``ServiceState``. The
-Maestro reports what it observes -- ``spawned``, ``beat``, ``failed`` (an
-exit, or a heartbeat older than ``liveness`` intervals), ``stopped`` -- and
-asks ``due(now)`` whether a backed-off service should be spawned again.
+Maestro reports what it observes -- ``spawned``, ``beat`` -- and each loop
+turn calls ``poll(now, exit_status)`` with its child's exit status (None while
+it runs), which returns what to do: a ``Decision`` to do nothing, send SIGTERM,
+send SIGKILL or spawn the service again, with the failure or the end of a stop
+it decided on, for the log. Nothing here waits: every deadline is a time that
+a later ``poll`` compares with ``now``.
+
+- An exit of a live child, or a heartbeat older than ``liveness`` intervals,
+  is a failure (``failed``). A hung child is sent SIGTERM and, if it is still
+  there ``hang_grace`` seconds later, SIGKILL; it is respawned only once it is
+  gone. Each respawn is counted in ``restarts``.
+- ``stop_requested(now, grace)`` (the CLI, or the Maestro shutting down) puts a
+  live child in STOPPING: SIGTERM now, SIGKILL at ``now + grace``, OFF once
+  its process is gone. Meanwhile nothing else waits on it.
 
 The hang deadline is ``liveness`` intervals after the last beat less a
 tenth of an interval (``HANG_EARLY``): the last beat always comes before the
@@ -46,6 +57,31 @@ class ServiceState(enum.Enum):
     BACKOFF = "BACKOFF"
     FATAL = "FATAL"
     OFF = "OFF"
+    STOPPING = "STOPPING"
+
+
+class Action(enum.Enum):
+    """What the Maestro does to the service's process after a ``poll``."""
+
+    NONE = "none"
+    TERMINATE = "terminate"  # SIGTERM
+    KILL = "kill"  # SIGKILL
+    SPAWN = "spawn"
+
+
+class Ending(enum.Enum):
+    """How a stop ended, for the log."""
+
+    ALREADY_EXITED = "already exited"
+    EXITED = "exited"  # after the SIGTERM, before the grace was over
+    KILLED = "killed"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action = Action.NONE
+    failure: str = ""  # a failure decided at this poll (the state then says BACKOFF or FATAL)
+    stopped: Ending | None = None  # a stop that ended at this poll (the state is now OFF)
 
 
 @dataclass
@@ -59,6 +95,7 @@ class RestartPolicy:
     stable_after: float = 10.0
     max_failures: int = 5
     window: float = 30.0
+    hang_grace: float = 0.3  # seconds between the SIGTERM and the SIGKILL of a hung child
     state: ServiceState = ServiceState.OFF
     restarts: int = 0
     started_at: float = 0.0
@@ -69,6 +106,60 @@ class RestartPolicy:
     failures: deque[float] = field(default_factory=deque)
     backoff: float = 0.0
     last_reason: str = ""
+    ending: bool = False  # the process was signalled and is not yet seen gone
+    kill_at: float = 0.0  # when an ending process that is still there gets SIGKILL
+    kill_sent: bool = False
+
+    def poll(self, now: float, exit_status: int | None) -> Decision:
+        """One turn's decision, given the child's exit status (None while its process runs)."""
+        if self.ending:
+            if exit_status is None:
+                if now >= self.kill_at and not self.kill_sent:
+                    self.kill_sent = True
+                    return Decision(Action.KILL)
+                return Decision()
+            self.ending = False
+            if self.state is ServiceState.STOPPING:
+                self.stopped()
+                return Decision(stopped=Ending.KILLED if self.kill_sent else Ending.EXITED)
+        elif self.state in (ServiceState.STARTING, ServiceState.RUNNING):
+            if exit_status is not None:
+                reason = f"exited with status {exit_status}"
+                self.failed(now, reason)
+                return Decision(failure=reason)
+            if self.hung(now):
+                reason = self.hang_reason(now)
+                self.failed(now, reason)
+                self._signal(now, self.hang_grace)
+                return Decision(Action.TERMINATE, failure=reason)
+        if self.due(now):
+            self.restarts += 1
+            return Decision(Action.SPAWN)
+        return Decision()
+
+    def stop_requested(self, now: float, grace: float) -> Decision:
+        """Stop on purpose: a live process gets SIGTERM now and SIGKILL after ``grace`` (see ``poll``)."""
+        if self.ending:  # already signalled (a hang): keep its earlier SIGKILL time
+            self.state = ServiceState.STOPPING
+            self.kill_at = min(self.kill_at, now + grace)
+            return Decision()
+        if self.state in (ServiceState.STARTING, ServiceState.RUNNING):
+            self.state = ServiceState.STOPPING
+            self._signal(now, grace)
+            return Decision(Action.TERMINATE)
+        if self.state is ServiceState.STOPPING:
+            return Decision()
+        self.stopped()
+        return Decision(stopped=Ending.ALREADY_EXITED)
+
+    def _signal(self, now: float, grace: float) -> None:
+        self.ending = True
+        self.kill_at = now + grace
+        self.kill_sent = False
+
+    def silence(self, now: float) -> float:
+        """Seconds since the last beat, or since the spawn when it never beat."""
+        return now - (self.last_beat if self.last_beat is not None else self.started_at)
 
     def __post_init__(self) -> None:
         self.base_startup = self.base_startup or self.startup_timeout
@@ -111,10 +202,10 @@ class RestartPolicy:
         """Why ``hung`` is true, in words."""
         if self.last_beat is None:
             return f"hung: no first heartbeat within {self.startup_timeout:.0f}s of start"
-        return f"hung: no heartbeat for {self.heartbeat_age(now):.2f}s"
+        return f"hung: no heartbeat for {self.silence(now):.2f}s"
 
     def failed(self, now: float, reason: str) -> ServiceState:
-        """The service exited or hung: BACKOFF, or FATAL past the restart intensity."""
+        """The service exited or hung (see ``poll``): BACKOFF, or FATAL past the restart intensity."""
         self.last_reason = reason
         if self.state is ServiceState.STARTING and self.last_beat is None \
                 and now - self.watch_from > self.startup_timeout:
@@ -133,10 +224,11 @@ class RestartPolicy:
         return self.state
 
     def due(self, now: float) -> bool:
-        return self.state is ServiceState.BACKOFF and now >= self.retry_at
+        """Whether to spawn again: backed off long enough, and the last process is gone."""
+        return self.state is ServiceState.BACKOFF and now >= self.retry_at and not self.ending
 
     def stopped(self) -> None:
-        """Stopped on purpose (CLI or shutdown): OFF, and the failure history is forgotten."""
+        """Stopped on purpose (CLI or shutdown) and gone: OFF, and the failure history is forgotten."""
         self.state = ServiceState.OFF
         self.failures.clear()
         self.backoff = 0.0

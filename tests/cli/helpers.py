@@ -49,7 +49,7 @@ def configure(data: Path, **values: object) -> config_mod.Config:
     return config
 
 
-def stop_maestro(data: Path, timeout: float = 20.0) -> None:
+def stop_maestro(data: Path, timeout: float = 60.0) -> None:
     """End the Maestro of ``data`` (started in the background by a test or a console) by its pid."""
     pid = maestro_pid(data / "run")
     if not pid or not alive(pid):

@@ -136,7 +136,7 @@ def test_upload_download_watch_logs_services_settings_about_exit(tmp_path: Path,
     bob.child.send("x")
     bob.expect("stopped following")
 
-    ControlClient(tmp_path / "bob" / "run").service("requestor", False)
+    ControlClient(tmp_path / "bob" / "run").stop_service("requestor", grace=8.0)
     bob.answer(MENU, "5")
     bob.expect("Requestor.*OFF")
     bob.answer(r"Start which service\? \(requestor; 'exit' to go back\): ", "maestro")

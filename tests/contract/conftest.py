@@ -4,6 +4,9 @@
   linger 0 at teardown; terminating the context fails the test instead of
   hanging if something was left open.
 - ``recv`` fails the test when nothing arrives within its timeout.
+- ``dropped_by_peer`` sends a message and waits for the peer to drop the
+  connection (as ``zmq.MAXMSGSIZE`` does): proof that no reply can come,
+  without waiting a while for one not to.
 - ``hubs`` starts hubs in threads (each with its own context, a random port
   chosen by the OS, a :class:`FakeClock`) and stops every one at teardown.
 - ``spawn_hub`` starts ``python -m services.hub`` as a subprocess, reads the
@@ -27,6 +30,7 @@ from typing import Any
 
 import pytest
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from services.hub.broker import Broker, stop_broker
 from services.hub.logic import HubLogic
@@ -56,7 +60,7 @@ class FakeClock:
             self._now += seconds
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
     """Poll ``condition`` until true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -78,7 +82,7 @@ def ctx() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
     term_with_deadline(context)
 
 
-def term_with_deadline(context: zmq.Context[Any], timeout: float = 5.0) -> None:
+def term_with_deadline(context: zmq.Context[Any], timeout: float = 30.0) -> None:
     """Terminate a context, failing (not hanging) when a socket was left open."""
     done = threading.Thread(target=context.term, daemon=True)
     done.start()
@@ -104,11 +108,25 @@ def sockets(ctx: zmq.Context[zmq.Socket[bytes]]) -> Iterator[Callable[..., zmq.S
         sock.close(linger=0)
 
 
-def recv(sock: zmq.Socket[bytes], timeout: float = 3.0) -> list[bytes]:
+def recv(sock: zmq.Socket[bytes], timeout: float = 10.0) -> list[bytes]:
     """Receive one multipart message or fail the test."""
     if not sock.poll(int(timeout * 1000)):
         pytest.fail(f"no reply within {timeout}s")
     return sock.recv_multipart()
+
+
+def dropped_by_peer(sock: zmq.Socket[bytes], frames: list[bytes], timeout: float = 30.0) -> None:
+    """Send ``frames`` and wait until the peer closes the connection: the message dies with it, unanswered."""
+    monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    try:
+        sock.send_multipart(frames)
+        if not monitor.poll(int(timeout * 1000)):
+            pytest.fail(f"the peer kept the connection for {timeout}s after an oversized message")
+        assert int(recv_monitor_message(monitor)["event"]) == zmq.EVENT_DISCONNECTED
+        assert not sock.poll(0), "the dropped message was answered"
+    finally:
+        sock.disable_monitor()
+        monitor.close(linger=0)
 
 
 def hub_request(request_id: int = 1, version: int = 1, **body: Any) -> bytes:
@@ -147,7 +165,7 @@ def start_hub(
     limits: HubLimits | None = None,
     clock: Callable[[], float] | None = None,
     bind: str = "tcp://127.0.0.1:0",
-    ping_timeout: float = 1.0,
+    ping_timeout: float = 10.0,  # a live endpoint is never late; a dead one is refused at once
     run: bool = True,
 ) -> RunningHub:
     """Bind a hub (``:0`` = a port the OS picks) and, unless ``run`` is False, serve it in a thread."""

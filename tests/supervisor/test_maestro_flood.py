@@ -80,7 +80,8 @@ def test_a_heartbeat_flood_restarts_no_child(players, connect):  # noqa: F811
     after = player.wait_running()
     assert identities(after) == identities(before)
     assert all(after[name].restarts == 0 for name in ("distributor", "requestor"))
-    assert all(0 <= after[name].heartbeat_age < 1.5 for name in ("distributor", "requestor"))
+    for name in ("distributor", "requestor"):
+        player.wait_fresh_beat(name)  # and their beats are still read: none was lost behind the flood
     assert "last failure" not in after["distributor"].detail + after["requestor"].detail
 
 

@@ -30,6 +30,7 @@ DEFAULTS = {
     "limits.download_rate": 0,
     "limits.upload_slots": 64,
     "maestro.heartbeat_interval": 0.5,
+    "maestro.stop_grace": 8.0,
     "paths.downloads": "",
     "distributor.advertise": "",
     "metrics.bind": "",

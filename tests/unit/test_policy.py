@@ -1,13 +1,16 @@
-"""The restart policy on a fake clock: states, backoff, restart intensity, liveness."""
+"""The restart policy on a fake clock: states, backoff, restart intensity, liveness, and what ``poll`` and
+``stop_requested`` tell the Maestro to do (TERM, KILL after a grace, respawn) -- the timings the Maestro
+keeps, proved without a real clock; real timings are tools/bench_supervisor.py's figures."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.supervisor.policy import RestartPolicy, ServiceState
+from services.supervisor.policy import Action, Decision, Ending, RestartPolicy, ServiceState
 
-OFF, STARTING, RUNNING, BACKOFF, FATAL = (
+OFF, STARTING, RUNNING, BACKOFF, FATAL, STOPPING = (
     ServiceState.OFF, ServiceState.STARTING, ServiceState.RUNNING, ServiceState.BACKOFF, ServiceState.FATAL,
+    ServiceState.STOPPING,
 )
 
 
@@ -225,3 +228,143 @@ def test_a_child_that_exits_at_start_up_does_not_grow_the_allowance() -> None:
     policy.spawned(0.0)
     policy.failed(1.0, "exited with status 1")
     assert policy.startup_timeout == 10.0
+
+
+# --- poll: what the Maestro does each turn, on a fake clock ------------------------------------
+
+NONE, TERMINATE, KILL, SPAWN = Action.NONE, Action.TERMINATE, Action.KILL, Action.SPAWN
+ALIVE = None  # the exit status of a process that still runs
+
+
+def test_an_exit_is_a_failure_and_the_respawn_comes_after_the_first_backoff() -> None:
+    policy = running(0.0)
+    decision = policy.poll(5.0, 1)
+    assert decision == Decision(failure="exited with status 1") and policy.state is BACKOFF
+    assert policy.poll(5.0 + 0.099, 1).action is NONE
+    assert policy.poll(5.1, 1).action is SPAWN  # back within the first backoff of the crash being seen
+    assert policy.restarts == 1
+    policy.spawned(5.1)
+    assert policy.poll(5.2, ALIVE) == Decision() and policy.state is STARTING
+
+
+def test_a_running_child_that_beats_is_left_alone() -> None:
+    policy = running(0.0, interval=0.5)
+    for tick in range(1, 400):
+        now = tick * 0.05
+        if tick % 10 == 0:
+            policy.beat(now)
+        assert policy.poll(now, ALIVE) == Decision()
+    assert policy.state is RUNNING and policy.restarts == 0
+
+
+def test_a_hang_is_terminated_then_killed_after_the_grace_and_respawned_once_gone() -> None:
+    policy = running(0.0, interval=0.5, liveness=3, hang_grace=0.3)
+    assert policy.poll(1.44, ALIVE) == Decision()
+    decision = policy.poll(1.46, ALIVE)  # noticed within liveness intervals of the last beat
+    assert decision.action is TERMINATE and decision.failure == "hung: no heartbeat for 1.46s"
+    assert policy.state is BACKOFF
+    assert policy.poll(1.70, ALIVE) == Decision()  # TERM sent, grace running, not due while it lives
+    assert policy.poll(1.76, ALIVE).action is KILL
+    assert policy.poll(1.80, ALIVE) == Decision()  # killed once, then waited for
+    assert policy.poll(1.85, -9).action is SPAWN  # gone, and the backoff (0.1 s) is long over
+    assert policy.restarts == 1
+
+
+def test_a_hung_child_that_exits_on_sigterm_is_not_killed() -> None:
+    policy = running(0.0, interval=0.5, hang_grace=0.3)
+    assert policy.poll(2.0, ALIVE).action is TERMINATE
+    assert policy.poll(2.05, ALIVE) == Decision()
+    assert policy.poll(2.06, -15) == Decision()  # gone; backoff until 2.1
+    assert policy.poll(2.1, -15).action is SPAWN
+
+
+def test_a_hung_childs_beats_read_late_do_not_revive_it() -> None:
+    policy = running(0.0, interval=0.5)
+    assert policy.poll(2.0, ALIVE).action is TERMINATE
+    policy.beat(2.01)
+    assert policy.state is BACKOFF and policy.poll(2.02, ALIVE) == Decision()
+
+
+def test_a_child_that_never_beats_is_hung_after_the_startup_timeout() -> None:
+    policy = RestartPolicy(startup_timeout=10.0)
+    policy.spawned(0.0)
+    assert policy.poll(10.0, ALIVE) == Decision()
+    assert policy.poll(10.1, ALIVE).failure == "hung: no first heartbeat within 10s of start"
+
+
+def test_a_crash_loop_ends_fatal_and_fatal_is_sticky() -> None:
+    policy = running(0.0, max_failures=5, window=30.0)
+    now, failures = 0.0, []
+    while policy.state is not FATAL:
+        now += 0.01
+        decision = policy.poll(now, 3)
+        if decision.failure:
+            failures.append(decision.failure)
+        if decision.action is SPAWN:
+            policy.spawned(now)
+    assert len(failures) == 6 and policy.restarts == 5
+    assert all(policy.poll(now + t, 3) == Decision() for t in (1.0, 60.0, 1e6))  # never spawned again
+
+
+# --- stopping: begun at once, finished by a later poll -----------------------------------------
+
+
+def test_a_stop_terminates_and_ends_off_when_the_child_exits_within_the_grace() -> None:
+    policy = running(0.0)
+    assert policy.stop_requested(3.0, grace=8.0) == Decision(TERMINATE)
+    assert policy.state is STOPPING
+    assert policy.poll(4.0, ALIVE) == Decision()
+    assert policy.poll(4.5, 0) == Decision(stopped=Ending.EXITED)
+    assert policy.state is OFF
+    assert policy.poll(1e6, 0) == Decision()  # OFF stays off: no respawn
+
+
+def test_a_child_that_ignores_sigterm_is_killed_at_the_grace() -> None:
+    policy = running(0.0)
+    policy.stop_requested(3.0, grace=8.0)
+    assert all(policy.poll(3.0 + t, ALIVE) == Decision() for t in (0.5, 4.0, 7.99))
+    assert policy.poll(11.0, ALIVE) == Decision(KILL)
+    assert policy.poll(11.1, ALIVE) == Decision()
+    assert policy.poll(11.2, -9) == Decision(stopped=Ending.KILLED) and policy.state is OFF
+
+
+def test_a_stopping_child_is_never_hung_and_its_beats_change_nothing() -> None:
+    policy = running(0.0, interval=0.5)
+    policy.stop_requested(0.1, grace=8.0)
+    policy.beat(0.2)
+    assert policy.state is STOPPING
+    assert not policy.hung(7.0) and policy.poll(7.0, ALIVE) == Decision()
+
+
+@pytest.mark.parametrize("state", [OFF, BACKOFF, FATAL])
+def test_a_stop_without_a_live_process_is_off_at_once(state: ServiceState) -> None:
+    policy = RestartPolicy(state=state)
+    policy.failures.extend([1.0, 2.0])
+    assert policy.stop_requested(5.0, grace=8.0) == Decision(stopped=Ending.ALREADY_EXITED)
+    assert policy.state is OFF and not policy.failures
+    assert policy.poll(1e6, 1) == Decision()
+
+
+def test_a_stop_asked_twice_keeps_the_first_deadline() -> None:
+    policy = running(0.0)
+    policy.stop_requested(1.0, grace=8.0)
+    assert policy.stop_requested(5.0, grace=8.0) == Decision()
+    assert policy.poll(9.0, ALIVE) == Decision(KILL)
+
+
+def test_a_stop_during_a_hang_keeps_the_sooner_kill_and_ends_off_not_respawned() -> None:
+    policy = running(0.0, interval=0.5, hang_grace=0.3)
+    assert policy.poll(2.0, ALIVE).action is TERMINATE
+    assert policy.stop_requested(2.1, grace=8.0) == Decision()  # already signalled
+    assert policy.state is STOPPING
+    assert policy.poll(2.3, ALIVE) == Decision(KILL)
+    assert policy.poll(2.4, -9) == Decision(stopped=Ending.KILLED) and policy.state is OFF
+    assert policy.poll(100.0, -9) == Decision()
+
+
+def test_a_stopping_service_cannot_be_started_until_off() -> None:
+    policy = running(0.0)
+    policy.stop_requested(1.0, grace=8.0)
+    assert not policy.start_requested()
+    policy.poll(1.5, 0)
+    assert policy.start_requested()

@@ -40,6 +40,8 @@ ABSURD: list[tuple[str, Any, str]] = [
     ("maestro.heartbeat_interval", 10**400, "expected a number of seconds"),
     ("maestro.heartbeat_interval", float("nan"), "between 0.05 and 60"),
     ("maestro.heartbeat_interval", 3600, "between 0.05 and 60"),
+    ("maestro.stop_grace", 3600, "between 0.05 and 60"),
+    ("maestro.stop_grace", True, "expected a number of seconds"),
     ("hub.ip", "fe80::1%\x1b[31m", "not an IP address or host name"),
     ("hub.ip", "a" * 300, "not an IP address or host name"),
     ("hub.ip", 127, "not an IP address or host name"),

@@ -32,6 +32,8 @@ class _ServiceStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ServiceS
     BACKOFF: _ServiceState.ValueType  # 3
     FATAL: _ServiceState.ValueType  # 4
     OFF: _ServiceState.ValueType  # 5
+    STOPPING: _ServiceState.ValueType  # 6
+    """told to stop (CLI or shutdown); OFF once its process is gone"""
 
 class ServiceState(_ServiceState, metaclass=_ServiceStateEnumTypeWrapper): ...
 
@@ -41,6 +43,8 @@ RUNNING: ServiceState.ValueType  # 2
 BACKOFF: ServiceState.ValueType  # 3
 FATAL: ServiceState.ValueType  # 4
 OFF: ServiceState.ValueType  # 5
+STOPPING: ServiceState.ValueType  # 6
+"""told to stop (CLI or shutdown); OFF once its process is gone"""
 Global___ServiceState: _TypeAlias = ServiceState  # noqa: Y015
 
 @_typing.final
