@@ -49,6 +49,7 @@ from services.peer.librarifier import librarify, librarify_tree
 from services.peer.library import Library, write_library
 from services.peer.state import State
 from services.runtime import config as config_mod
+from services.runtime.rundir import distributor_endpoint_file, run_dir
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
 from services.wire import curve
 from tools.netns import Host, Network, parse_rate
@@ -410,8 +411,8 @@ class Swarm:
 
     def _serving(self, player: Player) -> bool:
         if not self.maestro:
-            return (player.data_dir / "run" / "distributor.endpoint").exists()
-        return launch.services_running(ControlClient(player.data_dir / "run", timeout=1.0))
+            return distributor_endpoint_file(run_dir(player.data_dir)).exists()
+        return launch.services_running(ControlClient(run_dir(player.data_dir), timeout=1.0))
 
     def _raise_if_died(self) -> None:
         for proc in self.group.procs:
@@ -420,7 +421,7 @@ class Swarm:
 
     def child_pids(self, player: Player) -> dict[str, int]:
         """Pids of a Maestro's running children, from its control socket."""
-        client = ControlClient(player.data_dir / "run", timeout=2.0)
+        client = ControlClient(run_dir(player.data_dir), timeout=2.0)
         return {s.name: s.pid for s in client.services() if s.name != "maestro" and s.pid}
 
     def kill_service(self, player: Player, service: str) -> Proc | None:

@@ -20,6 +20,7 @@ from services.cli.fmt import (
     state_name,
 )
 from services.cli.logs_view import Follower, render
+from services.runtime import rundir
 from services.runtime.logs import LOG_KINDS, log_path
 from services.supervisor.control_client import MaestroNotRunning
 from services.wire.pb import control_pb2
@@ -120,7 +121,7 @@ def logs(session: Session) -> None:
 
 def _maestro_off() -> list[control_pb2.ServiceStatus]:
     return [control_pb2.ServiceStatus(name=name, state=control_pb2.OFF, heartbeat_age=-1)
-            for name in ("maestro", *launch.SERVICES)]
+            for name in (rundir.MAESTRO, *rundir.SERVICES)]
 
 
 def services_table(statuses: list[control_pb2.ServiceStatus]) -> Table:

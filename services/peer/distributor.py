@@ -43,8 +43,10 @@ from services.peer.partfile import partial_path
 from services.peer.state import State, Status
 from services.peer.treefiles import TreeFiles
 from services.runtime import config as config_mod
+from services.runtime import rundir
 from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import get_logger
+from services.runtime.rundir import notify_endpoint
 from services.runtime.service import service_main
 from services.wire import curve, framing
 from services.wire.admission import Admission, Gate, key_of, source_of
@@ -64,10 +66,6 @@ DRAIN_POLL = 0.01  # while books are on their way to the kernel, look this often
 CONNECTIONS_PER_ADDRESS = 128  # live connections from one address; more are refused at the handshake
 MAX_CONNECTIONS = 1024
 STUCK_SECONDS = 30.0  # a connection whose sent bytes go unacknowledged this long (a reader that stopped) is closed
-
-
-def notify_endpoint(run_dir: Path) -> str:
-    return f"ipc://{run_dir / 'notify.sock'}"
 
 
 class Distributor:
@@ -117,13 +115,13 @@ class Distributor:
         self.complete: dict[bytes, bool] = {}
         self.next_announce: dict[bytes, float] = {}
         self.hub = HubLink(self.ctx, identity=self.keys)
-        self.heartbeat = HeartbeatSender(self.ctx, heartbeat, "distributor",
+        self.heartbeat = HeartbeatSender(self.ctx, heartbeat, rundir.DISTRIBUTOR,
                                          config.get("maestro.heartbeat_interval")) if heartbeat else None
         if self.heartbeat:
             self.heartbeat.endpoint = self.endpoint
         self.uploaded_unsaved = False
         self.running = True
-        (config.run_dir / "distributor.endpoint").write_text(self.endpoint)
+        rundir.distributor_endpoint_file(config.run_dir).write_text(self.endpoint)
 
     # -- catalogue from state.db ---------------------------------------------
     def reload(self, now: float) -> None:
@@ -452,7 +450,7 @@ class Distributor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return service_main("distributor", Distributor, argv)
+    return service_main(rundir.DISTRIBUTOR, Distributor, argv)
 
 
 if __name__ == "__main__":

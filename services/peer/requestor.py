@@ -22,12 +22,12 @@ import zmq
 
 from services.peer import catalog, identity, signing
 from services.peer import requestor_logic as rl
-from services.peer.distributor import notify_endpoint
 from services.peer.hublink import HubLink, HubResult, PeersJob, ReportJob
 from services.peer.state import State, Status
 from services.peer.storage import Storage
 from services.peer.syncer import Syncer
 from services.runtime import config as config_mod
+from services.runtime import rundir
 from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import get_logger
 from services.runtime.service import service_main
@@ -55,7 +55,7 @@ class Requestor:
                                        now=time.monotonic())
         self.push = self.ctx.socket(zmq.PUSH)
         self.push.setsockopt(zmq.LINGER, 1000)
-        self.push.connect(notify_endpoint(config.run_dir))
+        self.push.connect(rundir.notify_endpoint(config.run_dir))
         self.hub = HubLink(self.ctx, identity=self.keys)
         self.syncer = Syncer(self.ctx)
         self.poller = zmq.Poller()
@@ -71,7 +71,7 @@ class Requestor:
         self.stalled: dict[bytes, int] = {}
         self.landed: dict[bytes, list[int]] = {}  # books landed this loop turn, for the Distributor
         self.settings = config_mod.Watcher(config)
-        self.heartbeat = HeartbeatSender(self.ctx, heartbeat, "requestor",
+        self.heartbeat = HeartbeatSender(self.ctx, heartbeat, rundir.REQUESTOR,
                                          config.get("maestro.heartbeat_interval")) if heartbeat else None
         self.running = True
         self.handlers: dict[type, Callable[[Any, float], list[rl.Action] | None]] = {
@@ -107,9 +107,9 @@ class Requestor:
             self.logic.set_rate(fresh.get("limits.download_rate"), now)
         self.storage.retry(now)
         self.storage.guard(lambda: self.drop_folder.scan(self.config, self.state), now)
-        endpoint_file = self.config.run_dir / "distributor.endpoint"
-        if endpoint_file.exists():
-            self.logic.own_endpoint = endpoint_file.read_text().strip()
+        own = rundir.distributor_endpoint(self.config.run_dir)
+        if own:
+            self.logic.own_endpoint = own
         records = {bytes.fromhex(r.id): r for r in self.state.all()}
         for library_id in list(self.logic.downloads):
             record = records.get(library_id)
@@ -300,7 +300,7 @@ class Requestor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return service_main("requestor", Requestor, argv)
+    return service_main(rundir.REQUESTOR, Requestor, argv)
 
 
 if __name__ == "__main__":

@@ -21,13 +21,13 @@ from typing import Protocol
 from google.protobuf.message import DecodeError
 
 from services.peer import catalog
-from services.peer.library import Library, LibraryCache, LibraryError, read_library
+from services.peer.library import Library, LibraryCache, LibraryError, library_file_name, read_library
 from services.peer.state import LibraryRecord, State, Status
 from services.runtime import config as config_mod
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import control_pb2
+from services.wire.versions import CONTROL
 
-CONTROL_VERSION = 1
 MAX_CONTROL_BYTES = 64 * 1024
 MAX_GLOBS = 64  # globs of one `emma get --only`
 MAX_GLOB_CHARS = 1024
@@ -85,7 +85,7 @@ class ControlLogic:
             reply = self._dispatch(_decode(frame), now)
         except ProtocolError as exc:
             reply = control_pb2.ControlReply(error=exc.to_pb())
-        reply.version = CONTROL_VERSION
+        reply.version = CONTROL.current
         return reply.SerializeToString()
 
     def _dispatch(self, request: control_pb2.ControlRequest, now: float) -> control_pb2.ControlReply:
@@ -198,7 +198,7 @@ class ControlLogic:
             return f"resumed {record.name}"
         if action.action == control_pb2.LibraryAction.REMOVE:
             self.state.remove(record.id)
-            lib = self.config.libs_dir / f"lib_{record.id}.lib"
+            lib = self.config.libs_dir / library_file_name(record.id)
             lib.unlink(missing_ok=True)
             return f"removed {record.name} (files kept in {record.stuff_path.parent})"
         raise ProtocolError(ErrorCode.INVALID_ARGUMENT, "library action must be pause, resume or remove")
@@ -255,8 +255,7 @@ def _decode(frame: bytes) -> control_pb2.ControlRequest:
         request.ParseFromString(frame)
     except DecodeError as exc:
         raise ProtocolError(ErrorCode.MALFORMED, "cannot decode control request") from exc
-    if request.version != CONTROL_VERSION:
-        raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION, f"control version {request.version}, expected 1")
+    CONTROL.check(request.version)
     return request
 
 

@@ -18,6 +18,7 @@ from services.runtime import config as config_mod
 from services.supervisor.control_logic import ControlLogic, Supervisor
 from services.wire.errors import ErrorCode
 from services.wire.pb import control_pb2
+from services.wire.versions import CONTROL
 
 BOOK = MIN_BOOK_SIZE
 
@@ -335,10 +336,17 @@ def test_truncated_request_is_malformed(control: ControlLogic) -> None:
     assert error(send(control, frame[:-5])) == ErrorCode.MALFORMED
 
 
-@pytest.mark.parametrize("version", [0, 2])
-def test_wrong_version_is_unsupported(control: ControlLogic, version: int) -> None:
-    frame = control_pb2.ControlRequest(version=version, services=control_pb2.ListServices()).SerializeToString()
-    assert error(send(control, frame)) == ErrorCode.UNSUPPORTED_VERSION
+def test_a_newer_minor_version_is_answered(control: ControlLogic) -> None:
+    frame = control_pb2.ControlRequest(version=CONTROL.current + 1, services=control_pb2.ListServices())
+    assert send(control, frame.SerializeToString()).WhichOneof("body") == "services"
+
+
+def test_a_version_older_than_supported_is_refused_naming_both(control: ControlLogic) -> None:
+    frame = control_pb2.ControlRequest(version=CONTROL.oldest - 1, services=control_pb2.ListServices())
+    reply = send(control, frame.SerializeToString())
+    assert error(reply) == ErrorCode.UNSUPPORTED_VERSION
+    message = reply.error.message
+    assert f"version {CONTROL.oldest - 1} " in message and f"speaks {CONTROL.current}" in message
 
 
 def test_empty_bytes_have_no_version(control: ControlLogic) -> None:
