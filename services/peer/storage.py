@@ -143,7 +143,7 @@ def disk_reason(code: int | None, where: Path, error: str) -> str:
 class Storage:
     def __init__(self, state: State) -> None:
         self.state = state
-        self.db_path = Path(state.db.execute("PRAGMA database_list").fetchone()[2])
+        self.db_path = state.path
         self.files: dict[bytes, PartFile | TreeFiles] = {}
         self.selections: dict[bytes, tuple[str, ...]] = {}  # of each open download, the selection it opened with
         self.checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="localdata")
