@@ -3,9 +3,10 @@
 The CLI and the Requestor both go through here to put a library into
 ``<data>/libs/`` and ``state.db``, so there is one way a library is added.
 
-The Requestor looks at ``<data>/libs/`` every reload (``DropFolder.scan``).
-Parsed libraries are cached by (device, inode, size, mtime_ns), so a folder of
-unchanged files costs one ``stat`` each per look, not a read and a parse. A
+The Requestor looks at ``<data>/libs/`` when the folder changes (``DropFolder.changed``,
+one ``stat`` of the folder per loop turn) and now and then in full (``DropFolder.scan``).
+Files are known by (device, inode, size, mtime_ns), so a folder of unchanged files
+costs one ``stat`` each per scan, not a read, a parse and a state.db query. A
 file that is not a library is renamed to ``<name>.bad`` and logged once; one
 that cannot be renamed or imported is logged once and left alone until it
 changes.
@@ -29,6 +30,7 @@ from services.runtime.config import Config
 from services.runtime.logs import get_logger
 
 log = get_logger("events")
+RECENT_SECONDS = 0.05  # a folder changed this recently is looked at again: a change in the same clock tick hides
 
 
 def record_shared(config: Config, library: Library, lib_path: Path, stuff_path: Path) -> None:
@@ -78,19 +80,47 @@ def import_library(config: Config, library: Library, source: Path) -> Path:
 
 
 class DropFolder:
-    """Libraries dropped into ``<data>/libs/``: each new one is imported and recorded to download."""
+    """Libraries dropped into ``<data>/libs/``: each new one is imported and recorded to download.
+
+    ``changed`` is the cheap look a loop makes every turn: one ``stat`` of the folder, whose
+    modification time moves when a file is added, renamed or removed in it. ``scan`` then looks at
+    every file: one ``stat`` each; a file is read and parsed only when its stamp (device, inode,
+    size, mtime) is new, and state.db asked about its library only then.
+    """
 
     def __init__(self) -> None:
         self.cache = LibraryCache()
         self.stuck: dict[Path, Stamp | None] = {}  # failed and logged; tried again once the file changes
+        self.known: dict[Path, Stamp] = {}  # files whose library state.db holds, as they were then
+        self.folder: tuple[int, int, int] | None = None  # (st_ino, st_mtime_ns, st_ctime_ns) at the last scan
+        self.imported = 0  # libraries recorded to download so far
+
+    def changed(self, config: Config, wall_now: float) -> bool:
+        """Whether the folder changed since the last scan (or may have: it changed within a tick of the clock)."""
+        try:
+            info = config.libs_dir.stat()
+        except OSError:
+            return True  # gone or unreadable: the scan says why
+        stamp = (info.st_ino, info.st_mtime_ns, info.st_ctime_ns)
+        if stamp != self.folder:
+            return True
+        return wall_now - info.st_mtime_ns / 1e9 < RECENT_SECONDS  # a second change in the same tick keeps the time
 
     def scan(self, config: Config, state: State) -> None:
+        try:
+            self.folder = _folder_stamp(config.libs_dir)
+        except OSError:
+            self.folder = None
         paths = sorted(config.libs_dir.glob("*.lib"))
         present = set(paths)
         self.cache.keep_only(present)
         self.stuck = {path: stamp for path, stamp in self.stuck.items() if path in present}
+        self.known = {path: stamp for path, stamp in self.known.items() if path in present}
         for path in paths:
-            if path in self.stuck and self.stuck[path] == _stamp(path):
+            stamp = _stamp(path)
+            if path in self.stuck and self.stuck[path] == stamp:
+                continue
+            if stamp is not None and self.known.get(path) == stamp:
                 continue
             try:
                 library = self.cache.read(path)
@@ -99,6 +129,8 @@ class DropFolder:
                 continue
             if state.get(library.id_hex) is None:
                 self._import(config, state, library, path)
+            elif stamp is not None:
+                self.known[path] = stamp
 
     def _set_aside(self, path: Path, exc: LibraryError) -> None:
         bad = path.with_name(path.name + ".bad")
@@ -126,7 +158,13 @@ class DropFolder:
             self.stuck[path] = _stamp(path)
             return
         record_download(state, config, library, target)
+        self.imported += 1
         log.info("library_added", library=library.id_hex, name=library.name, size=library.size)
+
+
+def _folder_stamp(folder: Path) -> tuple[int, int, int]:
+    info = folder.stat()
+    return info.st_ino, info.st_mtime_ns, info.st_ctime_ns
 
 
 def _stamp(path: Path) -> Stamp | None:

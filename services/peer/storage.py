@@ -379,6 +379,11 @@ class Storage:
                 return
             del self.unsaved_seeding[key]
 
+    def waiting(self) -> bool:
+        """Whether a download waits for something that comes with time (a disk wait, a local check, a retry
+        of a write, a resume): the Requestor then reads state.db's records every look, not only on news."""
+        return bool(self.waits.waits or self.checking or self.unsaved_seeding or self.unsaved_progress or self.marked)
+
     def detail(self) -> str:
         """For the heartbeat: what waits for the disk and why, or the last disk error."""
         return self.waits.detail()
