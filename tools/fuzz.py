@@ -213,8 +213,7 @@ def heartbeat_message(rng: random.Random) -> list[bytes]:
         return [garbage(rng)]
     beat = control_pb2.Heartbeat(service=rng.choice(("distributor", "requestor", "maestro", "x" * 300, "")),
                                  pid=rng.choice((0, 1, 2**32 - 1, rng.randrange(2**32))),
-                                 sequence=rng.randrange(2**64), state="\x1b[2J" * rng.randint(0, 50),
-                                 endpoint=hostile_endpoint(rng))
+                                 state="\x1b[2J" * rng.randint(0, 50))
     data = beat.SerializeToString()
     return [mutate(rng, data) if rng.random() < 0.3 else data]
 

@@ -18,6 +18,7 @@ from services.cli.fmt import (
     printable,
     progress_percent,
     state_name,
+    state_word,
 )
 from services.cli.logs_view import Follower, render
 from services.runtime import rundir
@@ -50,10 +51,10 @@ def downloads_table(items: list[control_pb2.Download], footer: str) -> Table:
     table = Table("name", "size", "progress", "down", "up", "peers", "state", title="Downloads and shares",
                   caption=footer or None)
     for d in items:
-        have = d.books_total if d.state == "seeding" else d.books_have
+        have = d.books_total if d.state == control_pb2.SEEDING else d.books_have
         table.add_row(Text(printable(d.name)), human_bytes(d.size), bar(have, d.books_total),
                       human_rate(d.download_rate), human_rate(d.upload_rate), str(d.peers),
-                      Text(download_state(d), style=STATE_STYLES.get(d.state, "")))
+                      Text(download_state(d), style=STATE_STYLES.get(state_word(d.state), "")))
     return table
 
 

@@ -29,6 +29,9 @@ from services.wire.pb import control_pb2
 from services.wire.versions import CONTROL
 
 MAX_CONTROL_BYTES = 64 * 1024
+# What `emma downloads` shows for each status a library has in state.db (stalled and refused come from the Requestor).
+DOWNLOAD_STATES = {Status.DOWNLOADING: control_pb2.DOWNLOADING, Status.SEEDING: control_pb2.SEEDING,
+                   Status.PAUSED: control_pb2.PAUSED, Status.ERROR: control_pb2.FAILED}
 MAX_GLOBS = 64  # globs of one `emma get --only`
 MAX_GLOB_CHARS = 1024
 
@@ -117,13 +120,13 @@ class ControlLogic:
         out = []
         for record in records:
             down, up = self.meter.of(record.id)
-            state, detail = _display_state(record), ""
+            state, detail = DOWNLOAD_STATES[record.status], ""
             stalled = self.supervisor.stalled_of(record.id) if record.status is Status.DOWNLOADING else 0
             if stalled:
-                state, detail = "stalled", f"no source for {stalled} book{'s' if stalled != 1 else ''}"
+                state, detail = control_pb2.STALLED, f"no source for {stalled} book{'s' if stalled != 1 else ''}"
             refused = self.supervisor.refused_of(record.id) if record.status is Status.DOWNLOADING else 0
             if refused:
-                state, detail = "refused", _refusal(refused)
+                state, detail = control_pb2.REFUSED, _refusal(refused)
             files, selected = self._files(record)
             out.append(control_pb2.Download(
                 library_id=record.id, name=record.name, size=record.size, books_total=record.books,

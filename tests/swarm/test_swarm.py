@@ -6,6 +6,7 @@ import socket as socketlib
 
 import pytest
 
+from services.cli.fmt import state_word
 from services.hub.client import HubClient
 from services.hub.client_types import AnnounceEvent
 from services.peer.download import BAN_THRESHOLD
@@ -97,7 +98,7 @@ def test_a_lying_only_source_is_banned_the_download_stalls_then_completes_from_a
 
         def shown() -> tuple[str, str]:
             found = [d for d in client.downloads() if d.library_id == library.id_hex]
-            return (found[0].state, found[0].detail) if found else ("", "")
+            return (state_word(found[0].state), found[0].detail) if found else ("", "")
 
         wait_for(lambda: shown()[0] == "stalled", 60, "the download to say it has no source")
         assert shown() == ("stalled", f"no source for {library.books} books")
