@@ -189,9 +189,12 @@ def check_books(size: int, book_size: int) -> int:
     return books
 
 
+LIB_PREFIX = "lib_"
+
+
 def library_file_name(library_id_hex: str) -> str:
-    """The name of a library's file in ``<data>/libs/``."""
-    return f"lib_{library_id_hex}.lib"
+    """The name of a library's file in ``<data>/libs/``: ``lib_<id>.lib``."""
+    return f"{LIB_PREFIX}{library_id_hex}.lib"
 
 
 @dataclass(frozen=True)

@@ -122,13 +122,19 @@ class Requestor:
         if full or not self.logic.own_endpoint:  # the Distributor writes it once it has bound (again)
             self.next_full_look = now + FULL_LOOK_SECONDS if full else self.next_full_look
             self.logic.own_endpoint = rundir.distributor_endpoint(self.config.run_dir) or self.logic.own_endpoint
-        if self.state.changed() or self.drop_folder.imported != imported or self.storage.waiting():
+        added = self.drop_folder.imported - imported
+        if self.state.changed() or self.storage.waiting() or added > len(self.drop_folder.recorded):
             self.reload(now)
+        elif added:  # only libraries the scan recorded itself: read just those
+            self.reload(now, self.drop_folder.recorded[-added:])
 
-    def reload(self, now: float) -> None:
-        """Open, pause or drop downloads as state.db's records say."""
-        records = {bytes.fromhex(r.id): r for r in self.state.all()}
-        for library_id in list(self.logic.downloads):
+    def reload(self, now: float, only: list[str] | None = None) -> None:
+        """Open, pause or drop downloads as state.db's records say (of the libraries ``only`` names, if given)."""
+        if only is None:
+            records = {bytes.fromhex(r.id): r for r in self.state.all()}
+        else:
+            records = {bytes.fromhex(r.id): r for r in map(self.state.get, only) if r is not None}
+        for library_id in list(self.logic.downloads) if only is None else []:
             record = records.get(library_id)
             if record is None or record.status is not Status.DOWNLOADING:
                 self.do(self.logic.remove(library_id, record.status.value if record else "removed", now), now)

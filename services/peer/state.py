@@ -198,6 +198,10 @@ class State:
     def all(self) -> list[LibraryRecord]:
         return [_record(r) for r in self.db.execute("SELECT * FROM libraries ORDER BY added_at")]
 
+    def ids(self) -> set[str]:
+        """The id of every library known here."""
+        return {str(row[0]) for row in self.db.execute("SELECT id FROM libraries")}
+
     def find(self, prefix: str) -> list[LibraryRecord]:
         rows = self.db.execute("SELECT * FROM libraries WHERE id LIKE ? ORDER BY added_at", (prefix + "%",))
         return [_record(r) for r in rows]
