@@ -112,14 +112,17 @@ class DropFolder:
             return True
         return wall_now - info.st_mtime_ns / 1e9 < RECENT_SECONDS  # a second change in the same tick keeps the time
 
-    def scan(self, config: Config, state: State) -> None:
+    def scan(self, config: Config, state: State, full: bool = True) -> None:
+        """Import the new libraries of the folder. Not ``full``: a file known under the same name and inode
+        (which a rename over it changes) is taken as it was, without a ``stat``."""
         folder = config.libs_dir
         try:
             self.folder = _folder_stamp(folder)
             with os.scandir(folder) as entries:
-                names = sorted(entry.name for entry in entries if entry.name.endswith(".lib"))
+                inodes = {entry.name: entry.inode() for entry in entries if entry.name.endswith(".lib")}
         except OSError:
-            self.folder, names = None, []
+            self.folder, inodes = None, {}
+        names = sorted(inodes)
         if set(names) != self.names:  # files came or went: forget what is known of those gone
             self.names = set(names)
             self.cache.keep_only(folder / name for name in names)
@@ -127,6 +130,8 @@ class DropFolder:
             self.known = {name: stamp for name, stamp in self.known.items() if name in self.names}
         recorded: set[str] | None = None  # ids in state.db, asked once a scan when a file needs it
         for name in names:
+            if not full and name in self.known and self.known[name][1] == inodes[name]:
+                continue
             stamp = _stamp(os.path.join(folder, name))
             if name in self.stuck and self.stuck[name] == stamp:
                 continue

@@ -118,7 +118,7 @@ class Requestor:
         self.storage.retry(now)
         imported, full = self.drop_folder.imported, now >= self.next_full_look
         if full or self.drop_folder.changed(self.config, time.time()):
-            self.storage.guard(lambda: self.drop_folder.scan(self.config, self.state), now)
+            self.storage.guard(lambda: self.drop_folder.scan(self.config, self.state, full=full), now)
         if full or not self.logic.own_endpoint:  # the Distributor writes it once it has bound (again)
             self.next_full_look = now + FULL_LOOK_SECONDS if full else self.next_full_look
             self.logic.own_endpoint = rundir.distributor_endpoint(self.config.run_dir) or self.logic.own_endpoint

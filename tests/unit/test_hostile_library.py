@@ -303,6 +303,16 @@ def test_the_folder_is_looked_at_again_only_when_it_changed(config: Config, stat
     monkeypatch.setattr(state, "get", get)
     folder.scan(config, state)  # a full look at an unchanged folder: a stat a file, nothing asked of state.db
     assert asked == []
+    stats: list[str] = []
+    real_stamp = catalog._stamp
+
+    def stamp(path: Path | str) -> None:
+        stats.append(str(path))
+
+    monkeypatch.setattr(catalog, "_stamp", stamp)
+    folder.scan(config, state, full=False)  # the folder changed: files known by name and inode are not looked at
+    assert stats == []
+    monkeypatch.setattr(catalog, "_stamp", real_stamp)
     other = sample(name="other.bin")
     write_library(other, config.libs_dir / "second.lib")
     assert folder.changed(config, later)
