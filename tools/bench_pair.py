@@ -57,7 +57,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.runtime import config as config_mod
-from services.supervisor.control_client import metrics_url_file
+from services.runtime.rundir import metrics_url_file, run_dir
 from tools import bare_pipeline, lt_swarm
 from tools.scrape import Scraper
 from tools.swarm import Swarm, make_sized_tree, make_stuff, parse_size, stuff_digest
@@ -128,7 +128,7 @@ def run_emma(root: Path, stuff: Path, *, maestro: bool = False, scrapes: float =
         swarm.start_player(leecher)
         swarm.wait_serving([seed, leecher])
         swarm.wait_announced(library, [seed])  # the leecher's first ask finds the seed
-        scraper = Scraper(metrics_url_file(leecher.data_dir / "run").read_text(), scrapes) if scrapes else None
+        scraper = Scraper(metrics_url_file(run_dir(leecher.data_dir)).read_text(), scrapes) if scrapes else None
         if scraper is not None:
             scraper.start()
         started = time.time()  # the leecher is told to download

@@ -54,7 +54,8 @@ from services.hub.client_types import HubClientError
 from services.hub.model import HubLimits
 from services.peer.library import Library
 from services.runtime.heartbeat import MAX_BEAT_BYTES
-from services.supervisor.control_client import ControlClient, control_endpoint, heartbeat_endpoint
+from services.runtime.rundir import control_endpoint, distributor_endpoint, heartbeat_endpoint, run_dir
+from services.supervisor.control_client import ControlClient
 from services.supervisor.control_logic import MAX_CONTROL_BYTES
 from services.wire import framing
 from services.wire.pb import control_pb2, hub_pb2, wire_pb2
@@ -212,8 +213,7 @@ def heartbeat_message(rng: random.Random) -> list[bytes]:
         return [garbage(rng)]
     beat = control_pb2.Heartbeat(service=rng.choice(("distributor", "requestor", "maestro", "x" * 300, "")),
                                  pid=rng.choice((0, 1, 2**32 - 1, rng.randrange(2**32))),
-                                 sequence=rng.randrange(2**64), state="\x1b[2J" * rng.randint(0, 50),
-                                 endpoint=hostile_endpoint(rng))
+                                 state="\x1b[2J" * rng.randint(0, 50))
     data = beat.SerializeToString()
     return [mutate(rng, data) if rng.random() < 0.3 else data]
 
@@ -412,7 +412,7 @@ def hub_requests(endpoint: str) -> tuple[int, int]:
 
 
 def restarts(player: Player) -> dict[str, int]:
-    return {s.name: s.restarts for s in ControlClient(player.data_dir / "run", timeout=5.0).services()}
+    return {s.name: s.restarts for s in ControlClient(run_dir(player.data_dir), timeout=5.0).services()}
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -432,8 +432,8 @@ def run(args: argparse.Namespace, root: Path) -> bool:
         children = swarm.child_pids(seed)
         watched = [Watched("hub", swarm.hub.pid), Watched("maestro", seed.procs[0].pid),
                    *(Watched(name, pid) for name, pid in sorted(children.items()))]
-        distributor = (seed.data_dir / "run" / "distributor.endpoint").read_text().strip()
-        run_dir = seed.data_dir / "run"
+        run = run_dir(seed.data_dir)
+        distributor = distributor_endpoint(run)
         sampler = Sampler(watched)
         sampler.start()
         fakes: list[bytes] = []
@@ -444,8 +444,8 @@ def run(args: argparse.Namespace, root: Path) -> bool:
                              HubLimits().max_message_bytes, 8))
             flood.add(Target("distributor", distributor, zmq.DEALER, lambda r: peer_message(r, library),
                              framing.MAX_CONTROL_FRAME, 8))
-            flood.add(Target("control", control_endpoint(run_dir), zmq.DEALER, control_message, MAX_CONTROL_BYTES, 2))
-            flood.add(Target("heartbeat", heartbeat_endpoint(run_dir), zmq.PUSH, heartbeat_message,
+            flood.add(Target("control", control_endpoint(run), zmq.DEALER, control_message, MAX_CONTROL_BYTES, 2))
+            flood.add(Target("heartbeat", heartbeat_endpoint(run), zmq.PUSH, heartbeat_message,
                              MAX_BEAT_BYTES, 2))
             flood.slow_readers(distributor, library)
 

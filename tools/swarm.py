@@ -47,8 +47,9 @@ from services.hub.client import HubClient, HubClientError
 from services.peer import catalog, identity, signing
 from services.peer.librarifier import librarify, librarify_tree
 from services.peer.library import Library, write_library
-from services.peer.state import State
+from services.peer.state import LibraryRecord, State, StateVersionError
 from services.runtime import config as config_mod
+from services.runtime.rundir import distributor_endpoint_file, run_dir
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
 from services.wire import curve
 from tools.netns import Host, Network, parse_rate
@@ -140,40 +141,32 @@ class Player:
     done_at: float | None = None
     host: Host | None = None  # its own network namespace, in a swarm across namespaces
 
+    def record(self, library_id: str) -> LibraryRecord | None:
+        """The player's record of a library in state.db, read-only; None while there is none."""
+        try:
+            state = State.reader(config_mod.load(self.data_dir).state_db)
+            if state is None:
+                return None
+            try:
+                return state.get(library_id)
+            finally:
+                state.close()
+        except (sqlite3.Error, StateVersionError):  # not created (or migrated) by the player yet
+            return None
+
     def progress(self, library_id: str) -> tuple[int, int, str]:
         """(books held, books, status) from state.db, read-only; (0, 0, '') if unknown yet."""
-        db = self.data_dir / "state.db"
-        if not db.exists():
-            return 0, 0, ""
-        try:
-            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-            try:
-                row = conn.execute("SELECT have, books, status FROM libraries WHERE id = ?", (library_id,)).fetchone()
-            finally:
-                conn.close()
-        except sqlite3.Error:
-            return 0, 0, ""
-        if row is None:
-            return 0, 0, ""
-        have = sum(bin(b).count("1") for b in row[0])
-        return have, int(row[1]), str(row[2])
+        record = self.record(library_id)
+        return (len(record.have), record.books, record.status.value) if record else (0, 0, "")
 
     def fetched(self, library_id: str) -> int:
         """Books this player fetched from peers for the library (state.db's count; not those found locally)."""
-        conn = sqlite3.connect(f"file:{self.data_dir / 'state.db'}?mode=ro", uri=True, timeout=5)
-        try:
-            row = conn.execute("SELECT fetched FROM libraries WHERE id = ?", (library_id,)).fetchone()
-        finally:
-            conn.close()
-        return int(row[0]) if row else 0
+        record = self.record(library_id)
+        return record.fetched if record else 0
 
     def stuff_path(self, library_id: str) -> Path | None:
-        conn = sqlite3.connect(f"file:{self.data_dir / 'state.db'}?mode=ro", uri=True, timeout=5)
-        try:
-            row = conn.execute("SELECT stuff_path FROM libraries WHERE id = ?", (library_id,)).fetchone()
-        finally:
-            conn.close()
-        return Path(row[0]) if row else None
+        record = self.record(library_id)
+        return record.stuff_path if record else None
 
 
 class Swarm:
@@ -410,8 +403,8 @@ class Swarm:
 
     def _serving(self, player: Player) -> bool:
         if not self.maestro:
-            return (player.data_dir / "run" / "distributor.endpoint").exists()
-        return launch.services_running(ControlClient(player.data_dir / "run", timeout=1.0))
+            return distributor_endpoint_file(run_dir(player.data_dir)).exists()
+        return launch.services_running(ControlClient(run_dir(player.data_dir), timeout=1.0))
 
     def _raise_if_died(self) -> None:
         for proc in self.group.procs:
@@ -420,7 +413,7 @@ class Swarm:
 
     def child_pids(self, player: Player) -> dict[str, int]:
         """Pids of a Maestro's running children, from its control socket."""
-        client = ControlClient(player.data_dir / "run", timeout=2.0)
+        client = ControlClient(run_dir(player.data_dir), timeout=2.0)
         return {s.name: s.pid for s in client.services() if s.name != "maestro" and s.pid}
 
     def kill_service(self, player: Player, service: str) -> Proc | None:

@@ -28,6 +28,7 @@ from services.cli.fmt import printable
 from services.cli.keys import KeyReader, key_reader
 from services.cli.setup import run_setup
 from services.runtime import config as config_mod
+from services.runtime import rundir
 from services.runtime.logs import get_logger, setup_logging
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
 
@@ -51,7 +52,7 @@ class Session:
 
     @property
     def client(self) -> ControlClient:
-        return ControlClient(self.data_dir / "run")
+        return ControlClient(rundir.run_dir(self.data_dir))
 
     def say(self, text: str = "", style: str | None = None) -> None:
         self.out.print(Text(text, style=style or ""), soft_wrap=True)
@@ -157,7 +158,7 @@ def _ask_stop(session: Session) -> bool:
 
 
 def leave(session: Session, stop: bool) -> int:
-    run_dir = session.data_dir / "run"
+    run_dir = rundir.run_dir(session.data_dir)
     if not stop:
         if launch.is_running(run_dir):
             session.say(f"The player keeps running; stop it with `emma --data-dir {session.data_dir} peer stop`.")

@@ -18,8 +18,10 @@ from services.cli.fmt import (
     printable,
     progress_percent,
     state_name,
+    state_word,
 )
 from services.cli.logs_view import Follower, render
+from services.runtime import rundir
 from services.runtime.logs import LOG_KINDS, log_path
 from services.supervisor.control_client import MaestroNotRunning
 from services.wire.pb import control_pb2
@@ -49,10 +51,10 @@ def downloads_table(items: list[control_pb2.Download], footer: str) -> Table:
     table = Table("name", "size", "progress", "down", "up", "peers", "state", title="Downloads and shares",
                   caption=footer or None)
     for d in items:
-        have = d.books_total if d.state == "seeding" else d.books_have
+        have = d.books_total if d.state == control_pb2.SEEDING else d.books_have
         table.add_row(Text(printable(d.name)), human_bytes(d.size), bar(have, d.books_total),
                       human_rate(d.download_rate), human_rate(d.upload_rate), str(d.peers),
-                      Text(download_state(d), style=STATE_STYLES.get(d.state, "")))
+                      Text(download_state(d), style=STATE_STYLES.get(state_word(d.state), "")))
     return table
 
 
@@ -120,7 +122,7 @@ def logs(session: Session) -> None:
 
 def _maestro_off() -> list[control_pb2.ServiceStatus]:
     return [control_pb2.ServiceStatus(name=name, state=control_pb2.OFF, heartbeat_age=-1)
-            for name in ("maestro", *launch.SERVICES)]
+            for name in (rundir.MAESTRO, *rundir.SERVICES)]
 
 
 def services_table(statuses: list[control_pb2.ServiceStatus]) -> Table:

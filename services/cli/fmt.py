@@ -84,10 +84,24 @@ def progress_percent(have: int, total: int) -> float:
     return round(100.0 * have / total, 1) if total else 100.0
 
 
+# The word each DownloadState is shown as, by every command and screen and in --json output.
+STATE_WORDS = {
+    control_pb2.DOWNLOADING: "downloading", control_pb2.STALLED: "stalled", control_pb2.REFUSED: "refused",
+    control_pb2.SEEDING: "seeding", control_pb2.PAUSED: "paused", control_pb2.FAILED: "error",
+}
+
+
+def state_word(state: control_pb2.DownloadState.ValueType) -> str:
+    """The word a download's state is shown as; "unknown" for a state a newer player sends that this CLI
+    does not know."""
+    return STATE_WORDS.get(state, "unknown")
+
+
 def download_state(item: control_pb2.Download) -> str:
     """``downloading``, or with its reason: ``stalled: no source for 3 books`` (escaped to print); of a
     selection of a tree's files, how many: ``seeding (3/10 files)``."""
-    state = f"{item.state}: {item.detail}" if item.detail else item.state
+    word = state_word(item.state)
+    state = f"{word}: {item.detail}" if item.detail else word
     if item.files_selected != item.files_total:
         state += f" ({item.files_selected}/{item.files_total} files)"
     return printable(state)

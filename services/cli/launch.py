@@ -16,12 +16,12 @@ from pathlib import Path
 
 from services.runtime import config as config_mod
 from services.runtime.config import Config
+from services.runtime.rundir import SERVICES, maestro_pid
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
 from services.wire.pb import control_pb2
 
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 20.0  # past the stop grace: the Maestro has killed its services by then, and exits
-SERVICES = ("distributor", "requestor")
 
 
 class PlayerError(RuntimeError):
@@ -37,14 +37,6 @@ def is_running(run_dir: Path) -> bool:
     except ControlError:
         return True  # it answered, if with an error
     return True
-
-
-def maestro_pid(run_dir: Path) -> int:
-    """The pid in ``run/maestro.pid``, or 0 when there is none."""
-    try:
-        return int((run_dir / "maestro.pid").read_text().strip())
-    except (OSError, ValueError):
-        return 0
 
 
 def start_in_background(config: Config, timeout: float = START_TIMEOUT) -> int:

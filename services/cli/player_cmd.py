@@ -18,7 +18,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.cli import launch
 from services.cli.context import cli_context, fail
-from services.cli.fmt import download_state, human_bytes, human_seconds, printable, progress_percent, state_name
+from services.cli.fmt import (
+    download_state,
+    human_bytes,
+    human_seconds,
+    printable,
+    progress_percent,
+    state_name,
+    state_word,
+)
 from services.peer.library import LibraryError, read_library
 from services.runtime.logs import setup_logging
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
@@ -137,7 +145,7 @@ def download_rows(items: list[control_pb2.Download]) -> list[dict[str, object]]:
     return [{"id": d.library_id, "name": d.name, "size": d.size, "books": d.books_total, "have": d.books_have,
              "progress": progress_percent(d.books_have, d.books_total),
              "download_rate": round(d.download_rate), "upload_rate": round(d.upload_rate), "peers": d.peers,
-             "state": d.state, "detail": d.detail, "path": d.path, "files": d.files_total,
+             "state": state_word(d.state), "detail": d.detail, "path": d.path, "files": d.files_total,
              "files_selected": d.files_selected} for d in items]
 
 
@@ -221,7 +229,7 @@ def get(
         typer.echo(printable(message))
     if wait:
         item = _wait(ctx, client, library.id_hex, library.size, timeout, bar=not json_out)
-        result.update(state=item.state, path=item.path)
+        result.update(state=state_word(item.state), path=item.path)
         if not json_out:
             typer.echo(f"complete: {printable(item.path)}")
     if json_out:
@@ -241,11 +249,11 @@ def _wait(ctx: typer.Context, client: ControlClient, library_id: str, size: int,
             if not found:
                 fail("the library was removed while waiting")
             item = found[0]
-            done = size if item.state == "seeding" else size * item.books_have // max(item.books_total, 1)
+            done = size if item.state == control_pb2.SEEDING else size * item.books_have // max(item.books_total, 1)
             progress.update(task, completed=done, description=f"{library_id[:12]} {download_state(item)}")
-            if item.state == "seeding":
+            if item.state == control_pb2.SEEDING:
                 return item
-            if item.state == "error":
+            if item.state == control_pb2.FAILED:
                 fail(f"download failed; see {cli_context(ctx).data_dir / 'logs' / 'errors.log'}")
             time.sleep(0.2)
     fail(f"not complete after {timeout:g} s; it goes on in the background (`emma downloads`)")

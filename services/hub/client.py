@@ -58,6 +58,7 @@ from services.hub.client_types import (
 from services.runtime.logs import get_logger
 from services.wire.curve import CurveKeyError, KeyPair, check_key, connect_curve
 from services.wire.pb import common_pb2, hub_pb2
+from services.wire.versions import HUB
 
 __all__ = [
     "AnnounceEvent",
@@ -73,7 +74,6 @@ __all__ = [
     "PeersResult",
 ]
 
-PROTOCOL_VERSION = 1
 FAILURES_TO_SKIP = 3
 SKIP_SECONDS = 60.0
 FAILOVER_TIMEOUT = 1.0  # seconds per attempt at most when there is another hub to try
@@ -250,7 +250,7 @@ class HubClient:
     def _call(self, request: hub_pb2.HubRequest, expect: str) -> hub_pb2.HubReply:
         if self._closed:
             raise HubClientError("this HubClient is closed; make a new one")
-        request.version = PROTOCOL_VERSION
+        request.version = HUB.current
         tried: list[str] = []
         refusals: list[str] = []
         for _ in range(self.attempts):

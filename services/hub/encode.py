@@ -13,6 +13,7 @@ a reply is a few varint fields plus the joined peer fields, wrapped as field
 from __future__ import annotations
 
 from services.wire.pb import hub_pb2
+from services.wire.versions import HUB
 
 _SMALL = [bytes([n]) for n in range(128)]
 _TWO = 1 << 14
@@ -37,7 +38,7 @@ def _key(field: int, wire_type: int) -> bytes:
 
 
 # HubReply: version = 1, request_id = 2, announce = 10, peers = 11.
-_VERSION_1 = _key(1, 0) + varint(1)
+_VERSION = _key(1, 0) + varint(HUB.current)
 _REQUEST_ID = _key(2, 0)
 _ANNOUNCE = _key(10, 2)
 _PEERS = _key(11, 2)
@@ -61,8 +62,8 @@ def peer_field(player_id: bytes, endpoint: str, seed: bool, public_key: str = ""
 def _wrap(request_id: int, field_key: bytes, parts: list[bytes]) -> bytes:
     body = b"".join(parts)
     if request_id:
-        return b"".join((_VERSION_1, _REQUEST_ID, varint(request_id), field_key, varint(len(body)), body))
-    return b"".join((_VERSION_1, field_key, varint(len(body)), body))
+        return b"".join((_VERSION, _REQUEST_ID, varint(request_id), field_key, varint(len(body)), body))
+    return b"".join((_VERSION, field_key, varint(len(body)), body))
 
 
 def intervals(interval: int, min_interval: int) -> bytes:

@@ -23,8 +23,8 @@ from services.runtime.logs import get_logger
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.ids import InvalidEndpoint
 from services.wire.pb import hub_pb2
+from services.wire.versions import HUB
 
-PROTOCOL_VERSION = 1
 _PERIODIC = hub_pb2.ANNOUNCE_EVENT_UNSPECIFIED
 _STOPPED = hub_pb2.STOPPED
 _COMPLETED = hub_pb2.COMPLETED
@@ -49,7 +49,7 @@ class PendingAnnounce:
 
 def reply_head(request: hub_pb2.HubRequest) -> hub_pb2.HubReply:
     """An empty reply to ``request``: protocol version and the request's id."""
-    return hub_pb2.HubReply(version=PROTOCOL_VERSION, request_id=request.request_id)
+    return hub_pb2.HubReply(version=HUB.current, request_id=request.request_id)
 
 
 class RequestHandlers:

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 from google.protobuf.message import DecodeError
 
-from services.hub.handlers import PROTOCOL_VERSION, PendingAnnounce, RequestHandlers, reply_head
+from services.hub.handlers import PendingAnnounce, RequestHandlers, reply_head
 from services.hub.metrics import PUBLISH_EVERY, HubSnapshot
 from services.hub.model import HubLimits, RequestKind
 from services.hub.ratelimit import RateLimiter
@@ -46,6 +46,7 @@ from services.runtime.logs import get_logger
 from services.wire.curve import Allowlist, player_id_of
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import hub_pb2
+from services.wire.versions import HUB
 
 _SWEEP_EVERY = 10.0
 SHARED_RATE_EVERY = 0.25
@@ -278,11 +279,7 @@ class HubLogic:
         kind = _INVALID
         try:
             kind = self._decode(request, body, self.limits.max_request_bytes, self._kinds)
-            if request.version != PROTOCOL_VERSION:
-                raise ProtocolError(
-                    ErrorCode.UNSUPPORTED_VERSION,
-                    f"hub speaks version {PROTOCOL_VERSION}, request says {request.version}; upgrade the player",
-                )
+            HUB.check(request.version)
             if key:
                 self._check_key(request, kind, key, now)
         except ProtocolError as exc:
@@ -364,7 +361,7 @@ class HubLogic:
         self._result(_UNKNOWN, "RATE_LIMITED")
         self.rejections.refused(source or identity.hex(), "RATE_LIMITED", "client over its rate", now)
         error = ProtocolError(ErrorCode.RATE_LIMITED, "too many requests; slow down and retry in a second")
-        reply = hub_pb2.HubReply(version=PROTOCOL_VERSION, request_id=0, error=error.to_pb())
+        reply = hub_pb2.HubReply(version=HUB.current, request_id=0, error=error.to_pb())
         return reply.SerializeToString()
 
     def _reject(
@@ -372,7 +369,7 @@ class HubLogic:
     ) -> bytes:
         self._result(kind, error.code_name)
         self.rejections.refused(source or identity.hex(), error.code_name, f"{kind}: {error.message}", now)
-        reply = hub_pb2.HubReply(version=PROTOCOL_VERSION, request_id=request_id, error=error.to_pb())
+        reply = hub_pb2.HubReply(version=HUB.current, request_id=request_id, error=error.to_pb())
         return reply.SerializeToString()
 
     def _health(self, request: hub_pb2.HubRequest, now: float, source: str = "") -> bytes:

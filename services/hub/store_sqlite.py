@@ -64,13 +64,14 @@ def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=0.5, isolation_level=None, check_same_thread=False)
     try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:  # refused before anything is written: the file is left as it was
+            raise StoreError(f"{path} has hub schema version {version}, newer than this hub's {SCHEMA_VERSION}: it "
+                             f"was written by a newer hub; upgrade this hub, or move the file aside to start empty")
         conn.execute("PRAGMA locking_mode = EXCLUSIVE")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA cache_size = -32768")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, 1, SCHEMA_VERSION):
-            raise StoreError(f"{path} has hub schema {version}, this hub needs {SCHEMA_VERSION}; move the file aside")
         if version == 1:
             conn.execute("ALTER TABLE peers ADD COLUMN wire BLOB NOT NULL DEFAULT x''")
         conn.executescript(_SCHEMA)

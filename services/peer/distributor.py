@@ -2,8 +2,10 @@
 
 The loop is thin: it receives frames, lets DistributorLogic decide, reads
 books with ``pread`` and sends them as header + payload without copies
-(each requester keeps what it asks for under its own in-flight bound). Once
-a second it re-reads state.db (libraries shared or being downloaded), and it
+(each requester keeps what it asks for under its own in-flight bound). What it
+serves comes from state.db: all of it at start, then one library at a time as
+the Requestor's notices name them (a download started or completed), and all
+of it again only when another process wrote to state.db (``State.changed``). It
 announces what it serves to the hub through a HubLink worker thread.
 
 It listens on every interface by default and announces a wildcard host: the
@@ -40,11 +42,13 @@ from services.peer.distributor_logic import DistributorLogic, Send, SendBook, Se
 from services.peer.hublink import AnnounceJob, HubLink
 from services.peer.library import Library, LibraryError, read_library
 from services.peer.partfile import partial_path
-from services.peer.state import State, Status
+from services.peer.state import LibraryRecord, State, Status
 from services.peer.treefiles import TreeFiles
 from services.runtime import config as config_mod
+from services.runtime import rundir
 from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import get_logger
+from services.runtime.rundir import notify_endpoint
 from services.runtime.service import service_main
 from services.wire import curve, framing
 from services.wire.admission import Admission, Gate, key_of, source_of
@@ -54,7 +58,8 @@ from services.wire.pb import hub_pb2, wire_pb2
 
 log = get_logger("events")
 slog = get_logger("services")
-RELOAD_SECONDS = 0.25
+LOOK_SECONDS = 0.25  # the loop looks this often at the settings, state.db's data version and the announces due
+UPLOADED_SAVE_SECONDS = 1.0  # bytes uploaded are added to state.db this often
 ANNOUNCE_DEFAULT = 30.0
 ANNOUNCE_UNVERIFIED = 3.0  # while the hub has not checked our endpoint yet, announce again this soon
 UNVERIFIED_ANNOUNCES = 5  # at most this many times
@@ -64,10 +69,6 @@ DRAIN_POLL = 0.01  # while books are on their way to the kernel, look this often
 CONNECTIONS_PER_ADDRESS = 128  # live connections from one address; more are refused at the handshake
 MAX_CONNECTIONS = 1024
 STUCK_SECONDS = 30.0  # a connection whose sent bytes go unacknowledged this long (a reader that stopped) is closed
-
-
-def notify_endpoint(run_dir: Path) -> str:
-    return f"ipc://{run_dir / 'notify.sock'}"
 
 
 class Distributor:
@@ -117,50 +118,78 @@ class Distributor:
         self.complete: dict[bytes, bool] = {}
         self.next_announce: dict[bytes, float] = {}
         self.hub = HubLink(self.ctx, identity=self.keys)
-        self.heartbeat = HeartbeatSender(self.ctx, heartbeat, "distributor",
+        self.heartbeat = HeartbeatSender(self.ctx, heartbeat, rundir.DISTRIBUTOR,
                                          config.get("maestro.heartbeat_interval")) if heartbeat else None
-        if self.heartbeat:
-            self.heartbeat.endpoint = self.endpoint
         self.uploaded_unsaved = False
+        self.next_uploaded_save = 0.0
+        self.acted_on: dict[str, tuple[Status, Path, bytes]] = {}  # each record as last served: (status, stuff, have)
         self.running = True
-        (config.run_dir / "distributor.endpoint").write_text(self.endpoint)
+        rundir.distributor_endpoint_file(config.run_dir).write_text(self.endpoint)
 
     # -- catalogue from state.db ---------------------------------------------
-    def reload(self, now: float) -> None:
+    def look(self, now: float) -> None:
+        """The loop's look for news, every LOOK_SECONDS: settings, and state.db only if another process wrote it."""
         fresh = self.settings.changed()
         if fresh is not None:
             self.logic.set_rate(fresh.get("limits.upload_rate"), now)
+        if self.state.changed():
+            self.reload(now)
+        if now >= self.next_uploaded_save:
+            self.next_uploaded_save = now + UPLOADED_SAVE_SECONDS
+            for library_id, served in self.logic.served.items():
+                if served.uploaded:
+                    self._count_uploaded(library_id.hex(), served)
+
+    def reload(self, now: float) -> None:
+        """Serve what state.db's records say; only records changed since they were last acted on cost more
+        than a comparison."""
         records = {r.id: r for r in self.state.all()}
         for library_id in list(self.logic.served):
             if library_id.hex() not in records:
-                self._announce(library_id, hub_pb2.STOPPED, now)
-                self._close(library_id)
-                self.logic.drop_library(library_id)
+                self._stop_serving(library_id, now)
         for record in records.values():
-            if record.status is Status.ERROR:
-                continue
-            library_id = bytes.fromhex(record.id)
-            served = self.logic.served.get(library_id)
-            library = served.library if served else self._read(record.lib_path)
-            if library is None or not self._trusted(library):
-                continue
-            self._execute(self.logic.serve_library(library, record.have))
-            done = record.status is Status.SEEDING
-            if library.tree is not None:
-                self._open_tree(library, record.stuff_path)
-            else:
-                self._open(library_id, record.stuff_path if done else partial_path(record.stuff_path),
-                           partial=not done)
-            was = self.complete.get(library_id)
-            done = done and record.have.complete  # a selection of a tree's files, complete, is not the library
-            self.complete[library_id] = done
-            if was is None:
-                self._announce(library_id, hub_pb2.STARTED, now)
-            elif done and not was:
-                self._announce(library_id, hub_pb2.COMPLETED, now)
-            served = self.logic.served[library_id]
-            if served.uploaded:
-                self._count_uploaded(record.id, served)
+            self._serve(record, now)
+
+    def refresh(self, library_id: bytes, now: float) -> None:
+        """The Requestor's notice that one library's record changed (a download started, completed)."""
+        record = self.state.get(library_id.hex())
+        if record is not None:
+            self._serve(record, now)
+        elif library_id in self.logic.served:
+            self._stop_serving(library_id, now)
+
+    def _stop_serving(self, library_id: bytes, now: float) -> None:
+        self._announce(library_id, hub_pb2.STOPPED, now)
+        self._close(library_id)
+        self.logic.drop_library(library_id)
+        self.acted_on.pop(library_id.hex(), None)
+
+    def _serve(self, record: LibraryRecord, now: float) -> None:
+        """Serve ``record``'s library as it now stands (books held, where its stuff is), unless nothing changed."""
+        seen = (record.status, record.stuff_path, record.have.to_bytes())
+        if self.acted_on.get(record.id) == seen:
+            return
+        self.acted_on[record.id] = seen  # an unreadable or untrusted library is tried again when its record changes
+        if record.status is Status.ERROR:
+            return
+        library_id = bytes.fromhex(record.id)
+        served = self.logic.served.get(library_id)
+        library = served.library if served else self._read(record.lib_path)
+        if library is None or not self._trusted(library):
+            return
+        self._execute(self.logic.serve_library(library, record.have))
+        done = record.status is Status.SEEDING
+        if library.tree is not None:
+            self._open_tree(library, record.stuff_path)
+        else:
+            self._open(library_id, record.stuff_path if done else partial_path(record.stuff_path), partial=not done)
+        was = self.complete.get(library_id)
+        done = done and record.have.complete  # a selection of a tree's files, complete, is not the library
+        self.complete[library_id] = done
+        if was is None:
+            self._announce(library_id, hub_pb2.STARTED, now)
+        elif done and not was:
+            self._announce(library_id, hub_pb2.COMPLETED, now)
 
     def _count_uploaded(self, library_id: str, served: Served) -> None:
         """Add what was uploaded to state.db; on a full or failing disk keep it for the next try."""
@@ -285,26 +314,27 @@ class Distributor:
             poller.register(sock, zmq.POLLIN)
         slog.info("distributor_started", endpoint=self.endpoint, pid=os.getpid())
         print(f"distributor listening on {self.endpoint}", flush=True)
-        next_reload = 0.0
+        self.reload(time.monotonic())
+        next_look = 0.0
         while self.running:
             now = time.monotonic()
-            if now >= next_reload:
-                self.reload(now)
+            if now >= next_look:
+                self.look(now)
                 self.gate.refresh(now)
-                next_reload = now + RELOAD_SECONDS
+                next_look = now + LOOK_SECONDS
                 for library_id, due in list(self.next_announce.items()):
                     if now >= due:
                         self._announce(library_id, hub_pb2.ANNOUNCE_EVENT_UNSPECIFIED, now)
             if self.heartbeat:
                 self.heartbeat.tick(now, self._counters)
             wait = self.logic.wait(now)
-            timeout = min(next_reload - now, 0.1 if wait is None else wait, DRAIN_POLL if self.unsent else 0.1)
+            timeout = min(next_look - now, 0.1 if wait is None else wait, DRAIN_POLL if self.unsent else 0.1)
             events = dict(poller.poll(max(0, int(timeout * 1000))))
             now = time.monotonic()
             if self.router in events:
                 self._receive(now)
             if self.pull in events:
-                self._notices()
+                self._notices(now)
             if self.hub.socket in events:
                 self._hub_results(now)
             if gate.intersection(events):
@@ -357,10 +387,12 @@ class Distributor:
             log.warning("request_refused", key=key_of(frame).decode(), reason="key revoked",
                         address=source_of(frame))
 
-    def _notices(self) -> None:
-        """The local Requestor's news of landed books; what arrived together goes out as one ``have``
-        per library and subscriber (each landed book would otherwise be a message to every one)."""
+    def _notices(self, now: float) -> None:
+        """The local Requestor's news: landed books, or a library whose record changed (a notice without
+        books). Books that arrived together go out as one ``have`` per library and subscriber (each landed
+        book would otherwise be a message to every one)."""
         landed: dict[bytes, list[int]] = {}
+        changed: set[bytes] = set()
         for _ in range(NOTICE_BATCH):
             try:
                 frame = self.pull.recv(zmq.NOBLOCK)
@@ -371,7 +403,12 @@ class Distributor:
             except Exception as exc:
                 log.warning("bad_local_notice", error=str(exc))
                 continue
-            landed.setdefault(notice.library_id, []).extend(notice.books)
+            if notice.books:
+                landed.setdefault(notice.library_id, []).extend(notice.books)
+            else:
+                changed.add(notice.library_id)
+        for library_id in changed:
+            self.refresh(library_id, now)
         for library_id, books in landed.items():
             self._execute(self.logic.books_landed(library_id, books))
 
@@ -452,7 +489,7 @@ class Distributor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return service_main("distributor", Distributor, argv)
+    return service_main(rundir.DISTRIBUTOR, Distributor, argv)
 
 
 if __name__ == "__main__":

@@ -189,6 +189,14 @@ def check_books(size: int, book_size: int) -> int:
     return books
 
 
+LIB_PREFIX = "lib_"
+
+
+def library_file_name(library_id_hex: str) -> str:
+    """The name of a library's file in ``<data>/libs/``: ``lib_<id>.lib``."""
+    return f"{LIB_PREFIX}{library_id_hex}.lib"
+
+
 @dataclass(frozen=True)
 class Library:
     """A parsed, validated library. ``info_bytes`` is what the id hashes."""
@@ -246,7 +254,7 @@ class Library:
 
     @property
     def file_name(self) -> str:
-        return f"lib_{self.id_hex}.lib"
+        return library_file_name(self.id_hex)
 
     def to_bytes(self) -> bytes:
         wrapper = library_pb2.LibraryFile(

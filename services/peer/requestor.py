@@ -4,8 +4,10 @@ Each turn it polls its sockets (a DEALER per remote endpoint, the hub link, the
 Syncer), hands what arrives to the logic with ``now``, and carries out the
 actions that come back: sends, the disk (``storage.py``: verify and write,
 state.db, the partial files), fdatasync in the Syncer thread, notices to the
-local Distributor, hub jobs. Every RELOAD_SECONDS it re-reads state.db and
-``<data>/libs/`` for libraries to download, pause or drop.
+local Distributor, hub jobs. Every LOOK_SECONDS it looks for news: a change of
+``<data>/libs/`` (a dropped library) or a write to state.db by another process (the
+Maestro on a user's command); only then does it read the records again, to open,
+pause or drop downloads.
 
 Run: ``python -m services.peer.requestor --data-dir D``.
 """
@@ -22,12 +24,12 @@ import zmq
 
 from services.peer import catalog, identity, signing
 from services.peer import requestor_logic as rl
-from services.peer.distributor import notify_endpoint
 from services.peer.hublink import HubLink, HubResult, PeersJob, ReportJob
 from services.peer.state import State, Status
 from services.peer.storage import Storage
 from services.peer.syncer import Syncer
 from services.runtime import config as config_mod
+from services.runtime import rundir
 from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import get_logger
 from services.runtime.service import service_main
@@ -38,7 +40,8 @@ from services.wire.pb import wire_pb2
 log = get_logger("events")
 slog = get_logger("services")
 dlog = get_logger("debug")
-RELOAD_SECONDS = 0.25
+LOOK_SECONDS = 0.1  # the loop looks for news this often: one stat of libs/, one query of state.db's data version
+FULL_LOOK_SECONDS = 5.0  # and every file of libs/ this often (a file rewritten in place does not touch the folder)
 _REFUSED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 RECEIVE_BATCH = 64  # messages taken from one remote per turn, so one remote cannot hold the loop
 
@@ -55,7 +58,7 @@ class Requestor:
                                        now=time.monotonic())
         self.push = self.ctx.socket(zmq.PUSH)
         self.push.setsockopt(zmq.LINGER, 1000)
-        self.push.connect(notify_endpoint(config.run_dir))
+        self.push.connect(rundir.notify_endpoint(config.run_dir))
         self.hub = HubLink(self.ctx, identity=self.keys)
         self.syncer = Syncer(self.ctx)
         self.poller = zmq.Poller()
@@ -71,8 +74,9 @@ class Requestor:
         self.stalled: dict[bytes, int] = {}
         self.landed: dict[bytes, list[int]] = {}  # books landed this loop turn, for the Distributor
         self.settings = config_mod.Watcher(config)
-        self.heartbeat = HeartbeatSender(self.ctx, heartbeat, "requestor",
+        self.heartbeat = HeartbeatSender(self.ctx, heartbeat, rundir.REQUESTOR,
                                          config.get("maestro.heartbeat_interval")) if heartbeat else None
+        self.next_full_look = 0.0
         self.running = True
         self.handlers: dict[type, Callable[[Any, float], list[rl.Action] | None]] = {
             rl.Connect: self._connect, rl.Drop: self._drop, rl.SendTo: self._send, rl.Notify: self._notify,
@@ -101,17 +105,36 @@ class Requestor:
                 pending.extendleft(reversed(follow))
 
     # -- which libraries to download -------------------------------------------------------------
-    def reload(self, now: float) -> None:
+    def look(self, now: float) -> None:
+        """The loop's look for news, every LOOK_SECONDS; cheap when nothing changed.
+
+        The libs folder is scanned when it changed (and in full every FULL_LOOK_SECONDS); state.db's
+        records are read again when another process wrote to it (the Maestro on a user's command, the
+        CLI), when the scan recorded a library, or while a download waits for something.
+        """
         fresh = self.settings.changed()
         if fresh is not None:
             self.logic.set_rate(fresh.get("limits.download_rate"), now)
         self.storage.retry(now)
-        self.storage.guard(lambda: self.drop_folder.scan(self.config, self.state), now)
-        endpoint_file = self.config.run_dir / "distributor.endpoint"
-        if endpoint_file.exists():
-            self.logic.own_endpoint = endpoint_file.read_text().strip()
-        records = {bytes.fromhex(r.id): r for r in self.state.all()}
-        for library_id in list(self.logic.downloads):
+        imported, full = self.drop_folder.imported, now >= self.next_full_look
+        if full or self.drop_folder.changed(self.config, time.time()):
+            self.storage.guard(lambda: self.drop_folder.scan(self.config, self.state, full=full), now)
+        if full or not self.logic.own_endpoint:  # the Distributor writes it once it has bound (again)
+            self.next_full_look = now + FULL_LOOK_SECONDS if full else self.next_full_look
+            self.logic.own_endpoint = rundir.distributor_endpoint(self.config.run_dir) or self.logic.own_endpoint
+        added = self.drop_folder.imported - imported
+        if self.state.changed() or self.storage.waiting() or added > len(self.drop_folder.recorded):
+            self.reload(now)
+        elif added:  # only libraries the scan recorded itself: read just those
+            self.reload(now, self.drop_folder.recorded[-added:])
+
+    def reload(self, now: float, only: list[str] | None = None) -> None:
+        """Open, pause or drop downloads as state.db's records say (of the libraries ``only`` names, if given)."""
+        if only is None:
+            records = {bytes.fromhex(r.id): r for r in self.state.all()}
+        else:
+            records = {bytes.fromhex(r.id): r for r in map(self.state.get, only) if r is not None}
+        for library_id in list(self.logic.downloads) if only is None else []:
             record = records.get(library_id)
             if record is None or record.status is not Status.DOWNLOADING:
                 self.do(self.logic.remove(library_id, record.status.value if record else "removed", now), now)
@@ -234,8 +257,7 @@ class Requestor:
         final = self.storage.finish(action, now)
         if final is not None:
             self._flush_notices()
-            self.push.send(framing.local_notice(wire_pb2.LocalNotice(library_id=action.library_id,
-                                                                     stuff_path=str(final))))
+            self.push.send(framing.local_notice(wire_pb2.LocalNotice(library_id=action.library_id)))  # now seeding
 
     def _stalled(self, action: rl.Stalled, now: float) -> None:
         self.stalled[action.library_id] = action.books
@@ -243,17 +265,18 @@ class Requestor:
     # -- the loop ----------------------------------------------------------------------------------------------
     def run(self) -> None:
         slog.info("requestor_started", pid=os.getpid())
-        next_reload = 0.0
+        self.reload(time.monotonic())
+        next_look = 0.0
         while self.running:
             now = time.monotonic()
-            if now >= next_reload:
-                self.reload(now)
-                next_reload = now + RELOAD_SECONDS
+            if now >= next_look:
+                self.look(now)
+                next_look = now + LOOK_SECONDS
             if self.heartbeat:
                 self.heartbeat.detail = self.storage.detail() or "running"  # a disk error, kept for the Maestro
                 self.heartbeat.tick(now, self._counters)
             self.do(self.logic.tick(now), now)
-            for socket, _ in self.poller.poll(int(1000 * min(0.1, max(0.0, next_reload - now)))):
+            for socket, _ in self.poller.poll(int(1000 * min(0.1, max(0.0, next_look - now)))):
                 now = time.monotonic()
                 if socket is self.syncer.socket:
                     for library_id, error in self.syncer.results():
@@ -300,7 +323,7 @@ class Requestor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return service_main("requestor", Requestor, argv)
+    return service_main(rundir.REQUESTOR, Requestor, argv)
 
 
 if __name__ == "__main__":

@@ -21,27 +21,31 @@ from typing import Any
 
 from services.peer.bitfield import Bitfield
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS libraries (
-    id TEXT PRIMARY KEY,
-    lib_path TEXT NOT NULL,
-    stuff_path TEXT NOT NULL,
-    name TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    books INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    have BLOB NOT NULL,
-    uploaded INTEGER NOT NULL DEFAULT 0,
-    downloaded INTEGER NOT NULL DEFAULT 0,
-    fetched INTEGER NOT NULL DEFAULT 0,
-    added_at REAL NOT NULL,
-    completed_at REAL,
-    selection TEXT NOT NULL DEFAULT ''
-);
-"""
-# Columns added since the first schema, with their definitions: an older state.db gets them on open.
-ADDED_COLUMNS = {"selection": "TEXT NOT NULL DEFAULT ''"}
+SCHEMA_VERSION = 1  # PRAGMA user_version of a state.db this code writes
+# Each migration takes a file from the version it is indexed by to the next one, in one transaction.
+# Version 0 is every file written before state.db had a version: the table, with or without `selection`.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    ("""CREATE TABLE IF NOT EXISTS libraries (
+        id TEXT PRIMARY KEY,
+        lib_path TEXT NOT NULL,
+        stuff_path TEXT NOT NULL,
+        name TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        books INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        have BLOB NOT NULL,
+        uploaded INTEGER NOT NULL DEFAULT 0,
+        downloaded INTEGER NOT NULL DEFAULT 0,
+        fetched INTEGER NOT NULL DEFAULT 0,
+        added_at REAL NOT NULL,
+        completed_at REAL
+    )""", "ADD COLUMN selection TEXT NOT NULL DEFAULT ''"),
+)
 ONLY_SEPARATOR = "\n"  # globs of `emma get --only`, joined (a glob never holds a newline: refused at the CLI)
+
+
+class StateVersionError(RuntimeError):
+    """A state.db this code cannot use: written by a newer Emma, or not yet migrated (read-only)."""
 
 
 class Status(enum.Enum):
@@ -70,19 +74,92 @@ class LibraryRecord:
 
 
 class State:
-    """Thin typed access to state.db. Not shared between threads."""
+    """Typed access to state.db, the only one: nothing else reads or writes the file. Not shared between threads.
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=30000")
-        self.db.executescript(SCHEMA)
-        present = {row[1] for row in self.db.execute("PRAGMA table_info(libraries)")}
-        for column, definition in ADDED_COLUMNS.items():
-            if column not in present:
-                self.db.execute(f"ALTER TABLE libraries ADD COLUMN {column} {definition}")
+    Opening a file of an older schema migrates it forward (each step in one transaction); a file of a newer
+    schema raises StateVersionError naming both versions. ``State.reader`` opens it read-only (tools, tests,
+    other processes that only look).
+    """
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.path = path
+        if read_only:
+            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        try:
+            self.db.execute("PRAGMA busy_timeout=30000")
+            self._refuse_newer()  # before anything is written: a newer file is left as it was
+            if not read_only:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+            self._check_version(read_only)
+        except BaseException:
+            self.db.close()
+            raise
+        self._seen = self._data_version()
+
+    @classmethod
+    def reader(cls, path: Path) -> State | None:
+        """``path`` opened read-only, or None when there is no such file yet."""
+        if not path.exists():
+            return None
+        return cls(path, read_only=True)
+
+    def _refuse_newer(self) -> None:
+        version = self.version()
+        if version > SCHEMA_VERSION:
+            raise StateVersionError(
+                f"{self.path} has state schema version {version}, newer than this Emma's {SCHEMA_VERSION}: it was "
+                f"written by a newer version; upgrade Emma, or move the file aside to start without its libraries")
+
+    def _check_version(self, read_only: bool) -> None:
+        version = self.version()
+        if version == SCHEMA_VERSION:
+            return
+        if read_only:
+            raise StateVersionError(f"{self.path} has state schema version {version}, this Emma's is "
+                                    f"{SCHEMA_VERSION}: start the player once to migrate it")
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self.version()  # another process may have migrated it meanwhile
+            for step in _MIGRATIONS[version:]:
+                self._migrate(step)
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _migrate(self, step: tuple[str, ...]) -> None:
+        for statement in step:
+            if statement.startswith("ADD COLUMN "):
+                column = statement.split()[2]
+                present = {row[1] for row in self.db.execute("PRAGMA table_info(libraries)")}
+                if column not in present:  # files of version 0 may have it already
+                    self.db.execute(f"ALTER TABLE libraries {statement}")
+            else:
+                self.db.execute(statement)
+
+    def version(self) -> int:
+        """The schema version of the file (SCHEMA_VERSION once opened writable)."""
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _data_version(self) -> int:
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def changed(self) -> bool:
+        """Whether another connection (another process) committed to state.db since the last call.
+
+        One cheap query (SQLite's ``PRAGMA data_version``): how a process notices what others wrote
+        without reading every row.
+        """
+        now = self._data_version()
+        if now == self._seen:
+            return False
+        self._seen = now
+        return True
 
     def close(self) -> None:
         self.db.close()
@@ -120,6 +197,10 @@ class State:
 
     def all(self) -> list[LibraryRecord]:
         return [_record(r) for r in self.db.execute("SELECT * FROM libraries ORDER BY added_at")]
+
+    def ids(self) -> set[str]:
+        """The id of every library known here."""
+        return {str(row[0]) for row in self.db.execute("SELECT id FROM libraries")}
 
     def find(self, prefix: str) -> list[LibraryRecord]:
         rows = self.db.execute("SELECT * FROM libraries WHERE id LIKE ? ORDER BY added_at", (prefix + "%",))

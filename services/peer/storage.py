@@ -143,7 +143,7 @@ def disk_reason(code: int | None, where: Path, error: str) -> str:
 class Storage:
     def __init__(self, state: State) -> None:
         self.state = state
-        self.db_path = Path(state.db.execute("PRAGMA database_list").fetchone()[2])
+        self.db_path = state.path
         self.files: dict[bytes, PartFile | TreeFiles] = {}
         self.selections: dict[bytes, tuple[str, ...]] = {}  # of each open download, the selection it opened with
         self.checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="localdata")
@@ -378,6 +378,11 @@ class Storage:
             if not self._save(partial(self.state.set_status, key, Status.SEEDING, final), now):
                 return
             del self.unsaved_seeding[key]
+
+    def waiting(self) -> bool:
+        """Whether a download waits for something that comes with time (a disk wait, a local check, a retry
+        of a write, a resume): the Requestor then reads state.db's records every look, not only on news."""
+        return bool(self.waits.waits or self.checking or self.unsaved_seeding or self.unsaved_progress or self.marked)
 
     def detail(self) -> str:
         """For the heartbeat: what waits for the disk and why, or the last disk error."""

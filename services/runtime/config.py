@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.runtime import rundir
 from services.runtime.logs import get_logger
 from services.wire import curve
 from services.wire.ids import InvalidEndpoint, is_host, make_endpoint, parse_endpoint, parse_host_port
@@ -318,7 +319,7 @@ class Config:
 
     @property
     def run_dir(self) -> Path:
-        return self.data_dir / "run"
+        return rundir.run_dir(self.data_dir)
 
     @property
     def state_db(self) -> Path:

@@ -42,7 +42,6 @@ class HeartbeatSender:
         self.sequence = 0
         self.next_beat = 0.0
         self.detail = "running"
-        self.endpoint = ""
 
     def tick(self, now: float, counters: Callable[[], dict[str, int]]) -> None:
         if now < self.next_beat:
@@ -67,9 +66,8 @@ class HeartbeatSender:
     def _send(self, detail: str, counters: dict[str, int]) -> zmq.MessageTracker | None:
         self.sequence += 1
         beat = control_pb2.Heartbeat(
-            service=self.service, pid=os.getpid(), sequence=self.sequence, state=detail,
+            service=self.service, pid=os.getpid(), state=detail,
             counters=[control_pb2.Counter(name=k, value=max(0, v)) for k, v in counters.items()],
-            endpoint=self.endpoint,
         )
         try:
             # tracked (libzmq lets go of the frame once written), so last_words can wait for it to leave

@@ -9,23 +9,12 @@ from typing import Any
 import zmq
 from google.protobuf.message import DecodeError
 
+from services.runtime import rundir
+from services.runtime.rundir import control_endpoint
 from services.wire.pb import common_pb2, control_pb2
+from services.wire.versions import CONTROL
 
-CONTROL_VERSION = 1
 STOP_MARGIN = 10.0  # ``stop_service`` waits the stop grace and this long for OFF (the SIGKILL comes at the grace)
-
-
-def control_endpoint(run_dir: Path) -> str:
-    return f"ipc://{run_dir / 'control.sock'}"
-
-
-def heartbeat_endpoint(run_dir: Path) -> str:
-    return f"ipc://{run_dir / 'heartbeat.sock'}"
-
-
-def metrics_url_file(run_dir: Path) -> Path:
-    """Where a Maestro serving /metrics writes its URL (the port may have been chosen by the system)."""
-    return run_dir / "metrics.url"
 
 
 class MaestroNotRunning(RuntimeError):
@@ -48,14 +37,14 @@ class ControlClient:
         self.timeout = timeout
 
     def call(self, **body: Any) -> control_pb2.ControlReply:
-        if not (self.run_dir / "control.sock").exists():
+        if not rundir.control_socket(self.run_dir).exists():
             raise MaestroNotRunning(f"no player runs for {self.run_dir.parent}")
         ctx: zmq.Context[Any] = zmq.Context.instance()
         socket = ctx.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
         try:
             socket.connect(control_endpoint(self.run_dir))
-            request = control_pb2.ControlRequest(version=CONTROL_VERSION, **body)
+            request = control_pb2.ControlRequest(version=CONTROL.current, **body)
             socket.send_multipart([b"", request.SerializeToString()])
             if not socket.poll(int(self.timeout * 1000)):
                 raise MaestroNotRunning(f"the player of {self.run_dir.parent} does not answer")

@@ -21,14 +21,17 @@ from typing import Protocol
 from google.protobuf.message import DecodeError
 
 from services.peer import catalog
-from services.peer.library import Library, LibraryCache, LibraryError, read_library
+from services.peer.library import Library, LibraryCache, LibraryError, library_file_name, read_library
 from services.peer.state import LibraryRecord, State, Status
 from services.runtime import config as config_mod
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import control_pb2
+from services.wire.versions import CONTROL
 
-CONTROL_VERSION = 1
 MAX_CONTROL_BYTES = 64 * 1024
+# What `emma downloads` shows for each status a library has in state.db (stalled and refused come from the Requestor).
+DOWNLOAD_STATES = {Status.DOWNLOADING: control_pb2.DOWNLOADING, Status.SEEDING: control_pb2.SEEDING,
+                   Status.PAUSED: control_pb2.PAUSED, Status.ERROR: control_pb2.FAILED}
 MAX_GLOBS = 64  # globs of one `emma get --only`
 MAX_GLOB_CHARS = 1024
 
@@ -85,7 +88,7 @@ class ControlLogic:
             reply = self._dispatch(_decode(frame), now)
         except ProtocolError as exc:
             reply = control_pb2.ControlReply(error=exc.to_pb())
-        reply.version = CONTROL_VERSION
+        reply.version = CONTROL.current
         return reply.SerializeToString()
 
     def _dispatch(self, request: control_pb2.ControlRequest, now: float) -> control_pb2.ControlReply:
@@ -117,13 +120,13 @@ class ControlLogic:
         out = []
         for record in records:
             down, up = self.meter.of(record.id)
-            state, detail = _display_state(record), ""
+            state, detail = DOWNLOAD_STATES[record.status], ""
             stalled = self.supervisor.stalled_of(record.id) if record.status is Status.DOWNLOADING else 0
             if stalled:
-                state, detail = "stalled", f"no source for {stalled} book{'s' if stalled != 1 else ''}"
+                state, detail = control_pb2.STALLED, f"no source for {stalled} book{'s' if stalled != 1 else ''}"
             refused = self.supervisor.refused_of(record.id) if record.status is Status.DOWNLOADING else 0
             if refused:
-                state, detail = "refused", _refusal(refused)
+                state, detail = control_pb2.REFUSED, _refusal(refused)
             files, selected = self._files(record)
             out.append(control_pb2.Download(
                 library_id=record.id, name=record.name, size=record.size, books_total=record.books,
@@ -198,7 +201,7 @@ class ControlLogic:
             return f"resumed {record.name}"
         if action.action == control_pb2.LibraryAction.REMOVE:
             self.state.remove(record.id)
-            lib = self.config.libs_dir / f"lib_{record.id}.lib"
+            lib = self.config.libs_dir / library_file_name(record.id)
             lib.unlink(missing_ok=True)
             return f"removed {record.name} (files kept in {record.stuff_path.parent})"
         raise ProtocolError(ErrorCode.INVALID_ARGUMENT, "library action must be pause, resume or remove")
@@ -255,8 +258,7 @@ def _decode(frame: bytes) -> control_pb2.ControlRequest:
         request.ParseFromString(frame)
     except DecodeError as exc:
         raise ProtocolError(ErrorCode.MALFORMED, "cannot decode control request") from exc
-    if request.version != CONTROL_VERSION:
-        raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION, f"control version {request.version}, expected 1")
+    CONTROL.check(request.version)
     return request
 
 

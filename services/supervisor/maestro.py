@@ -41,22 +41,23 @@ import zmq
 from google.protobuf.message import DecodeError
 
 from services.peer.requestor_logic import peers_counter, refused_counter, stalled_counter
-from services.peer.state import State
+from services.peer.state import State, StateVersionError
 from services.runtime import config as config_mod
+from services.runtime import rundir
 from services.runtime.heartbeat import LAST_WORDS, MAX_BEAT_BYTES
 from services.runtime.logs import get_logger, setup_logging
 from services.runtime.metrics_http import MetricsEndpoint, exposition
+from services.runtime.rundir import SERVICES, control_endpoint, heartbeat_endpoint, metrics_url_file
 from services.supervisor.child import Child
-from services.supervisor.control_client import control_endpoint, heartbeat_endpoint, metrics_url_file
 from services.supervisor.control_logic import MAX_CONTROL_BYTES, ControlLogic
 from services.supervisor.metrics import PlayerCollector, ServiceView
 from services.supervisor.policy import Action, Decision, RestartPolicy, ServiceState
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.ids import InvalidEndpoint
 from services.wire.pb import control_pb2
+from services.wire.versions import CONTROL
 
 log = get_logger("services")
-SERVICES = {"distributor": "services.peer.distributor", "requestor": "services.peer.requestor"}
 TICK = 0.02
 HEARTBEAT_BATCH = 256  # heartbeat frames read per loop turn at most (about 5 ms of garbage)
 CONTROL_BATCH = 16  # control requests answered per loop turn at most
@@ -104,12 +105,12 @@ class Tally:
 def acquire_lock(run_dir: Path) -> IO[str]:
     """Hold ``maestro.lock`` for the life of the process, or raise AlreadyRunning."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(run_dir / "maestro.lock", "a+")  # noqa: SIM115 - held until exit
+    handle = open(rundir.lock_file(run_dir), "a+")  # noqa: SIM115 - held until exit
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
         handle.close()
-        pid = (run_dir / "maestro.pid").read_text().strip() if (run_dir / "maestro.pid").exists() else "?"
+        pid = rundir.maestro_pid(run_dir) or "?"
         raise AlreadyRunning(f"a player already runs for {run_dir.parent} (pid {pid}); stop it with `emma peer stop`"
                              ) from exc
     return handle
@@ -120,7 +121,7 @@ class Maestro:
         self.config = config
         self.run_dir = config.run_dir
         self.lock = acquire_lock(self.run_dir)
-        (self.run_dir / "maestro.pid").write_text(str(os.getpid()))
+        rundir.pid_file(self.run_dir).write_text(str(os.getpid()))
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.beats = self.ctx.socket(zmq.PULL)
         self.beats.setsockopt(zmq.MAXMSGSIZE, MAX_BEAT_BYTES)
@@ -232,13 +233,13 @@ class Maestro:
         self.running = False
 
     def peers_of(self, library_id: str) -> int:
-        return self.services["requestor"].counters.get(peers_counter(library_id), 0)
+        return self.services[rundir.REQUESTOR].counters.get(peers_counter(library_id), 0)
 
     def stalled_of(self, library_id: str) -> int:
-        return self.services["requestor"].counters.get(stalled_counter(library_id), 0)
+        return self.services[rundir.REQUESTOR].counters.get(stalled_counter(library_id), 0)
 
     def refused_of(self, library_id: str) -> int:
-        return self.services["requestor"].counters.get(refused_counter(library_id), 0)
+        return self.services[rundir.REQUESTOR].counters.get(refused_counter(library_id), 0)
 
     def _service(self, name: str) -> Supervised:
         if name not in self.services:
@@ -347,7 +348,7 @@ class Maestro:
             except Exception:
                 log.exception("control_handler_failed")
                 failure = ProtocolError(ErrorCode.INTERNAL, "internal error in the Maestro; see logs/errors.log")
-                reply = control_pb2.ControlReply(version=1, error=failure.to_pb()).SerializeToString()
+                reply = control_pb2.ControlReply(version=CONTROL.current, error=failure.to_pb()).SerializeToString()
             self.control.send_multipart([*envelope, reply])
 
     def run(self) -> None:
@@ -400,7 +401,7 @@ class Maestro:
             metrics_url_file(self.run_dir).unlink(missing_ok=True)
         self.state.close()
         self.ctx.destroy(linger=0)
-        for leftover in ("control.sock", "heartbeat.sock", "maestro.pid"):
+        for leftover in rundir.MAESTRO_LEFTOVERS:
             (self.run_dir / leftover).unlink(missing_ok=True)
         log.info("maestro_stopped", pid=os.getpid())
         self.lock.close()
@@ -416,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(data_dir, process="maestro", console_level=logging.CRITICAL)  # the files have it all
     try:
         maestro = Maestro(config)
-    except AlreadyRunning as exc:
+    except (AlreadyRunning, StateVersionError) as exc:
         print(f"error: {exc}", flush=True)
         return 2
     signal.signal(signal.SIGTERM, maestro.stop)

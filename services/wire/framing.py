@@ -11,8 +11,8 @@ from google.protobuf.message import DecodeError
 
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import common_pb2, wire_pb2
+from services.wire.versions import WIRE
 
-WIRE_VERSION = 1
 MAX_CONTROL_FRAME = 64 * 1024
 MAX_BOOK_FRAME = 64 * 1024 * 1024 + 4096
 
@@ -26,8 +26,7 @@ def decode(frame: bytes | memoryview) -> wire_pb2.PeerMessage:
         message.ParseFromString(bytes(frame))
     except DecodeError as exc:
         raise ProtocolError(ErrorCode.MALFORMED, "cannot decode peer message") from exc
-    if message.version != WIRE_VERSION:
-        raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION, f"peer wire version {message.version}, expected 1")
+    WIRE.check(message.version)
     if message.WhichOneof("body") is None:
         raise ProtocolError(ErrorCode.UNKNOWN_REQUEST, "peer message has no body")
     return message
@@ -69,7 +68,7 @@ def error(code: common_pb2.ErrorCode.ValueType, message: str, library_id: bytes 
 
 
 def _pack(**body: object) -> bytes:
-    return wire_pb2.PeerMessage(version=WIRE_VERSION, **body).SerializeToString()  # type: ignore[arg-type]
+    return wire_pb2.PeerMessage(version=WIRE.current, **body).SerializeToString()  # type: ignore[arg-type]
 
 
 def local_notice(notice: wire_pb2.LocalNotice) -> bytes:

@@ -11,8 +11,9 @@ from pathlib import Path
 from typer.testing import CliRunner, Result
 
 from services.cli.app import app
-from services.cli.launch import alive, maestro_pid
+from services.cli.launch import alive
 from services.runtime import config as config_mod
+from services.runtime.rundir import maestro_pid, run_dir
 from services.wire import curve
 from tools.procs import ProcessGroup
 
@@ -51,7 +52,7 @@ def configure(data: Path, **values: object) -> config_mod.Config:
 
 def stop_maestro(data: Path, timeout: float = 60.0) -> None:
     """End the Maestro of ``data`` (started in the background by a test or a console) by its pid."""
-    pid = maestro_pid(data / "run")
+    pid = maestro_pid(run_dir(data))
     if not pid or not alive(pid):
         return
     os.kill(pid, signal.SIGTERM)

@@ -195,8 +195,8 @@ def render_plain(renderable: object) -> str:
 
 
 def test_downloads_and_services_tables_escape_names_and_reasons() -> None:
-    item = control_pb2.Download(library_id="ab" * 32, name="x\x1b[2Jy", size=1, books_total=1, state="stalled",
-                                detail="no source\x1b]0;t\x07")
+    item = control_pb2.Download(library_id="ab" * 32, name="x\x1b[2Jy", size=1, books_total=1,
+                                state=control_pb2.STALLED, detail="no source\x1b]0;t\x07")
     text = render_plain(downloads_table([item], ""))
     no_raw_controls(text)
     assert "x\\x1b[2Jy" in text and "\x07" not in text

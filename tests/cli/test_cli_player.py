@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.launch import alive, maestro_pid
+from services.cli.launch import alive
 from services.runtime import config as config_mod
+from services.runtime.rundir import maestro_pid, run_dir
 from services.supervisor.control_client import ControlClient
 from tests.cli.helpers import assert_one_line_error, configure, emma, stop_maestro
 from tests.polling import wait_for
@@ -97,7 +98,7 @@ def player(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.mark.slow
 def test_detach_reports_the_pid_and_refuses_a_second_player(player: Path) -> None:
-    pid = maestro_pid(player / "run")
+    pid = maestro_pid(run_dir(player))
     assert pid and alive(pid)
     assert_one_line_error(emma(player, "peer", "--detach"), f"a player already runs for {player}")
     assert_one_line_error(emma(player, "peer", "start", "--detach"), "a player already runs")
@@ -112,7 +113,7 @@ def test_status_and_services(player: Path) -> None:
     rows = services(player)
     assert list(rows) == ["maestro", "distributor", "requestor"]
     assert all(row["state"] == "RUNNING" and int(str(row["pid"])) > 0 for row in rows.values())
-    assert rows["maestro"]["pid"] == maestro_pid(player / "run")
+    assert rows["maestro"]["pid"] == maestro_pid(run_dir(player))
     status = emma(player, "peer", "status", "--json")
     assert status.exit_code == 0 and [r["name"] for r in json.loads(status.stdout)] == list(rows)
     text = emma(player, "peer", "status")
@@ -211,7 +212,7 @@ def test_get_wait_gives_up_after_the_timeout(player: Path, tmp_path: Path) -> No
 def test_live_rates_keep_settings_saved_since_the_player_started(player: Path) -> None:
     assert emma(player, "settings", "set", "hub.port", "9100").exit_code == 0
     try:
-        ControlClient(player / "run").set_rates(1000, 0)
+        ControlClient(run_dir(player)).set_rates(1000, 0)
         saved = config_mod.load(player)
         assert (saved.get("hub.port"), saved.get("limits.upload_rate")) == (9100, 1000)
     finally:
@@ -226,7 +227,7 @@ def test_peer_stop(tmp_path: Path) -> None:
     try:
         started = emma(data, "peer", "start", "--detach")
         assert started.exit_code == 0, started.output
-        pid = maestro_pid(data / "run")
+        pid = maestro_pid(run_dir(data))
         assert started.stdout == f"player running for {data} (pid {pid})\n"
         stopped = emma(data, "peer", "stop")
         assert stopped.exit_code == 0 and stopped.stdout == "player stopped\n"

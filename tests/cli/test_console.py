@@ -324,8 +324,8 @@ def test_downloads_table_and_bar() -> None:
     assert bar(0, 4).plain == "░" * 16 + "   0.0%"
     assert bar(2, 4).plain == "█" * 8 + "░" * 8 + "  50.0%"
     items = [control_pb2.Download(library_id="ab", name="a.bin", size=3 << 20, books_total=4, books_have=1,
-                                  download_rate=2048, peers=2, state="downloading"),
-             control_pb2.Download(library_id="cd", name="[b].bin", size=10, books_total=1, state="seeding")]
+                                  download_rate=2048, peers=2, state=control_pb2.DOWNLOADING),
+             control_pb2.Download(library_id="cd", name="[b].bin", size=10, books_total=1, state=control_pb2.SEEDING)]
     out = Console(file=StringIO(), width=120, color_system=None)
     out.print(downloads_table(items, "press any key"))
     text = out.file.getvalue()  # type: ignore[attr-defined]

@@ -18,8 +18,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from services.cli.launch import alive, maestro_pid
+from services.cli.launch import alive
 from services.runtime import config as config_mod
+from services.runtime.rundir import maestro_pid, run_dir
 from services.supervisor.control_client import ControlClient
 from tests.cli.helpers import ANSI, Hub, ctrl_c_reaches_it, stop_maestro
 
@@ -136,7 +137,7 @@ def test_upload_download_watch_logs_services_settings_about_exit(tmp_path: Path,
     bob.child.send("x")
     bob.expect("stopped following")
 
-    ControlClient(tmp_path / "bob" / "run").stop_service("requestor", grace=8.0)
+    ControlClient(run_dir(tmp_path / "bob")).stop_service("requestor", grace=8.0)
     bob.answer(MENU, "5")
     bob.expect("Requestor.*OFF")
     bob.answer(r"Start which service\? \(requestor; 'exit' to go back\): ", "maestro")
@@ -160,9 +161,9 @@ def test_upload_download_watch_logs_services_settings_about_exit(tmp_path: Path,
     bob.child.expect(pexpect.EOF)
     bob.child.close()
     assert bob.child.exitstatus == 0
-    assert alive(maestro_pid(tmp_path / "bob" / "run"))
+    assert alive(maestro_pid(run_dir(tmp_path / "bob")))
 
-    alice_pid = maestro_pid(tmp_path / "alice" / "run")
+    alice_pid = maestro_pid(run_dir(tmp_path / "alice"))
     alice.answer(MENU, "8")
     alice.answer(r"Stop the player too\? \[y/N\] ", "dunno")
     alice.answer("answer y or n", "y")

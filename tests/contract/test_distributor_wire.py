@@ -234,13 +234,13 @@ def test_a_cancel_gets_no_reply(player: Player, dealer: Callable[[], Socket]) ->
 
 def garbage_cases() -> list[tuple[str, list[bytes], int]]:
     request = framing.request(bytes(32), 0)
-    wrong_version = wire_pb2.PeerMessage(version=7, request=wire_pb2.Request(library_id=bytes(32))).SerializeToString()
+    wrong_version = wire_pb2.PeerMessage(version=0, request=wire_pb2.Request(library_id=bytes(32))).SerializeToString()
     return [
         ("random bytes", [random.Random(1).randbytes(200)], ErrorCode.MALFORMED),
         ("empty frame", [b""], ErrorCode.UNSUPPORTED_VERSION),
         ("three frames", [request, request, request], ErrorCode.MALFORMED),
         ("truncated protobuf", [request[:-4]], ErrorCode.MALFORMED),
-        ("wrong version", [wrong_version], ErrorCode.UNSUPPORTED_VERSION),
+        ("too old a version", [wrong_version], ErrorCode.UNSUPPORTED_VERSION),
         ("no body", [wire_pb2.PeerMessage(version=1).SerializeToString()], ErrorCode.UNKNOWN_REQUEST),
         ("a bitfield", [framing.bitfield(bytes(32), 1, b"\x80", 1)], ErrorCode.UNKNOWN_REQUEST),
     ]

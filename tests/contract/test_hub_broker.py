@@ -93,7 +93,7 @@ def test_every_request_kind_over_every_client_kind(client: Callable[[bytes], hub
         (b"\x00\x01garbage", E.MALFORMED),
         (b"", E.MALFORMED),
         (hub_request(health=hub_pb2.Health())[:-1] + b"\x72\x09", E.MALFORMED),  # truncated
-        (hub_request(version=9, health=hub_pb2.Health()), E.UNSUPPORTED_VERSION),
+        (hub_request(version=0, health=hub_pb2.Health()), E.UNSUPPORTED_VERSION),
         (hub_request(), E.UNKNOWN_REQUEST),
         (hub_request(announce=announce_body(1, lib=b"short")), E.INVALID_ARGUMENT),
         (hub_request(announce=announce_body(1, endpoint="tcp://[::]:70000")), E.INVALID_ARGUMENT),

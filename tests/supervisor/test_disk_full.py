@@ -89,11 +89,13 @@ def test_a_full_downloads_folder_makes_the_download_wait_and_it_resumes_when_spa
     waiting = wait_for(lambda: (r := requestor(player)).detail.startswith("disk full: ") and r, WAIT,
                        "the requestor to say the disk is full")
     assert waiting.detail.endswith(f" bytes free on {downloads}; free space and it resumes")
-    assert wait_for(lambda: (d := download(player, library)) and d.state == "error", WAIT, "the download in error")
+    assert wait_for(lambda: (d := download(player, library)) and d.state == control_pb2.FAILED, WAIT,
+                    "the download in error")
 
     filler.unlink()
     part = downloads / f"{library.name}.part"
-    wait_for(lambda: (d := download(player, library)) and d.state == "downloading", WAIT, "the download to resume")
+    wait_for(lambda: (d := download(player, library)) and d.state == control_pb2.DOWNLOADING, WAIT,
+             "the download to resume")
     assert part.stat().st_size == library.size and part.stat().st_blocks * 512 >= library.size  # reserved
     after = wait_for(lambda: (r := requestor(player)).detail.startswith("recovered; ") and r, WAIT,
                      "the requestor's next heartbeat")
@@ -117,7 +119,7 @@ def test_a_full_data_folder_never_leaves_the_requestor_fatal(tmpfs, players, tmp
     assert (waiting.pid, waiting.restarts) == (before.pid, 0)
 
     filler.unlink()
-    wait_for(lambda: (d := download(player, library)) and d.state == "downloading", WAIT,
+    wait_for(lambda: (d := download(player, library)) and d.state == control_pb2.DOWNLOADING, WAIT,
              "the library to be added and downloading")
     after = requestor(player)
     assert (after.pid, after.restarts, after.state) == (before.pid, 0, control_pb2.RUNNING)

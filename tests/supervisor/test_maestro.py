@@ -18,7 +18,8 @@ import pytest
 import zmq
 
 from services.runtime import config as config_mod
-from services.supervisor.control_client import ControlClient, MaestroNotRunning, control_endpoint
+from services.runtime.rundir import control_endpoint, run_dir
+from services.supervisor.control_client import ControlClient, MaestroNotRunning
 from services.wire.pb import control_pb2
 
 pytestmark = pytest.mark.slow
@@ -59,7 +60,7 @@ class Player:
             config.set(key, value)
         config.ensure_dirs()
         config.save()
-        self.client = ControlClient(data_dir / "run", timeout=10.0)
+        self.client = ControlClient(run_dir(data_dir), timeout=10.0)
         self.log = open(data_dir / "maestro-test.out", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "services.supervisor.maestro", "--data-dir", str(data_dir)],
@@ -182,7 +183,7 @@ def test_control_socket_answers_garbage_with_an_error_and_keeps_serving(players)
     ctx: zmq.Context[Any] = zmq.Context()
     socket = ctx.socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
-    socket.connect(control_endpoint(player.data_dir / "run"))
+    socket.connect(control_endpoint(run_dir(player.data_dir)))
     try:
         for garbage in (b"\xff\xfe\x00garbage", b"", control_pb2.ControlRequest(version=9).SerializeToString()):
             socket.send_multipart([b"", garbage])

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import zmq
 
-from services.supervisor.control_client import control_endpoint, heartbeat_endpoint
+from services.runtime.rundir import control_endpoint, heartbeat_endpoint, run_dir
 from services.wire.pb import control_pb2
 from tests.supervisor.test_maestro import Player, players, wait_for  # noqa: F401 - players is a fixture
 
@@ -71,7 +71,7 @@ def dropped_beats(player: Player) -> int:
 def test_a_heartbeat_flood_restarts_no_child(players, connect):  # noqa: F811
     player = players()
     before = player.wait_running()
-    push = connect(zmq.PUSH, heartbeat_endpoint(player.data_dir / "run"))
+    push = connect(zmq.PUSH, heartbeat_endpoint(run_dir(player.data_dir)))
     push.setsockopt(zmq.SNDTIMEO, 20_000)  # a Maestro that stops reading fails the test, not hangs it
     for frame in garbage_beats(BEAT_FLOOD, {n: s.pid for n, s in before.items()}):
         push.send(frame)
@@ -88,7 +88,7 @@ def test_a_heartbeat_flood_restarts_no_child(players, connect):  # noqa: F811
 def test_a_control_flood_is_answered_in_full_and_restarts_no_child(players, connect):  # noqa: F811
     player = players()
     before = player.wait_running()
-    dealer = connect(zmq.DEALER, control_endpoint(player.data_dir / "run"))
+    dealer = connect(zmq.DEALER, control_endpoint(run_dir(player.data_dir)))
     rng = random.Random(9)
     shapes = [
         lambda: [b"", rng.randbytes(rng.randrange(0, 3000))],
@@ -101,7 +101,7 @@ def test_a_control_flood_is_answered_in_full_and_restarts_no_child(players, conn
     ]
     for i in range(CONTROL_FLOOD):
         dealer.send_multipart(shapes[i % len(shapes)]())
-    big = connect(zmq.DEALER, control_endpoint(player.data_dir / "run"))  # too large: the Maestro drops it
+    big = connect(zmq.DEALER, control_endpoint(run_dir(player.data_dir)))  # too large: the Maestro drops it
     big.send_multipart([b"", b"\x00" * (200 * 1024)])
     dealer.send_multipart([b"", control_pb2.ControlRequest(version=1, services=control_pb2.ListServices())
                            .SerializeToString()])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,19 +43,8 @@ def stuff(tmp_path: Path):
 
 def persisted_books(player: Player, library_id: str) -> set[int]:
     """Books state.db says are written (what a restarted requestor must never fetch again)."""
-    if not (player.data_dir / "state.db").exists():
-        return set()
-    conn = sqlite3.connect(f"file:{player.data_dir / 'state.db'}?mode=ro", uri=True)
-    try:
-        row = conn.execute("SELECT have, books FROM libraries WHERE id = ?", (library_id,)).fetchone()
-    except sqlite3.OperationalError:  # the player has not created its tables yet
-        return set()
-    finally:
-        conn.close()
-    if row is None:
-        return set()
-    bits, count = row
-    return {i for i in range(count) if bits[i >> 3] & (0x80 >> (i & 7))}
+    record = player.record(library_id)
+    return set(record.have.indices()) if record else set()
 
 
 def log_events(player: Player, kind: str, event: str) -> list[dict[str, Any]]:

@@ -13,7 +13,8 @@ import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.runtime import config as config_mod
-from services.supervisor.control_client import ControlClient, metrics_url_file
+from services.runtime.rundir import metrics_url_file, run_dir
+from services.supervisor.control_client import ControlClient
 from services.wire.curve import KeyPair, connect_curve
 from tools.swarm import Swarm
 
@@ -73,7 +74,7 @@ def test_hub_and_player_metrics_tell_the_truth_of_a_swarm(tmp_path: Path, stuff:
         swarm.start_player(seed)
         swarm.start_player(leecher)
         swarm.wait_serving([seed, leecher])
-        url = metrics_url_file(leecher.data_dir / "run").read_text()
+        url = metrics_url_file(run_dir(leecher.data_dir)).read_text()
         swarm.give(leecher, library)
         swarm.wait_complete(library, [leecher], timeout=60)
 
@@ -86,7 +87,7 @@ def test_hub_and_player_metrics_tell_the_truth_of_a_swarm(tmp_path: Path, stuff:
         assert value(done, "emma_service_up", service="requestor") == 1.0
         assert value(done, "emma_player_disk_write_seconds_count") == library.books
 
-        snapshot = parse(ControlClient(leecher.data_dir / "run").metrics())  # what `emma metrics` prints
+        snapshot = parse(ControlClient(run_dir(leecher.data_dir)).metrics())  # what `emma metrics` prints
         assert value(snapshot, "emma_player_books_verified_total") == library.books
 
         swarm.kill_service(leecher, "requestor")

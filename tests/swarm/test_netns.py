@@ -13,6 +13,7 @@ import pytest
 
 from services.hub.addresses import is_loopback
 from services.runtime import config as config_mod
+from services.runtime.rundir import run_dir
 from services.supervisor.control_client import ControlClient
 from services.wire.ids import parse_endpoint
 from tests.polling import wait_for
@@ -29,7 +30,7 @@ def reached_at(player: Player, expected: str) -> bool:
 
 
 def distributor_detail(player: Player) -> str:
-    return next(s.detail for s in ControlClient(player.data_dir / "run").services() if s.name == "distributor")
+    return next(s.detail for s in ControlClient(run_dir(player.data_dir)).services() if s.name == "distributor")
 
 
 def links(tag: str) -> list[str]:

@@ -20,6 +20,7 @@ from services.peer import identity, signing
 from services.peer.librarifier import librarify
 from services.peer.library import MAGIC, Library
 from services.runtime import config as config_mod
+from services.runtime.rundir import distributor_endpoint, run_dir
 from services.wire import curve, framing
 from services.wire.errors import ErrorCode
 from services.wire.pb import library_pb2, wire_pb2
@@ -54,7 +55,7 @@ def dealer() -> Iterator[Dealer]:
         sock.linger = 0
         curve.connect_curve(sock, keys, curve.load_or_create(server.data_dir).public)
         monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_SUCCEEDED)
-        sock.connect(distributor_endpoint(server))
+        sock.connect(distributor_of(server))
         made.append((sock, monitor))
         return sock, monitor
 
@@ -85,8 +86,8 @@ def seeded(swarm: Swarm, stuff: Callable[[str, int], Path]) -> tuple[Player, Lib
     return seed, library
 
 
-def distributor_endpoint(player: Player) -> str:
-    return (player.data_dir / "run" / "distributor.endpoint").read_text().strip()
+def distributor_of(player: Player) -> str:
+    return distributor_endpoint(run_dir(player.data_dir))
 
 
 def handshake_result(monitor: zmq.Socket[bytes]) -> int:
@@ -136,7 +137,7 @@ def test_a_player_whose_key_is_not_allowed_gets_no_byte_and_cannot_announce(
     with hub_client(private, seed.data_dir) as client:  # what the hub hands out: the seed alone
         peers = client.get_peers(library.id, numwant=50).peers
     assert [(p.endpoint, p.public_key) for p in peers] == [
-        (distributor_endpoint(seed), curve.load_or_create(seed.data_dir).public)]
+        (distributor_of(seed), curve.load_or_create(seed.data_dir).public)]
     with hub_client(private, outsider.data_dir) as client, pytest.raises(HubRefused, match="not authorised by hub"):
         client.announce(library.id, identity.player_id(outsider.data_dir), "tcp://127.0.0.1:9", left=0)
     # Knowing the seed's endpoint and key is not enough: the seed refuses the outsider's key at the handshake.
@@ -194,7 +195,7 @@ def test_an_announce_claiming_another_players_endpoint_is_refused(private: Swarm
     wait_admitted_by_hub(private, member)
     with hub_client(private, member.data_dir) as client:
         with pytest.raises(HubError, match="announced by another player") as refused:
-            client.announce(library.id, identity.player_id(member.data_dir), distributor_endpoint(seed), left=0)
+            client.announce(library.id, identity.player_id(member.data_dir), distributor_of(seed), left=0)
         assert refused.value.code == ErrorCode.FORBIDDEN
         with pytest.raises(HubError, match="speaks only for itself"):  # nor under the seed's id
             client.announce(library.id, identity.player_id(seed.data_dir), "tcp://127.0.0.1:9", left=0)
@@ -238,7 +239,7 @@ def test_a_peer_that_refuses_our_key_is_named_not_silent(private: Swarm, stuff) 
     private.give(leecher, library)
     private.start_player(leecher)
     refused = wait_until(lambda: events(leecher, "peer_refused"), "the leecher to say the seed refused it")
-    assert refused[0]["endpoint"] == distributor_endpoint(seed)
+    assert refused[0]["endpoint"] == distributor_of(seed)
     assert refused[0]["reason"].startswith("not authorised by peer") and refused[0]["libraries"] == [library.id_hex]
     assert leecher.progress(library.id_hex)[0] == 0
 

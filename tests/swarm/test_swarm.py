@@ -6,9 +6,11 @@ import socket as socketlib
 
 import pytest
 
+from services.cli.fmt import state_word
 from services.hub.client import HubClient
 from services.hub.client_types import AnnounceEvent
 from services.peer.download import BAN_THRESHOLD
+from services.runtime.rundir import distributor_endpoint, run_dir
 from services.supervisor.control_client import ControlClient
 from tests.polling import wait_for
 from tests.swarm.conftest import log_events, persisted_books
@@ -92,11 +94,11 @@ def test_a_lying_only_source_is_banned_the_download_stalls_then_completes_from_a
         swarm.start_player(leecher)
         swarm.wait_serving([liar, leecher])
         swarm.give(leecher, library)
-        client = ControlClient(leecher.data_dir / "run")
+        client = ControlClient(run_dir(leecher.data_dir))
 
         def shown() -> tuple[str, str]:
             found = [d for d in client.downloads() if d.library_id == library.id_hex]
-            return (found[0].state, found[0].detail) if found else ("", "")
+            return (state_word(found[0].state), found[0].detail) if found else ("", "")
 
         wait_for(lambda: shown()[0] == "stalled", 60, "the download to say it has no source")
         assert shown() == ("stalled", f"no source for {library.books} books")
@@ -104,7 +106,7 @@ def test_a_lying_only_source_is_banned_the_download_stalls_then_completes_from_a
         swarm.wait_complete(library, [leecher], timeout=90)
         assert_identical(swarm, [leecher], library, source)
         assert shown()[0] == "seeding"
-    liar_endpoint = (liar.data_dir / "run" / "distributor.endpoint").read_text()
+    liar_endpoint = distributor_endpoint(run_dir(liar.data_dir))
     bad = log_events(leecher, "events", "bad_book")
     # banned at the threshold, and nothing it sent afterwards (requests already on their way) was hashed
     assert [(event["endpoint"], event["banned"]) for event in bad] == [(liar_endpoint, False)] * (

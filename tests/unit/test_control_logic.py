@@ -18,6 +18,7 @@ from services.runtime import config as config_mod
 from services.supervisor.control_logic import ControlLogic, Supervisor
 from services.wire.errors import ErrorCode
 from services.wire.pb import control_pb2
+from services.wire.versions import CONTROL
 
 BOOK = MIN_BOOK_SIZE
 
@@ -183,7 +184,7 @@ def test_add_a_library_then_list_it(tmp_path: Path, control: ControlLogic, confi
     [download] = reply.downloads.downloads
     assert (download.library_id, download.name, download.size) == (lib.id_hex, "movie.mkv", lib.size)
     assert (download.books_total, download.books_have, download.peers) == (3, 0, 3)
-    assert download.state == "downloading"
+    assert download.state == control_pb2.DOWNLOADING
     assert download.path == str(config.downloads_dir / "movie.mkv")
 
 
@@ -218,11 +219,11 @@ def test_a_download_without_a_source_shows_as_stalled_with_its_reason(
     supervisor.stalled = {"aa" * 32: 3, "bb" * 32: 2, "cc" * 32: 1}
     rows = {d.library_id[:2]: (d.state, d.detail) for d in ask(control, downloads=control_pb2.ListDownloads()
                                                                  ).downloads.downloads}
-    assert rows == {"aa": ("stalled", "no source for 3 books"), "bb": ("paused", ""),
-                    "cc": ("stalled", "no source for 1 book")}
+    assert rows == {"aa": (control_pb2.STALLED, "no source for 3 books"), "bb": (control_pb2.PAUSED, ""),
+                    "cc": (control_pb2.STALLED, "no source for 1 book")}
     supervisor.stalled = {}  # a source appeared: the requestor's counter is gone
     states = [d.state for d in ask(control, downloads=control_pb2.ListDownloads()).downloads.downloads]
-    assert states == ["downloading", "paused", "downloading"]
+    assert states == [control_pb2.DOWNLOADING, control_pb2.PAUSED, control_pb2.DOWNLOADING]
 
 
 def test_a_download_refused_by_its_hub_or_peers_says_who(
@@ -233,7 +234,8 @@ def test_a_download_refused_by_its_hub_or_peers_says_who(
     supervisor.refused = {"aa" * 32: 1, "bb" * 32: 4, "cc" * 32: 3}
     rows = {d.library_id[:2]: (d.state, d.detail) for d in ask(control, downloads=control_pb2.ListDownloads()
                                                                  ).downloads.downloads}
-    assert rows["aa"] == ("refused", "not authorised by hub: our key is not on their allowlist (emma logs says more)")
+    assert rows["aa"] == (control_pb2.REFUSED,
+                          "not authorised by hub: our key is not on their allowlist (emma logs says more)")
     assert rows["bb"][1].startswith("not authorised by 2 peers:")
     assert rows["cc"][1].startswith("not authorised by hub and 1 peer:")
 
@@ -335,10 +337,17 @@ def test_truncated_request_is_malformed(control: ControlLogic) -> None:
     assert error(send(control, frame[:-5])) == ErrorCode.MALFORMED
 
 
-@pytest.mark.parametrize("version", [0, 2])
-def test_wrong_version_is_unsupported(control: ControlLogic, version: int) -> None:
-    frame = control_pb2.ControlRequest(version=version, services=control_pb2.ListServices()).SerializeToString()
-    assert error(send(control, frame)) == ErrorCode.UNSUPPORTED_VERSION
+def test_a_newer_minor_version_is_answered(control: ControlLogic) -> None:
+    frame = control_pb2.ControlRequest(version=CONTROL.current + 1, services=control_pb2.ListServices())
+    assert send(control, frame.SerializeToString()).WhichOneof("body") == "services"
+
+
+def test_a_version_older_than_supported_is_refused_naming_both(control: ControlLogic) -> None:
+    frame = control_pb2.ControlRequest(version=CONTROL.oldest - 1, services=control_pb2.ListServices())
+    reply = send(control, frame.SerializeToString())
+    assert error(reply) == ErrorCode.UNSUPPORTED_VERSION
+    message = reply.error.message
+    assert f"version {CONTROL.oldest - 1} " in message and f"speaks {CONTROL.current}" in message
 
 
 def test_empty_bytes_have_no_version(control: ControlLogic) -> None:

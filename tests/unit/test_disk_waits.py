@@ -296,7 +296,7 @@ def test_importing_a_library_into_a_full_data_folder_waits_and_an_unexpected_err
 
 
 def state_dir(state: State) -> Path:
-    return Path(state.db.execute("PRAGMA database_list").fetchone()[2]).parent
+    return state.path.parent
 
 
 def test_a_reservation_that_fails_leaves_no_sparse_file_to_pass_for_reserved(tmp_path: Path,

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from services.wire import framing
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import wire_pb2
+from services.wire.versions import WIRE
 
 LIB = bytes(range(32))
 PLAYER = b"p" * 16
@@ -16,7 +17,7 @@ PLAYER = b"p" * 16
 
 def test_handshake_round_trip() -> None:
     message = framing.decode(framing.handshake(LIB, PLAYER))
-    assert message.version == framing.WIRE_VERSION
+    assert message.version == WIRE.current
     assert message.WhichOneof("body") == "handshake"
     assert (message.handshake.library_id, message.handshake.player_id) == (LIB, PLAYER)
 
@@ -87,10 +88,17 @@ def test_truncated_message_is_malformed() -> None:
     assert code_of(frame[:-5]) == ErrorCode.MALFORMED
 
 
-@pytest.mark.parametrize("version", [0, 2, 99])
-def test_other_versions_are_unsupported(version: int) -> None:
-    frame = wire_pb2.PeerMessage(version=version, request=wire_pb2.Request(library_id=LIB)).SerializeToString()
-    assert code_of(frame) == ErrorCode.UNSUPPORTED_VERSION
+def test_a_newer_minor_version_is_read() -> None:
+    frame = wire_pb2.PeerMessage(version=WIRE.current + 1, request=wire_pb2.Request(library_id=LIB, book=3))
+    assert framing.decode(frame.SerializeToString()).request.book == 3
+
+
+def test_a_version_older_than_supported_is_refused_naming_both() -> None:
+    frame = wire_pb2.PeerMessage(version=WIRE.oldest - 1, request=wire_pb2.Request(library_id=LIB))
+    with pytest.raises(ProtocolError) as info:
+        framing.decode(frame.SerializeToString())
+    assert info.value.code == ErrorCode.UNSUPPORTED_VERSION
+    assert f"version {WIRE.oldest - 1} " in info.value.message and f"speaks {WIRE.current}" in info.value.message
 
 
 def test_empty_frame_has_no_version() -> None:
@@ -133,7 +141,7 @@ def test_any_bytes_decode_or_raise_protocol_error(frame: bytes) -> None:
     except ProtocolError as exc:
         assert exc.code in (ErrorCode.MALFORMED, ErrorCode.UNSUPPORTED_VERSION, ErrorCode.UNKNOWN_REQUEST)
     else:
-        assert message.version == framing.WIRE_VERSION
+        assert message.version == WIRE.current
         assert message.WhichOneof("body") is not None
 
 
@@ -141,9 +149,9 @@ def test_any_bytes_decode_or_raise_protocol_error(frame: bytes) -> None:
 
 
 def test_local_notice_round_trip() -> None:
-    notice = wire_pb2.LocalNotice(library_id=LIB, books=[1, 2], stuff_path="/x", removed=True)
+    notice = wire_pb2.LocalNotice(library_id=LIB, books=[1, 2])
     back = framing.decode_local_notice(framing.local_notice(notice))
-    assert (back.library_id, list(back.books), back.stuff_path, back.removed) == (LIB, [1, 2], "/x", True)
+    assert (back.library_id, list(back.books)) == (LIB, [1, 2])
 
 
 def test_garbage_local_notice_is_malformed() -> None:

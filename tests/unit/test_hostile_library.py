@@ -7,6 +7,7 @@ exception), and the Requestor's look at libs/ must not parse an unchanged file t
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from services.peer.library import (
     write_library,
 )
 from services.peer.partfile import PartFile, final_path, partial_path
-from services.peer.state import State, Status
+from services.peer.state import LibraryRecord, State, Status
 from services.runtime.config import Config
 from services.wire.pb import library_pb2
 
@@ -272,14 +273,52 @@ def test_a_dropped_library_is_imported_and_then_not_parsed_again(config: Config,
     write_library(library, config.libs_dir / "dropped.lib")
     folder = catalog.DropFolder()
     folder.scan(config, state)  # reads dropped.lib, writes lib_<id>.lib in its place
-    folder.scan(config, state)  # reads lib_<id>.lib once
+    folder.scan(config, state)  # lib_<id>.lib of a library state.db holds: known by its name, not read
     record = state.get(library.id_hex)
     assert record is not None and record.status is Status.DOWNLOADING
     assert sorted(p.name for p in config.libs_dir.iterdir()) == [library.file_name]
-    assert len(parses) == 2
+    assert len(parses) == 1
     for _ in range(10):
         folder.scan(config, state)
-    assert len(parses) == 2  # an unchanged folder costs a stat a file, not a parse
+    assert len(parses) == 1  # an unchanged folder costs a stat a file, not a parse
+
+
+def test_the_folder_is_looked_at_again_only_when_it_changed(config: Config, state: State,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = catalog.DropFolder()
+    assert folder.changed(config, time.time())  # never scanned
+    write_library(sample(), config.libs_dir / "first.lib")
+    folder.scan(config, state)  # imports it as lib_<id>.lib: the folder changed since the scan began
+    assert folder.changed(config, time.time())
+    folder.scan(config, state)
+    later = time.time() + 1.0  # past the clock tick of the last change
+    assert not folder.changed(config, later)
+    asked: list[str] = []
+    real_get = state.get
+
+    def get(library_id: str) -> LibraryRecord | None:
+        asked.append(library_id)
+        return real_get(library_id)
+
+    monkeypatch.setattr(state, "get", get)
+    folder.scan(config, state)  # a full look at an unchanged folder: a stat a file, nothing asked of state.db
+    assert asked == []
+    stats: list[str] = []
+    real_stamp = catalog._stamp
+
+    def stamp(path: Path | str) -> None:
+        stats.append(str(path))
+
+    monkeypatch.setattr(catalog, "_stamp", stamp)
+    folder.scan(config, state, full=False)  # the folder changed: files known by name and inode are not looked at
+    assert stats == []
+    monkeypatch.setattr(catalog, "_stamp", real_stamp)
+    other = sample(name="other.bin")
+    write_library(other, config.libs_dir / "second.lib")
+    assert folder.changed(config, later)
+    folder.scan(config, state)
+    assert state.get(other.id_hex) is not None
+    assert folder.imported == 2 and folder.recorded[-1] == other.id_hex  # what the Requestor opens, alone
 
 
 def test_fifo_and_device_links_in_libs_are_set_aside_once(config: Config, state: State) -> None:

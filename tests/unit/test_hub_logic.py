@@ -16,6 +16,7 @@ from services.hub.model import HubLimits, RequestKind
 from services.hub.store_errors import StoreUnavailable
 from services.hub.store_memory import MemoryStore
 from services.wire.pb import common_pb2, hub_pb2
+from services.wire.versions import HUB
 
 T0 = 1_700_000_000.0
 LIB = b"L" * 32
@@ -149,7 +150,7 @@ def test_get_peers_excludes_the_asker() -> None:
         (request(scrape=hub_pb2.Scrape(library_ids=[LIB, b"bad"])), E.INVALID_ARGUMENT),
         (report("nope"), E.INVALID_ARGUMENT),
         (report(ep(2)), E.NOT_FOUND),
-        (hub_pb2.HubRequest(version=2, health=hub_pb2.Health()).SerializeToString(), E.UNSUPPORTED_VERSION),
+        (hub_pb2.HubRequest(version=0, health=hub_pb2.Health()).SerializeToString(), E.UNSUPPORTED_VERSION),
         (hub_pb2.HubRequest(version=1, request_id=3).SerializeToString(), E.UNKNOWN_REQUEST),
         (b"\x08\x01" + b"\xfa\x01\x00", E.UNKNOWN_REQUEST),  # a body kind from the future (field 31)
         (b"", E.MALFORMED),
@@ -165,6 +166,17 @@ def test_bad_requests_get_error_replies(body: bytes, code: int) -> None:
     assert reply.error.message
     assert logic.rejected == 1
     assert call(logic, request(health=hub_pb2.Health())).health.store == "memory"
+
+
+def test_a_newer_minor_version_is_answered_and_an_older_one_refused_naming_both() -> None:
+    logic = make_logic()
+    newer = hub_pb2.HubRequest(version=HUB.current + 1, request_id=7, health=hub_pb2.Health())
+    reply = call(logic, newer.SerializeToString())
+    assert reply.WhichOneof("body") == "health" and reply.version == HUB.current
+    older = hub_pb2.HubRequest(version=HUB.oldest - 1, request_id=8, health=hub_pb2.Health())
+    reply = call(logic, older.SerializeToString())
+    assert error_of(reply) == E.UNSUPPORTED_VERSION
+    assert f"version {HUB.oldest - 1} " in reply.error.message and f"speaks {HUB.current}" in reply.error.message
 
 
 def test_allowlist_forbids_other_libraries() -> None:

@@ -13,6 +13,7 @@ from services.hub.encode import peer_field
 from services.hub.model import LibraryCounts, PeerRecord, Room, Totals
 from services.hub.store import STORES, HubStore, UnknownStore, open_store
 from services.hub.store_errors import StoreError, StoreUnavailable
+from services.hub.store_sqlite import SCHEMA_VERSION as SQLITE_SCHEMA
 from tools.redis_server import RedisServer, free_port
 
 T0 = 1_700_000_000.0
@@ -340,6 +341,20 @@ def test_sqlite_keeps_each_players_key_across_a_reopen_and_takes_a_schema_1_file
         assert migrated.get(LIB_A, pid(1), T0) == rec(1, expires=T0 + 100)
     finally:
         migrated.close()
+
+
+def test_sqlite_refuses_a_newer_hub_db_naming_both_versions_and_leaves_it_as_it_was(tmp_path: Path) -> None:
+    newer = tmp_path / "newer.db"
+    conn = sqlite3.connect(newer)  # hub.db as a later hub may leave it: a schema this hub does not know
+    conn.executescript(f"CREATE TABLE peers (library_id BLOB); PRAGMA user_version = {SQLITE_SCHEMA + 1};")
+    conn.close()
+    before = newer.read_bytes()
+    with pytest.raises(StoreError) as info:
+        open_store("sqlite", newer, T0)
+    message = str(info.value)
+    assert f"version {SQLITE_SCHEMA + 1}" in message and f"this hub's {SQLITE_SCHEMA}" in message
+    assert "upgrade this hub" in message
+    assert newer.read_bytes() == before
 
 
 def test_sqlite_reopen_after_expiry_loads_nothing_stale(tmp_path: Path) -> None:

@@ -231,23 +231,3 @@ def test_a_selection_wants_only_its_files_books_and_a_new_one_is_noticed(
     state.select(library.id_hex, ("z", "a/one"), Status.DOWNLOADING)
     record = state.get(library.id_hex)
     assert record is not None and storage.selection_changed(record)
-
-
-def test_an_old_state_db_gets_the_selection_column(config: Config) -> None:
-    import sqlite3
-
-    config.state_db.parent.mkdir(parents=True, exist_ok=True)
-    old = sqlite3.connect(config.state_db)
-    old.execute("""CREATE TABLE libraries (id TEXT PRIMARY KEY, lib_path TEXT NOT NULL, stuff_path TEXT NOT NULL,
-        name TEXT NOT NULL, size INTEGER NOT NULL, books INTEGER NOT NULL, status TEXT NOT NULL, have BLOB NOT NULL,
-        uploaded INTEGER NOT NULL DEFAULT 0, downloaded INTEGER NOT NULL DEFAULT 0, fetched INTEGER NOT NULL DEFAULT 0,
-        added_at REAL NOT NULL, completed_at REAL)""")
-    old.execute("INSERT INTO libraries VALUES ('ab', '/l', '/s', 'n', 1, 1, 'seeding', x'80', 0, 0, 0, 1.0, NULL)")
-    old.commit()
-    old.close()
-    state = State(config.state_db)
-    try:
-        record = state.get("ab")
-        assert record is not None and record.only == () and record.have.indices() == [0]
-    finally:
-        state.close()

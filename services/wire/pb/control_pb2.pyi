@@ -47,6 +47,38 @@ STOPPING: ServiceState.ValueType  # 6
 """told to stop (CLI or shutdown); OFF once its process is gone"""
 Global___ServiceState: _TypeAlias = ServiceState  # noqa: Y015
 
+class _DownloadState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DownloadStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DownloadState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DOWNLOAD_STATE_UNSPECIFIED: _DownloadState.ValueType  # 0
+    DOWNLOADING: _DownloadState.ValueType  # 1
+    STALLED: _DownloadState.ValueType  # 2
+    """no source for some books (Download.detail says how many)"""
+    REFUSED: _DownloadState.ValueType  # 3
+    """the hub or peers refuse our key (Download.detail says who)"""
+    SEEDING: _DownloadState.ValueType  # 4
+    PAUSED: _DownloadState.ValueType  # 5
+    FAILED: _DownloadState.ValueType  # 6
+    """stopped on an error (the events log says which); `emma resume` tries again"""
+
+class DownloadState(_DownloadState, metaclass=_DownloadStateEnumTypeWrapper):
+    """What a download is doing, as `emma downloads` shows it (services/cli/fmt.py: state_word)."""
+
+DOWNLOAD_STATE_UNSPECIFIED: DownloadState.ValueType  # 0
+DOWNLOADING: DownloadState.ValueType  # 1
+STALLED: DownloadState.ValueType  # 2
+"""no source for some books (Download.detail says how many)"""
+REFUSED: DownloadState.ValueType  # 3
+"""the hub or peers refuse our key (Download.detail says who)"""
+SEEDING: DownloadState.ValueType  # 4
+PAUSED: DownloadState.ValueType  # 5
+FAILED: DownloadState.ValueType  # 6
+"""stopped on an error (the events log says which); `emma resume` tries again"""
+Global___DownloadState: _TypeAlias = DownloadState  # noqa: Y015
+
 @_typing.final
 class Counter(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -75,18 +107,13 @@ class Heartbeat(_message.Message):
 
     SERVICE_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
-    SEQUENCE_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     COUNTERS_FIELD_NUMBER: _builtins.int
-    ENDPOINT_FIELD_NUMBER: _builtins.int
     service: _builtins.str
     """"distributor" or "requestor" """
     pid: _builtins.int
-    sequence: _builtins.int
     state: _builtins.str
     """free-form detail from the child, e.g. "serving" """
-    endpoint: _builtins.str
-    """distributor: the endpoint actually bound"""
     @_builtins.property
     def counters(self) -> _containers.RepeatedCompositeFieldContainer[Global___Counter]: ...
     def __init__(
@@ -94,14 +121,12 @@ class Heartbeat(_message.Message):
         *,
         service: _builtins.str = ...,
         pid: _builtins.int = ...,
-        sequence: _builtins.int = ...,
         state: _builtins.str = ...,
         counters: _abc.Iterable[Global___Counter] | None = ...,
-        endpoint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "endpoint", b"endpoint", "pid", b"pid", "sequence", b"sequence", "service", b"service", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counters", b"counters", "pid", b"pid", "service", b"service", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -157,11 +182,11 @@ class Download(_message.Message):
     DOWNLOAD_RATE_FIELD_NUMBER: _builtins.int
     UPLOAD_RATE_FIELD_NUMBER: _builtins.int
     PEERS_FIELD_NUMBER: _builtins.int
-    STATE_FIELD_NUMBER: _builtins.int
     PATH_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
     FILES_TOTAL_FIELD_NUMBER: _builtins.int
     FILES_SELECTED_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
     library_id: _builtins.str
     """hex"""
     name: _builtins.str
@@ -172,8 +197,6 @@ class Download(_message.Message):
     """bytes/s"""
     upload_rate: _builtins.float
     peers: _builtins.int
-    state: _builtins.str
-    """downloading, stalled, seeding, paused, error"""
     path: _builtins.str
     detail: _builtins.str
     """why, for a stalled download: "no source for 3 books" """
@@ -181,6 +204,7 @@ class Download(_message.Message):
     """files in the library (1 for a single-file library)"""
     files_selected: _builtins.int
     """of them, those selected to download (`emma get --only`)"""
+    state: Global___DownloadState.ValueType
     def __init__(
         self,
         *,
@@ -192,11 +216,11 @@ class Download(_message.Message):
         download_rate: _builtins.float = ...,
         upload_rate: _builtins.float = ...,
         peers: _builtins.int = ...,
-        state: _builtins.str = ...,
         path: _builtins.str = ...,
         detail: _builtins.str = ...,
         files_total: _builtins.int = ...,
         files_selected: _builtins.int = ...,
+        state: Global___DownloadState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -548,35 +572,3 @@ class ControlReply(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
 Global___ControlReply: _TypeAlias = ControlReply  # noqa: Y015
-
-@_typing.final
-class ChildCommand(_message.Message):
-    """Maestro -> child, on the child's command socket (ipc): work to do."""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ADD_FIELD_NUMBER: _builtins.int
-    LIBRARY_FIELD_NUMBER: _builtins.int
-    RATES_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def add(self) -> Global___AddLibrary: ...
-    @_builtins.property
-    def library(self) -> Global___LibraryAction: ...
-    @_builtins.property
-    def rates(self) -> Global___SetRates: ...
-    def __init__(
-        self,
-        *,
-        add: Global___AddLibrary | None = ...,
-        library: Global___LibraryAction | None = ...,
-        rates: Global___SetRates | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["add", b"add", "body", b"body", "library", b"library", "rates", b"rates"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["add", b"add", "body", b"body", "library", b"library", "rates", b"rates"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["add", "library", "rates"]  # noqa: Y015
-    _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
-
-Global___ChildCommand: _TypeAlias = ChildCommand  # noqa: Y015

@@ -288,23 +288,15 @@ Global___PeerMessage: _TypeAlias = PeerMessage  # noqa: Y015
 
 @_typing.final
 class LocalNotice(_message.Message):
-    """Requestor -> its own Distributor over ipc: a book just landed on disk,
-    or a new library is to be served.
+    """Requestor -> its own Distributor over ipc: books just landed on disk, or (no books)
+    the library's record in state.db changed: a download started or completed.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     LIBRARY_ID_FIELD_NUMBER: _builtins.int
     BOOKS_FIELD_NUMBER: _builtins.int
-    LIBRARY_PATH_FIELD_NUMBER: _builtins.int
-    STUFF_PATH_FIELD_NUMBER: _builtins.int
-    REMOVED_FIELD_NUMBER: _builtins.int
     library_id: _builtins.bytes
-    library_path: _builtins.str
-    """set when a library should now be served"""
-    stuff_path: _builtins.str
-    removed: _builtins.bool
-    """stop serving this library"""
     @_builtins.property
     def books(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
@@ -312,13 +304,10 @@ class LocalNotice(_message.Message):
         *,
         library_id: _builtins.bytes = ...,
         books: _abc.Iterable[_builtins.int] | None = ...,
-        library_path: _builtins.str = ...,
-        stuff_path: _builtins.str = ...,
-        removed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["books", b"books", "library_id", b"library_id", "library_path", b"library_path", "removed", b"removed", "stuff_path", b"stuff_path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["books", b"books", "library_id", b"library_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

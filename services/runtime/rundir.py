@@ -1,0 +1,88 @@
+"""The run folder, ``<data>/run/``: where a player's processes meet, and the names of its services.
+
+Every file and socket in the run folder is named here and nowhere else; every process
+(the Maestro, the Distributor, the Requestor, the CLI, the tools) reaches them through
+these functions.
+
+- ``control.sock``         the Maestro's control socket (ROUTER; the CLI asks, the Maestro answers)
+- ``heartbeat.sock``       the Maestro's heartbeat socket (PULL; each service beats)
+- ``notify.sock``          the Distributor's notice socket (PULL; the Requestor says what changed)
+- ``maestro.pid``          the running Maestro's pid
+- ``maestro.lock``         held (flock) by the one Maestro of this data folder
+- ``distributor.endpoint`` the endpoint the Distributor bound (tcp://host:port)
+- ``metrics.url``          where a Maestro serving /metrics serves it
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RUN_FOLDER = "run"  # in the data folder
+DISTRIBUTOR = "distributor"
+REQUESTOR = "requestor"
+MAESTRO = "maestro"
+# The services a Maestro runs, each with the module it runs (``python -m MODULE``), in start order.
+SERVICES = {DISTRIBUTOR: "services.peer.distributor", REQUESTOR: "services.peer.requestor"}
+
+CONTROL_SOCKET = "control.sock"
+HEARTBEAT_SOCKET = "heartbeat.sock"
+NOTIFY_SOCKET = "notify.sock"
+MAESTRO_PID = "maestro.pid"
+MAESTRO_LOCK = "maestro.lock"
+DISTRIBUTOR_ENDPOINT = "distributor.endpoint"
+METRICS_URL = "metrics.url"
+# What a Maestro removes as it stops (the lock file stays: it is only ever locked, never trusted for content).
+MAESTRO_LEFTOVERS = (CONTROL_SOCKET, HEARTBEAT_SOCKET, MAESTRO_PID)
+
+
+def run_dir(data_dir: Path) -> Path:
+    return data_dir / RUN_FOLDER
+
+
+def control_endpoint(run_dir: Path) -> str:
+    return f"ipc://{run_dir / CONTROL_SOCKET}"
+
+
+def heartbeat_endpoint(run_dir: Path) -> str:
+    return f"ipc://{run_dir / HEARTBEAT_SOCKET}"
+
+
+def notify_endpoint(run_dir: Path) -> str:
+    return f"ipc://{run_dir / NOTIFY_SOCKET}"
+
+
+def control_socket(run_dir: Path) -> Path:
+    return run_dir / CONTROL_SOCKET
+
+
+def pid_file(run_dir: Path) -> Path:
+    return run_dir / MAESTRO_PID
+
+
+def lock_file(run_dir: Path) -> Path:
+    return run_dir / MAESTRO_LOCK
+
+
+def distributor_endpoint_file(run_dir: Path) -> Path:
+    return run_dir / DISTRIBUTOR_ENDPOINT
+
+
+def metrics_url_file(run_dir: Path) -> Path:
+    """Where a Maestro serving /metrics writes its URL (the port may have been chosen by the system)."""
+    return run_dir / METRICS_URL
+
+
+def maestro_pid(run_dir: Path) -> int:
+    """The pid in ``maestro.pid``, or 0 when there is none."""
+    try:
+        return int(pid_file(run_dir).read_text().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+def distributor_endpoint(run_dir: Path) -> str:
+    """The endpoint the Distributor bound, or "" before it has."""
+    try:
+        return distributor_endpoint_file(run_dir).read_text().strip()
+    except OSError:
+        return ""
