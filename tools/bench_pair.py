@@ -49,10 +49,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.runtime import config as config_mod
+from services.runtime.units import parse_size
 from services.supervisor.control_client import metrics_url_file
 from tools import bare_pipeline
 from tools.scrape import Scraper
-from tools.swarm import Swarm, make_sized_tree, make_stuff, parse_size, stuff_digest
+from tools.swarm import Swarm, make_sized_tree, make_stuff, stuff_digest
 
 
 def peak_rss_mib(pid: int) -> float:

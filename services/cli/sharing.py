@@ -42,13 +42,6 @@ def warn_stderr(message: str) -> None:
     print(f"warning: {printable(message)}", file=sys.stderr)
 
 
-def parse_algorithm(name: str) -> HashAlgorithm:
-    try:
-        return HashAlgorithm(name.lower())
-    except ValueError:
-        raise ShareError(f"unknown hash {name!r}: use blake3 or sha256") from None
-
-
 def share_file(
     config: Config,
     file: Path,

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from services.runtime.logs import get_logger
+from services.runtime.units import UnitError, parse_size
 from services.wire import curve
 from services.wire.ids import InvalidEndpoint, is_host, make_endpoint, parse_endpoint, parse_host_port
 
@@ -95,7 +96,18 @@ def _whole(low: int, high: int, what: str) -> Callable[[Any], int]:
     return check
 
 
-_rate = _whole(0, MAX_RATE, "16 GiB/s; 0 means no cap")
+_rate_bounds = _whole(0, MAX_RATE, "16 GiB/s; 0 means no cap")
+
+
+def _rate(value: Any) -> int:
+    """Bytes per second: a whole number, or text with a unit (``500K``, ``1.5M``, ``2G``)."""
+    if isinstance(value, str) and not _WHOLE.fullmatch(value.strip()):
+        try:
+            value = parse_size(value)
+        except UnitError as exc:
+            raise ConfigError(f"{exc} (per second)") from None
+    return _rate_bounds(value)
+
 _slots = _whole(1, MAX_UPLOAD_SLOTS, "requests served at once")
 
 
@@ -223,8 +235,8 @@ SETTINGS: dict[str, Setting] = {
                 "you share)"),
         Setting("distributor.ip", "0.0.0.0", _host, "address the distributor listens on (0.0.0.0 = all)"),
         Setting("distributor.port", 0, _port(True), "distributor TCP port (0 = a random free port)"),
-        Setting("limits.upload_rate", 0, _rate, "upload cap in bytes/s (0 = unlimited)"),
-        Setting("limits.download_rate", 0, _rate, "download cap in bytes/s (0 = unlimited)"),
+        Setting("limits.upload_rate", 0, _rate, "upload cap in bytes/s, 500K, 1.5M, 2G (0 = unlimited)"),
+        Setting("limits.download_rate", 0, _rate, "download cap in bytes/s, 500K, 1.5M, 2G (0 = unlimited)"),
         Setting("limits.upload_slots", 64, _slots, "book requests served at once"),
         Setting("maestro.heartbeat_interval", 0.5, _seconds, "seconds between service heartbeats"),
         Setting("paths.downloads", "", _path, "where downloads land (empty = <data>/downloads)"),

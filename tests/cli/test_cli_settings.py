@@ -78,7 +78,8 @@ def test_show_text(data: Path) -> None:
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [("hub.port", "9000", 9000), ("hub.ip", "10.0.0.9", "10.0.0.9"), ("distributor.port", "0", 0),
-     ("maestro.heartbeat_interval", "2.5", 2.5), ("paths.downloads", "/srv/dl", "/srv/dl")],
+     ("maestro.heartbeat_interval", "2.5", 2.5), ("limits.upload_rate", "1.5M", 3 << 19),
+     ("limits.download_rate", "500K", 500 << 10), ("limits.download_rate", "2G", 2 << 30)],
 )
 def test_set_saves(data: Path, key: str, value: str, expected: object) -> None:
     result = emma(data, "settings", "set", key, value)
@@ -108,6 +109,8 @@ def test_set_keeps_other_settings(data: Path) -> None:
         ("hub.ip", "not a host", "not an IP address or host name"),
         ("limits.upload_slots", "0", "expected 1 or more"),
         ("limits.upload_rate", "-5", "expected 0 or more"),
+        ("limits.upload_rate", "fast", "not a size: 'fast'; write 500K, 1.5M, 2G"),
+        ("limits.upload_rate", "17G", "expected at most 17179869184"),
         ("maestro.heartbeat_interval", "0", "between 0.05 and 60"),
     ],
 )
@@ -119,9 +122,8 @@ def test_set_bad_key_or_value(data: Path, key: str, value: str, text: str) -> No
 
 
 def test_set_missing_value_is_a_usage_error(data: Path) -> None:
-    result = emma(data, "settings", "set", "hub.port")
-    assert result.exit_code == 2
-    assert "Missing argument" in result.stderr
+    assert_one_line_error(emma(data, "settings", "set", "hub.port"),
+                          "missing argument 'value'; see `emma settings set --help`")
 
 
 def test_corrupt_config_is_a_one_line_error(data: Path) -> None:
