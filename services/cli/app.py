@@ -9,16 +9,26 @@ from typing import Annotated
 import typer
 
 from services.cli import about, console, hub_cmd, keys_cmd, lib_cmd, logs_cmd, player_cmd, settings_cmd, swarm_cmd
-from services.cli.context import CliContext, fail
+from services.cli.context import CliContext, EmmaGroup, fail
 from services.cli.setup import interactive, run_setup
 from services.runtime import config as config_mod
+from services.runtime.version import version
 
 app = typer.Typer(
     name="emma",
+    cls=EmmaGroup,
     help="Emma Torrent: peer-to-peer distribution of large files.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"emma {version()}")
+        raise typer.Exit()
 
 # Commands that must not trigger the silent first-run setup: they configure (the console asks
 # its own questions), or need no config.
@@ -30,8 +40,12 @@ def root(
     ctx: typer.Context,
     data_dir: Annotated[
         Path | None,
-        typer.Option("--data-dir", help="Player data directory (default: $EMMA_DATA_DIR or ~/.emma)."),
+        typer.Option("--data-dir", metavar="DIR", help="Player data directory (default: $EMMA_DATA_DIR or ~/.emma); "
+                     "may also follow the command."),
     ] = None,
+    show_version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """Emma Torrent: share a file with `emma share`, run a player with `emma peer`."""
     folder = (data_dir or config_mod.default_data_dir()).expanduser().absolute()

@@ -26,7 +26,7 @@ from services.supervisor.maestro import AlreadyRunning, Maestro
 from services.wire.pb import control_pb2
 
 peer_app = typer.Typer(help="Run or stop this data directory's player (Maestro + services).",
-                       invoke_without_command=True)
+                       invoke_without_command=True, rich_markup_mode=None)
 
 T = TypeVar("T")
 START_HINT = "start one with `emma peer --detach`"

@@ -12,7 +12,7 @@ from services.cli.fmt import printable
 from services.cli.keys_cmd import key_lines
 from services.runtime.config import SETTINGS, ConfigError
 
-settings_app = typer.Typer(help="View and change this player's settings.", no_args_is_help=True)
+settings_app = typer.Typer(help="View and change this player's settings.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @settings_app.command("show")
