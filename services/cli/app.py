@@ -10,8 +10,10 @@ import typer
 
 from services.cli import about, console, hub_cmd, keys_cmd, lib_cmd, logs_cmd, player_cmd, settings_cmd, swarm_cmd
 from services.cli.context import CliContext, EmmaGroup, fail
-from services.cli.setup import interactive, run_setup
+from services.cli.fmt import printable
+from services.cli.setup import SetupLeft, interactive, run_setup
 from services.runtime import config as config_mod
+from services.runtime import usable
 from services.runtime.version import version
 
 app = typer.Typer(
@@ -33,6 +35,9 @@ def _print_version(value: bool) -> None:
 # Commands that must not trigger the silent first-run setup: they configure (the console asks
 # its own questions), or need no config.
 _NO_SETUP = {"settings", "lib", "hub", "console", "about", "logs", "swarm", "keys"}
+# Commands of this player that warn about a setting that no longer works here.
+# (`settings show` warns itself; `settings set` is how to fix it.)
+_WARNS = {"share", "get", "downloads", "pause", "resume", "remove", "peer", "services"}
 
 
 @app.callback()
@@ -50,6 +55,8 @@ def root(
     """Emma Torrent: share a file with `emma share`, run a player with `emma peer`."""
     folder = (data_dir or config_mod.default_data_dir()).expanduser().absolute()
     ctx.obj = CliContext(data_dir=folder)
+    if config_mod.exists(folder):
+        _warn_problems(ctx, folder)
     if ctx.invoked_subcommand in _NO_SETUP or config_mod.exists(folder):
         return
     try:
@@ -63,8 +70,21 @@ def root(
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot write settings in {folder}: {exc.strerror or exc}")
-    except (EOFError, KeyboardInterrupt):
-        fail("setup interrupted; nothing saved")
+    except (EOFError, KeyboardInterrupt, SetupLeft):
+        fail("setup left; nothing saved (it asks again next time)")
+
+
+def _warn_problems(ctx: typer.Context, folder: Path) -> None:
+    """A setting that stopped working here is one ``warning:`` line on stderr, saying how to fix it; the command
+    runs anyway (the console shows the same lines itself)."""
+    if ctx.invoked_subcommand not in _WARNS:
+        return
+    try:
+        found = usable.problems(config_mod.load(folder))
+    except config_mod.ConfigError:
+        return  # the command says so, in its own one line
+    for problem in found:
+        typer.echo(f"warning: {printable(problem)}", err=True)
 
 
 app.command("console")(console.console)

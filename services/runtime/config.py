@@ -336,7 +336,9 @@ class Config:
         return self.data_dir / "state.db"
 
     def ensure_dirs(self) -> None:
-        for folder in (self.data_dir, self.libs_dir, self.downloads_dir, self.run_dir, self.data_dir / "logs"):
+        """The player's own folders. Not the downloads folder: a download makes it when it starts, so a folder
+        that cannot be (``usable.problems`` says so) stops only downloads, never a command or the player."""
+        for folder in (self.data_dir, self.libs_dir, self.run_dir, self.data_dir / "logs"):
             folder.mkdir(parents=True, exist_ok=True)
 
     def save(self) -> None:

@@ -14,7 +14,7 @@ import pytest
 from services.cli.launch import alive, maestro_pid
 from services.runtime import config as config_mod
 from services.supervisor.control_client import ControlClient
-from tests.cli.helpers import assert_one_line_error, configure, emma, stop_maestro
+from tests.cli.helpers import assert_json_error, assert_one_line_error, configure, emma, stop_maestro
 from tests.polling import wait_for
 
 BOOK = 16 * 1024
@@ -61,8 +61,11 @@ def services(data: Path) -> dict[str, dict[str, object]]:
 def test_without_a_player_commands_say_how_to_start_one(tmp_path: Path, args: list[str]) -> None:
     data = tmp_path / "data"
     result = emma(data, *args)
-    assert_one_line_error(result, f"no player runs for {data}; start one with `emma peer --detach`")
-    assert result.stdout == ""
+    if "--json" in args:
+        assert_json_error(result, f"no player runs for {data}; start one with `emma peer --detach`")
+    else:
+        assert_one_line_error(result, f"no player runs for {data}; start one with `emma peer --detach`")
+        assert result.stdout == ""
 
 
 def test_get_without_a_player(tmp_path: Path) -> None:
