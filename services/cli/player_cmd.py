@@ -253,6 +253,10 @@ def _wait(ctx: typer.Context, client: ControlClient, library_id: str, size: int,
 def _library_action(ctx: typer.Context, library_id: str, action: control_pb2.LibraryAction.Action.ValueType,
                     json_out: bool) -> None:
     client = _client(ctx)
+    if json_out:  # the full id, whatever prefix was typed (the Maestro checks the prefix is one library's)
+        known = _call(ctx, "downloads", client.downloads)
+        full = [d.library_id for d in known if d.library_id.startswith(library_id.lower())]
+        library_id = full[0] if len(full) == 1 else library_id
     message = _call(ctx, "library", lambda: client.library(library_id, action))
     typer.echo(json.dumps({"id": library_id, "message": message}) if json_out else printable(message))
 

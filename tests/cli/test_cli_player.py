@@ -185,7 +185,7 @@ def test_get_pause_resume_remove(player: Path, tmp_path: Path) -> None:
 
     prefix = library_id[:10]
     paused = emma(player, "pause", prefix, "--json")
-    assert json.loads(paused.stdout) == {"id": prefix, "message": "paused wanted.bin"}
+    assert json.loads(paused.stdout) == {"id": library_id, "message": "paused wanted.bin"}  # the full id
     assert downloads(player)[library_id]["state"] == "paused"
     assert emma(player, "resume", prefix).stdout == "resumed wanted.bin\n"
     assert downloads(player)[library_id]["state"] == "downloading"
