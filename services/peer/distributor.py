@@ -46,7 +46,7 @@ from services.runtime import config as config_mod
 from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import get_logger
 from services.runtime.service import service_main
-from services.wire import curve, framing
+from services.wire import curve, framing, names
 from services.wire.admission import Admission, Gate, key_of, source_of
 from services.wire.errors import ErrorCode
 from services.wire.ids import make_endpoint
@@ -54,6 +54,7 @@ from services.wire.pb import hub_pb2, wire_pb2
 
 log = get_logger("events")
 slog = get_logger("services")
+dlog = get_logger("debug")
 RELOAD_SECONDS = 0.25
 ANNOUNCE_DEFAULT = 30.0
 ANNOUNCE_UNVERIFIED = 3.0  # while the hub has not checked our endpoint yet, announce again this soon
@@ -235,8 +236,9 @@ class Distributor:
             hub_keys=library.hub_keys, plain=not self.encrypted,
         ))
         self.next_announce[library_id] = now + ANNOUNCE_DEFAULT
-        name = hub_pb2.AnnounceEvent.Name(hub_pb2.AnnounceEvent.ValueType(event))
-        log.info("announce", library=library_id.hex(), kind=name, left=left)
+        periodic = event == hub_pb2.ANNOUNCE_EVENT_UNSPECIFIED  # every minute or so: debug.log, not events
+        (dlog.debug if periodic else log.info)("announce", library=library_id.hex(), kind=names.announce_event(event),
+                                               left=left)
 
     def _hub_results(self, now: float) -> None:
         for result in self.hub.results():
