@@ -6,15 +6,19 @@ with ``--json`` one ``{"error": ...}`` object on stdout, and a non-zero exit.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 import typer
+import typer.main
+from typer._click import core as click_core
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+from typer._click.formatting import HelpFormatter
 from typer._click.globals import get_current_context
 from typer.core import TyperGroup
 
@@ -57,6 +61,28 @@ def _json_asked() -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Lazy:
+    """A command (a function, or a Typer of subcommands) that lives in ``module`` as ``attr``, imported only
+    when it runs; ``summary`` is its line in ``emma --help``."""
+
+    module: str
+    attr: str
+    summary: str
+    context_settings: dict[str, Any] | None = None
+
+    def load(self, name: str) -> click_core.Command:
+        target = getattr(importlib.import_module(self.module), self.attr)
+        if isinstance(target, typer.Typer):
+            command = typer.main.get_command(target)
+        else:
+            single = typer.Typer(rich_markup_mode=None)
+            single.command(name, context_settings=self.context_settings)(target)
+            command = typer.main.get_command(single)
+        command.name = name
+        return command
+
+
 DATA_DIR = "--data-dir"
 PASS_THROUGH = {"swarm"}  # commands whose arguments are another program's
 
@@ -90,7 +116,23 @@ def hoist_data_dir(args: Sequence[str]) -> list[str]:
 
 class EmmaGroup(TyperGroup):
     """The ``emma`` command group: usage errors as one ``error:`` line (not a box), bare ``emma`` as help with
-    exit 0, ``--data-dir`` anywhere before ``--``."""
+    exit 0, ``--data-dir`` anywhere before ``--``, and the commands of ``lazy`` imported when they run."""
+
+    lazy: ClassVar[dict[str, Lazy]] = {}
+
+    def list_commands(self, ctx: click_core.Context) -> list[str]:
+        return [*super().list_commands(ctx), *self.lazy]
+
+    def get_command(self, ctx: click_core.Context, cmd_name: str) -> click_core.Command | None:
+        spec = self.lazy.get(cmd_name)
+        return spec.load(cmd_name) if spec is not None else super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click_core.Context, formatter: HelpFormatter) -> None:
+        """The command list from the summaries, without importing any command."""
+        rows = [(name, spec.summary) for name, spec in self.lazy.items()]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:

@@ -14,15 +14,11 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from prometheus_client.parser import text_string_to_metric_families
 
 from services.cli import launch
 from services.cli.context import cli_context, fail
 from services.cli.fmt import download_state, human_bytes, human_seconds, printable, progress_percent, state_name
-from services.peer.library import LibraryError, read_library
-from services.runtime.logs import setup_logging
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
-from services.supervisor.maestro import AlreadyRunning, Maestro
 from services.wire.pb import control_pb2
 
 peer_app = typer.Typer(help="Run or stop this data directory's player (Maestro + services).",
@@ -74,6 +70,9 @@ def _start(ctx: typer.Context, detach: bool) -> None:
             fail(str(exc))
         typer.echo(f"player running for {config.data_dir} (pid {pid})")
         return
+    from services.runtime.logs import setup_logging  # the Maestro's own imports: only when it runs here
+    from services.supervisor.maestro import AlreadyRunning, Maestro
+
     setup_logging(config.data_dir, process="maestro", console_level=logging.INFO)
     try:
         maestro = Maestro(config)
@@ -142,6 +141,8 @@ def download_rows(items: list[control_pb2.Download]) -> list[dict[str, object]]:
 
 def metric_rows(text: str) -> list[dict[str, object]]:
     """Samples of a Prometheus text exposition: name, labels, value (histogram buckets left out)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     rows: list[dict[str, object]] = []
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -208,6 +209,8 @@ def get(
                        "glob; repeatable. Asking again adds to the selection (without --only: every file).")] = None,
 ) -> None:
     """Download LIB with the running player (of a folder's library, with --only, some of its files)."""
+    from services.peer.library import LibraryError, read_library
+
     try:
         library = read_library(lib)
     except LibraryError as exc:

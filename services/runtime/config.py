@@ -32,9 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.runtime.logs import get_logger
 from services.runtime.units import UnitError, parse_size
-from services.wire import curve
 from services.wire.ids import InvalidEndpoint, is_host, make_endpoint, parse_endpoint, parse_host_port
 
 DEFAULT_HUB_PORT = 7070
@@ -47,7 +45,7 @@ MAX_PATH_BYTES = 4096  # PATH_MAX on Linux
 MAX_CONFIG_BYTES = 1024 * 1024  # a config.toml is a few hundred bytes
 _WHOLE = re.compile(r"[+-]?[0-9]{1,30}")
 
-log = get_logger("services")
+ANY_PLAYERS = "any"  # curve.ANY, spelled here too so that loading a config imports no zmq (a test checks)
 
 
 class ConfigError(ValueError):
@@ -196,6 +194,8 @@ def _path(value: Any) -> str:
 
 def _hub_key(value: Any) -> str:
     """The hubs' CURVE public key (Z85, 40 characters), or empty: the hubs run in clear."""
+    from services.wire import curve  # zmq and blake3: only for a key to check, not at every start-up
+
     if not isinstance(value, str):
         raise ConfigError(f"expected a hub key (40 characters, as `emma hub` prints it), got {_shown(value)}")
     if not value.strip():
@@ -209,7 +209,7 @@ def _hub_key(value: Any) -> str:
 def _players(value: Any) -> str:
     """``any`` (an open swarm) or the path of a file of player keys (a private swarm)."""
     text = _path(value).strip()
-    return curve.ANY if not text or text.lower() == curve.ANY else text
+    return ANY_PLAYERS if not text or text.lower() == ANY_PLAYERS else text
 
 
 def _publishers(value: Any) -> str:
@@ -246,7 +246,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("metrics.library_label", True, _flag, "export per-library series (one per library)"),
         Setting("hub.key", "", _hub_key,
                 "the hubs' public key, as `emma hub` prints it (named in libraries you share; empty = in clear)"),
-        Setting("security.players", curve.ANY, _players,
+        Setting("security.players", ANY_PLAYERS, _players,
                 "who may connect to this player's distributor (and a hub run here): any, or a file of player keys"),
         Setting("security.encryption", True, _flag,
                 "CURVE on this player's links (off only in an open swarm, for raw speed in a trusted network)"),
@@ -261,8 +261,8 @@ _TOGETHER = frozenset({"security.players", "security.encryption"})
 
 def _check_together(values: dict[str, Any]) -> None:
     """A private swarm (a players file) cannot turn encryption off."""
-    players = values.get("security.players", curve.ANY)
-    if players != curve.ANY and not values.get("security.encryption", True):
+    players = values.get("security.players", ANY_PLAYERS)
+    if players != ANY_PLAYERS and not values.get("security.encryption", True):
         raise ConfigError("a private swarm (security.players is a file) always encrypts: set security.players to "
                           "any before turning security.encryption off")
 
@@ -431,6 +431,9 @@ class Watcher:
         try:
             return load(self.path.parent)
         except ConfigError as exc:
-            log.warning("config_invalid", path=str(self.path), error=str(exc),
-                        hint="the running player keeps the settings it had; fix the file to apply new ones")
+            from services.runtime.logs import get_logger  # structlog: in the services that watch, not the CLI
+
+            get_logger("services").warning("config_invalid", path=str(self.path), error=str(exc),
+                                           hint="the running player keeps the settings it had; fix the file to apply "
+                                                "new ones")
             return None

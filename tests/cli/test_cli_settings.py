@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from services.cli import app as app_mod
+from services.cli import setup as setup_mod
 from services.cli.app import app
 from services.cli.setup import QUESTIONS, run_setup
 from services.runtime.config import SETTINGS, load
@@ -160,7 +160,7 @@ def test_existing_config_is_not_touched_by_later_runs(data: Path, stuff: Path) -
 
 
 def test_first_run_with_a_terminal_asks(data: Path, stuff: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app_mod, "interactive", lambda: True)
+    monkeypatch.setattr(setup_mod, "interactive", lambda: True)
     result = emma(data, "share", str(stuff), "--json", stdin="skip\n10.0.0.9\n70000\n0\nnot a key\n\nskip\n")
     assert result.exit_code == 0, result.output
     assert "First run" in result.stdout
@@ -172,7 +172,7 @@ def test_first_run_with_a_terminal_asks(data: Path, stuff: Path, monkeypatch: py
 
 
 def test_first_run_interrupted_saves_nothing(data: Path, stuff: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app_mod, "interactive", lambda: True)
+    monkeypatch.setattr(setup_mod, "interactive", lambda: True)
     result = emma(data, "share", str(stuff), stdin="9000\n")
     assert result.exit_code == 2
     assert result.stderr == "error: setup left; nothing saved (it asks again next time)\n"
@@ -180,7 +180,7 @@ def test_first_run_interrupted_saves_nothing(data: Path, stuff: Path, monkeypatc
 
 
 def test_exit_during_first_run_leaves_it(data: Path, stuff: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app_mod, "interactive", lambda: True)
+    monkeypatch.setattr(setup_mod, "interactive", lambda: True)
     result = emma(data, "share", str(stuff), stdin="9000\nexit\n")
     assert result.exit_code == 2 and "Hub IP" in result.stdout and "Distributor port" not in result.stdout
     assert result.stderr == "error: setup left; nothing saved (it asks again next time)\n"
