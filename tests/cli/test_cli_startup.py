@@ -51,3 +51,10 @@ def test_each_summary_in_help_is_the_command_s_own(name: str) -> None:
     command = COMMANDS[name].load(name)
     own = " ".join((command.help or "").split())
     assert own.startswith(COMMANDS[name].summary.rstrip(".")), (name, own)
+
+
+def test_the_players_any_of_the_config_is_the_curve_one() -> None:
+    from services.runtime import config as config_mod
+    from services.wire import curve
+
+    assert config_mod.ANY_PLAYERS == curve.ANY
