@@ -192,9 +192,7 @@ def change(session: Session, config: Config, key: str) -> None:
         else:
             given = answer
         try:
-            before = config.get(key)
-            value = config.set(key, given)
-            usable.refuse(config, key, before)
+            value = usable.set_checked(config, key, given)
             break
         except ConfigError as exc:
             session.say(f"  {printable(exc)}; try again", style="yellow")

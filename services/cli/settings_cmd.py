@@ -46,9 +46,7 @@ def set_(
     address not of this host, a port in use) is refused."""
     config = cli_context(ctx).config()
     try:
-        before = config.get(key)
-        checked = config.set(key, value)
-        usable.refuse(config, key, before)
+        checked = usable.set_checked(config, key, value)
     except ConfigError as exc:
         fail(str(exc))
     config.save()

@@ -40,9 +40,7 @@ def run_setup(config: Config, ask: Ask, say: Callable[[str], None]) -> None:
             if answer.lower() == LEAVE:
                 raise SetupLeft
             try:
-                before = config.get(key)
-                config.set(key, answer)
-                usable.refuse(config, key, before)
+                usable.set_checked(config, key, answer)
                 break
             except ConfigError as exc:
                 say(f"  {exc}; try again")

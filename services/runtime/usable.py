@@ -20,12 +20,22 @@ import os
 import socket
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from services.runtime.config import Config, ConfigError
 
 FIX_DOWNLOADS = "fix it with `emma settings set paths.downloads DIR` (empty for <data>/downloads) or console Settings"
 FIX_ADDRESS = "fix it with `emma settings set distributor.ip 0.0.0.0` (all addresses) or console Settings"
 _ANY = {"0.0.0.0", "::", ""}
+
+
+def set_checked(config: Config, key: str, value: Any) -> Any:
+    """``config.set`` for a value a person gives: well formed and able to work here (``refuse``), else
+    ConfigError and ``config`` unchanged. Returns the value kept."""
+    trial = Config(data_dir=config.data_dir, values=dict(config.values))
+    checked = trial.set(key, value)
+    refuse(trial, key, config.get(key))
+    return config.set(key, checked)
 
 
 def refuse(config: Config, key: str, before: object = None) -> None:

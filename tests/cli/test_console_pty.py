@@ -156,7 +156,8 @@ def test_upload_download_watch_logs_services_settings_about_exit(tmp_path: Path,
     bob.expect("limits.download_rate = 5242880: applied to the running player")
     bob.answer("Setting to change", "paths.downloads")
     bob.answer(r"New value for paths.downloads \[\]", str(stuff / "below"))  # under a file
-    bob.answer("for downloads: Not a directory; try again", "~/")
+    bob.expect("for downloads: Not a directory; try again")
+    bob.answer(r"New value for paths.downloads \[\] ", "~/")  # the refused value was not kept
     bob.expect(f"paths.downloads = {re.escape(str(Path.home()))}: takes effect")
     bob.answer("Setting to change", "paths.downloads")
     bob.answer(r"New value for paths.downloads .*'default' is empty\): ", "default")
