@@ -99,7 +99,7 @@ _rate_bounds = _whole(0, MAX_RATE, "16 GiB/s; 0 means no cap")
 
 def _rate(value: Any) -> int:
     """Bytes per second: a whole number, or text with a unit (``500K``, ``1.5M``, ``2G``)."""
-    if isinstance(value, str) and not _WHOLE.fullmatch(value.strip()):
+    if isinstance(value, str) and any(ch.isalpha() for ch in value):  # a unit; digits alone stay whole numbers
         try:
             value = parse_size(value)
         except UnitError as exc:
