@@ -58,9 +58,10 @@ if __package__ in (None, ""):
 
 from services.runtime import config as config_mod
 from services.runtime.rundir import metrics_url_file, run_dir
+from services.runtime.units import parse_size
 from tools import bare_pipeline, lt_swarm
 from tools.scrape import Scraper
-from tools.swarm import Swarm, make_sized_tree, make_stuff, parse_size, stuff_digest
+from tools.swarm import Swarm, make_sized_tree, make_stuff, stuff_digest
 
 
 def peak_rss_mib(pid: int) -> float:

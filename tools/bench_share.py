@@ -34,20 +34,12 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from services.runtime.units import parse_size
+
 MIB = 1024 * 1024
 BLOCK = 64 * MIB
 STRIDE = 16 * 1024  # a counter every 16 KiB, so no two books are alike
-UNITS = {"": 1, "K": 1024, "M": MIB, "G": 1024 * MIB}
 REPO = Path(__file__).resolve().parent.parent
-
-
-def parse_size(text: str) -> int:
-    """``1073741824``, ``512M``, ``1G`` or ``64K`` (binary units)."""
-    unit = text[-1:].upper() if text[-1:].isalpha() else ""
-    number = text[: -1] if unit else text
-    if unit not in UNITS or not number.isdigit() or int(number) <= 0:
-        raise argparse.ArgumentTypeError(f"bad size {text!r}: use e.g. 1073741824, 512M or 1G")
-    return int(number) * UNITS[unit]
 
 
 def make_file(path: Path, size: int) -> None:

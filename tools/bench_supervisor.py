@@ -33,6 +33,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.runtime import config as config_mod
+from services.runtime.rundir import run_dir
 from services.supervisor.control_client import ControlClient, MaestroNotRunning
 from services.wire.pb import control_pb2
 
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         config.set("hub.port", 9)
         config.ensure_dirs()
         config.save()
-        client = ControlClient(data / "run", timeout=2.0)
+        client = ControlClient(run_dir(data), timeout=2.0)
         log = data / "logs" / "services.log"
         for i in range(args.trials):
             # A fresh Maestro per trial, so every failure measured is a first one (backoff 0.1 s).

@@ -70,11 +70,12 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.peer.library import Library
+from services.runtime.units import parse_size
 from tools import lt_swarm
 from tools.netns import Network, parse_rate
 from tools.simulator.engine import run as simulate
 from tools.simulator.scenario import RateClass, Scenario
-from tools.swarm import Player, Swarm, file_digest, kumar_ross_bound, make_stuff, parse_size, rate_classes
+from tools.swarm import Player, Swarm, file_digest, kumar_ross_bound, make_stuff, rate_classes
 
 NETNS_TARGET = 1.15
 CAPPED_TARGET = 1.15

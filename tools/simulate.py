@@ -32,9 +32,10 @@ if __package__ in (None, ""):
 
 import structlog
 
+from services.runtime.units import parse_size
 from tools.simulator.engine import run
 from tools.simulator.report import PlotUnavailable, Result, check_plotting, plot
-from tools.simulator.scenario import Scenario, parse_classes, parse_size
+from tools.simulator.scenario import Scenario, parse_classes
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

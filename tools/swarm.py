@@ -50,6 +50,7 @@ from services.peer.library import Library, write_library
 from services.peer.state import LibraryRecord, State, StateVersionError
 from services.runtime import config as config_mod
 from services.runtime.rundir import distributor_endpoint_file, run_dir
+from services.runtime.units import parse_size
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
 from services.wire import curve
 from tools.netns import Host, Network, parse_rate
@@ -59,15 +60,6 @@ from tools.simulator.scenario import kumar_ross_bound as simulator_bound
 
 HUB_PORT = 7070  # the first-run answers of a player on its own host
 DISTRIBUTOR_PORT = 7000
-
-
-def parse_size(text: str) -> int:
-    """'64M' -> 67108864; accepts K, M, G (binary) and plain bytes."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
 
 
 def make_stuff(path: Path, size: int, seed: int = 0) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from services.wire import curve  # noqa: E402
 from tools.procs import ProcessGroup  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -29,6 +30,7 @@ SOCKET = "emma-docs"
 WIDTH, HEIGHT = 110, 48
 MENU_TOP = "╭"
 PROMPT = "Choose an action:"
+SHORT_MENU = "1 Upload File   2 Download File"
 
 
 def tmux(*args: str) -> str:
@@ -90,9 +92,10 @@ class Pane:
 
 
 def cut(lines: list[str]) -> list[str]:
-    """Drop the menu panel that follows a screen (it has a capture of its own)."""
+    """Drop the menu that follows a screen (the one-line menu after an action; the panel has a capture of its
+    own)."""
     for i in range(1, len(lines)):
-        if lines[i].startswith(MENU_TOP) and "EMMA TORRENT" in lines[i]:
+        if lines[i].startswith(SHORT_MENU) or (lines[i].startswith(MENU_TOP) and "EMMA TORRENT" in lines[i]):
             return lines[:i]
     return lines
 
@@ -102,8 +105,8 @@ def save(name: str, lines: list[str]) -> None:
     print(f"wrote docs/console/{name}")
 
 
-def setup_answers(port: int) -> list[str]:
-    return ["seven", str(port), "skip", "0"]
+def setup_answers(port: int, key: str) -> list[str]:
+    return ["seven", str(port), "skip", "0", key, ""]  # hub port, IP, distributor port, hub key, who may download
 
 
 def main() -> int:
@@ -114,13 +117,14 @@ def main() -> int:
         hub = group.start("hub", ["-m", "services.hub", "--bind", "tcp://127.0.0.1:0", "--db",
                                   str(work / "hub.db"), "--store", "memory", "--data-dir", str(work / "hub")])
         port = group.wait_for_endpoint(hub).rsplit(":", 1)[1]
+        key = curve.load_or_create(work / "hub").public.decode()  # the key pair the hub made and serves with
         stuff = work / "files" / "holiday.mov"
         stuff.parent.mkdir(parents=True)
         stuff.write_bytes(random.Random(6).randbytes(24 * 1024 * 1024))
 
         a = Pane("alice", alice)
         a.wait("Hub port")
-        for answer in setup_answers(int(port)):
+        for answer in setup_answers(int(port), key):
             a.type(answer)
             time.sleep(0.3)
         a.wait(PROMPT)
@@ -132,7 +136,7 @@ def main() -> int:
 
         b = Pane("bob", bob)
         b.wait("Hub port")
-        for answer in setup_answers(int(port)):
+        for answer in setup_answers(int(port), key):
             b.type(answer)
             time.sleep(0.3)
         b.wait(PROMPT)
@@ -153,7 +157,8 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "services.cli.app", "--data-dir", str(bob), "services", "--stop",
                         "requestor"], check=True, capture_output=True, cwd=ROOT)
         save("08-view-services.txt", b.step(["5", "requestor"]))
-        save("09-settings.txt", b.step(["6", "limits.download_rate", "fast", "5000000", "exit"]))
+        save("09-settings.txt", b.step(["6", "limits.download_rate", "fast", "5M", "paths.downloads",
+                                        str(stuff / "below"), "default", "exit"]))
         save("10-about.txt", b.step(["7"]))
         save("11-exit.txt", b.step(["8", "n"], done="Bye."))
         save("12-exit-and-stop.txt", a.step(["8", "y"], done="Bye."))

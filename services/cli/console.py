@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,15 +27,15 @@ from services.cli import console_screens, console_views, launch
 from services.cli.context import cli_context
 from services.cli.fmt import printable
 from services.cli.keys import KeyReader, key_reader
-from services.cli.setup import run_setup
+from services.cli.setup import SetupLeft, run_setup
 from services.runtime import config as config_mod
-from services.runtime import rundir
+from services.runtime import rundir, usable
 from services.runtime.logs import get_logger, setup_logging
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
 
 T = TypeVar("T")
 PROMPT = "Choose an action: "
-SETUP_ORDER = ("hub.port", "hub.ip", "distributor.port", "hub.key", "security.players")
+SUBTITLE = "peer-to-peer file distribution"
 
 
 @dataclass
@@ -96,13 +97,26 @@ MENU: tuple[tuple[str, Screen | None], ...] = (
 
 
 def show_menu(session: Session) -> None:
+    """The menu in its frame; what varies in length (the data folder) goes below it, so the frame keeps its
+    width and is never cut."""
     items = Text()
     for number, (label, _) in enumerate(MENU, start=1):
         items.append(f"  {number}  ", style="bold cyan")
-        items.append(f"{label}\n")
-    items.append(f"  player data: {printable(session.data_dir)}", style="dim")
-    session.out.print(Panel(items, title="[bold]EMMA TORRENT[/bold]", subtitle="peer-to-peer file distribution",
-                            expand=False, padding=(0, 2)))
+        items.append(label + ("\n" if number < len(MENU) else ""))
+    width = max(line.cell_len for line in items.split()) + 6  # text, padding and border
+    session.out.print(Panel(items, title="[bold]EMMA TORRENT[/bold]", subtitle=SUBTITLE, padding=(0, 2),
+                            width=max(width, len(SUBTITLE) + 6)))
+    session.say(f"player data: {printable(session.data_dir)}", style="dim")
+
+
+def show_short_menu(session: Session) -> None:
+    """After an action: the menu in a line or two, so what the action printed stays on the screen."""
+    items = Text()
+    for number, (label, _) in enumerate(MENU, start=1):
+        items.append(f"{number} ", style="bold cyan")
+        items.append(label + ("   " if number < len(MENU) else ""))
+    items.append("   (m: the full menu)", style="dim")
+    session.out.print(items)
 
 
 def pick(answer: str) -> int:
@@ -116,8 +130,13 @@ def pick(answer: str) -> int:
 
 
 def menu_loop(session: Session) -> int:
+    full = True
     while True:
-        show_menu(session)
+        if full:
+            show_menu(session)
+        else:
+            show_short_menu(session)
+        full = False
         try:
             answer = session.ask(PROMPT).strip()
         except (EOFError, KeyboardInterrupt):
@@ -125,6 +144,9 @@ def menu_loop(session: Session) -> int:
             return leave(session, stop=False)
         if not answer:
             session.say(f"  type a number from 1 to {len(MENU)}", style="yellow")
+            continue
+        if answer.lower() in {"m", "menu"}:
+            full = True
             continue
         try:
             number = pick(answer)
@@ -183,11 +205,18 @@ def first_run(session: Session) -> bool:
         return True
     session.say("First run: let's set up this player.", style="bold")
     try:
-        run_setup(session.config(), ask=session.ask, say=session.say, order=SETUP_ORDER)
-    except (EOFError, KeyboardInterrupt):
-        session.say("\nsetup interrupted; nothing saved", style="red")
+        run_setup(session.config(), ask=session.ask, say=session.say)
+    except (EOFError, KeyboardInterrupt, SetupLeft):
+        session.say("\nsetup left; nothing saved (it asks again next time)", style="red")
         return False
     return True
+
+
+def report_problems(session: Session) -> None:
+    """Settings that stopped working here (a downloads folder gone read-only...): one line each, and where to
+    fix them; the console still opens."""
+    for problem in usable.problems(session.config()):
+        session.say(f"problem: {printable(problem)}", style="bold red")
 
 
 def ensure_player(session: Session) -> None:
@@ -211,6 +240,7 @@ def run(session: Session) -> int:
     try:
         if not first_run(session):
             return 2
+        report_problems(session)
         ensure_player(session)
     except config_mod.ConfigError as exc:
         session.say(f"error: {printable(exc)}", style="red")
@@ -226,8 +256,37 @@ def console(ctx: typer.Context) -> None:
     data_dir = cli_context(ctx).data_dir
     out = Console(highlight=False)
     _quiet_logging(data_dir)
+    complete_paths()
     session = Session(data_dir=data_dir, ask=builtins.input, out=out)
     raise typer.Exit(run(session))
+
+
+def complete_paths() -> None:
+    """Tab completes file and folder names at the console's prompts (GNU readline, where Python has it)."""
+    try:
+        import readline
+    except ImportError:  # a Python built without readline: prompts still work, without completion
+        return
+    readline.set_completer_delims(" \t\n\"'")
+    readline.set_completer(_complete_path)
+    readline.parse_and_bind("tab: complete")
+
+
+def _complete_path(text: str, state: int) -> str | None:
+    """The ``state``-th name that completes ``text`` (``~`` kept as typed; folders end in /)."""
+    expanded = os.path.expanduser(text)
+    folder, _, start = expanded.rpartition("/")
+    try:
+        names = sorted(os.listdir(folder + "/" if folder or expanded.startswith("/") else "."))
+    except OSError:
+        return None
+    matches = []
+    for name in names:
+        if name.startswith(start) and (start.startswith(".") or not name.startswith(".")):
+            full = f"{folder}/{name}" if folder or expanded.startswith("/") else name
+            shown = text[: len(text) - len(start)] + name
+            matches.append(shown + "/" if os.path.isdir(full) else shown)
+    return matches[state] if state < len(matches) else None
 
 
 def _quiet_logging(data_dir: Path) -> None:

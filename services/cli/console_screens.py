@@ -16,12 +16,21 @@ from services.cli.keys_cmd import key_lines
 from services.cli.sharing import ShareError, share_file
 from services.peer.library import Library, LibraryError, read_library
 from services.peer.state import State, Status
+from services.runtime import usable
 from services.runtime.config import SETTINGS, Config, ConfigError
 from services.supervisor.control_client import MaestroNotRunning
 from services.wire.pb import control_pb2
 
 if TYPE_CHECKING:
     from services.cli.console import Session
+
+
+def typed_path(answer: str) -> Path:
+    """A path as a person types or pastes it: in quotes or not, with ``~``; made absolute."""
+    text = answer.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    return Path(text).expanduser().absolute()
 
 LIVE_RATES = ("limits.upload_rate", "limits.download_rate")
 
@@ -33,7 +42,7 @@ def upload(session: Session) -> None:
     """Share a file or a folder: librarify it (progress bar), write its library, seed it."""
     config = session.config()
     while True:
-        path = session.choose("Path of the file or folder to share ('exit' to go back): ", Path)
+        path = session.choose("Path of the file or folder to share (Tab completes; 'exit' to go back): ", typed_path)
         if path is None:
             return
         try:
@@ -107,7 +116,7 @@ def download(session: Session) -> None:
             if not 1 <= int(answer) <= len(candidates):
                 raise ValueError(f"no library number {answer}" + (f": 1 to {len(candidates)}" if candidates else ""))
             return candidates[int(answer) - 1]
-        path = Path(answer).expanduser().absolute()
+        path = typed_path(answer)
         try:
             return Candidate(path, read_library(path), "new")
         except LibraryError as exc:
@@ -168,13 +177,22 @@ def settings(session: Session) -> None:
 
 
 def change(session: Session, config: Config, key: str) -> None:
-    """Ask for a new value until it validates; save it and apply it where the player allows."""
+    """Ask for a new value until it validates and can work on this host (``usable.refuse``); save it and apply
+    it where the player allows. ``default`` puts the default back (the downloads folder: <data>/downloads)."""
+    default = SETTINGS[key].default
     while True:
-        answer = session.ask(f"New value for {key} [{printable(config.get(key))}] (empty keeps it): ").strip()
+        answer = session.ask(f"New value for {key} [{printable(config.get(key))}] (empty keeps it, 'default' is "
+                             f"{printable(default) if default != '' else 'empty'}): ").strip()
         if not answer:
             return
+        if answer.lower() == "default":
+            given: object = default
+        elif key.startswith("paths."):
+            given = str(typed_path(answer))
+        else:
+            given = answer
         try:
-            value = config.set(key, answer)
+            value = usable.set_checked(config, key, given)
             break
         except ConfigError as exc:
             session.say(f"  {printable(exc)}; try again", style="yellow")

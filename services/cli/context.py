@@ -1,12 +1,26 @@
-"""What every CLI command gets from the top-level options: the data directory."""
+"""What every CLI command gets from the top-level options (the data directory), and how it fails.
+
+Every error, a usage error included, is one line: ``error: what; what to do`` on stderr, or
+with ``--json`` one ``{"error": ...}`` object on stdout, and a non-zero exit.
+"""
 
 from __future__ import annotations
 
+import importlib
+import json
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, ClassVar, NoReturn
 
 import typer
+import typer.main
+from typer._click import core as click_core
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+from typer._click.formatting import HelpFormatter
+from typer._click.globals import get_current_context
+from typer.core import TyperGroup
 
 from services.cli.fmt import printable
 from services.runtime import config as config_mod
@@ -25,9 +39,128 @@ class CliContext:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print a one-line error to stderr and exit non-zero (outside text in it escaped, so one line it stays)."""
-    typer.echo(f"error: {printable(message)}", err=True)
+    """Print a one-line error to stderr and exit non-zero (outside text in it escaped, so one line it stays);
+    under a command given ``--json``, a JSON object on stdout instead."""
+    say_error(message, as_json=_json_asked())
     raise typer.Exit(code)
+
+
+def say_error(message: str, *, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"error": message}))
+    else:
+        typer.echo(f"error: {printable(message)}", err=True)
+
+
+def _json_asked() -> bool:
+    ctx = get_current_context(silent=True)
+    while ctx is not None:
+        if ctx.params.get("json_out"):
+            return True
+        ctx = ctx.parent
+    return False
+
+
+@dataclass(frozen=True)
+class Lazy:
+    """A command (a function, or a Typer of subcommands) that lives in ``module`` as ``attr``, imported only
+    when it runs; ``summary`` is its line in ``emma --help``."""
+
+    module: str
+    attr: str
+    summary: str
+    context_settings: dict[str, Any] | None = None
+
+    def load(self, name: str) -> click_core.Command:
+        target = getattr(importlib.import_module(self.module), self.attr)
+        if isinstance(target, typer.Typer):
+            command = typer.main.get_command(target)
+        else:
+            single = typer.Typer(rich_markup_mode=None)
+            single.command(name, context_settings=self.context_settings)(target)
+            command = typer.main.get_command(single)
+        command.name = name
+        return command
+
+
+DATA_DIR = "--data-dir"
+PASS_THROUGH = {"swarm"}  # commands whose arguments are another program's
+
+
+def hoist_data_dir(args: Sequence[str]) -> list[str]:
+    """``emma downloads --data-dir D`` as ``emma --data-dir D downloads``: the option may follow the command.
+    Arguments after ``--`` and those of a pass-through command are left alone."""
+    args = list(args)
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command in PASS_THROUGH:
+        return args
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg == DATA_DIR and i + 1 < len(args):
+            front += args[i:i + 2]
+            i += 2
+            continue
+        if arg.startswith(DATA_DIR + "="):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+class EmmaGroup(TyperGroup):
+    """The ``emma`` command group: usage errors as one ``error:`` line (not a box), bare ``emma`` as help with
+    exit 0, ``--data-dir`` anywhere before ``--``, and the commands of ``lazy`` imported when they run."""
+
+    lazy: ClassVar[dict[str, Lazy]] = {}
+
+    def list_commands(self, ctx: click_core.Context) -> list[str]:
+        return [*super().list_commands(ctx), *self.lazy]
+
+    def get_command(self, ctx: click_core.Context, cmd_name: str) -> click_core.Command | None:
+        spec = self.lazy.get(cmd_name)
+        return spec.load(cmd_name) if spec is not None else super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click_core.Context, formatter: HelpFormatter) -> None:
+        """The command list from the summaries, without importing any command."""
+        rows = [(name, spec.summary) for name, spec in self.lazy.items()]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
+        argv = hoist_data_dir(sys.argv[1:] if args is None else args)
+        as_json = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+        try:
+            code = super().main(argv or ["--help"], prog_name, complete_var, standalone_mode=False,
+                                windows_expand_args=windows_expand_args, **extra)
+        except NoArgsIsHelpError as exc:  # `emma settings`: the help of that group
+            typer.echo(exc.format_message())
+            code = 0
+        except ClickException as exc:
+            say_error(_usage_message(exc), as_json=as_json)
+            code = exc.exit_code
+        except typer.Abort:
+            code = 130
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_message(exc: ClickException) -> str:
+    """The error, and where the help is: ``no such option: --colour; see `emma share --help```."""
+    message = exc.format_message().replace("Value error, ", "").rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, UsageError) and ctx is not None:
+        return f"{message[:1].lower()}{message[1:]}; see `{ctx.command_path} --help`"
+    return message
 
 
 def cli_context(ctx: typer.Context) -> CliContext:

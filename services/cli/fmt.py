@@ -8,8 +8,10 @@ escape sequence or a newline in it is shown, not obeyed.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from services.wire.pb import control_pb2
+if TYPE_CHECKING:
+    from services.wire.pb import control_pb2
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -77,6 +79,8 @@ def human_seconds(seconds: float) -> str:
 
 def state_name(state: int) -> str:
     """A ServiceState number as its name (RUNNING, OFF, ...)."""
+    from services.wire.pb import control_pb2  # protobuf: only for the commands that show services
+
     return control_pb2.ServiceState.Name(state)  # type: ignore[arg-type]
 
 

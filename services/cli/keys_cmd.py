@@ -17,7 +17,8 @@ from services.cli.context import cli_context, fail
 from services.peer import signing
 from services.wire import curve
 
-keys_app = typer.Typer(help="This player's keys: show them, or make new ones.", no_args_is_help=True)
+keys_app = typer.Typer(help="This player's keys: show them, or make new ones.", no_args_is_help=True,
+                       rich_markup_mode=None)
 
 
 def public_keys(data_dir: Path) -> tuple[str, str]:

@@ -11,12 +11,13 @@ import typer
 from services.cli.context import cli_context, fail
 from services.cli.fmt import printable, utc_time
 from services.cli.progress import byte_progress
-from services.cli.sharing import ShareError, parse_algorithm, share_file
+from services.cli.sharing import ShareError, share_file
 from services.peer import signing
 from services.peer.librarifier import verify
-from services.peer.library import Library, LibraryError, read_library
+from services.peer.library import HashAlgorithm, Library, LibraryError, read_library
+from services.runtime.units import UnitError, parse_size
 
-lib_app = typer.Typer(help="Inspect and verify library (.lib) files.", no_args_is_help=True)
+lib_app = typer.Typer(help="Inspect and verify library (.lib) files.", no_args_is_help=True, rich_markup_mode=None)
 
 
 def share(
@@ -24,9 +25,9 @@ def share(
     file: Annotated[Path, typer.Argument(help="The file, or folder, to share.")],
     out: Annotated[Path | None, typer.Option(help="Write the library here instead of <data>/libs/.")] = None,
     book_size: Annotated[
-        int | None, typer.Option(help="Book size in bytes, a power of two (default: automatic).")
+        str | None, typer.Option(metavar="SIZE", help="Book size, a power of two: 1M, 4M, 65536 (default: automatic).")
     ] = None,
-    hash: Annotated[str, typer.Option(help="Book hash: blake3 or sha256.")] = "blake3",
+    hash: Annotated[HashAlgorithm, typer.Option(case_sensitive=False, help="Book hash.")] = HashAlgorithm.BLAKE3,
     hub: Annotated[
         list[str] | None, typer.Option(help="Hub endpoint tcp://HOST:PORT (repeatable; default: from settings).")
     ] = None,
@@ -35,8 +36,11 @@ def share(
     """Librarify FILE (a file or a folder): write lib_<id>.lib and seed it from this player."""
     config = cli_context(ctx).config()
     try:
-        done = share_file(config, file, hubs=tuple(hub or ()), book_size=book_size, algorithm=parse_algorithm(hash),
-                          out=out)
+        book = parse_size(book_size) if book_size is not None else None
+    except UnitError as exc:
+        fail(f"--book-size: {exc}")
+    try:
+        done = share_file(config, file, hubs=tuple(hub or ()), book_size=book, algorithm=hash, out=out)
     except ShareError as exc:
         fail(str(exc))
     library, target, elapsed = done.library, done.lib_path, done.seconds

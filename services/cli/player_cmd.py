@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from prometheus_client.parser import text_string_to_metric_families
 
 from services.cli import launch
 from services.cli.context import cli_context, fail
@@ -27,14 +26,11 @@ from services.cli.fmt import (
     state_name,
     state_word,
 )
-from services.peer.library import LibraryError, read_library
-from services.runtime.logs import setup_logging
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
-from services.supervisor.maestro import AlreadyRunning, Maestro
 from services.wire.pb import control_pb2
 
 peer_app = typer.Typer(help="Run or stop this data directory's player (Maestro + services).",
-                       invoke_without_command=True)
+                       invoke_without_command=True, rich_markup_mode=None)
 
 T = TypeVar("T")
 START_HINT = "start one with `emma peer --detach`"
@@ -82,6 +78,9 @@ def _start(ctx: typer.Context, detach: bool) -> None:
             fail(str(exc))
         typer.echo(f"player running for {config.data_dir} (pid {pid})")
         return
+    from services.runtime.logs import setup_logging  # the Maestro's own imports: only when it runs here
+    from services.supervisor.maestro import AlreadyRunning, Maestro
+
     setup_logging(config.data_dir, process="maestro", console_level=logging.INFO)
     try:
         maestro = Maestro(config)
@@ -151,6 +150,8 @@ def download_rows(items: list[control_pb2.Download]) -> list[dict[str, object]]:
 
 def metric_rows(text: str) -> list[dict[str, object]]:
     """Samples of a Prometheus text exposition: name, labels, value (histogram buckets left out)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     rows: list[dict[str, object]] = []
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -217,6 +218,8 @@ def get(
                        "glob; repeatable. Asking again adds to the selection (without --only: every file).")] = None,
 ) -> None:
     """Download LIB with the running player (of a folder's library, with --only, some of its files)."""
+    from services.peer.library import LibraryError, read_library
+
     try:
         library = read_library(lib)
     except LibraryError as exc:
@@ -262,6 +265,10 @@ def _wait(ctx: typer.Context, client: ControlClient, library_id: str, size: int,
 def _library_action(ctx: typer.Context, library_id: str, action: control_pb2.LibraryAction.Action.ValueType,
                     json_out: bool) -> None:
     client = _client(ctx)
+    if json_out:  # the full id, whatever prefix was typed (the Maestro checks the prefix is one library's)
+        known = _call(ctx, "downloads", client.downloads)
+        full = [d.library_id for d in known if d.library_id.startswith(library_id.lower())]
+        library_id = full[0] if len(full) == 1 else library_id
     message = _call(ctx, "library", lambda: client.library(library_id, action))
     typer.echo(json.dumps({"id": library_id, "message": message}) if json_out else printable(message))
 

@@ -10,9 +10,10 @@ import typer
 from services.cli.context import cli_context, fail
 from services.cli.fmt import printable
 from services.cli.keys_cmd import key_lines
+from services.runtime import usable
 from services.runtime.config import SETTINGS, ConfigError
 
-settings_app = typer.Typer(help="View and change this player's settings.", no_args_is_help=True)
+settings_app = typer.Typer(help="View and change this player's settings.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @settings_app.command("show")
@@ -22,6 +23,8 @@ def show(
 ) -> None:
     """Print every setting with its value."""
     config = cli_context(ctx).config()
+    for problem in usable.problems(config):
+        typer.echo(f"warning: {printable(problem)}", err=True)
     values = config.as_dict()
     if json_out:
         typer.echo(json.dumps({"data_dir": str(config.data_dir), **values}))
@@ -39,10 +42,11 @@ def set_(
     key: Annotated[str, typer.Argument(help=f"One of: {', '.join(SETTINGS)}.")],
     value: Annotated[str, typer.Argument(help="The new value.")],
 ) -> None:
-    """Change one setting and save it."""
+    """Change one setting and save it; a value that cannot work on this host (a folder that cannot be written, an
+    address not of this host, a port in use) is refused."""
     config = cli_context(ctx).config()
     try:
-        checked = config.set(key, value)
+        checked = usable.set_checked(config, key, value)
     except ConfigError as exc:
         fail(str(exc))
     config.save()

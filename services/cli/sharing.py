@@ -42,13 +42,6 @@ def warn_stderr(message: str) -> None:
     print(f"warning: {printable(message)}", file=sys.stderr)
 
 
-def parse_algorithm(name: str) -> HashAlgorithm:
-    try:
-        return HashAlgorithm(name.lower())
-    except ValueError:
-        raise ShareError(f"unknown hash {name!r}: use blake3 or sha256") from None
-
-
 def share_file(
     config: Config,
     file: Path,
@@ -93,7 +86,13 @@ def share_file(
     target = out if out is not None else config.libs_dir / library.file_name
     try:
         write_library(library, target)
-        catalog.record_shared(config, library, target, path)
     except OSError as exc:
         raise ShareError(f"cannot write {target}: {exc.strerror or exc}") from None
+    try:
+        catalog.record_shared(config, library, target, path)
+    except OSError as exc:
+        if target.parent.resolve() == config.libs_dir.resolve():
+            target.unlink(missing_ok=True)  # else the player would take it, unrecorded, as a library to download
+        raise ShareError(f"cannot record the library as seeding in {config.state_db}: {exc.strerror or exc}; "
+                         "nothing shared") from None
     return Shared(library=library, lib_path=target, stuff_path=path, seconds=seconds, skipped=skipped)

@@ -20,6 +20,7 @@ from services.hub.model import HubLimits, LibraryCounts, PeerRecord
 from services.hub.reports import Unreachable
 from services.hub.store import HubStore
 from services.runtime.logs import get_logger
+from services.wire import names
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.ids import InvalidEndpoint
 from services.wire.pb import hub_pb2
@@ -28,8 +29,6 @@ from services.wire.versions import HUB
 _PERIODIC = hub_pb2.ANNOUNCE_EVENT_UNSPECIFIED
 _STOPPED = hub_pb2.STOPPED
 _COMPLETED = hub_pb2.COMPLETED
-_EVENT_NAMES: dict[int, str] = {value: name.lower() for name, value in hub_pb2.AnnounceEvent.items()}
-_EVENT_NAMES[_PERIODIC] = "periodic"
 _MAX_ENDPOINT_CACHE = 100_000
 
 log = get_logger("events")
@@ -144,7 +143,7 @@ class RequestHandlers:
         if event != _PERIODIC or self.log_requests:
             level = log.debug if event == _PERIODIC else log.info
             level(
-                "announce", kind=_EVENT_NAMES[event], library=library_id.hex(), player=player_id.hex(),
+                "announce", kind=names.announce_event(event), library=library_id.hex(), player=player_id.hex(),
                 endpoint=endpoint, seed=seed, peers=len(peers),
             )
         if pending.pingable:

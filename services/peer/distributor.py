@@ -50,7 +50,7 @@ from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import get_logger
 from services.runtime.rundir import notify_endpoint
 from services.runtime.service import service_main
-from services.wire import curve, framing
+from services.wire import curve, framing, names
 from services.wire.admission import Admission, Gate, key_of, source_of
 from services.wire.errors import ErrorCode
 from services.wire.ids import make_endpoint
@@ -58,6 +58,7 @@ from services.wire.pb import hub_pb2, wire_pb2
 
 log = get_logger("events")
 slog = get_logger("services")
+dlog = get_logger("debug")
 LOOK_SECONDS = 0.25  # the loop looks this often at the settings, state.db's data version and the announces due
 UPLOADED_SAVE_SECONDS = 1.0  # bytes uploaded are added to state.db this often
 ANNOUNCE_DEFAULT = 30.0
@@ -264,8 +265,9 @@ class Distributor:
             hub_keys=library.hub_keys, plain=not self.encrypted,
         ))
         self.next_announce[library_id] = now + ANNOUNCE_DEFAULT
-        name = hub_pb2.AnnounceEvent.Name(hub_pb2.AnnounceEvent.ValueType(event))
-        log.info("announce", library=library_id.hex(), kind=name, left=left)
+        periodic = event == hub_pb2.ANNOUNCE_EVENT_UNSPECIFIED  # every minute or so: debug.log, not events
+        (dlog.debug if periodic else log.info)("announce", library=library_id.hex(), kind=names.announce_event(event),
+                                               left=left)
 
     def _hub_results(self, now: float) -> None:
         for result in self.hub.results():

@@ -33,7 +33,7 @@ from services.runtime import rundir
 from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import get_logger
 from services.runtime.service import service_main
-from services.wire import curve, framing
+from services.wire import curve, framing, names
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import wire_pb2
 
@@ -165,7 +165,7 @@ class Requestor:
                     raise ProtocolError(ErrorCode.MALFORMED, f"{len(frames)} frames; a peer sends one or two")
                 message = framing.decode(frames[0].buffer)
             except ProtocolError as exc:
-                log.warning("bad_peer_message", endpoint=endpoint, code=exc.code_name, error=exc.message)
+                log.warning("bad_peer_message", endpoint=endpoint, code=names.error_code(exc.code), error=exc.message)
                 continue
             if self.peer_refused:
                 for refusing in self.peer_refused.values():

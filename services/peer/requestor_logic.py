@@ -41,7 +41,7 @@ from services.peer.remote import Remote
 from services.peer.window import IN_FLIGHT_BYTES
 from services.peer.writer import Outcome, Written
 from services.runtime.latency import Latency
-from services.wire import framing
+from services.wire import framing, names
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import wire_pb2
 
@@ -303,8 +303,8 @@ class RequestorLogic:
                 return self._on_error(remote, message.error, now)
             raise ProtocolError(ErrorCode.UNKNOWN_REQUEST, f"a requestor does not expect {kind!r}")
         except ProtocolError as exc:
-            return [Log("bad_peer_message", {"endpoint": endpoint, "code": exc.code_name, "error": exc.message},
-                        "warning")]
+            return [Log("bad_peer_message", {"endpoint": endpoint, "code": names.error_code(exc.code),
+                                             "error": exc.message}, "warning")]
 
     def _on_bitfield(self, remote: Remote, message: wire_pb2.Bitfield) -> list[Action]:
         download = self.downloads.get(message.library_id)
@@ -351,7 +351,7 @@ class RequestorLogic:
     def _on_error(self, remote: Remote, message: wire_pb2.PeerError, now: float) -> list[Action]:
         key = (message.library_id, message.book)
         out: list[Action] = [Log("peer_error", {"endpoint": remote.endpoint,
-                                                "code": ErrorCode.Name(message.error.code),
+                                                "code": names.error_code(message.error.code),
                                                 "message": message.error.message})]
         if message.error.code == ErrorCode.FORBIDDEN and message.library_id in remote.books:
             # "handshake first": the remote no longer knows us (it restarted). What was asked of it goes

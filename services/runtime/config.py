@@ -33,8 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from services.runtime import rundir
-from services.runtime.logs import get_logger
-from services.wire import curve
+from services.runtime.units import UnitError, parse_size
 from services.wire.ids import InvalidEndpoint, is_host, make_endpoint, parse_endpoint, parse_host_port
 
 DEFAULT_HUB_PORT = 7070
@@ -47,7 +46,7 @@ MAX_PATH_BYTES = 4096  # PATH_MAX on Linux
 MAX_CONFIG_BYTES = 1024 * 1024  # a config.toml is a few hundred bytes
 _WHOLE = re.compile(r"[+-]?[0-9]{1,30}")
 
-log = get_logger("services")
+ANY_PLAYERS = "any"  # curve.ANY, spelled here too so that loading a config imports no zmq (a test checks)
 
 
 class ConfigError(ValueError):
@@ -96,7 +95,18 @@ def _whole(low: int, high: int, what: str) -> Callable[[Any], int]:
     return check
 
 
-_rate = _whole(0, MAX_RATE, "16 GiB/s; 0 means no cap")
+_rate_bounds = _whole(0, MAX_RATE, "16 GiB/s; 0 means no cap")
+
+
+def _rate(value: Any) -> int:
+    """Bytes per second: a whole number, or text with a unit (``500K``, ``1.5M``, ``2G``)."""
+    if isinstance(value, str) and any(ch.isalpha() for ch in value):  # a unit; digits alone stay whole numbers
+        try:
+            value = parse_size(value)
+        except UnitError as exc:
+            raise ConfigError(f"{exc} (per second)") from None
+    return _rate_bounds(value)
+
 _slots = _whole(1, MAX_UPLOAD_SLOTS, "requests served at once")
 
 
@@ -185,6 +195,8 @@ def _path(value: Any) -> str:
 
 def _hub_key(value: Any) -> str:
     """The hubs' CURVE public key (Z85, 40 characters), or empty: the hubs run in clear."""
+    from services.wire import curve  # zmq and blake3: only for a key to check, not at every start-up
+
     if not isinstance(value, str):
         raise ConfigError(f"expected a hub key (40 characters, as `emma hub` prints it), got {_shown(value)}")
     if not value.strip():
@@ -198,7 +210,7 @@ def _hub_key(value: Any) -> str:
 def _players(value: Any) -> str:
     """``any`` (an open swarm) or the path of a file of player keys (a private swarm)."""
     text = _path(value).strip()
-    return curve.ANY if not text or text.lower() == curve.ANY else text
+    return ANY_PLAYERS if not text or text.lower() == ANY_PLAYERS else text
 
 
 def _publishers(value: Any) -> str:
@@ -224,8 +236,8 @@ SETTINGS: dict[str, Setting] = {
                 "you share)"),
         Setting("distributor.ip", "0.0.0.0", _host, "address the distributor listens on (0.0.0.0 = all)"),
         Setting("distributor.port", 0, _port(True), "distributor TCP port (0 = a random free port)"),
-        Setting("limits.upload_rate", 0, _rate, "upload cap in bytes/s (0 = unlimited)"),
-        Setting("limits.download_rate", 0, _rate, "download cap in bytes/s (0 = unlimited)"),
+        Setting("limits.upload_rate", 0, _rate, "upload cap in bytes/s, 500K, 1.5M, 2G (0 = unlimited)"),
+        Setting("limits.download_rate", 0, _rate, "download cap in bytes/s, 500K, 1.5M, 2G (0 = unlimited)"),
         Setting("limits.upload_slots", 64, _slots, "book requests served at once"),
         Setting("maestro.heartbeat_interval", 0.5, _seconds, "seconds between service heartbeats"),
         Setting("maestro.stop_grace", 8.0, _seconds, "seconds a stopping service gets to exit before SIGKILL"),
@@ -236,7 +248,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("metrics.library_label", True, _flag, "export per-library series (one per library)"),
         Setting("hub.key", "", _hub_key,
                 "the hubs' public key, as `emma hub` prints it (named in libraries you share; empty = in clear)"),
-        Setting("security.players", curve.ANY, _players,
+        Setting("security.players", ANY_PLAYERS, _players,
                 "who may connect to this player's distributor (and a hub run here): any, or a file of player keys"),
         Setting("security.encryption", True, _flag,
                 "CURVE on this player's links (off only in an open swarm, for raw speed in a trusted network)"),
@@ -251,8 +263,8 @@ _TOGETHER = frozenset({"security.players", "security.encryption"})
 
 def _check_together(values: dict[str, Any]) -> None:
     """A private swarm (a players file) cannot turn encryption off."""
-    players = values.get("security.players", curve.ANY)
-    if players != curve.ANY and not values.get("security.encryption", True):
+    players = values.get("security.players", ANY_PLAYERS)
+    if players != ANY_PLAYERS and not values.get("security.encryption", True):
         raise ConfigError("a private swarm (security.players is a file) always encrypts: set security.players to "
                           "any before turning security.encryption off")
 
@@ -326,7 +338,9 @@ class Config:
         return self.data_dir / "state.db"
 
     def ensure_dirs(self) -> None:
-        for folder in (self.data_dir, self.libs_dir, self.downloads_dir, self.run_dir, self.data_dir / "logs"):
+        """The player's own folders. Not the downloads folder: a download makes it when it starts, so a folder
+        that cannot be (``usable.problems`` says so) stops only downloads, never a command or the player."""
+        for folder in (self.data_dir, self.libs_dir, self.run_dir, self.data_dir / "logs"):
             folder.mkdir(parents=True, exist_ok=True)
 
     def save(self) -> None:
@@ -419,6 +433,9 @@ class Watcher:
         try:
             return load(self.path.parent)
         except ConfigError as exc:
-            log.warning("config_invalid", path=str(self.path), error=str(exc),
-                        hint="the running player keeps the settings it had; fix the file to apply new ones")
+            from services.runtime.logs import get_logger  # structlog: in the services that watch, not the CLI
+
+            get_logger("services").warning("config_invalid", path=str(self.path), error=str(exc),
+                                           hint="the running player keeps the settings it had; fix the file to apply "
+                                                "new ones")
             return None

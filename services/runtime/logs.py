@@ -121,7 +121,7 @@ def log_path(data_dir: Path, kind: str) -> Path:
     return data_dir / "logs" / f"{kind}.log"
 
 
-def _file_handler(path: Path, level: int, logger_prefix: str | None) -> logging.Handler:
+def _file_handler(path: Path, level: int, logger_prefix: str | None, shared: list[Any]) -> logging.Handler:
     handler = SharedRotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
     handler.setLevel(level)
     if logger_prefix is not None:
@@ -129,15 +129,29 @@ def _file_handler(path: Path, level: int, logger_prefix: str | None) -> logging.
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processor=structlog.processors.JSONRenderer(),
-            foreign_pre_chain=[*_shared_processors(), structlog.stdlib.ExtraAdder(_LOST_FIELDS)],
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(_LOST_FIELDS)],
         )
     )
     return handler
 
 
-def _shared_processors() -> list[Any]:
+class _Names:
+    """Adds which service (``process``) and pid wrote a line, to every line, from any thread (a context
+    variable bound at start reaches only the main thread: the hub client's thread wrote lines without)."""
+
+    def __init__(self, process: str) -> None:
+        self.process, self.pid = process, os.getpid()
+
+    def __call__(self, _logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+        event.setdefault("process", self.process)
+        event.setdefault("pid", self.pid)
+        return event
+
+
+def _shared_processors(process: str) -> list[Any]:
     return [
         structlog.contextvars.merge_contextvars,
+        _Names(process),
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -160,25 +174,26 @@ def setup_logging(
         root.removeHandler(handler)
         handler.close()
     root.setLevel(logging.DEBUG)
+    shared = _shared_processors(process)
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(console_level)
     console.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processor=structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
-            foreign_pre_chain=_shared_processors(),
+            foreign_pre_chain=shared,
         )
     )
     root.addHandler(console)
     if data_dir is not None:
         logs = data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        root.addHandler(_file_handler(log_path(data_dir, "events"), logging.INFO, "emma.events"))
-        root.addHandler(_file_handler(log_path(data_dir, "services"), logging.INFO, "emma.services"))
-        root.addHandler(_file_handler(log_path(data_dir, "debug"), logging.DEBUG, None))
-        root.addHandler(_file_handler(log_path(data_dir, "errors"), logging.WARNING, None))
+        root.addHandler(_file_handler(log_path(data_dir, "events"), logging.INFO, "emma.events", shared))
+        root.addHandler(_file_handler(log_path(data_dir, "services"), logging.INFO, "emma.services", shared))
+        root.addHandler(_file_handler(log_path(data_dir, "debug"), logging.DEBUG, None, shared))
+        root.addHandler(_file_handler(log_path(data_dir, "errors"), logging.WARNING, None, shared))
     structlog.configure(
         processors=[
-            *_shared_processors(),
+            *shared,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
@@ -188,7 +203,6 @@ def setup_logging(
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(process=process, pid=os.getpid())
 
 
 def get_logger(kind: str = "events") -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -38,6 +39,15 @@ def assert_one_line_error(result: Result, text: str, code: int = 2) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert text in lines[0], lines[0]
     assert "Traceback" not in result.output
+
+
+def assert_json_error(result: Result, text: str, code: int = 2) -> None:
+    """The ``--json`` form of a one-line error: one JSON object ``{"error": ...}`` on stdout, nothing on stderr."""
+    assert result.exit_code == code, result.output
+    assert result.stderr == "", result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    assert text in json.loads(lines[0])["error"], lines[0]
 
 
 def configure(data: Path, **values: object) -> config_mod.Config:

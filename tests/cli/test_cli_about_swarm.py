@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 import typer
+import typer.main
+from typer._click import core as click_core
+from typer.core import TyperGroup
 
 from services.cli import swarm_cmd
 from services.cli.app import app
@@ -86,17 +89,24 @@ def test_shell_completion_is_offered() -> None:
     assert subprocess.run(EMMA, capture_output=True, text=True, env=env, timeout=30).stdout.split() == ["console"]
 
 
-def _commands(group: typer.Typer, prefix: str = "") -> list[tuple[str, str | None]]:
-    found = [(prefix + (info.name or ""), info.help or (info.callback.__doc__ if info.callback else None))
-             for info in group.registered_commands]
-    for sub in group.registered_groups:
-        assert sub.typer_instance is not None
-        found.extend(_commands(sub.typer_instance, f"{prefix}{sub.name} "))
+def _commands(group: TyperGroup, prefix: str = "") -> list[tuple[str, str | None]]:
+    """Every command of the real command tree (the lazily loaded ones loaded), with its help."""
+    ctx = click_core.Context(group)
+    found: list[tuple[str, str | None]] = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
+        if isinstance(command, TyperGroup):
+            found.extend(_commands(command, f"{prefix}{name} "))
+        else:
+            found.append((prefix + name, command.help))
     return found
 
 
 def test_every_command_has_help_text() -> None:
-    commands = dict(_commands(app))
+    root = typer.main.get_command(app)
+    assert isinstance(root, TyperGroup)
+    commands = dict(_commands(root))
     expected = {"console", "share", "get", "downloads", "pause", "resume", "remove", "services", "logs", "hub",
                 "about", "swarm", "peer start", "peer stop", "peer status", "settings show", "settings set",
                 "lib show", "lib verify"}

@@ -134,20 +134,27 @@ def test_share_default_hub_comes_from_settings(data: Path, stuff: Path) -> None:
     assert share(data, stuff).hubs == ("tcp://hub.lan:9100",)
 
 
-@pytest.mark.parametrize("size", ["0", "1000", "49152", "8192", "134217728", "-16384"])
+@pytest.mark.parametrize("size", ["0", "1000", "49152", "8192", "134217728", "200M"])
 def test_share_bad_book_size(data: Path, stuff: Path, size: str) -> None:
     assert_one_line_error(emma(data, "share", str(stuff), "--book-size", size), "bad book size")
     assert not (data / "libs").exists() or not any((data / "libs").iterdir())
 
 
 def test_share_book_size_not_a_number(data: Path, stuff: Path) -> None:
-    result = emma(data, "share", str(stuff), "--book-size", "big")
-    assert result.exit_code == 2
-    assert "Invalid value" in result.stderr and "Traceback" not in result.output
+    assert_one_line_error(emma(data, "share", str(stuff), "--book-size", "big"), "--book-size: not a size: 'big'")
+    assert_one_line_error(emma(data, "share", str(stuff), "--book-size", "-16384"), "not a size: '-16384'")
 
 
-def test_share_bogus_hash(data: Path, stuff: Path) -> None:
-    assert_one_line_error(emma(data, "share", str(stuff), "--hash", "md5"), "unknown hash 'md5'")
+@pytest.mark.parametrize(("size", "book"), [("64K", 65536), ("1M", 1 << 20), ("65536", 65536), ("0.5MiB", 1 << 19)])
+def test_share_book_size_with_a_unit(data: Path, stuff: Path, size: str, book: int) -> None:
+    result = emma(data, "share", str(stuff), "--book-size", size, "--json")
+    assert result.exit_code == 0, result.output
+    assert read_library(Path(json.loads(result.stdout)["path"])).book_size == book
+
+
+def test_share_bogus_hash_lists_the_choices(data: Path, stuff: Path) -> None:
+    assert_one_line_error(emma(data, "share", str(stuff), "--hash", "md5"), "'md5' is not one of 'blake3', 'sha256'")
+    assert "blake3|sha256" in emma(data, "share", "--help").stdout
 
 
 @pytest.mark.parametrize("hub", ["10.0.0.5:7070", "tcp://10.0.0.5", "tcp://10.0.0.5:0", "tcp://bad host:1"])

@@ -15,7 +15,7 @@ from services.cli.launch import alive
 from services.runtime import config as config_mod
 from services.runtime.rundir import maestro_pid, run_dir
 from services.supervisor.control_client import ControlClient
-from tests.cli.helpers import assert_one_line_error, configure, emma, stop_maestro
+from tests.cli.helpers import assert_json_error, assert_one_line_error, configure, emma, stop_maestro
 from tests.polling import wait_for
 
 BOOK = 16 * 1024
@@ -62,8 +62,11 @@ def services(data: Path) -> dict[str, dict[str, object]]:
 def test_without_a_player_commands_say_how_to_start_one(tmp_path: Path, args: list[str]) -> None:
     data = tmp_path / "data"
     result = emma(data, *args)
-    assert_one_line_error(result, f"no player runs for {data}; start one with `emma peer --detach`")
-    assert result.stdout == ""
+    if "--json" in args:
+        assert_json_error(result, f"no player runs for {data}; start one with `emma peer --detach`")
+    else:
+        assert_one_line_error(result, f"no player runs for {data}; start one with `emma peer --detach`")
+        assert result.stdout == ""
 
 
 def test_get_without_a_player(tmp_path: Path) -> None:
@@ -183,7 +186,7 @@ def test_get_pause_resume_remove(player: Path, tmp_path: Path) -> None:
 
     prefix = library_id[:10]
     paused = emma(player, "pause", prefix, "--json")
-    assert json.loads(paused.stdout) == {"id": prefix, "message": "paused wanted.bin"}
+    assert json.loads(paused.stdout) == {"id": library_id, "message": "paused wanted.bin"}  # the full id
     assert downloads(player)[library_id]["state"] == "paused"
     assert emma(player, "resume", prefix).stdout == "resumed wanted.bin\n"
     assert downloads(player)[library_id]["state"] == "downloading"

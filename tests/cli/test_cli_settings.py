@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 import tomllib
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
 
-from services.cli import app as app_mod
+from services.cli import setup as setup_mod
 from services.cli.app import app
 from services.cli.setup import QUESTIONS, run_setup
 from services.runtime.config import SETTINGS, load
@@ -78,7 +79,8 @@ def test_show_text(data: Path) -> None:
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [("hub.port", "9000", 9000), ("hub.ip", "10.0.0.9", "10.0.0.9"), ("distributor.port", "0", 0),
-     ("maestro.heartbeat_interval", "2.5", 2.5), ("paths.downloads", "/srv/dl", "/srv/dl")],
+     ("maestro.heartbeat_interval", "2.5", 2.5), ("limits.upload_rate", "1.5M", 3 << 19),
+     ("limits.download_rate", "500K", 500 << 10), ("limits.download_rate", "2G", 2 << 30)],
 )
 def test_set_saves(data: Path, key: str, value: str, expected: object) -> None:
     result = emma(data, "settings", "set", key, value)
@@ -108,6 +110,8 @@ def test_set_keeps_other_settings(data: Path) -> None:
         ("hub.ip", "not a host", "not an IP address or host name"),
         ("limits.upload_slots", "0", "expected 1 or more"),
         ("limits.upload_rate", "-5", "expected 0 or more"),
+        ("limits.upload_rate", "fast", "not a size: 'fast'; write 500K, 1.5M, 2G"),
+        ("limits.upload_rate", "17G", "expected at most 17179869184"),
         ("maestro.heartbeat_interval", "0", "between 0.05 and 60"),
     ],
 )
@@ -119,9 +123,8 @@ def test_set_bad_key_or_value(data: Path, key: str, value: str, text: str) -> No
 
 
 def test_set_missing_value_is_a_usage_error(data: Path) -> None:
-    result = emma(data, "settings", "set", "hub.port")
-    assert result.exit_code == 2
-    assert "Missing argument" in result.stderr
+    assert_one_line_error(emma(data, "settings", "set", "hub.port"),
+                          "missing argument 'value'; see `emma settings set --help`")
 
 
 def test_corrupt_config_is_a_one_line_error(data: Path) -> None:
@@ -157,22 +160,30 @@ def test_existing_config_is_not_touched_by_later_runs(data: Path, stuff: Path) -
 
 
 def test_first_run_with_a_terminal_asks(data: Path, stuff: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app_mod, "interactive", lambda: True)
-    result = emma(data, "share", str(stuff), "--json", stdin="10.0.0.9\nskip\n70000\n7100\nnot a key\n\nskip\n")
+    monkeypatch.setattr(setup_mod, "interactive", lambda: True)
+    result = emma(data, "share", str(stuff), "--json", stdin="skip\n10.0.0.9\n70000\n0\nnot a key\n\nskip\n")
     assert result.exit_code == 0, result.output
     assert "First run" in result.stdout
     assert "port must be between 0 and 65535, got 70000; try again" in result.stdout
     assert "a CURVE key is 40 characters" in result.stdout  # the hub key, then kept empty
     config = load(data)
-    assert (config.get("hub.ip"), config.get("hub.port"), config.get("distributor.port")) == ("10.0.0.9", 7070, 7100)
+    assert (config.get("hub.ip"), config.get("hub.port"), config.get("distributor.port")) == ("10.0.0.9", 7070, 0)
     assert json.loads(result.stdout.splitlines()[-1])["name"] == "small.bin"
 
 
 def test_first_run_interrupted_saves_nothing(data: Path, stuff: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app_mod, "interactive", lambda: True)
-    result = emma(data, "share", str(stuff), stdin="10.0.0.9\n")
+    monkeypatch.setattr(setup_mod, "interactive", lambda: True)
+    result = emma(data, "share", str(stuff), stdin="9000\n")
     assert result.exit_code == 2
-    assert result.stderr == "error: setup interrupted; nothing saved\n"
+    assert result.stderr == "error: setup left; nothing saved (it asks again next time)\n"
+    assert not (data / "config.toml").exists()
+
+
+def test_exit_during_first_run_leaves_it(data: Path, stuff: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(setup_mod, "interactive", lambda: True)
+    result = emma(data, "share", str(stuff), stdin="9000\nexit\n")
+    assert result.exit_code == 2 and "Hub IP" in result.stdout and "Distributor port" not in result.stdout
+    assert result.stderr == "error: setup left; nothing saved (it asks again next time)\n"
     assert not (data / "config.toml").exists()
 
 
@@ -190,12 +201,16 @@ class Script:
 
 def test_run_setup_with_skip_and_a_retried_port(tmp_path: Path) -> None:
     config = load(tmp_path)
-    ask = Script("10.0.0.7", "skip", "99999", "port", "  7100  ", "", "any")
-    said: list[str] = []
-    run_setup(config, ask=ask, say=said.append)
+    with socket.socket() as held:  # a port nobody else gets while the test runs, and that refuse() may bind
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        held.bind(("0.0.0.0", 0))
+        port = held.getsockname()[1]
+        ask = Script("skip", "10.0.0.7", "99999", "port", f"  {port}  ", "", "any")
+        said: list[str] = []
+        run_setup(config, ask=ask, say=said.append)
     assert ask.answers == []
-    assert ask.questions[0] == "Hub IP [127.0.0.1] (type 'skip' to keep): "
-    assert ask.questions[1] == "Hub port [7070] (type 'skip' to keep): "
+    assert ask.questions[0] == "Hub port [7070] ('skip' keeps it, 'exit' leaves): "
+    assert ask.questions[1] == "Hub IP [127.0.0.1] ('skip' keeps it, 'exit' leaves): "
     assert [q.split(" [")[0] for q in ask.questions[2:5]] == ["Distributor port (0 = random)"] * 3
     assert ask.questions[5].startswith("Hub key") and ask.questions[6].startswith("Who may download")
     assert said == [
@@ -204,7 +219,7 @@ def test_run_setup_with_skip_and_a_retried_port(tmp_path: Path) -> None:
         f"Saved settings to {tmp_path / 'config.toml'}",
     ]
     saved = load(tmp_path)
-    assert (saved.get("hub.ip"), saved.get("hub.port"), saved.get("distributor.port")) == ("10.0.0.7", 7070, 7100)
+    assert (saved.get("hub.ip"), saved.get("hub.port"), saved.get("distributor.port")) == ("10.0.0.7", 7070, port)
 
 
 def test_run_setup_empty_answers_keep_every_default(tmp_path: Path) -> None:
@@ -218,8 +233,8 @@ def test_run_setup_empty_answers_keep_every_default(tmp_path: Path) -> None:
 
 def test_run_setup_invalid_hub_ip_then_valid(tmp_path: Path) -> None:
     config = load(tmp_path)
-    ask = Script("bad host!", "hub.example.org", "9000")
+    ask = Script("9000", "bad host!", "hub.example.org", "", "", "")
     said: list[str] = []
-    run_setup(config, ask=ask, say=said.append, order=("hub.ip", "hub.port"))
+    run_setup(config, ask=ask, say=said.append)
     assert "not an IP address or host name" in said[0]
     assert load(tmp_path).hub_endpoint == "tcp://hub.example.org:9000"

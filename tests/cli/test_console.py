@@ -181,7 +181,7 @@ def test_first_run_interrupted_saves_nothing(tmp_path: Path, fake_player: list[P
                                              interrupt: type[BaseException]) -> None:
     h = Harness(tmp_path / "fresh", "7071", interrupt)
     assert run(h.session) == 2
-    assert "setup interrupted; nothing saved" in h.text
+    assert "setup left; nothing saved" in h.text
     assert not config_mod.exists(tmp_path / "fresh") and fake_player == []
 
 
@@ -392,3 +392,21 @@ def test_logs_follow_until_a_key(data: Path) -> None:
 
 def test_the_console_module_registers_the_command() -> None:
     assert console_mod.console.__doc__ and "interactive menu" in console_mod.console.__doc__
+
+
+def test_the_menu_frame_is_whole_however_long_the_data_folder(tmp_path: Path) -> None:
+    data = tmp_path / ("a-very-long-folder-name-" * 6) / "data"
+    configure(data, hub_port=9)
+    h = Harness(data)
+    assert menu_loop(h.session) == 0
+    frame = h.text.splitlines()[: len(MENU) + 2]
+    assert all(line[:1] in "╭│╰" for line in frame) and len({len(line) for line in frame}) == 1
+    assert "peer-to-peer file distribution" in frame[-1] and frame[0].endswith("╮") and frame[-1].endswith("╯")
+    assert f"player data: {data}" in h.text.replace("\n", "")
+
+
+def test_after_an_action_the_menu_is_short_and_m_shows_it_whole(data: Path) -> None:
+    h = Harness(data, "7", "m", "")
+    assert menu_loop(h.session) == 0
+    assert h.text.count("EMMA TORRENT") == 2  # the first menu and the one asked for; not after About
+    assert "1 Upload File   2 Download File" in h.text

@@ -22,7 +22,7 @@ from services.cli.launch import alive
 from services.runtime import config as config_mod
 from services.runtime.rundir import maestro_pid, run_dir
 from services.supervisor.control_client import ControlClient
-from tests.cli.helpers import ANSI, Hub, ctrl_c_reaches_it, stop_maestro
+from tests.cli.helpers import ANSI, Hub, configure, ctrl_c_reaches_it, stop_maestro
 
 pytestmark = pytest.mark.slow
 MENU = "Choose an action: "
@@ -51,7 +51,7 @@ class Person:
         self.child.sendline(text)
 
     def setup(self, hub_port: int, hub_key: str) -> None:
-        self.answer(r"Hub port \[7070\] \(type 'skip' to keep\): ", "seven")
+        self.answer(r"Hub port \[7070\] \('skip' keeps it, 'exit' leaves\): ", "seven")
         self.answer("expected a whole number, got 'seven'; try again", str(hub_port))
         self.answer(r"Hub IP \[127.0.0.1\]", "skip")
         self.answer(r"Distributor port \(0 = random\) \[0\]", "99999")
@@ -101,11 +101,16 @@ def test_upload_download_watch_logs_services_settings_about_exit(tmp_path: Path,
     alice.setup(hub.port, hub.key)
     alice.wrong_menu_choices()
     alice.answer(MENU, "1")
-    alice.answer(r"Path of the file or folder to share \('exit' to go back\): ", "")
-    alice.answer("type an answer, or 'exit' to go back", str(tmp_path / "nope.mov"))
-    alice.answer("no such file", str(stuff))
+    alice.answer(r"Path of the file or folder to share \(Tab completes; 'exit' to go back\): ", "")
+    alice.answer("type an answer, or 'exit' to go back", f'"{tmp_path / "nope.mov"}"')  # pasted in quotes
+    alice.expect("no such file")
+    alice.child.send(str(stuff)[:-6] + "\t")  # .../holid + Tab: readline completes the name
+    alice.child.send("\r")
     lib = Path(alice.expect(r"written to (\S+\.lib)").group(1))
     assert lib.parent == tmp_path / "alice" / "libs" and lib.name.startswith("lib_")
+    alice.expect(MENU)  # after an action the menu is a line, so what it printed stays on the screen
+    after = alice.text().rsplit("written to", 1)[1]
+    assert "1 Upload File   2 Download File" in after and "EMMA TORRENT" not in after
 
     bob = Person(tmp_path / "bob")
     people.append(bob)
@@ -148,10 +153,19 @@ def test_upload_download_watch_logs_services_settings_about_exit(tmp_path: Path,
     bob.answer("Setting to change", "0")
     bob.answer("no setting '0'", "limits.download_rate")
     bob.answer(r"New value for limits.download_rate \[0\]", "fast")
-    bob.answer("expected a whole number, got 'fast'; try again", "5000000")
-    bob.expect("limits.download_rate = 5000000: applied to the running player")
+    bob.answer("not a size: 'fast'; write 500K, 1.5M, 2G or a number of bytes \\(per second\\); try again", "5M")
+    bob.expect("limits.download_rate = 5242880: applied to the running player")
+    bob.answer("Setting to change", "paths.downloads")
+    bob.answer(r"New value for paths.downloads \[\]", str(stuff / "below"))  # under a file
+    bob.expect("for downloads: Not a directory; try again")
+    bob.answer(r"New value for paths.downloads \[\] ", "~/")  # the refused value was not kept
+    bob.expect(f"paths.downloads = {re.escape(str(Path.home()))}: takes effect")
+    bob.answer("Setting to change", "paths.downloads")
+    bob.answer(r"New value for paths.downloads .*'default' is empty\): ", "default")
+    bob.expect(r"paths.downloads = : takes effect")
     bob.answer("Setting to change", "exit")
-    assert config_mod.load(tmp_path / "bob").get("limits.download_rate") == 5000000
+    assert config_mod.load(tmp_path / "bob").get("limits.download_rate") == 5 << 20
+    assert config_mod.load(tmp_path / "bob").get("paths.downloads") == ""
 
     bob.answer(MENU, "7")
     bob.expect(r"Emma Torrent \d+\.\d+\.\d+ \(emma-torrent\)")
@@ -164,7 +178,7 @@ def test_upload_download_watch_logs_services_settings_about_exit(tmp_path: Path,
     assert alive(maestro_pid(run_dir(tmp_path / "bob")))
 
     alice_pid = maestro_pid(run_dir(tmp_path / "alice"))
-    alice.answer(MENU, "8")
+    alice.child.sendline("8")  # its menu prompt was read after the upload
     alice.answer(r"Stop the player too\? \[y/N\] ", "dunno")
     alice.answer("answer y or n", "y")
     alice.expect("Player stopped. Bye.")
@@ -174,3 +188,42 @@ def test_upload_download_watch_logs_services_settings_about_exit(tmp_path: Path,
 
     for person in people:
         assert "Traceback" not in person.text(), person.text()
+
+
+def test_a_downloads_folder_gone_bad_still_opens_the_console_and_settings_fix_it(tmp_path: Path,
+                                                                                 people: list[Person]) -> None:
+    data = tmp_path / "carol"
+    configure(data, hub_port=9)
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"in the way")
+    text = (data / "config.toml").read_text().replace('downloads = ""', f'downloads = "{blocker / "dl"}"')
+    (data / "config.toml").write_text(text)  # as a disk that went away would leave it
+
+    carol = Person(data)
+    people.append(carol)
+    carol.expect(f"problem: downloads folder {re.escape(str(blocker / 'dl'))} cannot be created: .* is a file; "
+                 "fix it with")
+    carol.expect("Player running for")
+    carol.answer(MENU, "6")
+    carol.answer("Setting to change", "paths.downloads")
+    carol.answer(r"New value for paths.downloads", "default")
+    carol.expect("paths.downloads = : takes effect")
+    carol.answer("Setting to change", "exit")
+    carol.expect(MENU)
+    carol.child.sendeof()
+    carol.child.expect(pexpect.EOF)
+    carol.child.close()
+    assert carol.child.exitstatus == 0
+    assert "Traceback" not in carol.text(), carol.text()
+    assert config_mod.load(data).get("paths.downloads") == ""
+
+
+def test_exit_during_first_run_leaves_the_console(tmp_path: Path, people: list[Person]) -> None:
+    dave = Person(tmp_path / "dave")
+    people.append(dave)
+    dave.answer(r"Hub port \[7070\]", "7071")
+    dave.answer(r"Hub IP \[127.0.0.1\]", "exit")
+    dave.expect("setup left; nothing saved")
+    dave.child.expect(pexpect.EOF)
+    dave.child.close()
+    assert dave.child.exitstatus == 2 and not config_mod.exists(tmp_path / "dave")

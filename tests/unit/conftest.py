@@ -15,6 +15,7 @@ from services.runtime.config import Config
 def config(tmp_path: Path) -> Config:
     conf = Config(data_dir=tmp_path / "data", values={})
     conf.ensure_dirs()
+    conf.downloads_dir.mkdir()  # as a player that has downloaded before has it (ensure_dirs leaves it to downloads)
     return conf
 
 

@@ -52,9 +52,12 @@ def test_missing_file_means_defaults(tmp_path: Path) -> None:
     assert config.state_db == tmp_path / "state.db"
 
 
-def test_ensure_dirs(tmp_path: Path) -> None:
-    load(tmp_path / "data").ensure_dirs()
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["downloads", "libs", "logs", "run"]
+def test_ensure_dirs_makes_the_player_s_own_folders_not_the_downloads_one(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_bytes(b"")
+    config = load(tmp_path / "data")
+    config.set("paths.downloads", str(tmp_path / "a-file" / "dl"))  # cannot be made: nothing else may fail for it
+    config.ensure_dirs()
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["libs", "logs", "run"]
 
 
 def test_default_data_dir_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

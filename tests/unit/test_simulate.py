@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from services.runtime.units import parse_size
 from tools import simulate
 from tools.simulator.engine import Simulation
 from tools.simulator.report import percentile
-from tools.simulator.scenario import RateClass, Scenario, assign, kumar_ross_bound, parse_classes, parse_size
+from tools.simulator.scenario import RateClass, Scenario, assign, kumar_ross_bound, parse_classes
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = (RateClass(1.0, 8 << 20, 8 << 20),)

@@ -5,15 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def parse_size(text: str) -> int:
-    """'64M' -> 67108864 (K, M, G, T are binary; a trailing B or iB is ignored); plain bytes too."""
-    clean = text.strip().upper().removesuffix("IB").removesuffix("B").removesuffix("/S")
-    if clean and clean[-1] in _UNITS:
-        return int(float(clean[:-1]) * _UNITS[clean[-1]])
-    return int(float(clean))
+from services.runtime.units import parse_size
 
 
 @dataclass(frozen=True)
