@@ -67,7 +67,7 @@ class Candidate:
 
 
 def pending_libraries(libs_dir: Path, known: dict[str, Status]) -> list[Candidate]:
-    """Libraries in ``libs_dir`` that are not in state.db, or are there but not seeding; by name."""
+    """Libraries in ``libs_dir`` that are not in state.db, or are there but not complete; by name."""
     found = []
     for path in sorted(libs_dir.glob("*.lib")):
         try:
@@ -75,7 +75,7 @@ def pending_libraries(libs_dir: Path, known: dict[str, Status]) -> list[Candidat
         except LibraryError:
             continue  # the Requestor moves bad ones aside and logs why
         status = known.get(library.id_hex)
-        if status is not Status.SEEDING:
+        if status not in (Status.SEEDING, Status.STOPPED):
             found.append(Candidate(path, library, status.value if status else "new"))
     return sorted(found, key=lambda c: (c.library.name, c.library.id_hex))
 

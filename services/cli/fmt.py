@@ -75,6 +75,25 @@ def human_seconds(seconds: float) -> str:
     return f"{seconds:.1f}s"
 
 
+def human_eta(seconds: float) -> str:
+    """Time left, to the minute once it is long: '45s', '12m05s', '3h07m', '2d04h'; '-' when unknown."""
+    if seconds <= 0:
+        return "-"
+    whole = int(seconds + 0.5)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def human_ratio(ratio: float) -> str:
+    return f"{ratio:.2f}"
+
+
 def state_name(state: int) -> str:
     """A ServiceState number as its name (RUNNING, OFF, ...)."""
     return control_pb2.ServiceState.Name(state)  # type: ignore[arg-type]

@@ -18,7 +18,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.cli import launch
 from services.cli.context import cli_context, fail
-from services.cli.fmt import download_state, human_bytes, human_seconds, printable, progress_percent, state_name
+from services.cli.fmt import (
+    download_state,
+    human_bytes,
+    human_eta,
+    human_rate,
+    human_ratio,
+    human_seconds,
+    printable,
+    progress_percent,
+    state_name,
+)
 from services.peer.library import LibraryError, read_library
 from services.runtime.logs import setup_logging
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
@@ -133,10 +143,13 @@ def service_rows(items: list[control_pb2.ServiceStatus]) -> list[dict[str, objec
 
 
 def download_rows(items: list[control_pb2.Download]) -> list[dict[str, object]]:
+    """The JSON of `emma downloads --json`: full ids, bytes and bytes/s, seconds; ``since`` in unix seconds."""
     return [{"id": d.library_id, "name": d.name, "size": d.size, "books": d.books_total, "have": d.books_have,
              "progress": progress_percent(d.books_have, d.books_total),
              "download_rate": round(d.download_rate), "upload_rate": round(d.upload_rate), "peers": d.peers,
-             "state": d.state, "detail": d.detail, "path": d.path, "files": d.files_total,
+             "state": d.state, "detail": d.detail, "since": round(d.since) if d.since else None,
+             "eta": round(d.eta) if d.eta else None, "downloaded": d.downloaded, "uploaded": d.uploaded,
+             "ratio": round(d.ratio, 3), "path": d.path, "files": d.files_total,
              "files_selected": d.files_selected} for d in items]
 
 
@@ -183,11 +196,13 @@ def downloads(
     if not items:
         typer.echo("no libraries yet: `emma get LIB` or `emma share FILE`")
         return
-    typer.echo(f"{'id':12} {'name':24} {'size':>10} {'progress':>8} {'down/s':>10} {'up/s':>10} {'peers':>5}  state")
+    typer.echo(f"{'id':12} {'name':20} {'size':>9} {'done':>6} {'down':>10} {'up':>10} {'eta':>6} "
+               f"{'got':>9} {'sent':>9} {'ratio':>5} {'peers':>5}  state")
     for d in items:
-        typer.echo(f"{printable(d.library_id[:12]):12} {printable(d.name)[:24]:24} {human_bytes(d.size):>10} "
-                   f"{progress_percent(d.books_have, d.books_total):>7}% {human_bytes(d.download_rate):>10} "
-                   f"{human_bytes(d.upload_rate):>10} {d.peers:>5}  {download_state(d)}")
+        typer.echo(f"{printable(d.library_id[:12]):12} {printable(d.name)[:20]:20} {human_bytes(d.size):>9} "
+                   f"{progress_percent(d.books_have, d.books_total):>5}% {human_rate(d.download_rate):>10} "
+                   f"{human_rate(d.upload_rate):>10} {human_eta(d.eta):>6} {human_bytes(d.downloaded):>9} "
+                   f"{human_bytes(d.uploaded):>9} {human_ratio(d.ratio):>5} {d.peers:>5}  {download_state(d)}")
     for warning in reachability_warnings(_call(ctx, "services", client.services)):
         typer.echo(f"warning: {printable(warning)}")
 
@@ -229,11 +244,12 @@ def get(
 
 def _wait(ctx: typer.Context, client: ControlClient, library_id: str, size: int, timeout: float, bar: bool
           ) -> control_pb2.Download:
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.progress import Progress
+
+    from services.cli.progress import columns
 
     deadline = time.monotonic() + timeout if timeout else float("inf")
-    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  disable=not (bar and sys.stderr.isatty())) as progress:
+    with Progress(*columns(), disable=not (bar and sys.stderr.isatty())) as progress:
         task = progress.add_task(library_id[:12], total=max(size, 1))
         while time.monotonic() < deadline:
             found = [d for d in _call(ctx, "downloads", client.downloads) if d.library_id == library_id]

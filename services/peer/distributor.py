@@ -130,12 +130,14 @@ class Distributor:
         fresh = self.settings.changed()
         if fresh is not None:
             self.logic.set_rate(fresh.get("limits.upload_rate"), now)
-        records = {r.id: r for r in self.state.all()}
+        records = {r.id: r for r in self.state.all() if r.status is not Status.STOPPED}  # stopped: not served
         for library_id in list(self.logic.served):
             if library_id.hex() not in records:
                 self._announce(library_id, hub_pb2.STOPPED, now)
                 self._close(library_id)
                 self.logic.drop_library(library_id)
+                self.complete.pop(library_id, None)  # served again later (resumed): announced as started
+                self.next_announce.pop(library_id, None)
         for record in records.values():
             if record.status is Status.ERROR:
                 continue

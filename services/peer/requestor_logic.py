@@ -74,6 +74,12 @@ def refused_counter(library_hex: str) -> str:
     return f"refused.{library_hex}"
 
 
+def hub_counter(library_hex: str) -> str:
+    """The heartbeat counter of a download's hubs: absent until one answers or all fail; 1 once one answered;
+    else the time.monotonic() in ms since when none answers (read by the Maestro)."""
+    return f"hub.{library_hex}"
+
+
 def stalled_counter(library_hex: str) -> str:
     """The heartbeat counter of a download's missing books that no source holds (absent: 0)."""
     return f"stalled.{library_hex}"
@@ -274,6 +280,8 @@ class RequestorLogic:
             if library_id not in remote.books:
                 out += self._handshake(remote, library_id, now)
         download.answered = True
+        download.hub_down_since = None if ok else (download.hub_down_since or now)
+        download.hub_ok = download.hub_ok or ok
         download.asks += 1
         download.starved = 0 if ok and peers else download.starved + 1
         download.next_ask = now + peers_interval(download.asks, download.starved, len(peers), numwant)
@@ -641,6 +649,11 @@ class RequestorLogic:
             peers_counter(download.library.id_hex): sum(1 for r in self.remotes.values() if r.answered(library_id))
             for library_id, download in self.downloads.items()
         }
+        for download in self.downloads.values():
+            if download.hub_down_since is not None:
+                per_library[hub_counter(download.library.id_hex)] = max(2, int(download.hub_down_since * 1000))
+            elif download.hub_ok:
+                per_library[hub_counter(download.library.id_hex)] = 1
         latency = self.write_latency
         histogram = {f"{WRITE_BUCKET}{i}": count for i, count in enumerate(latency.counts)}
         in_flight = sum(len(remote.window.sent) for remote in self.remotes.values())

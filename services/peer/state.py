@@ -36,11 +36,14 @@ CREATE TABLE IF NOT EXISTS libraries (
     fetched INTEGER NOT NULL DEFAULT 0,
     added_at REAL NOT NULL,
     completed_at REAL,
-    selection TEXT NOT NULL DEFAULT ''
+    selection TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL DEFAULT '',
+    on_complete TEXT NOT NULL DEFAULT ''
 );
 """
 # Columns added since the first schema, with their definitions: an older state.db gets them on open.
-ADDED_COLUMNS = {"selection": "TEXT NOT NULL DEFAULT ''"}
+ADDED_COLUMNS = {"selection": "TEXT NOT NULL DEFAULT ''", "reason": "TEXT NOT NULL DEFAULT ''",
+                 "on_complete": "TEXT NOT NULL DEFAULT ''"}
 ONLY_SEPARATOR = "\n"  # globs of `emma get --only`, joined (a glob never holds a newline: refused at the CLI)
 
 
@@ -49,6 +52,7 @@ class Status(enum.Enum):
     SEEDING = "seeding"
     PAUSED = "paused"
     ERROR = "error"
+    STOPPED = "stopped"  # complete, and not served: paused by the user or by a seeding limit
 
 
 @dataclass
@@ -67,6 +71,8 @@ class LibraryRecord:
     added_at: float
     completed_at: float | None
     only: tuple[str, ...] = ()  # a tree's files to fetch, as globs (tree.Tree.select); none: every file
+    reason: str = ""  # why it is in error or stopped, and what to do (empty otherwise)
+    on_complete: str = ""  # `emma get --on-complete`: the command run with the path once complete
 
 
 class State:
@@ -132,13 +138,17 @@ class State:
             (have.to_bytes(), downloaded, fetched, library_id),
         )
 
-    def set_status(self, library_id: str, status: Status, stuff_path: Path | None = None) -> None:
+    def set_status(self, library_id: str, status: Status, stuff_path: Path | None = None, reason: str = "") -> None:
+        """Change the status; ``reason`` says why (an error, a stop) and what to do, and is cleared otherwise."""
         completed = time.time() if status is Status.SEEDING else None
         self.db.execute(
             "UPDATE libraries SET status = ?, stuff_path = COALESCE(?, stuff_path),"
-            " completed_at = COALESCE(completed_at, ?) WHERE id = ?",
-            (status.value, str(stuff_path) if stuff_path else None, completed, library_id),
+            " completed_at = COALESCE(completed_at, ?), reason = ? WHERE id = ?",
+            (status.value, str(stuff_path) if stuff_path else None, completed, reason, library_id),
         )
+
+    def set_on_complete(self, library_id: str, command: str) -> None:
+        self.db.execute("UPDATE libraries SET on_complete = ? WHERE id = ?", (command, library_id))
 
     def select(self, library_id: str, only: tuple[str, ...], status: Status) -> None:
         """Change which files of a tree are fetched (none: every file), and the status that follows."""
@@ -158,11 +168,12 @@ class State:
 
 def _record(row: Any) -> LibraryRecord:
     (lid, lib_path, stuff_path, name, size, books, status, have, uploaded, downloaded, fetched, added,
-     completed, only) = row
+     completed, only, reason, on_complete) = row
     return LibraryRecord(
         id=str(lid), lib_path=Path(str(lib_path)), stuff_path=Path(str(stuff_path)), name=str(name),
         size=int(size), books=int(books), status=Status(status), have=Bitfield(int(books), bytes(have)),
         uploaded=int(uploaded), downloaded=int(downloaded), fetched=int(fetched),
         added_at=float(added), completed_at=float(completed) if completed is not None else None,
-        only=tuple(str(only).split(ONLY_SEPARATOR)) if only else (),
+        only=tuple(str(only).split(ONLY_SEPARATOR)) if only else (), reason=str(reason),
+        on_complete=str(on_complete),
     )

@@ -14,7 +14,6 @@ settings set``, so a value refused there is refused here and never saved.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -24,6 +23,8 @@ from services.peer import catalog
 from services.peer.library import Library, LibraryCache, LibraryError, read_library
 from services.peer.state import LibraryRecord, State, Status
 from services.runtime import config as config_mod
+from services.supervisor import download_view as view
+from services.supervisor.download_view import Live
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import control_pb2
 
@@ -48,27 +49,9 @@ class Supervisor(Protocol):
 
     def refused_of(self, library_id: str) -> int: ...
 
+    def hub_of(self, library_id: str) -> int: ...
+
     def metrics_text(self) -> str: ...
-
-
-@dataclass
-class RateMeter:
-    """Bytes/s per library from successive counter samples."""
-
-    last: dict[str, tuple[float, int, int]] = field(default_factory=dict)
-    rates: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def sample(self, records: list[LibraryRecord], now: float) -> None:
-        for record in records:
-            prev = self.last.get(record.id)
-            if prev and now - prev[0] >= 0.5:
-                span = now - prev[0]
-                self.rates[record.id] = ((record.downloaded - prev[1]) / span, (record.uploaded - prev[2]) / span)
-            if prev is None or now - prev[0] >= 0.5:
-                self.last[record.id] = (now, record.downloaded, record.uploaded)
-
-    def of(self, library_id: str) -> tuple[float, float]:
-        return self.rates.get(library_id, (0.0, 0.0))
 
 
 class ControlLogic:
@@ -76,7 +59,7 @@ class ControlLogic:
         self.supervisor = supervisor
         self.config = config
         self.state = state
-        self.meter = RateMeter()
+        self.meter = view.RateMeter()
         self.libraries = LibraryCache()
         self.selected: dict[tuple[str, tuple[str, ...]], tuple[int, int]] = {}  # (id, globs) -> (files, selected)
 
@@ -116,22 +99,33 @@ class ControlLogic:
         self.meter.sample(records, now)
         out = []
         for record in records:
-            down, up = self.meter.of(record.id)
-            state, detail = _display_state(record), ""
-            stalled = self.supervisor.stalled_of(record.id) if record.status is Status.DOWNLOADING else 0
-            if stalled:
-                state, detail = "stalled", f"no source for {stalled} book{'s' if stalled != 1 else ''}"
-            refused = self.supervisor.refused_of(record.id) if record.status is Status.DOWNLOADING else 0
-            if refused:
-                state, detail = "refused", _refusal(refused)
+            live = self._live(record) if record.status is Status.DOWNLOADING else Live()
+            shown = view.state_word(record, live, self._hubs(record), mono=now)
+            down, up = view.current_rates(record.status, *self.meter.of(record.id))
+            have = len(record.have)
             files, selected = self._files(record)
             out.append(control_pb2.Download(
                 library_id=record.id, name=record.name, size=record.size, books_total=record.books,
-                books_have=len(record.have), download_rate=max(0.0, down), upload_rate=max(0.0, up),
-                peers=self.supervisor.peers_of(record.id), state=state, path=str(record.stuff_path), detail=detail,
-                files_total=files, files_selected=selected,
+                books_have=have, download_rate=down, upload_rate=up,
+                peers=self.supervisor.peers_of(record.id), state=shown.state, path=str(record.stuff_path),
+                detail=shown.detail, files_total=files, files_selected=selected, uploaded=record.uploaded,
+                downloaded=record.downloaded, ratio=view.ratio(record.uploaded, record.size),
+                eta=view.eta(record.size, record.books, have, down), since=shown.since,
             ))
         return out
+
+    def _live(self, record: LibraryRecord) -> Live:
+        hub = self.supervisor.hub_of(record.id)
+        return Live(peers=self.supervisor.peers_of(record.id), stalled=self.supervisor.stalled_of(record.id),
+                    refused=self.supervisor.refused_of(record.id), hub_answered=hub == 1,
+                    hub_down_since=hub / 1000 if hub > 1 else 0.0)
+
+    def _hubs(self, record: LibraryRecord) -> tuple[str, ...]:
+        """The hubs the download asks (those of its .lib in libs/); () if it cannot be read."""
+        try:
+            return self.libraries.read(record.lib_path).hubs
+        except LibraryError:
+            return ()
 
     def _files(self, record: LibraryRecord) -> tuple[int, int]:
         """(files in the library, files selected to fetch); (1, 1) for a single file, (0, 0) if unreadable."""
@@ -187,13 +181,19 @@ class ControlLogic:
     def library_action(self, action: control_pb2.LibraryAction) -> str:
         record = self._one(action.library_id.lower())
         if action.action == control_pb2.LibraryAction.PAUSE:
+            if record.status is Status.STOPPED:
+                return f"{record.name} is complete and not seeding"
             if record.status is Status.SEEDING:
-                raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"{record.name} is complete; remove it to stop seeding")
+                self.state.set_status(record.id, Status.STOPPED)
+                return f"paused {record.name}: complete, no longer seeding (`emma resume` seeds it again)"
             self.state.set_status(record.id, Status.PAUSED)
             return f"paused {record.name}"
         if action.action == control_pb2.LibraryAction.RESUME:
             if record.status is Status.SEEDING:
                 return f"{record.name} is complete and seeding"
+            if record.status is Status.STOPPED:
+                self.state.set_status(record.id, Status.SEEDING)
+                return f"seeding {record.name} again"
             self.state.set_status(record.id, Status.DOWNLOADING)
             return f"resumed {record.name}"
         if action.action == control_pb2.LibraryAction.REMOVE:
@@ -240,7 +240,7 @@ def _check_only(library: Library, only: tuple[str, ...]) -> int:
 
 
 def _display_state(record: LibraryRecord) -> str:
-    return str(record.status.value)
+    return view.state_word(record, Live(hub_answered=True, peers=1), ()).state
 
 
 def _ok(message: str) -> control_pb2.ControlReply:
@@ -258,10 +258,3 @@ def _decode(frame: bytes) -> control_pb2.ControlRequest:
     if request.version != CONTROL_VERSION:
         raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION, f"control version {request.version}, expected 1")
     return request
-
-
-def _refusal(refused: int) -> str:
-    """What the requestor's refused counter says (1: the hubs, plus 2 per peer), for ``emma downloads``."""
-    peers = refused // 2
-    who = (["hub"] if refused & 1 else []) + ([f"{peers} peer{'s' if peers != 1 else ''}"] if peers else [])
-    return f"not authorised by {' and '.join(who)}: our key is not on their allowlist (emma logs says more)"

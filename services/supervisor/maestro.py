@@ -34,7 +34,7 @@ from typing import IO, Any
 import zmq
 from google.protobuf.message import DecodeError
 
-from services.peer.requestor_logic import peers_counter, refused_counter, stalled_counter
+from services.peer.requestor_logic import hub_counter, peers_counter, refused_counter, stalled_counter
 from services.peer.state import State
 from services.runtime import config as config_mod
 from services.runtime.heartbeat import LAST_WORDS, MAX_BEAT_BYTES
@@ -234,6 +234,9 @@ class Maestro:
 
     def refused_of(self, library_id: str) -> int:
         return self.services["requestor"].counters.get(refused_counter(library_id), 0)
+
+    def hub_of(self, library_id: str) -> int:
+        return self.services["requestor"].counters.get(hub_counter(library_id), 0)
 
     def _service(self, name: str) -> Supervised:
         if name not in self.services:

@@ -16,6 +16,7 @@ from services.runtime import config as config_mod
 from services.supervisor.control_client import ControlClient
 from tests.cli.helpers import assert_one_line_error, configure, emma, stop_maestro
 from tests.polling import wait_for
+from tests.swarm.conftest import events_in
 
 BOOK = 16 * 1024
 
@@ -160,12 +161,24 @@ def test_shared_file_is_listed_as_seeding(player: Path, tmp_path: Path) -> None:
     row = downloads(player)[library_id]
     assert (row["name"], row["state"], row["progress"], row["books"], row["have"]) == ("seeded.bin", "seeding",
                                                                                       100.0, 5, 5)
+    assert (row["eta"], row["downloaded"], row["uploaded"], row["ratio"], row["download_rate"]) == (None, 0, 0, 0.0,
+                                                                                                    0)
     text = emma(player, "downloads")
-    assert text.stdout.splitlines()[0].split() == ["id", "name", "size", "progress", "down/s", "up/s", "peers",
-                                                   "state"]
+    assert text.stdout.splitlines()[0].split() == ["id", "name", "size", "done", "down", "up", "eta", "got", "sent",
+                                                   "ratio", "peers", "state"]
     line = next(line for line in text.stdout.splitlines() if line.startswith(library_id[:12]))
-    assert "seeded.bin" in line and line.endswith("seeding") and "100.0%" in line
-    assert_one_line_error(emma(player, "pause", library_id[:16]), "seeded.bin is complete")
+    assert "seeded.bin" in line and line.endswith("seeding") and "100.0%" in line and " 0.00 " in line
+
+    # pausing a complete library stops seeding it (the distributor stops serving it); resume seeds it again
+    paused = emma(player, "pause", library_id[:16])
+    assert paused.stdout == "paused seeded.bin: complete, no longer seeding (`emma resume` seeds it again)\n"
+    row = downloads(player)[library_id]
+    assert (row["state"], row["detail"]) == ("paused", "complete; not seeding (`emma resume` seeds it again)")
+    logs = [player / "logs" / f"{kind}.log" for kind in ("events", "debug")]
+    wait_for(lambda: any(e.get("kind") == "STOPPED" and e.get("library") == library_id
+                         for log in logs for e in events_in(log, "announce")), 60, "the distributor to stop serving it")
+    assert emma(player, "resume", library_id[:16]).stdout == "seeding seeded.bin again\n"
+    assert downloads(player)[library_id]["state"] == "seeding"
 
 
 @pytest.mark.slow
@@ -176,7 +189,11 @@ def test_get_pause_resume_remove(player: Path, tmp_path: Path) -> None:
     assert json.loads(got.stdout) == {"id": library_id, "name": "wanted.bin",
                                       "message": f"added {library_id} (wanted.bin)"}
     assert (player / "libs" / f"lib_{library_id}.lib").is_file()
-    assert downloads(player)[library_id]["state"] == "downloading"
+    assert downloads(player)[library_id]["state"] == "waiting"  # for the hub, that no test started
+    row = wait_for(lambda: str((r := downloads(player)[library_id])["detail"]).endswith(" UTC") and r, 60,
+                   "the download to say its hub does not answer")
+    assert row["state"] == "waiting" and str(row["detail"]).startswith("hub tcp://127.0.0.1:")
+    assert " unreachable since " in str(row["detail"]) and isinstance(row["since"], int)
     again = emma(player, "get", str(lib))
     assert again.stdout == f"{library_id} is already known (downloading)\n"
 
@@ -185,7 +202,7 @@ def test_get_pause_resume_remove(player: Path, tmp_path: Path) -> None:
     assert json.loads(paused.stdout) == {"id": prefix, "message": "paused wanted.bin"}
     assert downloads(player)[library_id]["state"] == "paused"
     assert emma(player, "resume", prefix).stdout == "resumed wanted.bin\n"
-    assert downloads(player)[library_id]["state"] == "downloading"
+    assert downloads(player)[library_id]["state"] == "waiting"
     removed = emma(player, "remove", library_id)
     assert removed.exit_code == 0 and removed.stdout.startswith("removed wanted.bin")
     assert library_id not in downloads(player)

@@ -123,8 +123,8 @@ class FullState(State):
     def save_progress(self, library_id: str, have: Bitfield, downloaded: int, fetched: int) -> None:
         self._write(super().save_progress, library_id, have, downloaded, fetched)
 
-    def set_status(self, library_id: str, status: Status, stuff_path: Path | None = None) -> None:
-        self._write(super().set_status, library_id, status, stuff_path)
+    def set_status(self, library_id: str, status: Status, stuff_path: Path | None = None, reason: str = "") -> None:
+        self._write(super().set_status, library_id, status, stuff_path, reason)
 
 
 @pytest.fixture

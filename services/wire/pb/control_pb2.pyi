@@ -158,6 +158,11 @@ class Download(_message.Message):
     DETAIL_FIELD_NUMBER: _builtins.int
     FILES_TOTAL_FIELD_NUMBER: _builtins.int
     FILES_SELECTED_FIELD_NUMBER: _builtins.int
+    UPLOADED_FIELD_NUMBER: _builtins.int
+    DOWNLOADED_FIELD_NUMBER: _builtins.int
+    RATIO_FIELD_NUMBER: _builtins.int
+    ETA_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
     library_id: _builtins.str
     """hex"""
     name: _builtins.str
@@ -177,6 +182,18 @@ class Download(_message.Message):
     """files in the library (1 for a single-file library)"""
     files_selected: _builtins.int
     """of them, those selected to download (`emma get --only`)"""
+    uploaded: _builtins.int
+    """30-49: totals and what to expect (issue 17)
+    bytes served to other players, all time
+    """
+    downloaded: _builtins.int
+    """bytes fetched from other players, all time"""
+    ratio: _builtins.float
+    """uploaded / size (a seed's ratio counts from the whole library)"""
+    eta: _builtins.float
+    """seconds until complete at the current rate; 0: unknown or not downloading"""
+    since: _builtins.float
+    """unix seconds: when the state began, if known (a hub unreachable since)"""
     def __init__(
         self,
         *,
@@ -193,10 +210,15 @@ class Download(_message.Message):
         detail: _builtins.str = ...,
         files_total: _builtins.int = ...,
         files_selected: _builtins.int = ...,
+        uploaded: _builtins.int = ...,
+        downloaded: _builtins.int = ...,
+        ratio: _builtins.float = ...,
+        eta: _builtins.float = ...,
+        since: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["books_have", b"books_have", "books_total", b"books_total", "detail", b"detail", "download_rate", b"download_rate", "files_selected", b"files_selected", "files_total", b"files_total", "library_id", b"library_id", "name", b"name", "path", b"path", "peers", b"peers", "size", b"size", "state", b"state", "upload_rate", b"upload_rate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["books_have", b"books_have", "books_total", b"books_total", "detail", b"detail", "download_rate", b"download_rate", "downloaded", b"downloaded", "eta", b"eta", "files_selected", b"files_selected", "files_total", b"files_total", "library_id", b"library_id", "name", b"name", "path", b"path", "peers", b"peers", "ratio", b"ratio", "since", b"since", "size", b"size", "state", b"state", "upload_rate", b"upload_rate", "uploaded", b"uploaded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
