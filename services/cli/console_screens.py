@@ -132,6 +132,8 @@ def download(session: Session) -> None:
 def _effect(key: str) -> str:
     if key in LIVE_RATES:
         return "applied to the running player"
+    if key.startswith("seeding."):
+        return "the running player applies it within a second, to every library it seeds"
     if key.startswith("hub."):
         return "used by the libraries you share from now on (each library names its hubs)"
     if key == "security.players":

@@ -221,6 +221,15 @@ def get(
     only: Annotated[list[str] | None, typer.Option(
         "--only", help="Of a folder's library, fetch only the files whose path (or a folder of it) matches this "
                        "glob; repeatable. Asking again adds to the selection (without --only: every file).")] = None,
+    to: Annotated[Path | None, typer.Option(
+        "--to", metavar="DIR", help="Download into this folder instead of paths.downloads (made if missing).")
+    ] = None,
+    on_complete: Annotated[str, typer.Option(
+        "--on-complete", metavar="CMD", help="Once complete, run CMD with the download's path as its last argument "
+                                             "(no shell; output in logs/on-complete.out).")] = "",
+    hub: Annotated[list[str] | None, typer.Option(
+        "--hub", metavar="EP", help="Ask this hub (tcp://HOST:PORT, in clear) instead of those LIB names; "
+                                    "repeatable.")] = None,
 ) -> None:
     """Download LIB with the running player (of a folder's library, with --only, some of its files)."""
     try:
@@ -229,7 +238,8 @@ def get(
         fail(str(exc))
     client = _client(ctx)
     globs = tuple(only or ())
-    message = _call(ctx, "get", lambda: client.add(lib.absolute(), globs))
+    folder = str(to.expanduser().absolute()) if to is not None else ""
+    message = _call(ctx, "get", lambda: client.add(lib.absolute(), globs, folder, on_complete, tuple(hub or ())))
     result: dict[str, object] = {"id": library.id_hex, "name": library.name, "message": message}
     if not json_out:
         typer.echo(printable(message))

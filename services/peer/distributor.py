@@ -35,12 +35,12 @@ from typing import Any
 import zmq
 
 from services.hub.client_types import Reachability
-from services.peer import identity, signing
+from services.peer import identity, seeding, signing
 from services.peer.distributor_logic import DistributorLogic, Send, SendBook, Served
 from services.peer.hublink import AnnounceJob, HubLink
 from services.peer.library import Library, LibraryError, read_library
 from services.peer.partfile import partial_path
-from services.peer.state import State, Status
+from services.peer.state import LibraryRecord, State, Status
 from services.peer.treefiles import TreeFiles
 from services.runtime import config as config_mod
 from services.runtime.heartbeat import HeartbeatSender
@@ -110,6 +110,7 @@ class Distributor:
         self.logic = DistributorLogic(slots=config.get("limits.upload_slots"),
                                       upload_rate=config.get("limits.upload_rate"), now=time.monotonic())
         self.settings = config_mod.Watcher(config)
+        self.seeding_limits: tuple[float, float] = (config.get("seeding.ratio"), config.get("seeding.hours"))
         self.files: dict[bytes, tuple[Path, int]] = {}  # a file library's file (or .part): path, fd
         self.trees: dict[bytes, TreeFiles] = {}  # a tree library's files, opened as books are asked for
         # books handed to the socket and not yet written to the kernel: (tracker, requester, length)
@@ -130,7 +131,8 @@ class Distributor:
         fresh = self.settings.changed()
         if fresh is not None:
             self.logic.set_rate(fresh.get("limits.upload_rate"), now)
-        records = {r.id: r for r in self.state.all() if r.status is not Status.STOPPED}  # stopped: not served
+            self.seeding_limits = (fresh.get("seeding.ratio"), fresh.get("seeding.hours"))
+        records = {r.id: r for r in self.state.all() if r.status is not Status.STOPPED and not self._limited(r)}
         for library_id in list(self.logic.served):
             if library_id.hex() not in records:
                 self._announce(library_id, hub_pb2.STOPPED, now)
@@ -163,6 +165,19 @@ class Distributor:
             served = self.logic.served[library_id]
             if served.uploaded:
                 self._count_uploaded(record.id, served)
+
+    def _limited(self, record: LibraryRecord) -> bool:
+        """A seeding limit of settings is reached: the library is stopped (not served) with the reason."""
+        reason = seeding.limit_reached(record, *self.seeding_limits, time.time())
+        if not reason:
+            return False
+        try:
+            self.state.set_status(record.id, Status.STOPPED, reason=reason)
+        except sqlite3.Error as exc:  # a full data folder: served on, stopped once it can be saved
+            log.warning("seeding_not_stopped", library=record.id, error=str(exc), hint="free space in the data folder")
+            return False
+        log.info("seeding_stopped", library=record.id, reason=reason)
+        return True
 
     def _count_uploaded(self, library_id: str, served: Served) -> None:
         """Add what was uploaded to state.db; on a full or failing disk keep it for the next try."""

@@ -14,12 +14,13 @@ settings set``, so a value refused there is refused here and never saved.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Protocol
 
 from google.protobuf.message import DecodeError
 
-from services.peer import catalog
+from services.peer import catalog, hooks
 from services.peer.library import Library, LibraryCache, LibraryError, read_library
 from services.peer.state import LibraryRecord, State, Status
 from services.runtime import config as config_mod
@@ -79,7 +80,8 @@ class ControlLogic:
         if kind == "downloads":
             return control_pb2.ControlReply(downloads=control_pb2.DownloadsReply(downloads=self.downloads(now)))
         if kind == "add":
-            return _ok(self.add(Path(request.add.path), tuple(request.add.only)))
+            body = request.add
+            return _ok(self.add(Path(body.path), tuple(body.only), body.to, body.on_complete, tuple(body.hubs)))
         if kind == "library":
             return _ok(self.library_action(request.library))
         if kind == "rates":
@@ -138,24 +140,51 @@ class ControlLogic:
             self.selected[key] = (1, 1) if tree is None else (len(tree), len(tree.select(record.only)))
         return self.selected[key]
 
-    def add(self, path: Path, only: tuple[str, ...] = ()) -> str:
+    def add(self, path: Path, only: tuple[str, ...] = (), to: str = "", on_complete: str = "",
+            hubs: tuple[str, ...] = ()) -> str:
+        """Download the library at ``path`` (of a tree, the files ``only`` selects), into the folder ``to``, running
+        ``on_complete`` when done, asking ``hubs`` instead of the library's own (`emma get --hub`)."""
         if not path.is_absolute():
             raise ProtocolError(ErrorCode.INVALID_ARGUMENT,
                                 f"give the absolute path of the .lib file, not {str(path)[:80]!r}")
         try:
             library = read_library(path)
+            if hubs:
+                library = library.with_hubs(hubs)
         except LibraryError as exc:
             raise ProtocolError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
         selected = _check_only(library, only)
+        folder = _folder(to) if to else None
+        if on_complete:
+            try:
+                hooks.parse(on_complete)
+            except hooks.CommandError as exc:
+                raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"--on-complete: {exc}") from exc
         existing = self.state.get(library.id_hex)
         if existing is not None:
+            if on_complete and existing.status is not Status.SEEDING:
+                self.state.set_on_complete(existing.id, on_complete)
+            if hubs:
+                catalog.import_library(self.config, library, path, changed=True)
+                return (f"{library.id_hex} is already known ({_display_state(existing)}); it asks {', '.join(hubs)} "
+                        f"from its next start (`emma pause` then `emma resume` it now)")
             if library.tree is None or not existing.only:
                 return f"{library.id_hex} is already known ({_display_state(existing)})"
             return self._select_more(existing, library, only)
-        target = catalog.import_library(self.config, library, path)
-        catalog.record_download(self.state, self.config, library, target, only)
+        if folder is not None or on_complete:
+            # Recorded paused before its .lib lands in libs/, so the Requestor cannot take it from there first
+            # (into the downloads folder, without the command); then set going.
+            lib_path = self.config.libs_dir / library.file_name
+            catalog.record_download(self.state, self.config, library, lib_path, only, folder, Status.PAUSED)
+            self.state.set_on_complete(library.id_hex, on_complete)
+            catalog.import_library(self.config, library, path, changed=bool(hubs))
+            self.state.set_status(library.id_hex, Status.DOWNLOADING)
+        else:
+            target = catalog.import_library(self.config, library, path, changed=bool(hubs))
+            catalog.record_download(self.state, self.config, library, target, only)
         chosen = f": {selected} of {len(library.tree)} files selected" if only and library.tree is not None else ""
-        return f"added {library.id_hex} ({library.name}){chosen}"
+        into = f" into {folder}" if folder is not None else ""
+        return f"added {library.id_hex} ({library.name}){chosen}{into}"
 
     def _select_more(self, record: LibraryRecord, library: Library, only: tuple[str, ...]) -> str:
         """A known tree asked for again: its selection grows by ``only`` (none given: to every file)."""
@@ -218,6 +247,22 @@ class ControlLogic:
         fresh.save()
         self.config.values = fresh.values
         return f"upload {rates.upload_rate or 'unlimited'} B/s, download {rates.download_rate or 'unlimited'} B/s"
+
+
+def _folder(to: str) -> Path:
+    """The folder of `emma get --to`, made if missing; INVALID_ARGUMENT if it cannot be made or written."""
+    if len(to) > 4096 or not to.isprintable() or not Path(to).is_absolute():
+        raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"--to: give the absolute path of a folder, not {to[:80]!r}")
+    folder = Path(to)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ProtocolError(ErrorCode.INVALID_ARGUMENT,
+                            f"--to: cannot make the folder {folder}: {exc.strerror or exc}; give another") from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"--to: cannot write in {folder}; give a folder you may "
+                                                        "write in, or change its permissions")
+    return folder
 
 
 def _check_only(library: Library, only: tuple[str, ...]) -> int:

@@ -298,7 +298,7 @@ def test_download_with_nothing_waiting(data: Path) -> None:
 def test_settings_validate_save_and_say_when_they_apply(data: Path) -> None:
     h = Harness(data, "99", "hub.port", "0", "7075", "6", "1000", "limits.download_rate", "", "exit")
     settings(h.session)
-    assert "no setting '99': a number from 1 to 17, or its name" in h.text
+    assert "no setting '99': a number from 1 to 19, or its name" in h.text
     assert f"this player's key: {curve.load_or_create(data).public.decode()}" in h.text
     assert "port must be between 1 and 65535, got 0; try again" in h.text
     assert "hub.port = 7075: used by the libraries you share from now on" in h.text

@@ -260,20 +260,36 @@ class AddLibrary(_message.Message):
 
     PATH_FIELD_NUMBER: _builtins.int
     ONLY_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    ON_COMPLETE_FIELD_NUMBER: _builtins.int
+    HUBS_FIELD_NUMBER: _builtins.int
     path: _builtins.str
+    to: _builtins.str
+    """10-29: issue 17
+    absolute folder to download into (empty: paths.downloads)
+    """
+    on_complete: _builtins.str
+    """command run with the path once complete (no shell; see services/peer/hooks.py)"""
     @_builtins.property
     def only(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """globs of the files to fetch (none: every file); adds to an earlier selection"""
+
+    @_builtins.property
+    def hubs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """hubs to ask instead of those the library names (tcp://HOST:PORT)"""
 
     def __init__(
         self,
         *,
         path: _builtins.str = ...,
         only: _abc.Iterable[_builtins.str] | None = ...,
+        to: _builtins.str = ...,
+        on_complete: _builtins.str = ...,
+        hubs: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["only", b"only", "path", b"path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hubs", b"hubs", "on_complete", b"on_complete", "only", b"only", "path", b"path", "to", b"to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
