@@ -8,7 +8,18 @@ from typing import Annotated
 
 import typer
 
-from services.cli import about, console, hub_cmd, keys_cmd, lib_cmd, logs_cmd, player_cmd, settings_cmd, swarm_cmd
+from services.cli import (
+    about,
+    console,
+    hub_cmd,
+    keys_cmd,
+    lib_cmd,
+    link_cmd,
+    logs_cmd,
+    player_cmd,
+    settings_cmd,
+    swarm_cmd,
+)
 from services.cli.context import CliContext, fail
 from services.cli.setup import interactive, run_setup
 from services.runtime import config as config_mod
@@ -22,7 +33,7 @@ app = typer.Typer(
 
 # Commands that must not trigger the silent first-run setup: they configure (the console asks
 # its own questions), or need no config.
-_NO_SETUP = {"settings", "lib", "hub", "console", "about", "logs", "swarm", "keys"}
+_NO_SETUP = {"settings", "lib", "hub", "console", "about", "logs", "swarm", "keys", "link"}
 
 
 @app.callback()
@@ -56,6 +67,7 @@ def root(
 app.command("console")(console.console)
 app.command("share")(lib_cmd.share)
 app.command("get")(player_cmd.get)
+app.command("link")(link_cmd.link)
 app.command("downloads")(player_cmd.downloads)
 app.command("pause")(player_cmd.pause)
 app.command("resume")(player_cmd.resume)

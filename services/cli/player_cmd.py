@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,10 +30,12 @@ from services.cli.fmt import (
     progress_percent,
     state_name,
 )
-from services.peer.library import LibraryError, read_library
+from services.peer import identity, links
+from services.peer.library import LibraryError, read_library, write_library
 from services.runtime.logs import setup_logging
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
 from services.supervisor.maestro import AlreadyRunning, Maestro
+from services.wire import curve
 from services.wire.pb import control_pb2
 
 peer_app = typer.Typer(help="Run or stop this data directory's player (Maestro + services).",
@@ -214,7 +217,7 @@ def reachability_warnings(statuses: list[control_pb2.ServiceStatus]) -> list[str
 
 def get(
     ctx: typer.Context,
-    lib: Annotated[Path, typer.Argument(help="A .lib file to download.")],
+    lib: Annotated[str, typer.Argument(metavar="LIB", help="A .lib file, or a link (`emma link LIB` prints one).")],
     wait: Annotated[bool, typer.Option("--wait", help="Show a progress bar until the download completes.")] = False,
     timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds (0 = never).")] = 0.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -231,15 +234,18 @@ def get(
         "--hub", metavar="EP", help="Ask this hub (tcp://HOST:PORT, in clear) instead of those LIB names; "
                                     "repeatable.")] = None,
 ) -> None:
-    """Download LIB with the running player (of a folder's library, with --only, some of its files)."""
-    try:
-        library = read_library(lib)
-    except LibraryError as exc:
-        fail(str(exc))
+    """Download LIB (a .lib file, or a link from `emma link`) with the running player (of a folder's library,
+    with --only, some of its files)."""
     client = _client(ctx)
     globs = tuple(only or ())
     folder = str(to.expanduser().absolute()) if to is not None else ""
-    message = _call(ctx, "get", lambda: client.add(lib.absolute(), globs, folder, on_complete, tuple(hub or ())))
+    with tempfile.TemporaryDirectory(prefix="emma-link-") as fetched:
+        path = _fetched(ctx, client, lib, Path(fetched)) if links.is_link(lib) else Path(lib).expanduser().absolute()
+        try:
+            library = read_library(path)
+        except LibraryError as exc:
+            fail(str(exc))
+        message = _call(ctx, "get", lambda: client.add(path, globs, folder, on_complete, tuple(hub or ())))
     result: dict[str, object] = {"id": library.id_hex, "name": library.name, "message": message}
     if not json_out:
         typer.echo(printable(message))
@@ -250,6 +256,20 @@ def get(
             typer.echo(f"complete: {printable(item.path)}")
     if json_out:
         typer.echo(json.dumps(result))
+
+
+def _fetched(ctx: typer.Context, client: ControlClient, text: str, folder: Path) -> Path:
+    """The library of a link, fetched from a player it names and checked against its id, in ``folder``."""
+    _call(ctx, "get", client.services)  # a player runs: nothing is fetched for nobody
+    data_dir = cli_context(ctx).data_dir
+    try:
+        link = links.parse(text)
+        library = links.fetch(link, curve.load_or_create(data_dir), identity.player_id(data_dir))
+    except links.LinkError as exc:
+        fail(str(exc))
+    path = folder / library.file_name
+    write_library(library, path)
+    return path
 
 
 def _wait(ctx: typer.Context, client: ControlClient, library_id: str, size: int, timeout: float, bar: bool

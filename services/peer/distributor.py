@@ -403,7 +403,7 @@ class Distributor:
 
     def _carry_out(self, action: Send | SendBook) -> None:
         if isinstance(action, Send):
-            self.router.send_multipart([action.identity, action.frame])
+            self.router.send_multipart([action.identity, action.frame, *([action.payload] if action.payload else [])])
             return
         payload = self._pread(action)
         if payload is None:
