@@ -105,6 +105,7 @@ def test_upload_download_watch_logs_services_settings_about_exit(tmp_path: Path,
     alice.answer("no such file", str(stuff))
     lib = Path(alice.expect(r"written to (\S+\.lib)").group(1))
     assert lib.parent == tmp_path / "alice" / "libs" and lib.name.startswith("lib_")
+    link = ANSI.sub("", alice.expect(r"link: (emma:[0-9a-f]{64}\?hub=[^\s\x1b]+)").group(1))
 
     bob = Person(tmp_path / "bob")
     people.append(bob)
@@ -112,11 +113,12 @@ def test_upload_download_watch_logs_services_settings_about_exit(tmp_path: Path,
     bob.answer(MENU, "2")
     bob.answer("No library waiting in .*; give the path of a .lib file.", "5")
     bob.answer("no library number 5", str(tmp_path / "nope.lib"))
-    bob.answer("nope.lib", str(lib))
-    bob.expect("added [0-9a-f]{64} \\(holiday.mov\\)")
+    bob.answer("nope.lib", "emma:1234?hub=tcp://127.0.0.1:1")
+    bob.answer("the link's library id must be 64 hex digits", link)  # the link Upload File showed
+    bob.expect(f"added {lib.name[4:68]} \\(holiday.mov\\)", timeout=60)
 
     bob.answer(MENU, "3")
-    bob.expect("press any key to go back")
+    bob.expect("any other key goes back")
     bob.expect("100.0%.*seeding", timeout=60)
     bob.child.send("q")
     bob.expect(MENU)
