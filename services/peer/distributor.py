@@ -45,7 +45,7 @@ from services.peer.treefiles import TreeFiles
 from services.runtime import config as config_mod
 from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import get_logger
-from services.runtime.service import service_main
+from services.runtime.service import Unusable, service_main
 from services.wire import curve, framing
 from services.wire.admission import Admission, Gate, key_of, source_of
 from services.wire.errors import ErrorCode
@@ -64,6 +64,20 @@ DRAIN_POLL = 0.01  # while books are on their way to the kernel, look this often
 CONNECTIONS_PER_ADDRESS = 128  # live connections from one address; more are refused at the handshake
 MAX_CONNECTIONS = 1024
 STUCK_SECONDS = 30.0  # a connection whose sent bytes go unacknowledged this long (a reader that stopped) is closed
+
+
+def bind_problem(host: str, port: int, exc: zmq.ZMQError) -> str:
+    """Why the distributor cannot listen, in the OS's words, and which setting to change."""
+    where = make_endpoint(host, port) if port else f"a free port of {host}"
+    if exc.errno == errno.EADDRINUSE:
+        fix = f"another program uses port {port}: choose another with `emma settings set distributor.port N` (0 = any)"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        fix = f"{host} is not an address of this host: `emma settings set distributor.ip 0.0.0.0` listens on all"
+    elif exc.errno == errno.EACCES:
+        fix = "ports below 1024 need privileges: `emma settings set distributor.port N` with N >= 1024 (0 = any)"
+    else:
+        fix = "check distributor.ip and distributor.port (`emma settings`)"
+    return f"cannot listen on {where}: {os.strerror(exc.errno) if exc.errno else exc}; {fix}"
 
 
 def notify_endpoint(run_dir: Path) -> str:
@@ -91,10 +105,14 @@ class Distributor:
         self.gate = Gate(self.ctx, Admission(CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS), "distributor", self.allowlist)
         self.gate.guard(self.router, self.keys if self.encrypted else None)
         host, port = config.get("distributor.ip"), config.get("distributor.port")
-        if port == 0:
-            port = self.router.bind_to_random_port(f"tcp://{host}" if ":" not in host else f"tcp://[{host}]")
-        else:
-            self.router.bind(make_endpoint(host, port))
+        try:
+            if port == 0:
+                port = self.router.bind_to_random_port(f"tcp://{host}" if ":" not in host else f"tcp://[{host}]")
+            else:
+                self.router.bind(make_endpoint(host, port))
+        except zmq.ZMQError as exc:
+            self.ctx.destroy(linger=0)
+            raise Unusable(bind_problem(host, port, exc)) from exc
         self.endpoint = make_endpoint(host, port)
         self.announced = make_endpoint(config.get("distributor.advertise") or host, port)
         self.seen: tuple[str, Reachability] = ("", Reachability.UNKNOWN)

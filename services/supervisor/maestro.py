@@ -40,6 +40,7 @@ from services.runtime import config as config_mod
 from services.runtime.heartbeat import LAST_WORDS, MAX_BEAT_BYTES
 from services.runtime.logs import get_logger, setup_logging
 from services.runtime.metrics_http import MetricsEndpoint, exposition
+from services.runtime.service import EXIT_UNUSABLE
 from services.supervisor.child import Child
 from services.supervisor.control_client import control_endpoint, heartbeat_endpoint, metrics_url_file
 from services.supervisor.control_logic import MAX_CONTROL_BYTES, ControlLogic
@@ -96,6 +97,18 @@ class Tally:
         self.next_log = now + self.every
         count, self.unlogged = self.unlogged, 0
         return count
+
+
+def unusable_reason(out: Path, name: str) -> str:
+    """What a service that cannot start wrote last in its .out file (``<name> cannot start: ...``), or ""."""
+    try:
+        with open(out, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - 4096))
+            tail = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    said = [line for line in tail.splitlines() if line.startswith(f"{name} cannot start: ")]
+    return said[-1].removeprefix(f"{name} cannot start: ")[:DETAIL_CHARS] if said else ""
 
 
 def acquire_lock(run_dir: Path) -> IO[str]:
@@ -261,7 +274,11 @@ class Maestro:
                 return
             sup.dying = False
         elif policy.state in (ServiceState.STARTING, ServiceState.RUNNING):
-            if status is not None:
+            if status == EXIT_UNUSABLE:  # it cannot run with its settings: why is the last line of its .out
+                said = unusable_reason(sup.child.log_path, name)
+                sup.last_words = sup.last_words or said
+                self._failed(name, sup, now, f"exited with status {status}", hopeless=True)
+            elif status is not None:
                 self._failed(name, sup, now, f"exited with status {status}")
             elif policy.hung(now):
                 sup.child.terminate(now)
@@ -272,10 +289,10 @@ class Maestro:
             policy.restarts += 1
             self._spawn(name, sup, now)
 
-    def _failed(self, name: str, sup: Supervised, now: float, reason: str) -> None:
+    def _failed(self, name: str, sup: Supervised, now: float, reason: str, hopeless: bool = False) -> None:
         if sup.last_words:
             reason = f"{reason} ({sup.last_words})"
-        state = sup.policy.failed(now, reason)
+        state = sup.policy.failed(now, reason, hopeless)
         if state is ServiceState.FATAL:
             log.error("service_fatal", service=name, reason=reason, failures=len(sup.policy.failures),
                       hint=f"fix the cause (see logs/{name}.out), then `emma services --start {name}`")

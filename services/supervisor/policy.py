@@ -96,9 +96,14 @@ class RestartPolicy:
             return now - self.watch_from > self.startup_timeout
         return False
 
-    def failed(self, now: float, reason: str) -> ServiceState:
-        """The service exited or hung: BACKOFF, or FATAL past the restart intensity."""
+    def failed(self, now: float, reason: str, hopeless: bool = False) -> ServiceState:
+        """The service exited or hung: BACKOFF, or FATAL past the restart intensity (or at once if ``hopeless``:
+        it said it cannot run with its settings, so retrying cannot help)."""
         self.last_reason = reason
+        if hopeless:
+            self.failures.append(now)
+            self.state = ServiceState.FATAL
+            return self.state
         if now - self.started_at >= self.stable_after and self.state is ServiceState.RUNNING:
             self.backoff = 0.0
         self.failures.append(now)

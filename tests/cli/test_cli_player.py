@@ -4,6 +4,7 @@ Maestro started with `emma peer --detach`, and against none."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -251,3 +252,25 @@ def test_peer_stop(tmp_path: Path) -> None:
         assert_one_line_error(emma(data, "peer", "status"), "no player runs for")
     finally:
         stop_maestro(data)
+
+
+@pytest.mark.slow
+def test_a_distributor_that_cannot_listen_fails_at_once_with_the_os_reason(tmp_path: Path) -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    data = tmp_path / "data"
+    configure(data, hub_port=9, distributor_ip="127.0.0.1", distributor_port=port)
+    try:
+        started = emma(data, "peer", "--detach")
+        assert_one_line_error(started, f"its distributor cannot run: last failure: exited with status 78 (cannot "
+                                       f"listen on tcp://127.0.0.1:{port}: Address already in use; another "
+                                       f"program uses port {port}: choose another with `emma settings set "
+                                       f"distributor.port N` (0 = any))")
+        row = services(data)["distributor"]
+        assert (row["state"], row["restarts"]) == ("FATAL", 0)  # not retried: retrying cannot help
+        assert "Address already in use" in str(row["detail"])
+    finally:
+        stop_maestro(data)
+        holder.close()
