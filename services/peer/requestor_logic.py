@@ -74,9 +74,12 @@ def refused_counter(library_hex: str) -> str:
     return f"refused.{library_hex}"
 
 
+HUB_NAMED, HUB_NAMED_NOBODY = 1, 2  # values of a hub counter: its last answer named other players, or none
+
+
 def hub_counter(library_hex: str) -> str:
-    """The heartbeat counter of a download's hubs: absent until one answers or all fail; 1 once one answered;
-    else the time.monotonic() in ms since when none answers (read by the Maestro)."""
+    """The heartbeat counter of a download's hubs (read by the Maestro): absent until one answers or all fail;
+    HUB_NAMED or HUB_NAMED_NOBODY after an answer; else the time.monotonic() in ms since when none answers."""
     return f"hub.{library_hex}"
 
 
@@ -281,7 +284,9 @@ class RequestorLogic:
                 out += self._handshake(remote, library_id, now)
         download.answered = True
         download.hub_down_since = None if ok else (download.hub_down_since or now)
-        download.hub_ok = download.hub_ok or ok
+        if ok:
+            download.hub_ok = True
+            download.hub_named = any(p.player_id != self.player_id and p.endpoint != self.own_endpoint for p in peers)
         download.asks += 1
         download.starved = 0 if ok and peers else download.starved + 1
         download.next_ask = now + peers_interval(download.asks, download.starved, len(peers), numwant)
@@ -651,9 +656,11 @@ class RequestorLogic:
         }
         for download in self.downloads.values():
             if download.hub_down_since is not None:
-                per_library[hub_counter(download.library.id_hex)] = max(2, int(download.hub_down_since * 1000))
+                per_library[hub_counter(download.library.id_hex)] = max(HUB_NAMED_NOBODY + 1,
+                                                                         int(download.hub_down_since * 1000))
             elif download.hub_ok:
-                per_library[hub_counter(download.library.id_hex)] = 1
+                per_library[hub_counter(download.library.id_hex)] = HUB_NAMED if download.hub_named else (
+                    HUB_NAMED_NOBODY)
         latency = self.write_latency
         histogram = {f"{WRITE_BUCKET}{i}": count for i, count in enumerate(latency.counts)}
         in_flight = sum(len(remote.window.sent) for remote in self.remotes.values())

@@ -22,6 +22,7 @@ from google.protobuf.message import DecodeError
 
 from services.peer import catalog, hooks
 from services.peer.library import Library, LibraryCache, LibraryError, read_library
+from services.peer.requestor_logic import HUB_NAMED, HUB_NAMED_NOBODY
 from services.peer.state import LibraryRecord, State, Status
 from services.runtime import config as config_mod
 from services.supervisor import download_view as view
@@ -119,8 +120,9 @@ class ControlLogic:
     def _live(self, record: LibraryRecord) -> Live:
         hub = self.supervisor.hub_of(record.id)
         return Live(peers=self.supervisor.peers_of(record.id), stalled=self.supervisor.stalled_of(record.id),
-                    refused=self.supervisor.refused_of(record.id), hub_answered=hub == 1,
-                    hub_down_since=hub / 1000 if hub > 1 else 0.0)
+                    refused=self.supervisor.refused_of(record.id), hub_answered=hub in (HUB_NAMED, HUB_NAMED_NOBODY),
+                    hub_named_nobody=hub == HUB_NAMED_NOBODY,
+                    hub_down_since=hub / 1000 if hub > HUB_NAMED_NOBODY else 0.0)
 
     def _hubs(self, record: LibraryRecord) -> tuple[str, ...]:
         """The hubs the download asks (those of its .lib in libs/); () if it cannot be read."""

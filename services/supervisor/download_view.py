@@ -10,7 +10,8 @@ status and what is live to the word shown everywhere):
 - ``downloading``: fetching from at least one peer.
 - ``waiting``: not fetching yet: asking the hub (``asking the hub tcp://...``), the hub
   does not answer (``hub tcp://... unreachable since 02:51:03 UTC``; ``since`` holds the
-  time), or it answered but no player serves the library yet (``no peers yet``).
+  time), or it answered but no player serves the library yet (``no peers yet``; the hub named
+  nobody, or those it named did not answer yet).
 - ``stalled``: books that no known source holds (``no source for 3 books``).
 - ``refused``: the hub or peers refused this player's key.
 - ``seeding``: complete and served.
@@ -39,6 +40,7 @@ class Live:
     stalled: int = 0  # missing books no source holds
     refused: int = 0  # 1 its hubs, plus 2 per peer
     hub_answered: bool = False  # a hub answered at least once
+    hub_named_nobody: bool = False  # ... and its last answer named no other player
     hub_down_since: float = 0.0  # time.monotonic() when its hubs stopped answering (0: they answer)
 
 
@@ -69,11 +71,12 @@ def state_word(record: LibraryRecord, live: Live, hubs: tuple[str, ...], *, wall
         mono = time.monotonic() if mono is None else mono
         since = wall - max(0.0, mono - live.hub_down_since)
         return Shown("waiting", f"hub {named} unreachable since {_clock(since)}", since)
-    if live.stalled:
-        books = f"{live.stalled} book{'s' if live.stalled != 1 else ''}"
-        return Shown("stalled", f"no source for {books}" + ("" if live.peers else " (no peers yet)"))
     if not live.hub_answered:
         return Shown("waiting", f"asking the hub {named}")
+    if live.hub_named_nobody and not live.peers:
+        return Shown("waiting", "no peers yet: the hub knows no other player of this library")
+    if live.stalled:
+        return Shown("stalled", f"no source for {live.stalled} book{'s' if live.stalled != 1 else ''}")
     if not live.peers:
         return Shown("waiting", "no peers yet")
     return Shown("downloading")

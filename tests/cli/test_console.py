@@ -419,3 +419,17 @@ def test_logs_follow_until_a_key(data: Path) -> None:
 
 def test_the_console_module_registers_the_command() -> None:
     assert console_mod.console.__doc__ and "interactive menu" in console_mod.console.__doc__
+
+
+def test_progress_bars_count_in_the_units_of_emma_downloads() -> None:
+    from rich.progress import Progress
+
+    from services.cli.progress import columns
+
+    out = Console(file=StringIO(), width=120, color_system=None)
+    with Progress(*columns(), console=out, auto_refresh=False) as progress:
+        task = progress.add_task("movie", total=3 << 20)
+        progress.update(task, completed=1 << 20)
+        progress.refresh()
+    text = out.file.getvalue()  # type: ignore[attr-defined]
+    assert "1.0 MiB/3.0 MiB" in text and "MB" not in text

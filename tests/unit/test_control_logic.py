@@ -222,8 +222,8 @@ def test_a_download_without_a_source_shows_as_stalled_with_its_reason(
     supervisor.stalled = {"aa" * 32: 3, "bb" * 32: 2, "cc" * 32: 1}
     rows = {d.library_id[:2]: (d.state, d.detail) for d in ask(control, downloads=control_pb2.ListDownloads()
                                                                  ).downloads.downloads}
-    assert rows == {"aa": ("stalled", "no source for 3 books (no peers yet)"), "bb": ("paused", ""),
-                    "cc": ("stalled", "no source for 1 book (no peers yet)")}
+    assert rows == {"aa": ("stalled", "no source for 3 books"), "bb": ("paused", ""),
+                    "cc": ("stalled", "no source for 1 book")}
     supervisor.stalled = {}  # a source appeared: the requestor's counter is gone
     supervisor.peers = {"aa" * 32: 1, "cc" * 32: 1}
     states = [d.state for d in ask(control, downloads=control_pb2.ListDownloads()).downloads.downloads]

@@ -26,7 +26,9 @@ def record(status: Status = Status.DOWNLOADING, reason: str = "", downloaded: in
     (Live(hub_answered=True), Shown("waiting", "no peers yet")),
     (Live(hub_answered=True, peers=2), Shown("downloading")),
     (Live(hub_answered=True, peers=1, stalled=3), Shown("stalled", "no source for 3 books")),
-    (Live(hub_answered=True, stalled=1), Shown("stalled", "no source for 1 book (no peers yet)")),
+    (Live(hub_answered=True, stalled=1), Shown("stalled", "no source for 1 book")),
+    (Live(hub_answered=True, hub_named_nobody=True, stalled=4), Shown(
+        "waiting", "no peers yet: the hub knows no other player of this library")),
     (Live(hub_answered=True, peers=1, refused=3), Shown("refused", "not authorised by hub and 1 peer: our key is "
                                                                    "not on their allowlist (emma logs says more)")),
 ])

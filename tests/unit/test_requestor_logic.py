@@ -20,6 +20,8 @@ from services.peer.remote import FIRST_CONTACT
 from services.peer.requestor_logic import (
     DEAD_FIRST,
     ERROR_SECONDS,
+    HUB_NAMED,
+    HUB_NAMED_NOBODY,
     NUMWANT,
     NUMWANT_SEARCHING,
     PEERS_EVERY,
@@ -413,7 +415,9 @@ def test_the_hub_counter_says_not_yet_answered_since_when_it_fails_and_answered(
     s.at(14.0).hub(ok=False)
     assert s.logic.counters()[key] == 12_500  # since the first failure in a row
     s.at(15.0).hub(ok=True)
-    assert s.logic.counters()[key] == 1  # answered
+    assert s.logic.counters()[key] == HUB_NAMED_NOBODY  # answered: it knows no other player
+    s.at(16.0).hub("A", ok=True)
+    assert s.logic.counters()[key] == HUB_NAMED
 
 
 def test_an_empty_hub_answer_counts_as_no_answer() -> None:
