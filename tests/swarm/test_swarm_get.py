@@ -57,7 +57,8 @@ def test_get_with_hub_to_and_on_complete(tmp_path: Path) -> None:
         done = wait_for(lambda: final.with_name("movie.bin.done").exists() and final.with_name("movie.bin.done"),
                         60, "the --on-complete command to run")
         assert done.read_text() == str(final)  # the path, one argument, no shell
-        assert [e["command"] for e in log_events(leecher, "events", "on_complete_done")] == [command]
+        ended = wait_for(lambda: log_events(leecher, "events", "on_complete_done"), 60, "the command to be reaped")
+        assert [e["command"] for e in ended] == [command]
 
         rows = {row["id"]: row for row in json.loads(emma(leecher.data_dir, "downloads", "--json").stdout)}
         row = rows[library.id_hex]
