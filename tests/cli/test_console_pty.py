@@ -21,7 +21,7 @@ import pytest
 from services.cli.launch import alive, maestro_pid
 from services.runtime import config as config_mod
 from services.supervisor.control_client import ControlClient
-from tests.cli.helpers import ANSI, Hub, ctrl_c_reaches_it, stop_maestro
+from tests.cli.helpers import ANSI, Hub, ctrl_c_reaches_it, emma, stop_maestro
 
 pytestmark = pytest.mark.slow
 MENU = "Choose an action: "
@@ -30,11 +30,11 @@ MENU = "Choose an action: "
 class Person:
     """One console session in a pty; ``say`` sends a line once ``prompt`` (a regex) shows."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, rows: int = 50, columns: int = 120) -> None:
         self.data = data
-        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "50"}
+        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(rows)}
         self.child = pexpect.spawn(sys.executable, ["-m", "services.cli.app", "--data-dir", str(data), "console"],
-                                   encoding="utf-8", dimensions=(50, 120), timeout=30, env=env,
+                                   encoding="utf-8", dimensions=(rows, columns), timeout=30, env=env,
                                    preexec_fn=ctrl_c_reaches_it)
         self.seen = StringIO()
         self.child.logfile_read = self.seen
@@ -175,3 +175,22 @@ def test_upload_download_watch_logs_services_settings_about_exit(tmp_path: Path,
 
     for person in people:
         assert "Traceback" not in person.text(), person.text()
+
+
+def test_view_download_pages_a_long_list_in_80_by_24(tmp_path: Path, hub: Hub, people: list[Person]) -> None:
+    carol = Person(tmp_path / "carol", rows=24, columns=80)
+    people.append(carol)
+    carol.setup(hub.port, hub.key)
+    for number in range(7):  # 5 libraries fit a page of 24 lines
+        stuff = tmp_path / "files" / f"clip-{number}.bin"
+        stuff.parent.mkdir(exist_ok=True)
+        stuff.write_bytes(random.Random(number).randbytes(20_000))
+        assert emma(carol.data, "share", str(stuff)).exit_code == 0
+    carol.answer(MENU, "3")
+    carol.expect(r"Downloads and shares \(7\), page 1 of 2")
+    carol.expect("n next page, p previous, any other key goes back")
+    carol.child.send("n")
+    carol.expect(r"page 2 of 2")
+    carol.child.send("q")
+    carol.expect(MENU)
+    assert "Traceback" not in carol.text()
