@@ -23,7 +23,8 @@ COMMANDS = {
                                                       "logs, services, settings."),
     "share": Lazy("services.cli.lib_cmd", "share", "Librarify FILE (a file or a folder): write lib_<id>.lib and "
                                                   "seed it from this player."),
-    "get": Lazy("services.cli.player_cmd", "get", "Download LIB with the running player."),
+    "get": Lazy("services.cli.player_cmd", "get", "Download LIB (a .lib file, or a link) with the running player."),
+    "link": Lazy("services.cli.link_cmd", "link", "Print LIB as one copyable line that `emma get` downloads from."),
     "downloads": Lazy("services.cli.player_cmd", "downloads", "Libraries this player downloads or seeds."),
     "pause": Lazy("services.cli.player_cmd", "pause", "Pause a download."),
     "resume": Lazy("services.cli.player_cmd", "resume", "Resume a paused download."),
@@ -71,7 +72,7 @@ def _print_version(value: bool) -> None:
 
 # Commands that must not trigger the silent first-run setup: they configure (the console asks
 # its own questions), or need no config.
-_NO_SETUP = {"settings", "lib", "hub", "console", "about", "logs", "swarm", "keys"}
+_NO_SETUP = {"settings", "lib", "hub", "console", "about", "logs", "swarm", "keys", "link"}
 # Commands of this player that warn about a setting that no longer works here.
 # (`settings show` warns itself; `settings set` is how to fix it.)
 _WARNS = {"share", "get", "downloads", "pause", "resume", "remove", "peer", "services"}

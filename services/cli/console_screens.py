@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,11 +16,13 @@ from services.cli.about import about_info, about_lines
 from services.cli.fmt import human_bytes, printable
 from services.cli.keys_cmd import key_lines
 from services.cli.sharing import ShareError, share_file
-from services.peer.library import Library, LibraryError, read_library
+from services.peer import identity, links
+from services.peer.library import Library, LibraryError, read_library, write_library
 from services.peer.state import State, Status
 from services.runtime import usable
 from services.runtime.config import SETTINGS, Config, ConfigError
 from services.supervisor.control_client import MaestroNotRunning
+from services.wire import curve
 from services.wire.pb import control_pb2
 
 if TYPE_CHECKING:
@@ -33,6 +37,7 @@ def typed_path(answer: str) -> Path:
     return Path(text).expanduser().absolute()
 
 LIVE_RATES = ("limits.upload_rate", "limits.download_rate")
+FETCHED = "fetched"
 
 
 # --- 1 Upload File -------------------------------------------------------------------------------------
@@ -59,7 +64,12 @@ def upload(session: Session) -> None:
         session.say(f"  {printable(library.name)}: {human_bytes(library.size)} in {library.books} books, "
                     f"hashed in {done.seconds:.2f}s")
         session.say(f"  written to {printable(done.lib_path)}")
-        session.say("  seeding now; give that .lib file to the players that should download it")
+        if library.hubs:
+            session.say(f"  link: {printable(links.of_library(library).text)}", style="bold")
+            session.say("  seeding now; give that link (2 Download File takes it) or the .lib file to the players "
+                        "that should download it")
+        else:
+            session.say("  seeding now; give that .lib file to the players that should download it")
         return
 
 
@@ -72,11 +82,11 @@ class Candidate:
 
     path: Path
     library: Library
-    status: str  # "new" (not in state.db yet) or its state.db status
+    status: str  # "new" (not in state.db yet), FETCHED (by a link, in a temporary folder) or its state.db status
 
 
 def pending_libraries(libs_dir: Path, known: dict[str, Status]) -> list[Candidate]:
-    """Libraries in ``libs_dir`` that are not in state.db, or are there but not seeding; by name."""
+    """Libraries in ``libs_dir`` that are not in state.db, or are there but not complete; by name."""
     found = []
     for path in sorted(libs_dir.glob("*.lib")):
         try:
@@ -84,7 +94,7 @@ def pending_libraries(libs_dir: Path, known: dict[str, Status]) -> list[Candidat
         except LibraryError:
             continue  # the Requestor moves bad ones aside and logs why
         status = known.get(library.id_hex)
-        if status is not Status.SEEDING:
+        if status not in (Status.SEEDING, Status.STOPPED):
             found.append(Candidate(path, library, status.value if status else "new"))
     return sorted(found, key=lambda c: (c.library.name, c.library.id_hex))
 
@@ -112,6 +122,8 @@ def download(session: Session) -> None:
         session.say(f"No library waiting in {printable(config.libs_dir)}; give the path of a .lib file.")
 
     def choose(answer: str) -> Candidate:
+        if links.is_link(answer):
+            return _from_link(session, answer)
         if answer.isdigit():
             if not 1 <= int(answer) <= len(candidates):
                 raise ValueError(f"no library number {answer}" + (f": 1 to {len(candidates)}" if candidates else ""))
@@ -122,17 +134,32 @@ def download(session: Session) -> None:
         except LibraryError as exc:
             raise ValueError(str(exc)) from None
 
-    picked = session.choose("Library to download (number, or path to a .lib; 'exit' to go back): ", choose)
+    picked = session.choose("Library to download (number, path to a .lib, or a link; 'exit' to go back): ", choose)
     if picked is None:
         return
     client = session.client
-    if picked.status in (Status.PAUSED.value, Status.ERROR.value):
-        message = client.library(picked.library.id_hex, control_pb2.LibraryAction.RESUME)
-    else:
-        message = client.add(picked.path)
+    try:
+        if picked.status in (Status.PAUSED.value, Status.ERROR.value):
+            message = client.library(picked.library.id_hex, control_pb2.LibraryAction.RESUME)
+        else:
+            message = client.add(picked.path)
+    finally:
+        if picked.status == FETCHED:
+            shutil.rmtree(picked.path.parent, ignore_errors=True)
     session.log.info("download_requested", library=picked.library.id_hex, name=picked.library.name, via="console")
     session.say(printable(message), style="green")
     session.say("  watch it with 3 View Download")
+
+
+def _from_link(session: Session, text: str) -> Candidate:
+    """The library of a link, fetched from a player its hubs name and checked against its id (ValueError if not),
+    in a folder of its own until the player has taken it."""
+    link = links.parse(text)
+    session.say("  asking the link's hubs for a player that has it ...", style="dim")
+    library = links.fetch(link, curve.load_or_create(session.data_dir), identity.player_id(session.data_dir))
+    path = Path(tempfile.mkdtemp(prefix="emma-link-")) / library.file_name
+    write_library(library, path)
+    return Candidate(path, library, FETCHED)
 
 
 # --- 6 Settings ----------------------------------------------------------------------------------------
@@ -141,6 +168,8 @@ def download(session: Session) -> None:
 def _effect(key: str) -> str:
     if key in LIVE_RATES:
         return "applied to the running player"
+    if key.startswith("seeding."):
+        return "the running player applies it within a second, to every library it seeds"
     if key.startswith("hub."):
         return "used by the libraries you share from now on (each library names its hubs)"
     if key == "security.players":

@@ -13,7 +13,9 @@ from services.cli import launch
 from services.cli.fmt import (
     download_state,
     human_bytes,
+    human_eta,
     human_rate,
+    human_ratio,
     human_seconds,
     printable,
     progress_percent,
@@ -32,51 +34,91 @@ if TYPE_CHECKING:
 REFRESH = 0.5
 LOG_BACKLOG = 20
 BAR_WIDTH = 16
+LINES_PER_LIBRARY = 4
+SMALL_BAR = 10  # View Download's bars, so that a row fits 80 columns
+CHROME_LINES = 3  # View Download's title and footer, and the line the cursor rests on
 STATE_STYLES = {"RUNNING": "green", "STARTING": "cyan", "BACKOFF": "yellow", "FATAL": "bold red", "OFF": "dim",
                 "STOPPING": "yellow", "seeding": "green", "downloading": "cyan", "paused": "yellow",
-                "error": "bold red", "stalled": "bold yellow"}
+                "error": "bold red", "stalled": "bold yellow", "waiting": "yellow", "refused": "bold red"}
 
 
 # --- 3 View Download -----------------------------------------------------------------------------------
 
 
-def bar(have: int, total: int) -> Text:
+def bar(have: int, total: int, width: int = BAR_WIDTH) -> Text:
     """``████████░░░░░░░░  50.0%``"""
     percent = progress_percent(have, total)
-    filled = round(BAR_WIDTH * percent / 100)
-    return Text("█" * filled + "░" * (BAR_WIDTH - filled) + f" {percent:5.1f}%")
+    filled = round(width * percent / 100)
+    return Text("█" * filled + "░" * (width - filled) + f" {percent:5.1f}%")
 
 
-def downloads_table(items: list[control_pb2.Download], footer: str) -> Table:
-    table = Table("name", "size", "progress", "down", "up", "peers", "state", title="Downloads and shares",
-                  caption=footer or None)
-    for d in items:
-        have = d.books_total if d.state == control_pb2.SEEDING else d.books_have
-        table.add_row(Text(printable(d.name)), human_bytes(d.size), bar(have, d.books_total),
-                      human_rate(d.download_rate), human_rate(d.upload_rate), str(d.peers),
-                      Text(download_state(d), style=STATE_STYLES.get(state_word(d.state), "")))
-    return table
+def library_lines(d: control_pb2.Download) -> list[Text]:
+    """One library in LINES_PER_LIBRARY lines (name; progress and rates; totals; state and reason), each cut
+    to the width it is shown in, never wrapped."""
+    have = d.books_total if d.state == control_pb2.SEEDING else d.books_have
+    progress = Text("  ") + bar(have, d.books_total, SMALL_BAR)
+    progress.append(f"  down {human_rate(d.download_rate)}  up {human_rate(d.upload_rate)}  eta {human_eta(d.eta)}"
+                    f"  {d.peers} peer{'s' if d.peers != 1 else ''}")
+    totals = Text(f"  {human_bytes(d.size)}  got {human_bytes(d.downloaded)}  sent {human_bytes(d.uploaded)}"
+                  f"  ratio {human_ratio(d.ratio)}")
+    state = Text("  ") + Text(download_state(d), style=STATE_STYLES.get(state_word(d.state), ""))
+    return [Text(printable(d.name), style="bold"), progress, totals, state]
 
 
-def downloads_view(items: list[control_pb2.Download], footer: str) -> RenderableType:
-    if items:
-        return downloads_table(items, footer)
-    return Group(downloads_table(items, ""), Text("no libraries yet: 1 Upload File shares one, 2 Download File "
-                                                  "gets one"), Text(footer, style="dim"))
+def pages(items: list[control_pb2.Download], height: int) -> list[list[control_pb2.Download]]:
+    """The libraries in pages that fit ``height`` lines with the title and footer (at least one per page)."""
+    per_page = max(1, (height - CHROME_LINES) // LINES_PER_LIBRARY)
+    return [items[i:i + per_page] for i in range(0, len(items), per_page)] or [[]]
+
+
+def downloads_view(items: list[control_pb2.Download], footer: str, width: int = 80, height: int = 24,
+                   page: int = 0) -> RenderableType:
+    """One page of libraries: no line is longer than ``width``, nor are there more than ``height`` lines."""
+    shown = pages(items, height)
+    page = min(page, len(shown) - 1)
+    lines = [Text(f"Downloads and shares ({len(items)})", style="bold")]
+    if len(shown) > 1:
+        lines[0].append(f", page {page + 1} of {len(shown)}")
+    for d in shown[page]:
+        lines += library_lines(d)
+    if not items:
+        lines.append(Text("no libraries yet: 1 Upload File shares one, 2 Download File gets one"))
+    if footer:
+        lines.append(Text(footer, style="dim"))
+    for line in lines:
+        line.no_wrap, line.overflow = True, "ellipsis"
+        line.truncate(width, overflow="ellipsis")
+    return Group(*lines)
 
 
 def downloads(session: Session) -> None:
-    """Libraries pending and downloaded, refreshed until a key is pressed (printed once without a terminal)."""
+    """Libraries pending and downloaded, refreshed until a key is pressed (printed once without a terminal); a
+    list longer than the terminal is paged (n next, p previous)."""
     client = session.client
     items = client.downloads()
     with session.keys() as keys:
         if keys is None:
-            session.out.print(downloads_view(items, ""))
+            session.out.print(downloads_view(items, "", session.out.width, height=10**6))
             return
-        footer = f"refreshed every {REFRESH:g} s; press any key to go back"
-        with Live(downloads_view(items, footer), console=session.out, auto_refresh=False) as live:
-            while not keys.pressed(REFRESH):
-                live.update(downloads_view(client.downloads(), footer), refresh=True)
+        page = 0
+
+        def view() -> RenderableType:
+            count = len(pages(items, session.out.height))
+            paging = "n next page, p previous, " if count > 1 else ""
+            footer = f"refreshed every {REFRESH:g} s; {paging}any other key goes back"
+            return downloads_view(items, footer, session.out.width, session.out.height, page)
+
+        with Live(view(), console=session.out, auto_refresh=False) as live:
+            while True:
+                key = keys.key(REFRESH)
+                if key in ("n", " "):
+                    page = min(page + 1, len(pages(items, session.out.height)) - 1)
+                elif key == "p":
+                    page = max(page - 1, 0)
+                elif key is not None:
+                    return
+                items = client.downloads()
+                live.update(view(), refresh=True)
 
 
 # --- 4 View Logs ---------------------------------------------------------------------------------------

@@ -77,6 +77,25 @@ def human_seconds(seconds: float) -> str:
     return f"{seconds:.1f}s"
 
 
+def human_eta(seconds: float) -> str:
+    """Time left, to the minute once it is long: '45s', '12m05s', '3h07m', '2d04h'; '-' when unknown."""
+    if seconds <= 0:
+        return "-"
+    whole = int(seconds + 0.5)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def human_ratio(ratio: float) -> str:
+    return f"{ratio:.2f}"
+
+
 def state_name(state: int) -> str:
     """A ServiceState number as its name (RUNNING, OFF, ...)."""
     from services.wire.pb import control_pb2  # protobuf: only for the commands that show services
@@ -88,17 +107,11 @@ def progress_percent(have: int, total: int) -> float:
     return round(100.0 * have / total, 1) if total else 100.0
 
 
-# The word each DownloadState is shown as, by every command and screen and in --json output.
-STATE_WORDS = {
-    control_pb2.DOWNLOADING: "downloading", control_pb2.STALLED: "stalled", control_pb2.REFUSED: "refused",
-    control_pb2.SEEDING: "seeding", control_pb2.PAUSED: "paused", control_pb2.FAILED: "error",
-}
-
-
 def state_word(state: control_pb2.DownloadState.ValueType) -> str:
-    """The word a download's state is shown as; "unknown" for a state a newer player sends that this CLI
-    does not know."""
-    return STATE_WORDS.get(state, "unknown")
+    """The word a download's state is shown as (see ``services.wire.names.download_state``)."""
+    from services.wire import names  # protobuf: only for the commands that show downloads
+
+    return names.download_state(state)
 
 
 def download_state(item: control_pb2.Download) -> str:

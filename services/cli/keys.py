@@ -23,6 +23,10 @@ class Keys(Protocol):
         """Wait up to ``timeout`` seconds; True if a key was pressed (and consume it)."""
         ...
 
+    def key(self, timeout: float) -> str | None:
+        """Wait up to ``timeout`` seconds for a key: what it typed ("" for end of input), or None if none came."""
+        ...
+
 
 KeyReader = Callable[[], AbstractContextManager[Keys | None]]
 
@@ -32,11 +36,14 @@ class TerminalKeys:
         self.fd = fd
 
     def pressed(self, timeout: float) -> bool:
+        return self.key(timeout) is not None
+
+    def key(self, timeout: float) -> str | None:
         ready, _, _ = select.select([self.fd], [], [], timeout)
         if not ready:
-            return False
-        os.read(self.fd, 64)  # the key (or an escape sequence); end of input counts as a key too
-        return True
+            return None
+        # the key (or an escape sequence); end of input counts as a key too
+        return os.read(self.fd, 64).decode("utf-8", "replace")
 
 
 @contextmanager

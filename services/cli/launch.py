@@ -54,6 +54,10 @@ def start_in_background(config: Config, timeout: float = START_TIMEOUT) -> int:
             raise PlayerError(f"the player exited at start; see {out_path}")
         if services_running(client):
             return pid
+        fatal = fatal_services(client)
+        if fatal:
+            raise PlayerError(f"the player runs (pid {pid}), but {'; '.join(fatal)}; fix that, then "
+                              f"`emma services --start NAME` (or `emma peer stop`)")
         time.sleep(0.1)
     raise PlayerError(f"the player did not report its services running within {timeout:g} s; "
                       f"see {data_dir / 'logs'}")
@@ -77,6 +81,15 @@ def _spawn_detached(out_path: Path, argv: list[str]) -> int:
         return int(done.stdout.strip())
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
         raise PlayerError(f"cannot start the player: {exc}") from exc
+
+
+def fatal_services(client: ControlClient) -> list[str]:
+    """Of the Maestro behind ``client``, each service that gave up (FATAL), with why."""
+    try:
+        statuses = client.services()
+    except MaestroNotRunning:
+        return []
+    return [f"its {s.name} cannot run: {s.detail}" for s in statuses if s.state == control_pb2.FATAL]
 
 
 def services_running(client: ControlClient) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -12,9 +13,10 @@ from services.cli.context import cli_context, fail
 from services.cli.fmt import printable, utc_time
 from services.cli.progress import byte_progress
 from services.cli.sharing import ShareError, share_file
-from services.peer import signing
+from services.peer import links, signing
 from services.peer.librarifier import verify
 from services.peer.library import HashAlgorithm, Library, LibraryError, read_library
+from services.runtime.logs import setup_logging
 from services.runtime.units import UnitError, parse_size
 
 lib_app = typer.Typer(help="Inspect and verify library (.lib) files.", no_args_is_help=True, rich_markup_mode=None)
@@ -35,6 +37,10 @@ def share(
 ) -> None:
     """Librarify FILE (a file or a folder): write lib_<id>.lib and seed it from this player."""
     config = cli_context(ctx).config()
+    try:  # what the hub check logs goes to the log files, never onto stdout
+        setup_logging(config.data_dir, process="cli", console_level=logging.CRITICAL + 1)
+    except OSError:
+        setup_logging(None, process="cli", console_level=logging.CRITICAL + 1)
     try:
         book = parse_size(book_size) if book_size is not None else None
     except UnitError as exc:
@@ -48,7 +54,8 @@ def share(
         typer.echo(json.dumps({"id": library.id_hex, "path": str(target), "name": library.name,
                                "size": library.size, "books": library.books, "seconds": round(elapsed, 3),
                                "files": len(library.tree) if library.tree is not None else 1,
-                               "skipped": done.skipped, "data_dir": str(config.data_dir)}))
+                               "skipped": done.skipped, "data_dir": str(config.data_dir),
+                               "link": links.of_library(library).text if library.hubs else None}))
         return
     typer.echo(f"library {library.id_hex}")
     typer.echo(f"written to {printable(target)}")
@@ -57,6 +64,8 @@ def share(
         typer.echo(f"{len(library.tree)} files{skipped}, {len(library.tree.empty_dirs)} empty folders")
     typer.echo(f"{library.books} books of {library.book_size} bytes, {library.size} bytes in {elapsed:.2f}s")
     typer.echo(f"seeded by the player of {config.data_dir} (now if it runs, else when `emma peer` starts)")
+    if library.hubs:
+        typer.echo(f"link: {printable(links.of_library(library).text)}")
 
 
 LARGEST_SHOWN = 5

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,9 @@ from services.cli.context import cli_context, fail
 from services.cli.fmt import (
     download_state,
     human_bytes,
+    human_eta,
+    human_rate,
+    human_ratio,
     human_seconds,
     printable,
     progress_percent,
@@ -141,10 +145,13 @@ def service_rows(items: list[control_pb2.ServiceStatus]) -> list[dict[str, objec
 
 
 def download_rows(items: list[control_pb2.Download]) -> list[dict[str, object]]:
+    """The JSON of `emma downloads --json`: full ids, bytes and bytes/s, seconds; ``since`` in unix seconds."""
     return [{"id": d.library_id, "name": d.name, "size": d.size, "books": d.books_total, "have": d.books_have,
              "progress": progress_percent(d.books_have, d.books_total),
              "download_rate": round(d.download_rate), "upload_rate": round(d.upload_rate), "peers": d.peers,
-             "state": state_word(d.state), "detail": d.detail, "path": d.path, "files": d.files_total,
+             "state": state_word(d.state), "detail": d.detail, "since": round(d.since) if d.since else None,
+             "eta": round(d.eta) if d.eta else None, "downloaded": d.downloaded, "uploaded": d.uploaded,
+             "ratio": round(d.ratio, 3), "path": d.path, "files": d.files_total,
              "files_selected": d.files_selected} for d in items]
 
 
@@ -193,11 +200,13 @@ def downloads(
     if not items:
         typer.echo("no libraries yet: `emma get LIB` or `emma share FILE`")
         return
-    typer.echo(f"{'id':12} {'name':24} {'size':>10} {'progress':>8} {'down/s':>10} {'up/s':>10} {'peers':>5}  state")
+    typer.echo(f"{'id':12} {'name':20} {'size':>9} {'done':>6} {'down':>10} {'up':>10} {'eta':>6} "
+               f"{'got':>9} {'sent':>9} {'ratio':>5} {'peers':>5}  state")
     for d in items:
-        typer.echo(f"{printable(d.library_id[:12]):12} {printable(d.name)[:24]:24} {human_bytes(d.size):>10} "
-                   f"{progress_percent(d.books_have, d.books_total):>7}% {human_bytes(d.download_rate):>10} "
-                   f"{human_bytes(d.upload_rate):>10} {d.peers:>5}  {download_state(d)}")
+        typer.echo(f"{printable(d.library_id[:12]):12} {printable(d.name)[:20]:20} {human_bytes(d.size):>9} "
+                   f"{progress_percent(d.books_have, d.books_total):>5}% {human_rate(d.download_rate):>10} "
+                   f"{human_rate(d.upload_rate):>10} {human_eta(d.eta):>6} {human_bytes(d.downloaded):>9} "
+                   f"{human_bytes(d.uploaded):>9} {human_ratio(d.ratio):>5} {d.peers:>5}  {download_state(d)}")
     for warning in reachability_warnings(_call(ctx, "services", client.services)):
         typer.echo(f"warning: {printable(warning)}")
 
@@ -209,24 +218,38 @@ def reachability_warnings(statuses: list[control_pb2.ServiceStatus]) -> list[str
 
 def get(
     ctx: typer.Context,
-    lib: Annotated[Path, typer.Argument(help="A .lib file to download.")],
+    lib: Annotated[str, typer.Argument(metavar="LIB", help="A .lib file, or a link (`emma link LIB` prints one).")],
     wait: Annotated[bool, typer.Option("--wait", help="Show a progress bar until the download completes.")] = False,
     timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds (0 = never).")] = 0.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     only: Annotated[list[str] | None, typer.Option(
         "--only", help="Of a folder's library, fetch only the files whose path (or a folder of it) matches this "
                        "glob; repeatable. Asking again adds to the selection (without --only: every file).")] = None,
+    to: Annotated[Path | None, typer.Option(
+        "--to", metavar="DIR", help="Download into this folder instead of paths.downloads (made if missing).")
+    ] = None,
+    on_complete: Annotated[str, typer.Option(
+        "--on-complete", metavar="CMD", help="Once complete, run CMD with the download's path as its last argument "
+                                             "(no shell; output in logs/on-complete.out).")] = "",
+    hub: Annotated[list[str] | None, typer.Option(
+        "--hub", metavar="EP", help="Ask this hub (tcp://HOST:PORT, in clear) instead of those LIB names; "
+                                    "repeatable.")] = None,
 ) -> None:
-    """Download LIB with the running player (of a folder's library, with --only, some of its files)."""
+    """Download LIB (a .lib file, or a link from `emma link`) with the running player (of a folder's library,
+    with --only, some of its files)."""
+    from services.peer import links
     from services.peer.library import LibraryError, read_library
 
-    try:
-        library = read_library(lib)
-    except LibraryError as exc:
-        fail(str(exc))
     client = _client(ctx)
     globs = tuple(only or ())
-    message = _call(ctx, "get", lambda: client.add(lib.absolute(), globs))
+    folder = str(to.expanduser().absolute()) if to is not None else ""
+    with tempfile.TemporaryDirectory(prefix="emma-link-") as fetched:
+        path = _fetched(ctx, client, lib, Path(fetched)) if links.is_link(lib) else Path(lib).expanduser().absolute()
+        try:
+            library = read_library(path)
+        except LibraryError as exc:
+            fail(str(exc))
+        message = _call(ctx, "get", lambda: client.add(path, globs, folder, on_complete, tuple(hub or ())))
     result: dict[str, object] = {"id": library.id_hex, "name": library.name, "message": message}
     if not json_out:
         typer.echo(printable(message))
@@ -239,13 +262,32 @@ def get(
         typer.echo(json.dumps(result))
 
 
+def _fetched(ctx: typer.Context, client: ControlClient, text: str, folder: Path) -> Path:
+    """The library of a link, fetched from a player it names and checked against its id, in ``folder``."""
+    from services.peer import identity, links
+    from services.peer.library import write_library
+    from services.wire import curve
+
+    _call(ctx, "get", client.services)  # a player runs: nothing is fetched for nobody
+    data_dir = cli_context(ctx).data_dir
+    try:
+        link = links.parse(text)
+        library = links.fetch(link, curve.load_or_create(data_dir), identity.player_id(data_dir))
+    except links.LinkError as exc:
+        fail(str(exc))
+    path = folder / library.file_name
+    write_library(library, path)
+    return path
+
+
 def _wait(ctx: typer.Context, client: ControlClient, library_id: str, size: int, timeout: float, bar: bool
           ) -> control_pb2.Download:
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.progress import Progress
+
+    from services.cli.progress import columns
 
     deadline = time.monotonic() + timeout if timeout else float("inf")
-    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  disable=not (bar and sys.stderr.isatty())) as progress:
+    with Progress(*columns(), disable=not (bar and sys.stderr.isatty())) as progress:
         task = progress.add_task(library_id[:12], total=max(size, 1))
         while time.monotonic() < deadline:
             found = [d for d in _call(ctx, "downloads", client.downloads) if d.library_id == library_id]

@@ -11,6 +11,7 @@ player, it is seeded when ``emma peer`` starts.
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -18,11 +19,16 @@ from pathlib import Path
 
 from services.cli.fmt import printable
 from services.cli.progress import byte_progress
+from services.hub.client import HubClient
+from services.hub.client_types import HubClientError
 from services.peer import catalog, signing
 from services.peer.librarifier import Warn, librarify, librarify_tree, stuff_size, walk
 from services.peer.library import HashAlgorithm, Library, LibraryError, write_library
 from services.runtime.config import Config
+from services.wire import curve
 from services.wire.ids import InvalidEndpoint, parse_endpoint
+
+HUB_CHECK_SECONDS = 2.0  # a hub silent this long when a library is shared gets a warning
 
 
 class ShareError(ValueError):
@@ -95,4 +101,33 @@ def share_file(
             target.unlink(missing_ok=True)  # else the player would take it, unrecorded, as a library to download
         raise ShareError(f"cannot record the library as seeding in {config.state_db}: {exc.strerror or exc}; "
                          "nothing shared") from None
+    for problem in silent_hubs(hubs, hub_keys, curve.load_or_create(config.data_dir)):
+        warn(problem)
     return Shared(library=library, lib_path=target, stuff_path=path, seconds=seconds, skipped=skipped)
+
+
+def silent_hubs(hubs: tuple[str, ...], hub_keys: tuple[str, ...], identity: curve.KeyPair) -> list[str]:
+    """A warning for each hub that does not answer now (within HUB_CHECK_SECONDS): players would find no one."""
+    problems = []
+    for index, hub in enumerate(hubs):
+        key = hub_keys[index] if index < len(hub_keys) else ""
+        host, port = parse_endpoint(hub)
+        try:  # nothing listening is told at once (refused), not after a timeout
+            socket.create_connection((host, port), timeout=HUB_CHECK_SECONDS).close()
+        except OSError as exc:
+            problems.append(_silent(hub, exc.strerror or str(exc)))
+            continue
+        client = HubClient(hub, timeout=HUB_CHECK_SECONDS, attempts=1, identity=identity,
+                           keys={hub: key.encode("ascii")} if key else None)
+        try:
+            client.health()
+        except HubClientError as exc:
+            problems.append(_silent(hub, str(exc)))
+        finally:
+            client.close()
+    return problems
+
+
+def _silent(hub: str, why: str) -> str:
+    return (f"hub {hub} does not answer ({why}); players cannot find this library through it until it runs: "
+            "start it (`emma hub`), or share again naming a hub that runs (settings hub.ip, hub.port)")

@@ -49,27 +49,31 @@ def record_shared(config: Config, library: Library, lib_path: Path, stuff_path: 
         state.close()
 
 
-def download_path(config: Config, library: Library, taken: set[Path] | None = None) -> Path:
-    """Where a download goes: ``<downloads>/<name>``. A tree downloads there in place (so what is there
-    already is checked and kept), unless another library of this player goes there: then to
-    ``<name>.<8 hex of the id>``. A file gets its final name when complete (partfile.final_path)."""
-    path = config.downloads_dir / library.name
+def download_path(config: Config, library: Library, taken: set[Path] | None = None, folder: Path | None = None
+                  ) -> Path:
+    """Where a download goes: ``<downloads>/<name>`` (or ``<folder>/<name>``: `emma get --to`). A tree downloads
+    there in place (so what is there already is checked and kept), unless another library of this player goes
+    there: then to ``<name>.<8 hex of the id>``. A file gets its final name when complete (partfile.final_path)."""
+    path = (folder or config.downloads_dir) / library.name
     if library.tree is not None and path in (taken or set()):
         return path.with_name(f"{library.name}.{library.id_hex[:8]}")
     return path
 
 
 def record_download(state: State, config: Config, library: Library, lib_path: Path,
-                    only: tuple[str, ...] = ()) -> None:
-    """Record a library to download, of a tree only the files ``only`` selects (no-op for one already known)."""
+                    only: tuple[str, ...] = (), folder: Path | None = None, status: Status = Status.DOWNLOADING
+                    ) -> None:
+    """Record a library to download (into ``folder``, else the downloads folder), of a tree only the files
+    ``only`` selects (no-op for one already known)."""
     state.upsert(
-        library_id=library.id_hex, lib_path=lib_path, stuff_path=download_path(config, library, state.stuff_paths()),
-        name=library.name, size=library.size, books=library.books, status=Status.DOWNLOADING,
+        library_id=library.id_hex, lib_path=lib_path,
+        stuff_path=download_path(config, library, state.stuff_paths(), folder),
+        name=library.name, size=library.size, books=library.books, status=status,
         have=Bitfield(library.books), only=only,
     )
 
 
-def import_library(config: Config, library: Library, source: Path) -> Path:
+def import_library(config: Config, library: Library, source: Path, changed: bool = False) -> Path:
     """Put ``library`` into ``<data>/libs/`` under its canonical name; return the new path.
 
     The validated library is written, not ``source`` copied: the file may have changed (or
@@ -77,7 +81,7 @@ def import_library(config: Config, library: Library, source: Path) -> Path:
     """
     config.ensure_dirs()
     target = config.libs_dir / library.file_name
-    if source.resolve() != target.resolve():
+    if changed or source.resolve() != target.resolve():  # changed: not what ``source`` holds (other hubs)
         write_library(library, target)
     return target
 

@@ -37,7 +37,7 @@ from typing import Any
 import zmq
 
 from services.hub.client_types import Reachability
-from services.peer import identity, signing
+from services.peer import identity, seeding, signing
 from services.peer.distributor_logic import DistributorLogic, Send, SendBook, Served
 from services.peer.hublink import AnnounceJob, HubLink
 from services.peer.library import Library, LibraryError, read_library
@@ -49,7 +49,7 @@ from services.runtime import rundir
 from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import get_logger
 from services.runtime.rundir import notify_endpoint
-from services.runtime.service import service_main
+from services.runtime.service import Unusable, service_main
 from services.wire import curve, framing, names
 from services.wire.admission import Admission, Gate, key_of, source_of
 from services.wire.errors import ErrorCode
@@ -61,6 +61,7 @@ slog = get_logger("services")
 dlog = get_logger("debug")
 LOOK_SECONDS = 0.25  # the loop looks this often at the settings, state.db's data version and the announces due
 UPLOADED_SAVE_SECONDS = 1.0  # bytes uploaded are added to state.db this often
+LIMITS_LOOK_SECONDS = 60.0  # with a seeding limit in hours, every library is checked against it this often
 ANNOUNCE_DEFAULT = 30.0
 ANNOUNCE_UNVERIFIED = 3.0  # while the hub has not checked our endpoint yet, announce again this soon
 UNVERIFIED_ANNOUNCES = 5  # at most this many times
@@ -70,6 +71,20 @@ DRAIN_POLL = 0.01  # while books are on their way to the kernel, look this often
 CONNECTIONS_PER_ADDRESS = 128  # live connections from one address; more are refused at the handshake
 MAX_CONNECTIONS = 1024
 STUCK_SECONDS = 30.0  # a connection whose sent bytes go unacknowledged this long (a reader that stopped) is closed
+
+
+def bind_problem(host: str, port: int, exc: zmq.ZMQError) -> str:
+    """Why the distributor cannot listen, in the OS's words, and which setting to change."""
+    where = make_endpoint(host, port) if port else f"a free port of {host}"
+    if exc.errno == errno.EADDRINUSE:
+        fix = f"another program uses port {port}: choose another with `emma settings set distributor.port N` (0 = any)"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        fix = f"{host} is not an address of this host: `emma settings set distributor.ip 0.0.0.0` listens on all"
+    elif exc.errno == errno.EACCES:
+        fix = "ports below 1024 need privileges: `emma settings set distributor.port N` with N >= 1024 (0 = any)"
+    else:
+        fix = "check distributor.ip and distributor.port (`emma settings`)"
+    return f"cannot listen on {where}: {os.strerror(exc.errno) if exc.errno else exc}; {fix}"
 
 
 class Distributor:
@@ -93,10 +108,14 @@ class Distributor:
         self.gate = Gate(self.ctx, Admission(CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS), "distributor", self.allowlist)
         self.gate.guard(self.router, self.keys if self.encrypted else None)
         host, port = config.get("distributor.ip"), config.get("distributor.port")
-        if port == 0:
-            port = self.router.bind_to_random_port(f"tcp://{host}" if ":" not in host else f"tcp://[{host}]")
-        else:
-            self.router.bind(make_endpoint(host, port))
+        try:
+            if port == 0:
+                port = self.router.bind_to_random_port(f"tcp://{host}" if ":" not in host else f"tcp://[{host}]")
+            else:
+                self.router.bind(make_endpoint(host, port))
+        except zmq.ZMQError as exc:
+            self.ctx.destroy(linger=0)
+            raise Unusable(bind_problem(host, port, exc)) from exc
         self.endpoint = make_endpoint(host, port)
         self.announced = make_endpoint(config.get("distributor.advertise") or host, port)
         self.seen: tuple[str, Reachability] = ("", Reachability.UNKNOWN)
@@ -112,12 +131,14 @@ class Distributor:
         self.logic = DistributorLogic(slots=config.get("limits.upload_slots"),
                                       upload_rate=config.get("limits.upload_rate"), now=time.monotonic())
         self.settings = config_mod.Watcher(config)
+        self.seeding_limits: tuple[float, float] = (config.get("seeding.ratio"), config.get("seeding.hours"))
         self.files: dict[bytes, tuple[Path, int]] = {}  # a file library's file (or .part): path, fd
         self.trees: dict[bytes, TreeFiles] = {}  # a tree library's files, opened as books are asked for
         # books handed to the socket and not yet written to the kernel: (tracker, requester, length)
         self.unsent: deque[tuple[zmq.MessageTracker, bytes, int]] = deque()
         self.complete: dict[bytes, bool] = {}
         self.next_announce: dict[bytes, float] = {}
+        self.next_limits_look = 0.0
         self.hub = HubLink(self.ctx, identity=self.keys)
         self.heartbeat = HeartbeatSender(self.ctx, heartbeat, rundir.DISTRIBUTOR,
                                          config.get("maestro.heartbeat_interval")) if heartbeat else None
@@ -133,18 +154,26 @@ class Distributor:
         fresh = self.settings.changed()
         if fresh is not None:
             self.logic.set_rate(fresh.get("limits.upload_rate"), now)
+            limits = (fresh.get("seeding.ratio"), fresh.get("seeding.hours"))
+            if limits != self.seeding_limits:
+                self.seeding_limits = limits
+                self.reload(now)  # every library against the new limits
         if self.state.changed():
             self.reload(now)
         if now >= self.next_uploaded_save:
             self.next_uploaded_save = now + UPLOADED_SAVE_SECONDS
-            for library_id, served in self.logic.served.items():
+            for library_id, served in list(self.logic.served.items()):
                 if served.uploaded:
                     self._count_uploaded(library_id.hex(), served)
+                    self.refresh(library_id, now)  # its ratio grew: a seeding limit may be reached
+        if self.seeding_limits[1] and now >= self.next_limits_look:  # a limit in hours: time alone reaches it
+            self.next_limits_look = now + LIMITS_LOOK_SECONDS
+            self.reload(now)
 
     def reload(self, now: float) -> None:
         """Serve what state.db's records say; only records changed since they were last acted on cost more
-        than a comparison."""
-        records = {r.id: r for r in self.state.all()}
+        than a comparison. A library stopped, or past a seeding limit, is not served."""
+        records = {r.id: r for r in self.state.all() if self._servable(r)}
         for library_id in list(self.logic.served):
             if library_id.hex() not in records:
                 self._stop_serving(library_id, now)
@@ -154,7 +183,7 @@ class Distributor:
     def refresh(self, library_id: bytes, now: float) -> None:
         """The Requestor's notice that one library's record changed (a download started, completed)."""
         record = self.state.get(library_id.hex())
-        if record is not None:
+        if record is not None and self._servable(record):
             self._serve(record, now)
         elif library_id in self.logic.served:
             self._stop_serving(library_id, now)
@@ -164,6 +193,11 @@ class Distributor:
         self._close(library_id)
         self.logic.drop_library(library_id)
         self.acted_on.pop(library_id.hex(), None)
+        self.complete.pop(library_id, None)  # served again later (resumed): announced as started
+        self.next_announce.pop(library_id, None)
+
+    def _servable(self, record: LibraryRecord) -> bool:
+        return record.status is not Status.STOPPED and not self._limited(record)
 
     def _serve(self, record: LibraryRecord, now: float) -> None:
         """Serve ``record``'s library as it now stands (books held, where its stuff is), unless nothing changed."""
@@ -191,6 +225,19 @@ class Distributor:
             self._announce(library_id, hub_pb2.STARTED, now)
         elif done and not was:
             self._announce(library_id, hub_pb2.COMPLETED, now)
+
+    def _limited(self, record: LibraryRecord) -> bool:
+        """A seeding limit of settings is reached: the library is stopped (not served) with the reason."""
+        reason = seeding.limit_reached(record, *self.seeding_limits, time.time())
+        if not reason:
+            return False
+        try:
+            self.state.set_status(record.id, Status.STOPPED, reason=reason)
+        except sqlite3.Error as exc:  # a full data folder: served on, stopped once it can be saved
+            log.warning("seeding_not_stopped", library=record.id, error=str(exc), hint="free space in the data folder")
+            return False
+        log.info("seeding_stopped", library=record.id, reason=reason)
+        return True
 
     def _count_uploaded(self, library_id: str, served: Served) -> None:
         """Add what was uploaded to state.db; on a full or failing disk keep it for the next try."""
@@ -425,7 +472,7 @@ class Distributor:
 
     def _carry_out(self, action: Send | SendBook) -> None:
         if isinstance(action, Send):
-            self.router.send_multipart([action.identity, action.frame])
+            self.router.send_multipart([action.identity, action.frame, *([action.payload] if action.payload else [])])
             return
         payload = self._pread(action)
         if payload is None:

@@ -54,6 +54,7 @@ SPREAD_HOLD = 3.0  # seconds a seed refuses to repeat a book while others were n
 class Send:
     identity: bytes
     frame: bytes
+    payload: bytes = b""  # a second, raw frame (a library file after its header); b"": none
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,11 @@ class DistributorLogic:
             if kind == "cancel":
                 self._cancel(identity, message.cancel.library_id, message.cancel.book)
                 return []
+            if kind == "library_request":
+                about = (message.library_request.library_id, 0)
+                library = self._library(message.library_request.library_id).library
+                data = library.to_bytes()
+                return [Send(identity, framing.library_file(library.id, len(data)), data)]
             raise ProtocolError(ErrorCode.UNKNOWN_REQUEST, f"a distributor does not answer {kind!r}")
         except ProtocolError as exc:
             self.counts["errors"] += 1

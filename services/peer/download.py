@@ -42,6 +42,9 @@ class Download:
     asks: int = 0
     starved: int = 0  # hub answers in a row that failed or named nobody
     answered: bool = False  # the hub answered at least once
+    hub_ok: bool = False  # ... with peers or none, not a failure
+    hub_named: bool = False  # its last answer named another player
+    hub_down_since: float | None = None  # no hub answered since (now of the first failed ask in a row)
     # stalled: missing books that no known source holds
     stalled: int = 0
     stalled_since: float | None = None

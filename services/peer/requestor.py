@@ -24,6 +24,7 @@ import zmq
 
 from services.peer import catalog, identity, signing
 from services.peer import requestor_logic as rl
+from services.peer.hooks import Hooks
 from services.peer.hublink import HubLink, HubResult, PeersJob, ReportJob
 from services.peer.state import State, Status
 from services.peer.storage import Storage
@@ -77,6 +78,7 @@ class Requestor:
         self.heartbeat = HeartbeatSender(self.ctx, heartbeat, rundir.REQUESTOR,
                                          config.get("maestro.heartbeat_interval")) if heartbeat else None
         self.next_full_look = 0.0
+        self.hooks = Hooks(config.data_dir / "logs" / "on-complete.out")
         self.running = True
         self.handlers: dict[type, Callable[[Any, float], list[rl.Action] | None]] = {
             rl.Connect: self._connect, rl.Drop: self._drop, rl.SendTo: self._send, rl.Notify: self._notify,
@@ -255,6 +257,9 @@ class Requestor:
     def _finish(self, action: rl.Finish, now: float) -> None:
         self.stalled.pop(action.library_id, None)
         final = self.storage.finish(action, now)
+        record = self.state.get(action.library_id.hex()) if final is not None else None
+        if final is not None and record is not None and record.on_complete:
+            self.hooks.start(record.id, record.on_complete, final)
         if final is not None:
             self._flush_notices()
             self.push.send(framing.local_notice(wire_pb2.LocalNotice(library_id=action.library_id)))  # now seeding
@@ -290,6 +295,7 @@ class Requestor:
                 else:
                     self._receive(socket, now)
             self._flush_notices()
+            self.hooks.reap()
         self.shutdown()
 
     def _counters(self) -> dict[str, int]:

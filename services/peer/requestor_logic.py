@@ -74,6 +74,15 @@ def refused_counter(library_hex: str) -> str:
     return f"refused.{library_hex}"
 
 
+HUB_NAMED, HUB_NAMED_NOBODY = 1, 2  # values of a hub counter: its last answer named other players, or none
+
+
+def hub_counter(library_hex: str) -> str:
+    """The heartbeat counter of a download's hubs (read by the Maestro): absent until one answers or all fail;
+    HUB_NAMED or HUB_NAMED_NOBODY after an answer; else the time.monotonic() in ms since when none answers."""
+    return f"hub.{library_hex}"
+
+
 def stalled_counter(library_hex: str) -> str:
     """The heartbeat counter of a download's missing books that no source holds (absent: 0)."""
     return f"stalled.{library_hex}"
@@ -274,6 +283,10 @@ class RequestorLogic:
             if library_id not in remote.books:
                 out += self._handshake(remote, library_id, now)
         download.answered = True
+        download.hub_down_since = None if ok else (download.hub_down_since or now)
+        if ok:
+            download.hub_ok = True
+            download.hub_named = any(p.player_id != self.player_id and p.endpoint != self.own_endpoint for p in peers)
         download.asks += 1
         download.starved = 0 if ok and peers else download.starved + 1
         download.next_ask = now + peers_interval(download.asks, download.starved, len(peers), numwant)
@@ -641,6 +654,13 @@ class RequestorLogic:
             peers_counter(download.library.id_hex): sum(1 for r in self.remotes.values() if r.answered(library_id))
             for library_id, download in self.downloads.items()
         }
+        for download in self.downloads.values():
+            if download.hub_down_since is not None:
+                per_library[hub_counter(download.library.id_hex)] = max(HUB_NAMED_NOBODY + 1,
+                                                                         int(download.hub_down_since * 1000))
+            elif download.hub_ok:
+                per_library[hub_counter(download.library.id_hex)] = HUB_NAMED if download.hub_named else (
+                    HUB_NAMED_NOBODY)
         latency = self.write_latency
         histogram = {f"{WRITE_BUCKET}{i}": count for i, count in enumerate(latency.counts)}
         in_flight = sum(len(remote.window.sent) for remote in self.remotes.values())

@@ -21,7 +21,7 @@ from typing import Any
 
 from services.peer.bitfield import Bitfield
 
-SCHEMA_VERSION = 1  # PRAGMA user_version of a state.db this code writes
+SCHEMA_VERSION = 2  # PRAGMA user_version of a state.db this code writes
 # Each migration takes a file from the version it is indexed by to the next one, in one transaction.
 # Version 0 is every file written before state.db had a version: the table, with or without `selection`.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -40,6 +40,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         added_at REAL NOT NULL,
         completed_at REAL
     )""", "ADD COLUMN selection TEXT NOT NULL DEFAULT ''"),
+    # 1 -> 2: why a library is in error or stopped, and the command to run once it is complete
+    ("ADD COLUMN reason TEXT NOT NULL DEFAULT ''", "ADD COLUMN on_complete TEXT NOT NULL DEFAULT ''"),
 )
 ONLY_SEPARATOR = "\n"  # globs of `emma get --only`, joined (a glob never holds a newline: refused at the CLI)
 
@@ -53,6 +55,7 @@ class Status(enum.Enum):
     SEEDING = "seeding"
     PAUSED = "paused"
     ERROR = "error"
+    STOPPED = "stopped"  # complete, and not served: paused by the user or by a seeding limit
 
 
 @dataclass
@@ -71,6 +74,8 @@ class LibraryRecord:
     added_at: float
     completed_at: float | None
     only: tuple[str, ...] = ()  # a tree's files to fetch, as globs (tree.Tree.select); none: every file
+    reason: str = ""  # why it is in error or stopped, and what to do (empty otherwise)
+    on_complete: str = ""  # `emma get --on-complete`: the command run with the path once complete
 
 
 class State:
@@ -213,13 +218,17 @@ class State:
             (have.to_bytes(), downloaded, fetched, library_id),
         )
 
-    def set_status(self, library_id: str, status: Status, stuff_path: Path | None = None) -> None:
+    def set_status(self, library_id: str, status: Status, stuff_path: Path | None = None, reason: str = "") -> None:
+        """Change the status; ``reason`` says why (an error, a stop) and what to do, and is cleared otherwise."""
         completed = time.time() if status is Status.SEEDING else None
         self.db.execute(
             "UPDATE libraries SET status = ?, stuff_path = COALESCE(?, stuff_path),"
-            " completed_at = COALESCE(completed_at, ?) WHERE id = ?",
-            (status.value, str(stuff_path) if stuff_path else None, completed, library_id),
+            " completed_at = COALESCE(completed_at, ?), reason = ? WHERE id = ?",
+            (status.value, str(stuff_path) if stuff_path else None, completed, reason, library_id),
         )
+
+    def set_on_complete(self, library_id: str, command: str) -> None:
+        self.db.execute("UPDATE libraries SET on_complete = ? WHERE id = ?", (command, library_id))
 
     def select(self, library_id: str, only: tuple[str, ...], status: Status) -> None:
         """Change which files of a tree are fetched (none: every file), and the status that follows."""
@@ -239,11 +248,12 @@ class State:
 
 def _record(row: Any) -> LibraryRecord:
     (lid, lib_path, stuff_path, name, size, books, status, have, uploaded, downloaded, fetched, added,
-     completed, only) = row
+     completed, only, reason, on_complete) = row
     return LibraryRecord(
         id=str(lid), lib_path=Path(str(lib_path)), stuff_path=Path(str(stuff_path)), name=str(name),
         size=int(size), books=int(books), status=Status(status), have=Bitfield(int(books), bytes(have)),
         uploaded=int(uploaded), downloaded=int(downloaded), fetched=int(fetched),
         added_at=float(added), completed_at=float(completed) if completed is not None else None,
-        only=tuple(str(only).split(ONLY_SEPARATOR)) if only else (),
+        only=tuple(str(only).split(ONLY_SEPARATOR)) if only else (), reason=str(reason),
+        on_complete=str(on_complete),
     )

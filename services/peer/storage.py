@@ -404,12 +404,12 @@ class Storage:
                                  now)
         log.error("download_waiting_for_disk", library=key, error=str(exc), reason=wait.reason,
                   retry_in=wait.backoff)
-        if self._save(partial(self.state.set_status, key, Status.ERROR), now):
+        if self._save(partial(self.state.set_status, key, Status.ERROR, reason=wait.reason), now):
             self.marked.add(key)
 
     def _failed(self, key: str, error: str, hint: str, now: float) -> None:
         log.error("download_failed", library=key, error=error, hint=hint)
-        self._save(partial(self.state.set_status, key, Status.ERROR), now)
+        self._save(partial(self.state.set_status, key, Status.ERROR, reason=f"{error}; {hint}"), now)
 
     def _save(self, write: Callable[[], None], now: float) -> bool:
         """Make a state.db write, unless state.db waits for space; False when it was not made."""

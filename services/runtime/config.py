@@ -110,6 +110,19 @@ def _rate(value: Any) -> int:
 _slots = _whole(1, MAX_UPLOAD_SLOTS, "requests served at once")
 
 
+def _limit(high: float, what: str) -> Callable[[Any], float]:
+    """A number from 0 (no limit) to ``high``."""
+    def check(value: Any) -> float:
+        try:
+            number = float(value) if not isinstance(value, bool) else float("nan")
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ConfigError(f"expected a number of {what} (0 = no limit), got {_shown(value)}") from exc
+        if not 0 <= number <= high:  # NaN fails too
+            raise ConfigError(f"expected between 0 (no limit) and {high:g} {what}, got {_shown(value)}")
+        return number
+    return check
+
+
 def _seconds(value: Any) -> float:
     if isinstance(value, bool):
         raise ConfigError(f"expected a number of seconds, got {_shown(value)}")
@@ -254,6 +267,10 @@ SETTINGS: dict[str, Setting] = {
                 "CURVE on this player's links (off only in an open swarm, for raw speed in a trusted network)"),
         Setting("security.publishers", "", _publishers,
                 "a file of trusted publisher keys: libraries not signed by one are refused (empty = any)"),
+        Setting("seeding.ratio", 0.0, _limit(1e6, "times its size"),
+                "stop seeding a library once it has sent this many times its size (0 = never stop)"),
+        Setting("seeding.hours", 0.0, _limit(1e6, "hours"),
+                "stop seeding a library this many hours after it completed (0 = never stop)"),
     ]
 }
 

@@ -6,7 +6,9 @@ this is that way, written once.
 
 A service that dies of an exception says why in a last heartbeat before the
 traceback goes to its ``.out`` file: the Maestro shows that cause with the
-failure, even when the disk the logs go to is full.
+failure, even when the disk the logs go to is full. One that cannot start with its
+settings at all (``Unusable``: a port in use) says why the same way and exits with
+EXIT_UNUSABLE, which the Maestro takes as FATAL at once instead of retrying.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+import zmq
 
 from services.runtime import config as config_mod
 from services.runtime import faults
@@ -32,6 +37,14 @@ class Service(Protocol):
     def stop(self, *_: object) -> None: ...
 
 
+EXIT_UNUSABLE = 78  # EX_CONFIG: the service cannot run with these settings; the Maestro does not retry it
+
+
+class Unusable(Exception):
+    """The service cannot start with this configuration and retrying will not help (a port another program
+    holds, an address not of this host): the message says what is wrong and what to change."""
+
+
 def service_main(
     name: str, make: Callable[[config_mod.Config, str | None], Service], argv: list[str] | None = None
 ) -> int:
@@ -45,7 +58,15 @@ def service_main(
     config = config_mod.load(data_dir)
     config.ensure_dirs()
     setup_logging(data_dir, process=name, console_level=logging.CRITICAL)  # the files have it all; .out: crashes
-    service = make(config, args.heartbeat)
+    try:
+        service = make(config, args.heartbeat)
+    except Unusable as exc:  # retrying cannot help: say why to the Maestro (and the .out file), exit at once
+        if args.heartbeat:
+            ctx: zmq.Context[Any] = zmq.Context()
+            HeartbeatSender(ctx, args.heartbeat, name).last_words(exc)
+            ctx.destroy(linger=0)
+        print(f"{name} cannot start: {exc}", file=sys.stderr, flush=True)
+        return EXIT_UNUSABLE
     signal.signal(signal.SIGTERM, signal.SIG_IGN if faults.ignores_term(name) else service.stop)
     signal.signal(signal.SIGINT, service.stop)
     try:

@@ -70,8 +70,10 @@ class ControlClient:
     def downloads(self) -> list[control_pb2.Download]:
         return list(self.call(downloads=control_pb2.ListDownloads()).downloads.downloads)
 
-    def add(self, path: Path, only: tuple[str, ...] = ()) -> str:
-        return self.call(add=control_pb2.AddLibrary(path=str(path), only=list(only))).ok.message
+    def add(self, path: Path, only: tuple[str, ...] = (), to: str = "", on_complete: str = "",
+            hubs: tuple[str, ...] = ()) -> str:
+        return self.call(add=control_pb2.AddLibrary(path=str(path), only=list(only), to=to, on_complete=on_complete,
+                                                    hubs=list(hubs))).ok.message
 
     def library(self, library_id: str, action: control_pb2.LibraryAction.Action.ValueType) -> str:
         return self.call(library=control_pb2.LibraryAction(library_id=library_id, action=action)).ok.message

@@ -14,24 +14,26 @@ settings set``, so a value refused there is refused here and never saved.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
 from pathlib import Path
 from typing import Protocol
 
 from google.protobuf.message import DecodeError
 
-from services.peer import catalog
+from services.peer import catalog, hooks
 from services.peer.library import Library, LibraryCache, LibraryError, library_file_name, read_library
+from services.peer.requestor_logic import HUB_NAMED, HUB_NAMED_NOBODY
 from services.peer.state import LibraryRecord, State, Status
 from services.runtime import config as config_mod
+from services.supervisor import download_view as view
+from services.supervisor.download_view import Live
+from services.wire import names
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import control_pb2
 from services.wire.versions import CONTROL
 
 MAX_CONTROL_BYTES = 64 * 1024
 # What `emma downloads` shows for each status a library has in state.db (stalled and refused come from the Requestor).
-DOWNLOAD_STATES = {Status.DOWNLOADING: control_pb2.DOWNLOADING, Status.SEEDING: control_pb2.SEEDING,
-                   Status.PAUSED: control_pb2.PAUSED, Status.ERROR: control_pb2.FAILED}
 MAX_GLOBS = 64  # globs of one `emma get --only`
 MAX_GLOB_CHARS = 1024
 
@@ -51,27 +53,9 @@ class Supervisor(Protocol):
 
     def refused_of(self, library_id: str) -> int: ...
 
+    def hub_of(self, library_id: str) -> int: ...
+
     def metrics_text(self) -> str: ...
-
-
-@dataclass
-class RateMeter:
-    """Bytes/s per library from successive counter samples."""
-
-    last: dict[str, tuple[float, int, int]] = field(default_factory=dict)
-    rates: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def sample(self, records: list[LibraryRecord], now: float) -> None:
-        for record in records:
-            prev = self.last.get(record.id)
-            if prev and now - prev[0] >= 0.5:
-                span = now - prev[0]
-                self.rates[record.id] = ((record.downloaded - prev[1]) / span, (record.uploaded - prev[2]) / span)
-            if prev is None or now - prev[0] >= 0.5:
-                self.last[record.id] = (now, record.downloaded, record.uploaded)
-
-    def of(self, library_id: str) -> tuple[float, float]:
-        return self.rates.get(library_id, (0.0, 0.0))
 
 
 class ControlLogic:
@@ -79,7 +63,7 @@ class ControlLogic:
         self.supervisor = supervisor
         self.config = config
         self.state = state
-        self.meter = RateMeter()
+        self.meter = view.RateMeter()
         self.libraries = LibraryCache()
         self.selected: dict[tuple[str, tuple[str, ...]], tuple[int, int]] = {}  # (id, globs) -> (files, selected)
 
@@ -99,7 +83,8 @@ class ControlLogic:
         if kind == "downloads":
             return control_pb2.ControlReply(downloads=control_pb2.DownloadsReply(downloads=self.downloads(now)))
         if kind == "add":
-            return _ok(self.add(Path(request.add.path), tuple(request.add.only)))
+            body = request.add
+            return _ok(self.add(Path(body.path), tuple(body.only), body.to, body.on_complete, tuple(body.hubs)))
         if kind == "library":
             return _ok(self.library_action(request.library))
         if kind == "rates":
@@ -119,22 +104,35 @@ class ControlLogic:
         self.meter.sample(records, now)
         out = []
         for record in records:
-            down, up = self.meter.of(record.id)
-            state, detail = DOWNLOAD_STATES[record.status], ""
-            stalled = self.supervisor.stalled_of(record.id) if record.status is Status.DOWNLOADING else 0
-            if stalled:
-                state, detail = control_pb2.STALLED, f"no source for {stalled} book{'s' if stalled != 1 else ''}"
-            refused = self.supervisor.refused_of(record.id) if record.status is Status.DOWNLOADING else 0
-            if refused:
-                state, detail = control_pb2.REFUSED, _refusal(refused)
+            live = self._live(record) if record.status is Status.DOWNLOADING else Live()
+            shown = view.state_word(record, live, self._hubs(record), mono=now)
+            down, up = view.current_rates(record.status, *self.meter.of(record.id))
+            have = len(record.have)
             files, selected = self._files(record)
             out.append(control_pb2.Download(
                 library_id=record.id, name=record.name, size=record.size, books_total=record.books,
-                books_have=len(record.have), download_rate=max(0.0, down), upload_rate=max(0.0, up),
-                peers=self.supervisor.peers_of(record.id), state=state, path=str(record.stuff_path), detail=detail,
-                files_total=files, files_selected=selected,
+                books_have=have, download_rate=down, upload_rate=up,
+                peers=self.supervisor.peers_of(record.id), state=names.download_state_value(shown.state),
+                path=str(record.stuff_path),
+                detail=shown.detail, files_total=files, files_selected=selected, uploaded=record.uploaded,
+                downloaded=record.downloaded, ratio=view.ratio(record.uploaded, record.size),
+                eta=view.eta(record.size, record.books, have, down), since=shown.since,
             ))
         return out
+
+    def _live(self, record: LibraryRecord) -> Live:
+        hub = self.supervisor.hub_of(record.id)
+        return Live(peers=self.supervisor.peers_of(record.id), stalled=self.supervisor.stalled_of(record.id),
+                    refused=self.supervisor.refused_of(record.id), hub_answered=hub in (HUB_NAMED, HUB_NAMED_NOBODY),
+                    hub_named_nobody=hub == HUB_NAMED_NOBODY,
+                    hub_down_since=hub / 1000 if hub > HUB_NAMED_NOBODY else 0.0)
+
+    def _hubs(self, record: LibraryRecord) -> tuple[str, ...]:
+        """The hubs the download asks (those of its .lib in libs/); () if it cannot be read."""
+        try:
+            return self.libraries.read(record.lib_path).hubs
+        except LibraryError:
+            return ()
 
     def _files(self, record: LibraryRecord) -> tuple[int, int]:
         """(files in the library, files selected to fetch); (1, 1) for a single file, (0, 0) if unreadable."""
@@ -147,24 +145,51 @@ class ControlLogic:
             self.selected[key] = (1, 1) if tree is None else (len(tree), len(tree.select(record.only)))
         return self.selected[key]
 
-    def add(self, path: Path, only: tuple[str, ...] = ()) -> str:
+    def add(self, path: Path, only: tuple[str, ...] = (), to: str = "", on_complete: str = "",
+            hubs: tuple[str, ...] = ()) -> str:
+        """Download the library at ``path`` (of a tree, the files ``only`` selects), into the folder ``to``, running
+        ``on_complete`` when done, asking ``hubs`` instead of the library's own (`emma get --hub`)."""
         if not path.is_absolute():
             raise ProtocolError(ErrorCode.INVALID_ARGUMENT,
                                 f"give the absolute path of the .lib file, not {str(path)[:80]!r}")
         try:
             library = read_library(path)
+            if hubs:
+                library = library.with_hubs(hubs)
         except LibraryError as exc:
             raise ProtocolError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
         selected = _check_only(library, only)
+        folder = _folder(to) if to else None
+        if on_complete:
+            try:
+                hooks.parse(on_complete)
+            except hooks.CommandError as exc:
+                raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"--on-complete: {exc}") from exc
         existing = self.state.get(library.id_hex)
         if existing is not None:
+            if on_complete and existing.status is not Status.SEEDING:
+                self.state.set_on_complete(existing.id, on_complete)
+            if hubs:
+                catalog.import_library(self.config, library, path, changed=True)
+                return (f"{library.id_hex} is already known ({_display_state(existing)}); it asks {', '.join(hubs)} "
+                        f"from its next start (`emma pause` then `emma resume` it now)")
             if library.tree is None or not existing.only:
                 return f"{library.id_hex} is already known ({_display_state(existing)})"
             return self._select_more(existing, library, only)
-        target = catalog.import_library(self.config, library, path)
-        catalog.record_download(self.state, self.config, library, target, only)
+        if folder is not None or on_complete:
+            # Recorded paused before its .lib lands in libs/, so the Requestor cannot take it from there first
+            # (into the downloads folder, without the command); then set going.
+            lib_path = self.config.libs_dir / library.file_name
+            catalog.record_download(self.state, self.config, library, lib_path, only, folder, Status.PAUSED)
+            self.state.set_on_complete(library.id_hex, on_complete)
+            catalog.import_library(self.config, library, path, changed=bool(hubs))
+            self.state.set_status(library.id_hex, Status.DOWNLOADING)
+        else:
+            target = catalog.import_library(self.config, library, path, changed=bool(hubs))
+            catalog.record_download(self.state, self.config, library, target, only)
         chosen = f": {selected} of {len(library.tree)} files selected" if only and library.tree is not None else ""
-        return f"added {library.id_hex} ({library.name}){chosen}"
+        into = f" into {folder}" if folder is not None else ""
+        return f"added {library.id_hex} ({library.name}){chosen}{into}"
 
     def _select_more(self, record: LibraryRecord, library: Library, only: tuple[str, ...]) -> str:
         """A known tree asked for again: its selection grows by ``only`` (none given: to every file)."""
@@ -190,13 +215,19 @@ class ControlLogic:
     def library_action(self, action: control_pb2.LibraryAction) -> str:
         record = self._one(action.library_id.lower())
         if action.action == control_pb2.LibraryAction.PAUSE:
+            if record.status is Status.STOPPED:
+                return f"{record.name} is complete and not seeding"
             if record.status is Status.SEEDING:
-                raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"{record.name} is complete; remove it to stop seeding")
+                self.state.set_status(record.id, Status.STOPPED)
+                return f"paused {record.name}: complete, no longer seeding (`emma resume` seeds it again)"
             self.state.set_status(record.id, Status.PAUSED)
             return f"paused {record.name}"
         if action.action == control_pb2.LibraryAction.RESUME:
             if record.status is Status.SEEDING:
                 return f"{record.name} is complete and seeding"
+            if record.status is Status.STOPPED:
+                self.state.set_status(record.id, Status.SEEDING)
+                return f"seeding {record.name} again"
             self.state.set_status(record.id, Status.DOWNLOADING)
             return f"resumed {record.name}"
         if action.action == control_pb2.LibraryAction.REMOVE:
@@ -223,6 +254,22 @@ class ControlLogic:
         return f"upload {rates.upload_rate or 'unlimited'} B/s, download {rates.download_rate or 'unlimited'} B/s"
 
 
+def _folder(to: str) -> Path:
+    """The folder of `emma get --to`, made if missing; INVALID_ARGUMENT if it cannot be made or written."""
+    if len(to) > 4096 or not to.isprintable() or not Path(to).is_absolute():
+        raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"--to: give the absolute path of a folder, not {to[:80]!r}")
+    folder = Path(to)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ProtocolError(ErrorCode.INVALID_ARGUMENT,
+                            f"--to: cannot make the folder {folder}: {exc.strerror or exc}; give another") from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"--to: cannot write in {folder}; give a folder you may "
+                                                        "write in, or change its permissions")
+    return folder
+
+
 def _check_only(library: Library, only: tuple[str, ...]) -> int:
     """How many files the globs select; an INVALID_ARGUMENT error if they are malformed or select none."""
     if not only:
@@ -243,7 +290,7 @@ def _check_only(library: Library, only: tuple[str, ...]) -> int:
 
 
 def _display_state(record: LibraryRecord) -> str:
-    return str(record.status.value)
+    return view.state_word(record, Live(hub_answered=True, peers=1), ()).state
 
 
 def _ok(message: str) -> control_pb2.ControlReply:
@@ -260,10 +307,3 @@ def _decode(frame: bytes) -> control_pb2.ControlRequest:
         raise ProtocolError(ErrorCode.MALFORMED, "cannot decode control request") from exc
     CONTROL.check(request.version)
     return request
-
-
-def _refusal(refused: int) -> str:
-    """What the requestor's refused counter says (1: the hubs, plus 2 per peer), for ``emma downloads``."""
-    peers = refused // 2
-    who = (["hub"] if refused & 1 else []) + ([f"{peers} peer{'s' if peers != 1 else ''}"] if peers else [])
-    return f"not authorised by {' and '.join(who)}: our key is not on their allowlist (emma logs says more)"

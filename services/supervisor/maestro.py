@@ -40,7 +40,7 @@ from typing import IO, Any
 import zmq
 from google.protobuf.message import DecodeError
 
-from services.peer.requestor_logic import peers_counter, refused_counter, stalled_counter
+from services.peer.requestor_logic import hub_counter, peers_counter, refused_counter, stalled_counter
 from services.peer.state import State, StateVersionError
 from services.runtime import config as config_mod
 from services.runtime import rundir
@@ -48,6 +48,7 @@ from services.runtime.heartbeat import LAST_WORDS, MAX_BEAT_BYTES
 from services.runtime.logs import get_logger, setup_logging
 from services.runtime.metrics_http import MetricsEndpoint, exposition
 from services.runtime.rundir import SERVICES, control_endpoint, heartbeat_endpoint, metrics_url_file
+from services.runtime.service import EXIT_UNUSABLE
 from services.supervisor.child import Child
 from services.supervisor.control_logic import MAX_CONTROL_BYTES, ControlLogic
 from services.supervisor.metrics import PlayerCollector, ServiceView
@@ -63,6 +64,7 @@ HEARTBEAT_BATCH = 256  # heartbeat frames read per loop turn at most (about 5 ms
 CONTROL_BATCH = 16  # control requests answered per loop turn at most
 LOG_EVERY = 10.0  # seconds between two log lines about dropped frames of one kind (every one is counted)
 DETAIL_CHARS = 300  # what a child says of itself is shown up to this length
+LIVE = (ServiceState.STARTING, ServiceState.RUNNING)  # a child that should be running
 
 
 class AlreadyRunning(RuntimeError):
@@ -100,6 +102,18 @@ class Tally:
         self.next_log = now + self.every
         count, self.unlogged = self.unlogged, 0
         return count
+
+
+def unusable_reason(out: Path, name: str) -> str:
+    """What a service that cannot start wrote last in its .out file (``<name> cannot start: ...``), or ""."""
+    try:
+        with open(out, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - 4096))
+            tail = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    said = [line for line in tail.splitlines() if line.startswith(f"{name} cannot start: ")]
+    return said[-1].removeprefix(f"{name} cannot start: ")[:DETAIL_CHARS] if said else ""
 
 
 def acquire_lock(run_dir: Path) -> IO[str]:
@@ -241,6 +255,9 @@ class Maestro:
     def refused_of(self, library_id: str) -> int:
         return self.services[rundir.REQUESTOR].counters.get(refused_counter(library_id), 0)
 
+    def hub_of(self, library_id: str) -> int:
+        return self.services["requestor"].counters.get(hub_counter(library_id), 0)
+
     def _service(self, name: str) -> Supervised:
         if name not in self.services:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"no service {name!r}; services: {', '.join(self.services)}")
@@ -377,7 +394,10 @@ class Maestro:
             self._heartbeats()
             now = time.monotonic()
             for name, sup in self.services.items():
-                self._apply(name, sup, sup.policy.poll(now, sup.child.exited()))
+                status = sup.child.exited()
+                if status == EXIT_UNUSABLE and sup.policy.state in LIVE:  # it cannot run with its settings: why
+                    self._heard_last_words(sup, unusable_reason(sup.child.log_path, name) or sup.last_words)
+                self._apply(name, sup, sup.policy.poll(now, status, hopeless=status == EXIT_UNUSABLE))
             self._report(self.bad_beats, "bad_heartbeats", self.bad_beats.due(now))
             self._report(self.bad_control, "bad_control_messages", self.bad_control.due(now))
         self.shutdown()

@@ -110,8 +110,9 @@ class RestartPolicy:
     kill_at: float = 0.0  # when an ending process that is still there gets SIGKILL
     kill_sent: bool = False
 
-    def poll(self, now: float, exit_status: int | None) -> Decision:
-        """One turn's decision, given the child's exit status (None while its process runs)."""
+    def poll(self, now: float, exit_status: int | None, hopeless: bool = False) -> Decision:
+        """One turn's decision, given the child's exit status (None while its process runs); ``hopeless``: that
+        exit said the service cannot run with its settings (FATAL at once, see ``failed``)."""
         if self.ending:
             if exit_status is None:
                 if now >= self.kill_at and not self.kill_sent:
@@ -125,7 +126,7 @@ class RestartPolicy:
         elif self.state in (ServiceState.STARTING, ServiceState.RUNNING):
             if exit_status is not None:
                 reason = f"exited with status {exit_status}"
-                self.failed(now, reason)
+                self.failed(now, reason, hopeless)
                 return Decision(failure=reason)
             if self.hung(now):
                 reason = self.hang_reason(now)
@@ -204,12 +205,17 @@ class RestartPolicy:
             return f"hung: no first heartbeat within {self.startup_timeout:.0f}s of start"
         return f"hung: no heartbeat for {self.silence(now):.2f}s"
 
-    def failed(self, now: float, reason: str) -> ServiceState:
-        """The service exited or hung (see ``poll``): BACKOFF, or FATAL past the restart intensity."""
+    def failed(self, now: float, reason: str, hopeless: bool = False) -> ServiceState:
+        """The service exited or hung (see ``poll``): BACKOFF, or FATAL past the restart intensity (or at once if
+        ``hopeless``: it said it cannot run with its settings, so retrying cannot help)."""
         self.last_reason = reason
         if self.state is ServiceState.STARTING and self.last_beat is None \
                 and now - self.watch_from > self.startup_timeout:
             self.startup_timeout = min(MAX_STARTUP, self.startup_timeout * 2)  # slow, not stuck: more time
+        if hopeless:
+            self.failures.append(now)
+            self.state = ServiceState.FATAL
+            return self.state
         if now - self.started_at >= self.stable_after and self.state is ServiceState.RUNNING:
             self.backoff = 0.0
         self.failures.append(now)

@@ -62,6 +62,14 @@ def busy(library_id: bytes, book: int, retry_after_ms: int, book_only: bool = Fa
                                     book_only=book_only))
 
 
+def library_request(library_id: bytes) -> bytes:
+    return _pack(library_request=wire_pb2.LibraryRequest(library_id=library_id))
+
+
+def library_file(library_id: bytes, length: int) -> bytes:
+    return _pack(library_file=wire_pb2.LibraryFile(library_id=library_id, length=length))
+
+
 def error(code: common_pb2.ErrorCode.ValueType, message: str, library_id: bytes = b"", book: int = 0) -> bytes:
     return _pack(error=wire_pb2.PeerError(error=common_pb2.Error(code=code, message=message),
                                           library_id=library_id, book=book))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from services.cli.console_views import downloads_table, services_table
+from services.cli.console_views import downloads_view, services_table
 from services.cli.fmt import download_state, printable
 from services.cli.logs_view import Entry, parse, render
 from services.peer.library import FORMAT_FILE, HASH_LEN, MAGIC, MAX_NAME_BYTES
@@ -197,7 +197,7 @@ def render_plain(renderable: object) -> str:
 def test_downloads_and_services_tables_escape_names_and_reasons() -> None:
     item = control_pb2.Download(library_id="ab" * 32, name="x\x1b[2Jy", size=1, books_total=1,
                                 state=control_pb2.STALLED, detail="no source\x1b]0;t\x07")
-    text = render_plain(downloads_table([item], ""))
+    text = render_plain(downloads_view([item], ""))
     no_raw_controls(text)
     assert "x\\x1b[2Jy" in text and "\x07" not in text
     assert download_state(item) == "stalled: no source\\x1b]0;t\\x07"

@@ -14,6 +14,7 @@ from services.peer import signing
 from services.peer.library import MAGIC, Library, read_library
 from services.peer.state import State, Status
 from services.wire.pb import library_pb2
+from tests.cli.helpers import Hub, configure
 
 BOOK = 16 * 1024
 runner = CliRunner()
@@ -72,8 +73,26 @@ def test_share_text_output_and_library_in_data_dir(data: Path, stuff: Path) -> N
     assert lines[0] == f"library {library.id_hex}"
     assert lines[1] == f"written to {libs[0]}"
     assert lines[2].startswith(f"5 books of {BOOK} bytes, {stuff.stat().st_size} bytes in ")
-    assert result.stderr == ""
+    assert lines[4] == f"link: emma:{library.id_hex}?hub=tcp://127.0.0.1:7070"  # `emma get` takes it
+    [warning] = result.stderr.splitlines()  # no hub runs there in this test
+    assert warning.startswith("warning: hub tcp://127.0.0.1:7070 does not answer (")
+    assert warning.endswith("players cannot find this library through it until it runs: start it (`emma hub`), "
+                            "or share again naming a hub that runs (settings hub.ip, hub.port)")
     assert (library.name, library.books, library.hubs) == ("movie.bin", 5, ("tcp://127.0.0.1:7070",))
+
+
+@pytest.mark.slow
+def test_share_with_a_hub_that_answers_warns_of_nothing(tmp_path: Path, stuff: Path) -> None:
+    hub = Hub(tmp_path / "hub")
+    try:
+        data = tmp_path / "player"
+        configure(data, hub_port=hub.port, hub_key=hub.key)
+        result = emma(data, "share", str(stuff), "--book-size", str(BOOK), "--json")
+        assert result.exit_code == 0, result.output
+        assert result.stderr == ""
+        assert json.loads(result.stdout)["link"].endswith(f"@{hub.endpoint}")
+    finally:
+        hub.stop()
 
 
 def test_share_records_the_library_as_seeding(data: Path, stuff: Path) -> None:

@@ -4,6 +4,7 @@ Maestro started with `emma peer --detach`, and against none."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from services.runtime.rundir import maestro_pid, run_dir
 from services.supervisor.control_client import ControlClient
 from tests.cli.helpers import assert_json_error, assert_one_line_error, configure, emma, stop_maestro
 from tests.polling import wait_for
+from tests.swarm.conftest import events_in
 
 BOOK = 16 * 1024
 
@@ -164,12 +166,24 @@ def test_shared_file_is_listed_as_seeding(player: Path, tmp_path: Path) -> None:
     row = downloads(player)[library_id]
     assert (row["name"], row["state"], row["progress"], row["books"], row["have"]) == ("seeded.bin", "seeding",
                                                                                       100.0, 5, 5)
+    assert (row["eta"], row["downloaded"], row["uploaded"], row["ratio"], row["download_rate"]) == (None, 0, 0, 0.0,
+                                                                                                    0)
     text = emma(player, "downloads")
-    assert text.stdout.splitlines()[0].split() == ["id", "name", "size", "progress", "down/s", "up/s", "peers",
-                                                   "state"]
+    assert text.stdout.splitlines()[0].split() == ["id", "name", "size", "done", "down", "up", "eta", "got", "sent",
+                                                   "ratio", "peers", "state"]
     line = next(line for line in text.stdout.splitlines() if line.startswith(library_id[:12]))
-    assert "seeded.bin" in line and line.endswith("seeding") and "100.0%" in line
-    assert_one_line_error(emma(player, "pause", library_id[:16]), "seeded.bin is complete")
+    assert "seeded.bin" in line and line.endswith("seeding") and "100.0%" in line and " 0.00 " in line
+
+    # pausing a complete library stops seeding it (the distributor stops serving it); resume seeds it again
+    paused = emma(player, "pause", library_id[:16])
+    assert paused.stdout == "paused seeded.bin: complete, no longer seeding (`emma resume` seeds it again)\n"
+    row = downloads(player)[library_id]
+    assert (row["state"], row["detail"]) == ("paused", "complete; not seeding (`emma resume` seeds it again)")
+    logs = [player / "logs" / f"{kind}.log" for kind in ("events", "debug")]
+    wait_for(lambda: any(e.get("kind") == "STOPPED" and e.get("library") == library_id
+                         for log in logs for e in events_in(log, "announce")), 60, "the distributor to stop serving it")
+    assert emma(player, "resume", library_id[:16]).stdout == "seeding seeded.bin again\n"
+    assert downloads(player)[library_id]["state"] == "seeding"
 
 
 @pytest.mark.slow
@@ -180,7 +194,11 @@ def test_get_pause_resume_remove(player: Path, tmp_path: Path) -> None:
     assert json.loads(got.stdout) == {"id": library_id, "name": "wanted.bin",
                                       "message": f"added {library_id} (wanted.bin)"}
     assert (player / "libs" / f"lib_{library_id}.lib").is_file()
-    assert downloads(player)[library_id]["state"] == "downloading"
+    assert downloads(player)[library_id]["state"] == "waiting"  # for the hub, that no test started
+    row = wait_for(lambda: str((r := downloads(player)[library_id])["detail"]).endswith(" UTC") and r, 60,
+                   "the download to say its hub does not answer")
+    assert row["state"] == "waiting" and str(row["detail"]).startswith("hub tcp://127.0.0.1:")
+    assert " unreachable since " in str(row["detail"]) and isinstance(row["since"], int)
     again = emma(player, "get", str(lib))
     assert again.stdout == f"{library_id} is already known (downloading)\n"
 
@@ -189,7 +207,7 @@ def test_get_pause_resume_remove(player: Path, tmp_path: Path) -> None:
     assert json.loads(paused.stdout) == {"id": library_id, "message": "paused wanted.bin"}  # the full id
     assert downloads(player)[library_id]["state"] == "paused"
     assert emma(player, "resume", prefix).stdout == "resumed wanted.bin\n"
-    assert downloads(player)[library_id]["state"] == "downloading"
+    assert downloads(player)[library_id]["state"] == "waiting"
     removed = emma(player, "remove", library_id)
     assert removed.exit_code == 0 and removed.stdout.startswith("removed wanted.bin")
     assert library_id not in downloads(player)
@@ -238,3 +256,25 @@ def test_peer_stop(tmp_path: Path) -> None:
         assert_one_line_error(emma(data, "peer", "status"), "no player runs for")
     finally:
         stop_maestro(data)
+
+
+@pytest.mark.slow
+def test_a_distributor_that_cannot_listen_fails_at_once_with_the_os_reason(tmp_path: Path) -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    data = tmp_path / "data"
+    configure(data, hub_port=9, distributor_ip="127.0.0.1", distributor_port=port)
+    try:
+        started = emma(data, "peer", "--detach")
+        assert_one_line_error(started, f"its distributor cannot run: last failure: exited with status 78 (cannot "
+                                       f"listen on tcp://127.0.0.1:{port}: Address already in use; another "
+                                       f"program uses port {port}: choose another with `emma settings set "
+                                       f"distributor.port N` (0 = any))")
+        row = services(data)["distributor"]
+        assert (row["state"], row["restarts"]) == ("FATAL", 0)  # not retried: retrying cannot help
+        assert "Address already in use" in str(row["detail"])
+    finally:
+        stop_maestro(data)
+        holder.close()

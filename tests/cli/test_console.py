@@ -15,7 +15,7 @@ from services.cli import console as console_mod
 from services.cli import launch
 from services.cli.console import MENU, Session, menu_loop, run, run_screen
 from services.cli.console_screens import about, download, pending_libraries, settings, upload
-from services.cli.console_views import bar, downloads, downloads_table, downloads_view, logs, services
+from services.cli.console_views import bar, downloads, downloads_view, logs, pages, services
 from services.cli.keys import Keys
 from services.peer.library import read_library
 from services.peer.state import State, Status
@@ -320,20 +320,44 @@ def test_about_says_version_and_places(data: Path) -> None:
 # --- 3, 4, 5: views ----------------------------------------------------------------------------------------------
 
 
-def test_downloads_table_and_bar() -> None:
+def test_downloads_view_and_bar() -> None:
     assert bar(0, 4).plain == "░" * 16 + "   0.0%"
     assert bar(2, 4).plain == "█" * 8 + "░" * 8 + "  50.0%"
     items = [control_pb2.Download(library_id="ab", name="a.bin", size=3 << 20, books_total=4, books_have=1,
-                                  download_rate=2048, peers=2, state=control_pb2.DOWNLOADING),
+                                  download_rate=2048, peers=2, state=control_pb2.DOWNLOADING, eta=3725,
+                                  downloaded=1 << 20, uploaded=1536, ratio=0.0005),
              control_pb2.Download(library_id="cd", name="[b].bin", size=10, books_total=1, state=control_pb2.SEEDING)]
-    out = Console(file=StringIO(), width=120, color_system=None)
-    out.print(downloads_table(items, "press any key"))
-    text = out.file.getvalue()  # type: ignore[attr-defined]
-    assert "a.bin" in text and "3.0 MiB" in text and "25.0%" in text and "2.0 KiB/s" in text
+    text = plain(downloads_view(items, "press any key"), 120)
+    assert "a.bin" in text and "25.0%" in text and "down 2.0 KiB/s" in text
+    assert "eta 1h02m" in text and "3.0 MiB  got 1.0 MiB  sent 1.5 KiB  ratio 0.00" in text
     assert "[b].bin" in text and "100.0%" in text and "seeding" in text and "press any key" in text
-    empty = Console(file=StringIO(), width=120, color_system=None)
-    empty.print(downloads_view([], ""))
-    assert "no libraries yet" in empty.file.getvalue()  # type: ignore[attr-defined]
+    assert "no libraries yet" in plain(downloads_view([], ""), 120)
+
+
+def plain(renderable: object, width: int) -> str:
+    out = Console(file=StringIO(), width=width, color_system=None)
+    out.print(renderable)
+    return out.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_view_download_fits_80_by_24_in_pages_and_no_line_wraps() -> None:
+    long_reason = "hub tcp://a-very-long-host-name.example.org:7070 unreachable since 02:51:03 UTC " * 2
+    items = [control_pb2.Download(library_id=f"{i:02x}" * 32, name=f"library number {i} " + "x" * 90,
+                                  size=(i + 1) << 30, books_total=100, books_have=i, download_rate=1.5 * (1 << 20),
+                                  upload_rate=999 * (1 << 20), peers=120, state=control_pb2.WAITING, detail=long_reason,
+                                  eta=86400 * 3, downloaded=1023 << 30, uploaded=1023 << 30, ratio=12.34)
+             for i in range(10)]
+    shown = [downloads_view(items, "n next page, p previous, any other key goes back", 80, 24, page)
+             for page in range(len(pages(items, 24)))]
+    assert len(shown) == 2
+    for page in shown:
+        lines = plain(page, 80).splitlines()
+        assert len(lines) <= 23 and all(len(line) <= 80 for line in lines)
+    first, second = plain(shown[0], 80), plain(shown[1], 80)
+    assert "(10), page 1 of 2" in first and "library number 4" in first and "library number 5" not in first
+    assert "page 2 of 2" in second and "library number 9" in second
+    assert "eta 3d00h  120 peers" in first  # the rates line is whole
+    assert "waiting: hub tcp://a-very-long" in first and "…" in first
 
 
 def test_services_without_a_player_offers_to_start_it(data: Path) -> None:
@@ -367,12 +391,15 @@ class KeysAfter:
         self.count, self.tick = count, tick
 
     def pressed(self, timeout: float) -> bool:
+        return self.key(timeout) is not None
+
+    def key(self, timeout: float) -> str | None:
         if self.count == 0:
-            return True
+            return "q"
         self.count -= 1
         if callable(self.tick):
             self.tick()
-        return False
+        return None
 
 
 def test_logs_follow_until_a_key(data: Path) -> None:
@@ -410,3 +437,17 @@ def test_after_an_action_the_menu_is_short_and_m_shows_it_whole(data: Path) -> N
     assert menu_loop(h.session) == 0
     assert h.text.count("EMMA TORRENT") == 2  # the first menu and the one asked for; not after About
     assert "1 Upload File   2 Download File" in h.text
+
+
+def test_progress_bars_count_in_the_units_of_emma_downloads() -> None:
+    from rich.progress import Progress
+
+    from services.cli.progress import columns
+
+    out = Console(file=StringIO(), width=120, color_system=None)
+    with Progress(*columns(), console=out, auto_refresh=False) as progress:
+        task = progress.add_task("movie", total=3 << 20)
+        progress.update(task, completed=1 << 20)
+        progress.refresh()
+    text = out.file.getvalue()  # type: ignore[attr-defined]
+    assert "1.0 MiB/3.0 MiB" in text and "MB" not in text

@@ -22,7 +22,7 @@ from services.cli.launch import alive
 from services.runtime import config as config_mod
 from services.runtime.rundir import maestro_pid, run_dir
 from services.supervisor.control_client import ControlClient
-from tests.cli.helpers import ANSI, Hub, configure, ctrl_c_reaches_it, stop_maestro
+from tests.cli.helpers import ANSI, Hub, configure, ctrl_c_reaches_it, emma, stop_maestro
 
 pytestmark = pytest.mark.slow
 MENU = "Choose an action: "
@@ -31,11 +31,11 @@ MENU = "Choose an action: "
 class Person:
     """One console session in a pty; ``say`` sends a line once ``prompt`` (a regex) shows."""
 
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, rows: int = 50, columns: int = 120) -> None:
         self.data = data
-        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "50"}
+        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(rows)}
         self.child = pexpect.spawn(sys.executable, ["-m", "services.cli.app", "--data-dir", str(data), "console"],
-                                   encoding="utf-8", dimensions=(50, 120), timeout=30, env=env,
+                                   encoding="utf-8", dimensions=(rows, columns), timeout=30, env=env,
                                    preexec_fn=ctrl_c_reaches_it)
         self.seen = StringIO()
         self.child.logfile_read = self.seen
@@ -108,6 +108,7 @@ def test_upload_download_watch_logs_services_settings_about_exit(tmp_path: Path,
     alice.child.send("\r")
     lib = Path(alice.expect(r"written to (\S+\.lib)").group(1))
     assert lib.parent == tmp_path / "alice" / "libs" and lib.name.startswith("lib_")
+    link = ANSI.sub("", alice.expect(r"link: (emma:[0-9a-f]{64}\?hub=[^\s\x1b]+)").group(1))
     alice.expect(MENU)  # after an action the menu is a line, so what it printed stays on the screen
     after = alice.text().rsplit("written to", 1)[1]
     assert "1 Upload File   2 Download File" in after and "EMMA TORRENT" not in after
@@ -118,11 +119,12 @@ def test_upload_download_watch_logs_services_settings_about_exit(tmp_path: Path,
     bob.answer(MENU, "2")
     bob.answer("No library waiting in .*; give the path of a .lib file.", "5")
     bob.answer("no library number 5", str(tmp_path / "nope.lib"))
-    bob.answer("nope.lib", str(lib))
-    bob.expect("added [0-9a-f]{64} \\(holiday.mov\\)")
+    bob.answer("nope.lib", "emma:1234?hub=tcp://127.0.0.1:1")
+    bob.answer("the link's library id must be 64 hex digits", link)  # the link Upload File showed
+    bob.expect(f"added {lib.name[4:68]} \\(holiday.mov\\)", timeout=60)
 
     bob.answer(MENU, "3")
-    bob.expect("press any key to go back")
+    bob.expect("any other key goes back")
     bob.expect("100.0%.*seeding", timeout=60)
     bob.child.send("q")
     bob.expect(MENU)
@@ -227,3 +229,22 @@ def test_exit_during_first_run_leaves_the_console(tmp_path: Path, people: list[P
     dave.child.expect(pexpect.EOF)
     dave.child.close()
     assert dave.child.exitstatus == 2 and not config_mod.exists(tmp_path / "dave")
+
+
+def test_view_download_pages_a_long_list_in_80_by_24(tmp_path: Path, hub: Hub, people: list[Person]) -> None:
+    carol = Person(tmp_path / "carol", rows=24, columns=80)
+    people.append(carol)
+    carol.setup(hub.port, hub.key)
+    for number in range(7):  # 5 libraries fit a page of 24 lines
+        stuff = tmp_path / "files" / f"clip-{number}.bin"
+        stuff.parent.mkdir(exist_ok=True)
+        stuff.write_bytes(random.Random(number).randbytes(20_000))
+        assert emma(carol.data, "share", str(stuff)).exit_code == 0
+    carol.answer(MENU, "3")
+    carol.expect(r"Downloads and shares \(7\), page 1 of 2")
+    carol.expect("n next page, p previous, any other key goes back")
+    carol.child.send("n")
+    carol.expect(r"page 2 of 2")
+    carol.child.send("q")
+    carol.expect(MENU)
+    assert "Traceback" not in carol.text()

@@ -39,6 +39,8 @@ DEFAULTS = {
     "security.players": "any",
     "security.encryption": True,
     "security.publishers": "",
+    "seeding.ratio": 0.0,
+    "seeding.hours": 0.0,
 }
 
 

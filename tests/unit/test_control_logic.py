@@ -30,6 +30,7 @@ class FakeSupervisor:
     peers: dict[str, int] = field(default_factory=dict)
     stalled: dict[str, int] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)
+    hub: dict[str, int] = field(default_factory=dict)  # absent: a hub answered (1)
     shutdown: bool = False
 
     def statuses(self, now: float) -> list[control_pb2.ServiceStatus]:
@@ -54,6 +55,9 @@ class FakeSupervisor:
 
     def refused_of(self, library_id: str) -> int:
         return self.refused.get(library_id, 0)
+
+    def hub_of(self, library_id: str) -> int:
+        return self.hub.get(library_id, 1)
 
     def metrics_text(self) -> str:
         return "emma_service_up{service=\"maestro\"} 1.0\n"
@@ -222,6 +226,7 @@ def test_a_download_without_a_source_shows_as_stalled_with_its_reason(
     assert rows == {"aa": (control_pb2.STALLED, "no source for 3 books"), "bb": (control_pb2.PAUSED, ""),
                     "cc": (control_pb2.STALLED, "no source for 1 book")}
     supervisor.stalled = {}  # a source appeared: the requestor's counter is gone
+    supervisor.peers = {"aa" * 32: 1, "cc" * 32: 1}
     states = [d.state for d in ask(control, downloads=control_pb2.ListDownloads()).downloads.downloads]
     assert states == [control_pb2.DOWNLOADING, control_pb2.PAUSED, control_pb2.DOWNLOADING]
 
@@ -281,10 +286,19 @@ def test_remove_forgets_the_library_and_its_lib_file(control: ControlLogic, stat
     assert not lib.exists()
 
 
-def test_a_seeding_library_cannot_be_paused_and_resume_is_a_no_op(control: ControlLogic, state: State) -> None:
+def test_pausing_a_seeding_library_stops_seeding_and_resume_seeds_again(
+    control: ControlLogic, state: State, supervisor: FakeSupervisor
+) -> None:
     record(state, "ab" * 32, Status.SEEDING)
-    assert error(action(control, "ab", PAUSE)) == ErrorCode.INVALID_ARGUMENT
     assert ok(action(control, "ab", RESUME)) == "movie is complete and seeding"
+    assert ok(action(control, "ab", PAUSE)) == (
+        "paused movie: complete, no longer seeding (`emma resume` seeds it again)")
+    assert status(state, "ab" * 32) is Status.STOPPED
+    [row] = ask(control, downloads=control_pb2.ListDownloads()).downloads.downloads
+    assert (row.state, row.detail, row.upload_rate) == (
+        control_pb2.PAUSED, "complete; not seeding (`emma resume` seeds it again)", 0.0)
+    assert ok(action(control, "ab", PAUSE)) == "movie is complete and not seeding"
+    assert ok(action(control, "ab", RESUME)) == "seeding movie again"
     assert status(state, "ab" * 32) is Status.SEEDING
 
 

@@ -123,8 +123,8 @@ class FullState(State):
     def save_progress(self, library_id: str, have: Bitfield, downloaded: int, fetched: int) -> None:
         self._write(super().save_progress, library_id, have, downloaded, fetched)
 
-    def set_status(self, library_id: str, status: Status, stuff_path: Path | None = None) -> None:
-        self._write(super().set_status, library_id, status, stuff_path)
+    def set_status(self, library_id: str, status: Status, stuff_path: Path | None = None, reason: str = "") -> None:
+        self._write(super().set_status, library_id, status, stuff_path, reason)
 
 
 @pytest.fixture
@@ -174,12 +174,13 @@ def test_a_full_disk_makes_the_download_wait_with_its_reason_then_it_goes_on_by_
     disk.fail_opens = 2
     assert not reload(storage, state, 0.0)
     assert record_of(state).status is Status.ERROR
+    assert record_of(state).reason == storage.detail()  # what `emma downloads` shows of it
     downloads = config.downloads_dir
     assert storage.detail().startswith("disk full: ")
     assert storage.detail().endswith(f" bytes free on {downloads}; free space and it resumes")
     # tried at 1 s (fails: the next wait is 2 s), then at 3 s, when the disk has room again
     assert opened_at(storage, state, [0.25, 0.5, 0.99, 1.0, 1.25, 2.0, 2.99, 3.0, 3.25]) == [3.0]
-    assert record_of(state).status is Status.DOWNLOADING
+    assert (record_of(state).status, record_of(state).reason) == (Status.DOWNLOADING, "")
     written = storage.land(rl.Land(LIB.id, 0, "tcp://a:1", book(0)))
     assert written.outcome is Outcome.WRITTEN
     assert storage.waits.waits == {}
@@ -210,6 +211,8 @@ def test_an_error_that_waiting_cannot_cure_waits_for_the_user(storage: Storage, 
     disk.fail_opens, disk.code = 1, errno.EACCES
     assert not reload(storage, state, 0.0)
     assert record_of(state).status is Status.ERROR
+    assert record_of(state).reason.endswith(
+        "; check the downloads folder exists and may be written, then `emma resume`")  # what and what to do
     assert storage.detail() == ""
     assert opened_at(storage, state, [1.0, 60.0, 3600.0]) == []
     state.set_status(KEY, Status.DOWNLOADING)  # `emma resume`

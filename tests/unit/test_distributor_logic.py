@@ -502,3 +502,12 @@ def test_a_requester_that_left_is_forgotten_with_its_queue_and_pipe() -> None:
     assert dist.books_landed(lib.id, []) == []
     assert one_reply(dist.handle(ALICE, [framing.request(lib.id, 1)], 0.2), ALICE).error.error.code \
         == ErrorCode.FORBIDDEN  # back again, it handshakes again
+
+
+def test_a_library_request_is_answered_with_the_library_file_after_its_header() -> None:
+    [action] = logic("....").handle(ALICE, [framing.library_request(LIB.id)], 0.0)
+    assert isinstance(action, Send) and action.identity == ALICE
+    header = framing.decode(action.frame).library_file
+    assert (header.library_id, header.length) == (LIB.id, len(action.payload))
+    assert action.payload == LIB.to_bytes()
+    assert error_code(logic().handle(ALICE, [framing.library_request(b"\x01" * 32)], 0.0)) == ErrorCode.NOT_FOUND

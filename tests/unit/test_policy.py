@@ -58,6 +58,13 @@ def test_failure_goes_to_backoff_and_is_due_after_it() -> None:
     assert policy.due(1.1)
 
 
+def test_a_service_that_says_it_cannot_run_is_fatal_at_once_and_can_be_started_again() -> None:
+    policy = running(0.0)
+    assert policy.failed(0.5, "exit 78: cannot listen", hopeless=True) is FATAL
+    assert not policy.due(1e9) and policy.last_reason == "exit 78: cannot listen"
+    assert policy.start_requested()  # `emma services --start` once the setting is fixed
+
+
 @pytest.mark.parametrize("state", [OFF, STARTING, RUNNING, FATAL])
 def test_only_backoff_is_ever_due(state: ServiceState) -> None:
     assert not RestartPolicy(state=state).due(1e9)

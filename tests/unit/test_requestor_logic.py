@@ -20,6 +20,8 @@ from services.peer.remote import FIRST_CONTACT
 from services.peer.requestor_logic import (
     DEAD_FIRST,
     ERROR_SECONDS,
+    HUB_NAMED,
+    HUB_NAMED_NOBODY,
     NUMWANT,
     NUMWANT_SEARCHING,
     PEERS_EVERY,
@@ -41,6 +43,7 @@ from services.peer.requestor_logic import (
     Stalled,
     Stop,
     Sync,
+    hub_counter,
     peers_counter,
 )
 from services.peer.writer import Outcome, Written
@@ -401,6 +404,20 @@ def test_the_hub_ask_schedule_backs_off_while_nobody_answers_and_recovers() -> N
         assert "ask hub" not in s.at(s.download.next_ask - 0.01).tick(hub=True)  # not before it is due
         s.at(s.download.next_ask)
     assert gaps == [0.5, 1.0, 2.0, 4.0, PEERS_EVERY, PEERS_EVERY, PEERS_EVERY, 0.5]
+
+
+def test_the_hub_counter_says_not_yet_answered_since_when_it_fails_and_answered() -> None:
+    s = Scene()
+    key = hub_counter(s.lib.id_hex)
+    assert key not in s.logic.counters()  # not asked yet
+    s.at(12.5).hub(ok=False)
+    assert s.logic.counters()[key] == 12_500  # unreachable since then (monotonic ms)
+    s.at(14.0).hub(ok=False)
+    assert s.logic.counters()[key] == 12_500  # since the first failure in a row
+    s.at(15.0).hub(ok=True)
+    assert s.logic.counters()[key] == HUB_NAMED_NOBODY  # answered: it knows no other player
+    s.at(16.0).hub("A", ok=True)
+    assert s.logic.counters()[key] == HUB_NAMED
 
 
 def test_an_empty_hub_answer_counts_as_no_answer() -> None:

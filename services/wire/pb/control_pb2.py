@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from services.wire.pb import common_pb2 as common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rcontrol.proto\x12\x0f\x65mma.control.v1\x1a\x0c\x63ommon.proto\"&\n\x07\x43ounter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04\"\x84\x01\n\tHeartbeat\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\r\n\x05state\x18\x04 \x01(\t\x12*\n\x08\x63ounters\x18\x05 \x03(\x0b\x32\x18.emma.control.v1.CounterJ\x04\x08\x03\x10\x04J\x04\x08\x06\x10\x07R\x08sequenceR\x08\x65ndpoint\"\xa1\x01\n\rServiceStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x1d.emma.control.v1.ServiceState\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x0e\n\x06uptime\x18\x04 \x01(\x01\x12\x10\n\x08restarts\x18\x05 \x01(\r\x12\x15\n\rheartbeat_age\x18\x06 \x01(\x01\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"\x9e\x02\n\x08\x44ownload\x12\x12\n\nlibrary_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x13\n\x0b\x62ooks_total\x18\x04 \x01(\r\x12\x12\n\nbooks_have\x18\x05 \x01(\r\x12\x15\n\rdownload_rate\x18\x06 \x01(\x01\x12\x13\n\x0bupload_rate\x18\x07 \x01(\x01\x12\r\n\x05peers\x18\x08 \x01(\r\x12\x0c\n\x04path\x18\n \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x0b \x01(\t\x12\x13\n\x0b\x66iles_total\x18\x0c \x01(\r\x12\x16\n\x0e\x66iles_selected\x18\r \x01(\r\x12-\n\x05state\x18\x0e \x01(\x0e\x32\x1e.emma.control.v1.DownloadStateJ\x04\x08\t\x10\n\"\x0e\n\x0cListServices\"\x0f\n\rListDownloads\"(\n\nAddLibrary\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04only\x18\x02 \x03(\t\"\x9f\x01\n\rLibraryAction\x12\x12\n\nlibrary_id\x18\x01 \x01(\t\x12\x35\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32%.emma.control.v1.LibraryAction.Action\"C\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\t\n\x05PAUSE\x10\x01\x12\n\n\x06RESUME\x10\x02\x12\n\n\x06REMOVE\x10\x03\"6\n\x08SetRates\x12\x13\n\x0bupload_rate\x18\x01 \x01(\x04\x12\x15\n\rdownload_rate\x18\x02 \x01(\x04\"/\n\rServiceAction\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x08\"\n\n\x08Shutdown\"\x10\n\x0eMetricsRequest\"\xb2\x03\n\x0e\x43ontrolRequest\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x31\n\x08services\x18\n \x01(\x0b\x32\x1d.emma.control.v1.ListServicesH\x00\x12\x33\n\tdownloads\x18\x0b \x01(\x0b\x32\x1e.emma.control.v1.ListDownloadsH\x00\x12*\n\x03\x61\x64\x64\x18\x0c \x01(\x0b\x32\x1b.emma.control.v1.AddLibraryH\x00\x12\x31\n\x07library\x18\r \x01(\x0b\x32\x1e.emma.control.v1.LibraryActionH\x00\x12*\n\x05rates\x18\x0e \x01(\x0b\x32\x19.emma.control.v1.SetRatesH\x00\x12\x31\n\x07service\x18\x0f \x01(\x0b\x32\x1e.emma.control.v1.ServiceActionH\x00\x12-\n\x08shutdown\x18\x10 \x01(\x0b\x32\x19.emma.control.v1.ShutdownH\x00\x12\x32\n\x07metrics\x18\x11 \x01(\x0b\x32\x1f.emma.control.v1.MetricsRequestH\x00\x42\x06\n\x04\x62ody\"A\n\rServicesReply\x12\x30\n\x08services\x18\x01 \x03(\x0b\x32\x1e.emma.control.v1.ServiceStatus\">\n\x0e\x44ownloadsReply\x12,\n\tdownloads\x18\x01 \x03(\x0b\x32\x19.emma.control.v1.Download\"\x15\n\x02Ok\x12\x0f\n\x07message\x18\x01 \x01(\t\"\x1c\n\x0cMetricsReply\x12\x0c\n\x04text\x18\x01 \x01(\t\"\x8e\x02\n\x0c\x43ontrolReply\x12\x0f\n\x07version\x18\x01 \x01(\r\x12&\n\x05\x65rror\x18\t \x01(\x0b\x32\x15.emma.common.v1.ErrorH\x00\x12\x32\n\x08services\x18\n \x01(\x0b\x32\x1e.emma.control.v1.ServicesReplyH\x00\x12\x34\n\tdownloads\x18\x0b \x01(\x0b\x32\x1f.emma.control.v1.DownloadsReplyH\x00\x12!\n\x02ok\x18\x0c \x01(\x0b\x32\x13.emma.control.v1.OkH\x00\x12\x30\n\x07metrics\x18\r \x01(\x0b\x32\x1d.emma.control.v1.MetricsReplyH\x00\x42\x06\n\x04\x62ody*w\n\x0cServiceState\x12\x1d\n\x19SERVICE_STATE_UNSPECIFIED\x10\x00\x12\x0c\n\x08STARTING\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\x0b\n\x07\x42\x41\x43KOFF\x10\x03\x12\t\n\x05\x46\x41TAL\x10\x04\x12\x07\n\x03OFF\x10\x05\x12\x0c\n\x08STOPPING\x10\x06*\x7f\n\rDownloadState\x12\x1e\n\x1a\x44OWNLOAD_STATE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x44OWNLOADING\x10\x01\x12\x0b\n\x07STALLED\x10\x02\x12\x0b\n\x07REFUSED\x10\x03\x12\x0b\n\x07SEEDING\x10\x04\x12\n\n\x06PAUSED\x10\x05\x12\n\n\x06\x46\x41ILED\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rcontrol.proto\x12\x0f\x65mma.control.v1\x1a\x0c\x63ommon.proto\"&\n\x07\x43ounter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04\"\x84\x01\n\tHeartbeat\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\r\n\x05state\x18\x04 \x01(\t\x12*\n\x08\x63ounters\x18\x05 \x03(\x0b\x32\x18.emma.control.v1.CounterJ\x04\x08\x03\x10\x04J\x04\x08\x06\x10\x07R\x08sequenceR\x08\x65ndpoint\"\xa1\x01\n\rServiceStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x1d.emma.control.v1.ServiceState\x12\x0b\n\x03pid\x18\x03 \x01(\r\x12\x0e\n\x06uptime\x18\x04 \x01(\x01\x12\x10\n\x08restarts\x18\x05 \x01(\r\x12\x15\n\rheartbeat_age\x18\x06 \x01(\x01\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"\xef\x02\n\x08\x44ownload\x12\x12\n\nlibrary_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x13\n\x0b\x62ooks_total\x18\x04 \x01(\r\x12\x12\n\nbooks_have\x18\x05 \x01(\r\x12\x15\n\rdownload_rate\x18\x06 \x01(\x01\x12\x13\n\x0bupload_rate\x18\x07 \x01(\x01\x12\r\n\x05peers\x18\x08 \x01(\r\x12\x0c\n\x04path\x18\n \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x0b \x01(\t\x12\x13\n\x0b\x66iles_total\x18\x0c \x01(\r\x12\x16\n\x0e\x66iles_selected\x18\r \x01(\r\x12-\n\x05state\x18\x0e \x01(\x0e\x32\x1e.emma.control.v1.DownloadState\x12\x10\n\x08uploaded\x18\x1e \x01(\x04\x12\x12\n\ndownloaded\x18\x1f \x01(\x04\x12\r\n\x05ratio\x18  \x01(\x01\x12\x0b\n\x03\x65ta\x18! \x01(\x01\x12\r\n\x05since\x18\" \x01(\x01J\x04\x08\t\x10\n\"\x0e\n\x0cListServices\"\x0f\n\rListDownloads\"W\n\nAddLibrary\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04only\x18\x02 \x03(\t\x12\n\n\x02to\x18\n \x01(\t\x12\x13\n\x0bon_complete\x18\x0b \x01(\t\x12\x0c\n\x04hubs\x18\x0c \x03(\t\"\x9f\x01\n\rLibraryAction\x12\x12\n\nlibrary_id\x18\x01 \x01(\t\x12\x35\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32%.emma.control.v1.LibraryAction.Action\"C\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\t\n\x05PAUSE\x10\x01\x12\n\n\x06RESUME\x10\x02\x12\n\n\x06REMOVE\x10\x03\"6\n\x08SetRates\x12\x13\n\x0bupload_rate\x18\x01 \x01(\x04\x12\x15\n\rdownload_rate\x18\x02 \x01(\x04\"/\n\rServiceAction\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x08\"\n\n\x08Shutdown\"\x10\n\x0eMetricsRequest\"\xb2\x03\n\x0e\x43ontrolRequest\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x31\n\x08services\x18\n \x01(\x0b\x32\x1d.emma.control.v1.ListServicesH\x00\x12\x33\n\tdownloads\x18\x0b \x01(\x0b\x32\x1e.emma.control.v1.ListDownloadsH\x00\x12*\n\x03\x61\x64\x64\x18\x0c \x01(\x0b\x32\x1b.emma.control.v1.AddLibraryH\x00\x12\x31\n\x07library\x18\r \x01(\x0b\x32\x1e.emma.control.v1.LibraryActionH\x00\x12*\n\x05rates\x18\x0e \x01(\x0b\x32\x19.emma.control.v1.SetRatesH\x00\x12\x31\n\x07service\x18\x0f \x01(\x0b\x32\x1e.emma.control.v1.ServiceActionH\x00\x12-\n\x08shutdown\x18\x10 \x01(\x0b\x32\x19.emma.control.v1.ShutdownH\x00\x12\x32\n\x07metrics\x18\x11 \x01(\x0b\x32\x1f.emma.control.v1.MetricsRequestH\x00\x42\x06\n\x04\x62ody\"A\n\rServicesReply\x12\x30\n\x08services\x18\x01 \x03(\x0b\x32\x1e.emma.control.v1.ServiceStatus\">\n\x0e\x44ownloadsReply\x12,\n\tdownloads\x18\x01 \x03(\x0b\x32\x19.emma.control.v1.Download\"\x15\n\x02Ok\x12\x0f\n\x07message\x18\x01 \x01(\t\"\x1c\n\x0cMetricsReply\x12\x0c\n\x04text\x18\x01 \x01(\t\"\x8e\x02\n\x0c\x43ontrolReply\x12\x0f\n\x07version\x18\x01 \x01(\r\x12&\n\x05\x65rror\x18\t \x01(\x0b\x32\x15.emma.common.v1.ErrorH\x00\x12\x32\n\x08services\x18\n \x01(\x0b\x32\x1e.emma.control.v1.ServicesReplyH\x00\x12\x34\n\tdownloads\x18\x0b \x01(\x0b\x32\x1f.emma.control.v1.DownloadsReplyH\x00\x12!\n\x02ok\x18\x0c \x01(\x0b\x32\x13.emma.control.v1.OkH\x00\x12\x30\n\x07metrics\x18\r \x01(\x0b\x32\x1d.emma.control.v1.MetricsReplyH\x00\x42\x06\n\x04\x62ody*w\n\x0cServiceState\x12\x1d\n\x19SERVICE_STATE_UNSPECIFIED\x10\x00\x12\x0c\n\x08STARTING\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\x0b\n\x07\x42\x41\x43KOFF\x10\x03\x12\t\n\x05\x46\x41TAL\x10\x04\x12\x07\n\x03OFF\x10\x05\x12\x0c\n\x08STOPPING\x10\x06*\x8c\x01\n\rDownloadState\x12\x1e\n\x1a\x44OWNLOAD_STATE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x44OWNLOADING\x10\x01\x12\x0b\n\x07STALLED\x10\x02\x12\x0b\n\x07REFUSED\x10\x03\x12\x0b\n\x07SEEDING\x10\x04\x12\n\n\x06PAUSED\x10\x05\x12\n\n\x06\x46\x41ILED\x10\x06\x12\x0b\n\x07WAITING\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'control_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SERVICESTATE']._serialized_start=1942
-  _globals['_SERVICESTATE']._serialized_end=2061
-  _globals['_DOWNLOADSTATE']._serialized_start=2063
-  _globals['_DOWNLOADSTATE']._serialized_end=2190
+  _globals['_SERVICESTATE']._serialized_start=2070
+  _globals['_SERVICESTATE']._serialized_end=2189
+  _globals['_DOWNLOADSTATE']._serialized_start=2192
+  _globals['_DOWNLOADSTATE']._serialized_end=2332
   _globals['_COUNTER']._serialized_start=48
   _globals['_COUNTER']._serialized_end=86
   _globals['_HEARTBEAT']._serialized_start=89
@@ -43,35 +43,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERVICESTATUS']._serialized_start=224
   _globals['_SERVICESTATUS']._serialized_end=385
   _globals['_DOWNLOAD']._serialized_start=388
-  _globals['_DOWNLOAD']._serialized_end=674
-  _globals['_LISTSERVICES']._serialized_start=676
-  _globals['_LISTSERVICES']._serialized_end=690
-  _globals['_LISTDOWNLOADS']._serialized_start=692
-  _globals['_LISTDOWNLOADS']._serialized_end=707
-  _globals['_ADDLIBRARY']._serialized_start=709
-  _globals['_ADDLIBRARY']._serialized_end=749
-  _globals['_LIBRARYACTION']._serialized_start=752
-  _globals['_LIBRARYACTION']._serialized_end=911
-  _globals['_LIBRARYACTION_ACTION']._serialized_start=844
-  _globals['_LIBRARYACTION_ACTION']._serialized_end=911
-  _globals['_SETRATES']._serialized_start=913
-  _globals['_SETRATES']._serialized_end=967
-  _globals['_SERVICEACTION']._serialized_start=969
-  _globals['_SERVICEACTION']._serialized_end=1016
-  _globals['_SHUTDOWN']._serialized_start=1018
-  _globals['_SHUTDOWN']._serialized_end=1028
-  _globals['_METRICSREQUEST']._serialized_start=1030
-  _globals['_METRICSREQUEST']._serialized_end=1046
-  _globals['_CONTROLREQUEST']._serialized_start=1049
-  _globals['_CONTROLREQUEST']._serialized_end=1483
-  _globals['_SERVICESREPLY']._serialized_start=1485
-  _globals['_SERVICESREPLY']._serialized_end=1550
-  _globals['_DOWNLOADSREPLY']._serialized_start=1552
-  _globals['_DOWNLOADSREPLY']._serialized_end=1614
-  _globals['_OK']._serialized_start=1616
-  _globals['_OK']._serialized_end=1637
-  _globals['_METRICSREPLY']._serialized_start=1639
-  _globals['_METRICSREPLY']._serialized_end=1667
-  _globals['_CONTROLREPLY']._serialized_start=1670
-  _globals['_CONTROLREPLY']._serialized_end=1940
+  _globals['_DOWNLOAD']._serialized_end=755
+  _globals['_LISTSERVICES']._serialized_start=757
+  _globals['_LISTSERVICES']._serialized_end=771
+  _globals['_LISTDOWNLOADS']._serialized_start=773
+  _globals['_LISTDOWNLOADS']._serialized_end=788
+  _globals['_ADDLIBRARY']._serialized_start=790
+  _globals['_ADDLIBRARY']._serialized_end=877
+  _globals['_LIBRARYACTION']._serialized_start=880
+  _globals['_LIBRARYACTION']._serialized_end=1039
+  _globals['_LIBRARYACTION_ACTION']._serialized_start=972
+  _globals['_LIBRARYACTION_ACTION']._serialized_end=1039
+  _globals['_SETRATES']._serialized_start=1041
+  _globals['_SETRATES']._serialized_end=1095
+  _globals['_SERVICEACTION']._serialized_start=1097
+  _globals['_SERVICEACTION']._serialized_end=1144
+  _globals['_SHUTDOWN']._serialized_start=1146
+  _globals['_SHUTDOWN']._serialized_end=1156
+  _globals['_METRICSREQUEST']._serialized_start=1158
+  _globals['_METRICSREQUEST']._serialized_end=1174
+  _globals['_CONTROLREQUEST']._serialized_start=1177
+  _globals['_CONTROLREQUEST']._serialized_end=1611
+  _globals['_SERVICESREPLY']._serialized_start=1613
+  _globals['_SERVICESREPLY']._serialized_end=1678
+  _globals['_DOWNLOADSREPLY']._serialized_start=1680
+  _globals['_DOWNLOADSREPLY']._serialized_end=1742
+  _globals['_OK']._serialized_start=1744
+  _globals['_OK']._serialized_end=1765
+  _globals['_METRICSREPLY']._serialized_start=1767
+  _globals['_METRICSREPLY']._serialized_end=1795
+  _globals['_CONTROLREPLY']._serialized_start=1798
+  _globals['_CONTROLREPLY']._serialized_end=2068
 # @@protoc_insertion_point(module_scope)

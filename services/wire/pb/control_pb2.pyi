@@ -63,6 +63,8 @@ class _DownloadStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Downloa
     PAUSED: _DownloadState.ValueType  # 5
     FAILED: _DownloadState.ValueType  # 6
     """stopped on an error (the events log says which); `emma resume` tries again"""
+    WAITING: _DownloadState.ValueType  # 7
+    """for the hub's answer, or for peers (Download.detail says which)"""
 
 class DownloadState(_DownloadState, metaclass=_DownloadStateEnumTypeWrapper):
     """What a download is doing, as `emma downloads` shows it (services/cli/fmt.py: state_word)."""
@@ -77,6 +79,8 @@ SEEDING: DownloadState.ValueType  # 4
 PAUSED: DownloadState.ValueType  # 5
 FAILED: DownloadState.ValueType  # 6
 """stopped on an error (the events log says which); `emma resume` tries again"""
+WAITING: DownloadState.ValueType  # 7
+"""for the hub's answer, or for peers (Download.detail says which)"""
 Global___DownloadState: _TypeAlias = DownloadState  # noqa: Y015
 
 @_typing.final
@@ -187,6 +191,11 @@ class Download(_message.Message):
     FILES_TOTAL_FIELD_NUMBER: _builtins.int
     FILES_SELECTED_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    UPLOADED_FIELD_NUMBER: _builtins.int
+    DOWNLOADED_FIELD_NUMBER: _builtins.int
+    RATIO_FIELD_NUMBER: _builtins.int
+    ETA_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
     library_id: _builtins.str
     """hex"""
     name: _builtins.str
@@ -205,6 +214,18 @@ class Download(_message.Message):
     files_selected: _builtins.int
     """of them, those selected to download (`emma get --only`)"""
     state: Global___DownloadState.ValueType
+    uploaded: _builtins.int
+    """30-49: totals and what to expect (issue 17)
+    bytes served to other players, all time
+    """
+    downloaded: _builtins.int
+    """bytes fetched from other players, all time"""
+    ratio: _builtins.float
+    """uploaded / size (a seed's ratio counts from the whole library)"""
+    eta: _builtins.float
+    """seconds until complete at the current rate; 0: unknown or not downloading"""
+    since: _builtins.float
+    """unix seconds: when the state began, if known (a hub unreachable since)"""
     def __init__(
         self,
         *,
@@ -221,10 +242,15 @@ class Download(_message.Message):
         files_total: _builtins.int = ...,
         files_selected: _builtins.int = ...,
         state: Global___DownloadState.ValueType = ...,
+        uploaded: _builtins.int = ...,
+        downloaded: _builtins.int = ...,
+        ratio: _builtins.float = ...,
+        eta: _builtins.float = ...,
+        since: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["books_have", b"books_have", "books_total", b"books_total", "detail", b"detail", "download_rate", b"download_rate", "files_selected", b"files_selected", "files_total", b"files_total", "library_id", b"library_id", "name", b"name", "path", b"path", "peers", b"peers", "size", b"size", "state", b"state", "upload_rate", b"upload_rate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["books_have", b"books_have", "books_total", b"books_total", "detail", b"detail", "download_rate", b"download_rate", "downloaded", b"downloaded", "eta", b"eta", "files_selected", b"files_selected", "files_total", b"files_total", "library_id", b"library_id", "name", b"name", "path", b"path", "peers", b"peers", "ratio", b"ratio", "since", b"since", "size", b"size", "state", b"state", "upload_rate", b"upload_rate", "uploaded", b"uploaded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -266,20 +292,36 @@ class AddLibrary(_message.Message):
 
     PATH_FIELD_NUMBER: _builtins.int
     ONLY_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    ON_COMPLETE_FIELD_NUMBER: _builtins.int
+    HUBS_FIELD_NUMBER: _builtins.int
     path: _builtins.str
+    to: _builtins.str
+    """10-29: issue 17
+    absolute folder to download into (empty: paths.downloads)
+    """
+    on_complete: _builtins.str
+    """command run with the path once complete (no shell; see services/peer/hooks.py)"""
     @_builtins.property
     def only(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """globs of the files to fetch (none: every file); adds to an earlier selection"""
+
+    @_builtins.property
+    def hubs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """hubs to ask instead of those the library names (tcp://HOST:PORT)"""
 
     def __init__(
         self,
         *,
         path: _builtins.str = ...,
         only: _abc.Iterable[_builtins.str] | None = ...,
+        to: _builtins.str = ...,
+        on_complete: _builtins.str = ...,
+        hubs: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["only", b"only", "path", b"path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hubs", b"hubs", "on_complete", b"on_complete", "only", b"only", "path", b"path", "to", b"to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

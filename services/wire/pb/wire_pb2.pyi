@@ -233,6 +233,52 @@ class PeerError(_message.Message):
 Global___PeerError: _TypeAlias = PeerError  # noqa: Y015
 
 @_typing.final
+class LibraryRequest(_message.Message):
+    """Anyone admitted -> Distributor: "send me the library file of L" (`emma get LINK`, which knows only the
+    library's id). Answered by a LibraryFile header frame and then the .lib bytes as one raw frame, or an error.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIBRARY_ID_FIELD_NUMBER: _builtins.int
+    library_id: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        library_id: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["library_id", b"library_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LibraryRequest: _TypeAlias = LibraryRequest  # noqa: Y015
+
+@_typing.final
+class LibraryFile(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIBRARY_ID_FIELD_NUMBER: _builtins.int
+    LENGTH_FIELD_NUMBER: _builtins.int
+    library_id: _builtins.bytes
+    length: _builtins.int
+    """bytes in the next frame"""
+    def __init__(
+        self,
+        *,
+        library_id: _builtins.bytes = ...,
+        length: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["length", b"length", "library_id", b"library_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LibraryFile: _TypeAlias = LibraryFile  # noqa: Y015
+
+@_typing.final
 class PeerMessage(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -245,6 +291,8 @@ class PeerMessage(_message.Message):
     BOOK_FIELD_NUMBER: _builtins.int
     BUSY_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    LIBRARY_REQUEST_FIELD_NUMBER: _builtins.int
+    LIBRARY_FILE_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     """1"""
     @_builtins.property
@@ -263,6 +311,10 @@ class PeerMessage(_message.Message):
     def busy(self) -> Global___Busy: ...
     @_builtins.property
     def error(self) -> Global___PeerError: ...
+    @_builtins.property
+    def library_request(self) -> Global___LibraryRequest: ...
+    @_builtins.property
+    def library_file(self) -> Global___LibraryFile: ...
     def __init__(
         self,
         *,
@@ -275,12 +327,14 @@ class PeerMessage(_message.Message):
         book: Global___BookHeader | None = ...,
         busy: Global___Busy | None = ...,
         error: Global___PeerError | None = ...,
+        library_request: Global___LibraryRequest | None = ...,
+        library_file: Global___LibraryFile | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["bitfield", b"bitfield", "body", b"body", "book", b"book", "busy", b"busy", "cancel", b"cancel", "error", b"error", "handshake", b"handshake", "have", b"have", "request", b"request"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bitfield", b"bitfield", "body", b"body", "book", b"book", "busy", b"busy", "cancel", b"cancel", "error", b"error", "handshake", b"handshake", "have", b"have", "library_file", b"library_file", "library_request", b"library_request", "request", b"request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bitfield", b"bitfield", "body", b"body", "book", b"book", "busy", b"busy", "cancel", b"cancel", "error", b"error", "handshake", b"handshake", "have", b"have", "request", b"request", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bitfield", b"bitfield", "body", b"body", "book", b"book", "busy", b"busy", "cancel", b"cancel", "error", b"error", "handshake", b"handshake", "have", b"have", "library_file", b"library_file", "library_request", b"library_request", "request", b"request", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["handshake", "bitfield", "have", "request", "cancel", "book", "busy", "error"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["handshake", "bitfield", "have", "request", "cancel", "book", "busy", "error", "library_request", "library_file"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
