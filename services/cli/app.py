@@ -23,8 +23,9 @@ COMMANDS = {
                                                       "logs, services, settings."),
     "share": Lazy("services.cli.lib_cmd", "share", "Librarify FILE (a file or a folder): write lib_<id>.lib and "
                                                   "seed it from this player."),
-    "get": Lazy("services.cli.player_cmd", "get", "Download LIB (a .lib file, or a link) with the running player."),
-    "link": Lazy("services.cli.link_cmd", "link", "Print LIB as one copyable line that `emma get` downloads from."),
+    "get": Lazy("services.cli.player_cmd", "get", "Download LIB (a .lib file, or a link from `emma link`) with the "
+                                                  "running player."),
+    "link": Lazy("services.cli.link_cmd", "link", "Print LIB as one copyable line: its id and hubs (with their keys)."),
     "downloads": Lazy("services.cli.player_cmd", "downloads", "Libraries this player downloads or seeds."),
     "pause": Lazy("services.cli.player_cmd", "pause", "Pause a download."),
     "resume": Lazy("services.cli.player_cmd", "resume", "Resume a paused download."),

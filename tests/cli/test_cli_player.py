@@ -180,7 +180,7 @@ def test_shared_file_is_listed_as_seeding(player: Path, tmp_path: Path) -> None:
     row = downloads(player)[library_id]
     assert (row["state"], row["detail"]) == ("paused", "complete; not seeding (`emma resume` seeds it again)")
     logs = [player / "logs" / f"{kind}.log" for kind in ("events", "debug")]
-    wait_for(lambda: any(e.get("kind") == "STOPPED" and e.get("library") == library_id
+    wait_for(lambda: any(e.get("kind") == "stopped" and e.get("library") == library_id
                          for log in logs for e in events_in(log, "announce")), 60, "the distributor to stop serving it")
     assert emma(player, "resume", library_id[:16]).stdout == "seeding seeded.bin again\n"
     assert downloads(player)[library_id]["state"] == "seeding"
