@@ -125,7 +125,7 @@ def serving_time(swarm: Swarm, player: Player, libraries: list[Library], started
 
     def all_announced() -> bool:
         for record in events(log, "announce"):
-            if record.get("kind") == "STARTED" and record.get("library") in wanted:
+            if record.get("kind") == "started" and record.get("library") in wanted:
                 announced.setdefault(str(record["library"]), stamp(record))
         return len(announced) == len(wanted)
 

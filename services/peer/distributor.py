@@ -377,7 +377,7 @@ class Distributor:
             if self.heartbeat:
                 self.heartbeat.tick(now, self._counters)
             wait = self.logic.wait(now)
-            timeout = min(next_look - now, 0.1 if wait is None else wait, DRAIN_POLL if self.unsent else 0.1)
+            timeout = min(next_look - now, LOOK_SECONDS if wait is None else wait, DRAIN_POLL if self.unsent else 1.0)
             events = dict(poller.poll(max(0, int(timeout * 1000))))
             now = time.monotonic()
             if self.router in events:

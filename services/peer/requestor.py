@@ -4,7 +4,7 @@ Each turn it polls its sockets (a DEALER per remote endpoint, the hub link, the
 Syncer), hands what arrives to the logic with ``now``, and carries out the
 actions that come back: sends, the disk (``storage.py``: verify and write,
 state.db, the partial files), fdatasync in the Syncer thread, notices to the
-local Distributor, hub jobs. Every LOOK_SECONDS it looks for news: a change of
+local Distributor, hub jobs. Every LOOK_SECONDS (REST_SECONDS while it fetches nothing) it looks for news: a change of
 ``<data>/libs/`` (a dropped library) or a write to state.db by another process (the
 Maestro on a user's command); only then does it read the records again, to open,
 pause or drop downloads.
@@ -42,6 +42,7 @@ log = get_logger("events")
 slog = get_logger("services")
 dlog = get_logger("debug")
 LOOK_SECONDS = 0.1  # the loop looks for news this often: one stat of libs/, one query of state.db's data version
+REST_SECONDS = 0.25  # ... and turns this often, looking too, while it fetches nothing (no download, no peer)
 FULL_LOOK_SECONDS = 5.0  # and every file of libs/ this often (a file rewritten in place does not touch the folder)
 _REFUSED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 RECEIVE_BATCH = 64  # messages taken from one remote per turn, so one remote cannot hold the loop
@@ -274,14 +275,16 @@ class Requestor:
         next_look = 0.0
         while self.running:
             now = time.monotonic()
+            resting = not self.logic.downloads and not self.logic.remotes
             if now >= next_look:
                 self.look(now)
-                next_look = now + LOOK_SECONDS
+                next_look = now + (REST_SECONDS if resting else LOOK_SECONDS)
             if self.heartbeat:
                 self.heartbeat.detail = self.storage.detail() or "running"  # a disk error, kept for the Maestro
                 self.heartbeat.tick(now, self._counters)
             self.do(self.logic.tick(now), now)
-            for socket, _ in self.poller.poll(int(1000 * min(0.1, max(0.0, next_look - now)))):
+            wait = REST_SECONDS if resting else LOOK_SECONDS
+            for socket, _ in self.poller.poll(int(1000 * min(wait, max(0.0, next_look - now)))):
                 now = time.monotonic()
                 if socket is self.syncer.socket:
                     for library_id, error in self.syncer.results():

@@ -28,6 +28,7 @@ Run: ``python -m services.supervisor.maestro --data-dir D``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import logging
 import os
@@ -59,7 +60,7 @@ from services.wire.pb import control_pb2
 from services.wire.versions import CONTROL
 
 log = get_logger("services")
-TICK = 0.02
+TICK = 0.1  # the longest wait for news; a child's exit (SIGCHLD) or a signal to stop wakes the loop at once
 HEARTBEAT_BATCH = 256  # heartbeat frames read per loop turn at most (about 5 ms of garbage)
 CONTROL_BATCH = 16  # control requests answered per loop turn at most
 LOG_EVERY = 10.0  # seconds between two log lines about dropped frames of one kind (every one is counted)
@@ -114,6 +115,50 @@ def unusable_reason(out: Path, name: str) -> str:
         return ""
     said = [line for line in tail.splitlines() if line.startswith(f"{name} cannot start: ")]
     return said[-1].removeprefix(f"{name} cannot start: ")[:DETAIL_CHARS] if said else ""
+
+
+class Wakeup:
+    """A pipe the loop polls beside its sockets, written when a signal arrives (``signal.set_wakeup_fd``): a
+    child's exit (SIGCHLD) or a request to stop is seen at once, not at the next tick. Outside the main thread
+    (where signals cannot be set) ``fd`` is None and the tick alone notices them."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        self._pipe: tuple[int, int] | None = None
+        self._restore: tuple[int, Any] | None = None
+
+    def __enter__(self) -> Wakeup:
+        read, write = os.pipe()
+        os.set_blocking(read, False)
+        os.set_blocking(write, False)
+        try:
+            previous_fd = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+            previous_handler = signal.signal(signal.SIGCHLD, _noticed)
+        except ValueError:  # not the main thread
+            os.close(read)
+            os.close(write)
+            return self
+        self._pipe, self._restore, self.fd = (read, write), (previous_fd, previous_handler), read
+        return self
+
+    def drain(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self.fd, 4096):
+                    pass
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pipe is None or self._restore is None:
+            return
+        signal.signal(signal.SIGCHLD, self._restore[1])
+        signal.set_wakeup_fd(self._restore[0])
+        for fd in self._pipe:
+            os.close(fd)
+        self.fd = self._pipe = self._restore = None
+
+
+def _noticed(signum: int, frame: object) -> None:
+    """SIGCHLD: nothing to do here; the wakeup pipe has woken the loop, which reaps the child."""
 
 
 def acquire_lock(run_dir: Path) -> IO[str]:
@@ -381,26 +426,36 @@ class Maestro:
         for sock in scrapes:
             poller.register(sock, zmq.POLLIN)
         stopping = False
-        while not stopping or not self._all_off():
-            events = dict(poller.poll(int(TICK * 1000)))
-            if self.metrics is not None and scrapes.intersection(events):
-                self.metrics.handle()
-            if self.control in events:
-                self._control()
-            if not self.running and not stopping:
-                stopping = True
-                self._stop_all(time.monotonic())
-            self._pace(time.monotonic())
-            self._heartbeats()
-            now = time.monotonic()
-            for name, sup in self.services.items():
-                status = sup.child.exited()
-                if status == EXIT_UNUSABLE and sup.policy.state in LIVE:  # it cannot run with its settings: why
-                    self._heard_last_words(sup, unusable_reason(sup.child.log_path, name) or sup.last_words)
-                self._apply(name, sup, sup.policy.poll(now, status, hopeless=status == EXIT_UNUSABLE))
-            self._report(self.bad_beats, "bad_heartbeats", self.bad_beats.due(now))
-            self._report(self.bad_control, "bad_control_messages", self.bad_control.due(now))
+        with Wakeup() as wakeup:
+            if wakeup.fd is not None:
+                poller.register(wakeup.fd, zmq.POLLIN)
+            while not stopping or not self._all_off():
+                events = dict(poller.poll(int(TICK * 1000)))
+                if wakeup.fd in events:
+                    wakeup.drain()
+                stopping = self._turn(events, scrapes, stopping)
         self.shutdown()
+
+    def _turn(self, events: dict[Any, int], scrapes: set[Any], stopping: bool) -> bool:
+        """One loop turn on what ``poll`` returned; whether the Maestro is stopping."""
+        if self.metrics is not None and scrapes.intersection(events):
+            self.metrics.handle()
+        if self.control in events:
+            self._control()
+        if not self.running and not stopping:
+            stopping = True
+            self._stop_all(time.monotonic())
+        self._pace(time.monotonic())
+        self._heartbeats()
+        now = time.monotonic()
+        for name, sup in self.services.items():
+            status = sup.child.exited()
+            if status == EXIT_UNUSABLE and sup.policy.state in LIVE:  # it cannot run with its settings: why
+                self._heard_last_words(sup, unusable_reason(sup.child.log_path, name) or sup.last_words)
+            self._apply(name, sup, sup.policy.poll(now, status, hopeless=status == EXIT_UNUSABLE))
+        self._report(self.bad_beats, "bad_heartbeats", self.bad_beats.due(now))
+        self._report(self.bad_control, "bad_control_messages", self.bad_control.due(now))
+        return stopping
 
     def _stop_all(self, now: float) -> None:
         """Shutdown: every service told to stop at once; the loop runs on until all are OFF."""

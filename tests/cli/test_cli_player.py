@@ -175,13 +175,18 @@ def test_shared_file_is_listed_as_seeding(player: Path, tmp_path: Path) -> None:
     assert "seeded.bin" in line and line.endswith("seeding") and "100.0%" in line and " 0.00 " in line
 
     # pausing a complete library stops seeding it (the distributor stops serving it); resume seeds it again
+    logs = [player / "logs" / f"{kind}.log" for kind in ("events", "debug")]
+
+    def announced(kind: str) -> bool:
+        return any(e.get("kind") == kind and e.get("library") == library_id for log in logs
+                   for e in events_in(log, "announce"))
+
+    wait_for(lambda: announced("started"), 60, "the distributor to serve it")  # else it is never served at all
     paused = emma(player, "pause", library_id[:16])
     assert paused.stdout == "paused seeded.bin: complete, no longer seeding (`emma resume` seeds it again)\n"
     row = downloads(player)[library_id]
     assert (row["state"], row["detail"]) == ("paused", "complete; not seeding (`emma resume` seeds it again)")
-    logs = [player / "logs" / f"{kind}.log" for kind in ("events", "debug")]
-    wait_for(lambda: any(e.get("kind") == "stopped" and e.get("library") == library_id
-                         for log in logs for e in events_in(log, "announce")), 60, "the distributor to stop serving it")
+    wait_for(lambda: announced("stopped"), 60, "the distributor to stop serving it")
     assert emma(player, "resume", library_id[:16]).stdout == "seeding seeded.bin again\n"
     assert downloads(player)[library_id]["state"] == "seeding"
 
