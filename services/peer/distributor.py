@@ -165,7 +165,8 @@ class Distributor:
             for library_id, served in list(self.logic.served.items()):
                 if served.uploaded:
                     self._count_uploaded(library_id.hex(), served)
-                    self.refresh(library_id, now)  # its ratio grew: a seeding limit may be reached
+                    if any(self.seeding_limits):
+                        self.refresh(library_id, now)  # its ratio grew: a seeding limit may be reached
         if self.seeding_limits[1] and now >= self.next_limits_look:  # a limit in hours: time alone reaches it
             self.next_limits_look = now + LIMITS_LOOK_SECONDS
             self.reload(now)
