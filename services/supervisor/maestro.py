@@ -53,7 +53,7 @@ from services.runtime.service import EXIT_UNUSABLE
 from services.supervisor.child import Child
 from services.supervisor.control_logic import MAX_CONTROL_BYTES, ControlLogic
 from services.supervisor.metrics import PlayerCollector, ServiceView
-from services.supervisor.policy import Action, Decision, RestartPolicy, ServiceState
+from services.supervisor.policy import LIVE, Action, Decision, RestartPolicy, ServiceState
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.ids import InvalidEndpoint
 from services.wire.pb import control_pb2
@@ -65,7 +65,6 @@ HEARTBEAT_BATCH = 256  # heartbeat frames read per loop turn at most (about 5 ms
 CONTROL_BATCH = 16  # control requests answered per loop turn at most
 LOG_EVERY = 10.0  # seconds between two log lines about dropped frames of one kind (every one is counted)
 DETAIL_CHARS = 300  # what a child says of itself is shown up to this length
-LIVE = (ServiceState.STARTING, ServiceState.RUNNING)  # a child that should be running
 
 
 class AlreadyRunning(RuntimeError):
@@ -247,7 +246,7 @@ class Maestro:
             p = sup.policy
             out.append(control_pb2.ServiceStatus(
                 name=name, state=control_pb2.ServiceState.Value(p.state.value),
-                pid=sup.child.pid if p.ending or p.state in (ServiceState.STARTING, ServiceState.RUNNING) else 0,
+                pid=sup.child.pid if p.ending or p.state in LIVE else 0,
                 uptime=p.uptime(now), restarts=p.restarts, heartbeat_age=p.heartbeat_age(now),
                 detail=self._detail(sup),
             ))

@@ -60,6 +60,9 @@ class ServiceState(enum.Enum):
     STOPPING = "STOPPING"
 
 
+LIVE = (ServiceState.STARTING, ServiceState.RUNNING)  # a service whose process should be running
+
+
 class Action(enum.Enum):
     """What the Maestro does to the service's process after a ``poll``."""
 
@@ -123,7 +126,7 @@ class RestartPolicy:
             if self.state is ServiceState.STOPPING:
                 self.stopped()
                 return Decision(stopped=Ending.KILLED if self.kill_sent else Ending.EXITED)
-        elif self.state in (ServiceState.STARTING, ServiceState.RUNNING):
+        elif self.state in LIVE:
             if exit_status is not None:
                 reason = f"exited with status {exit_status}"
                 self.failed(now, reason, hopeless)
@@ -144,7 +147,7 @@ class RestartPolicy:
             self.state = ServiceState.STOPPING
             self.kill_at = min(self.kill_at, now + grace)
             return Decision()
-        if self.state in (ServiceState.STARTING, ServiceState.RUNNING):
+        if self.state in LIVE:
             self.state = ServiceState.STOPPING
             self._signal(now, grace)
             return Decision(Action.TERMINATE)
@@ -173,7 +176,7 @@ class RestartPolicy:
 
     def beat(self, now: float) -> None:
         """A beat, timed when the Maestro read it."""
-        if self.state in (ServiceState.STARTING, ServiceState.RUNNING):
+        if self.state in LIVE:
             self.state = ServiceState.RUNNING
             self.startup_timeout = self.base_startup
             self.last_beat = now
@@ -248,7 +251,7 @@ class RestartPolicy:
         return False
 
     def uptime(self, now: float) -> float:
-        return now - self.started_at if self.state in (ServiceState.STARTING, ServiceState.RUNNING) else 0.0
+        return now - self.started_at if self.state in LIVE else 0.0
 
     def heartbeat_age(self, now: float) -> float:
         return now - self.last_beat if self.last_beat is not None else -1.0
