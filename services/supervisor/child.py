@@ -19,6 +19,7 @@ from pathlib import Path
 from services.runtime.logs import rotate_out
 
 PR_SET_PDEATHSIG = 1
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _die_with_parent() -> None:
@@ -59,6 +60,21 @@ class Child:
         if self.popen is None:
             return None
         return self.popen.poll()
+
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds (user and system) the running process has used, from /proc; None if it cannot be read
+        (not Linux, or the process is gone)."""
+        if self.popen is None:
+            return None
+        try:
+            with open(f"/proc/{self.popen.pid}/stat", "rb") as stat:
+                fields = stat.read().rpartition(b")")[2].split()  # after the command name, which may hold spaces
+        except OSError:
+            return None
+        try:
+            return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime, stime (fields 14 and 15)
+        except (IndexError, ValueError):
+            return None
 
     def terminate(self) -> None:
         if self.popen is not None and self.popen.poll() is None:

@@ -451,7 +451,8 @@ class Maestro:
             status = sup.child.exited()
             if status == EXIT_UNUSABLE and sup.policy.state in LIVE:  # it cannot run with its settings: why
                 self._heard_last_words(sup, unusable_reason(sup.child.log_path, name) or sup.last_words)
-            self._apply(name, sup, sup.policy.poll(now, status, hopeless=status == EXIT_UNUSABLE))
+            cpu = sup.child.cpu_seconds() if sup.policy.state is ServiceState.STARTING else None  # slow or stuck?
+            self._apply(name, sup, sup.policy.poll(now, status, hopeless=status == EXIT_UNUSABLE, cpu=cpu))
         self._report(self.bad_beats, "bad_heartbeats", self.bad_beats.due(now))
         self._report(self.bad_control, "bad_control_messages", self.bad_control.due(now))
         return stopping

@@ -29,10 +29,15 @@ may be waiting unread, so the hang clock (``watch_from``) restarts at that
 turn: a child is hung only after ``liveness`` intervals without a beat during
 which the Maestro's turns were never further apart than that.
 
-A child that never beat within ``startup_timeout`` was slow to start as
-often as it was stuck (a host starting many players at once, a cold disk):
-each such start-up failure doubles the next start-up allowance, up to
-``MAX_STARTUP``; the first beat puts it back to ``base_startup``.
+A child that has not beaten yet is hung only after ``startup_timeout``
+seconds in which it used no CPU (``poll``'s ``cpu``: its CPU seconds so far,
+when the Maestro can read them): a child still importing on a host that
+starts many players at once is slow, not stuck, and killing it would only
+make the next start slower. Progress counts for ``MAX_STARTUP`` seconds
+after the spawn; a child that computes for longer without a beat is hung
+``startup_timeout`` later. A start-up failure still doubles the next
+allowance, up to ``MAX_STARTUP`` (a cold disk blocks without CPU); the first
+beat puts it back to ``base_startup``.
 
 Backoff doubles from ``initial_backoff`` to ``max_backoff`` and resets after
 ``stable_after`` seconds of running. More than ``max_failures`` failures in
@@ -103,7 +108,8 @@ class RestartPolicy:
     restarts: int = 0
     started_at: float = 0.0
     last_beat: float | None = None
-    watch_from: float = 0.0  # the hang clock: the later of the spawn, the last beat and the last late turn
+    watch_from: float = 0.0  # the hang clock: the later of the spawn, the last beat, the last late turn and (while
+    # it starts) the child's last use of CPU
     last_turn: float | None = None
     retry_at: float = 0.0
     failures: deque[float] = field(default_factory=deque)
@@ -112,10 +118,15 @@ class RestartPolicy:
     ending: bool = False  # the process was signalled and is not yet seen gone
     kill_at: float = 0.0  # when an ending process that is still there gets SIGKILL
     kill_sent: bool = False
+    cpu_seen: float = 0.0  # the CPU seconds a starting child had used at the last look
+    progress_at: float | None = None  # when a starting child was last seen using CPU
 
-    def poll(self, now: float, exit_status: int | None, hopeless: bool = False) -> Decision:
+    def poll(self, now: float, exit_status: int | None, hopeless: bool = False, cpu: float | None = None) -> Decision:
         """One turn's decision, given the child's exit status (None while its process runs); ``hopeless``: that
-        exit said the service cannot run with its settings (FATAL at once, see ``failed``)."""
+        exit said the service cannot run with its settings (FATAL at once, see ``failed``); ``cpu``: the CPU
+        seconds the child has used, None when unknown (read only while it starts: see ``progressed``)."""
+        if cpu is not None:
+            self.progressed(now, cpu)
         if self.ending:
             if exit_status is None:
                 if now >= self.kill_at and not self.kill_sent:
@@ -173,6 +184,16 @@ class RestartPolicy:
         self.started_at = now
         self.watch_from = now
         self.last_beat = None
+        self.cpu_seen = 0.0
+        self.progress_at = None
+
+    def progressed(self, now: float, cpu: float) -> None:
+        """A starting child has used ``cpu`` CPU seconds: more than at the last look restarts its start-up clock
+        (within MAX_STARTUP of the spawn)."""
+        if self.state is ServiceState.STARTING and cpu > self.cpu_seen and now - self.started_at < MAX_STARTUP:
+            self.watch_from = max(self.watch_from, now)
+            self.progress_at = now
+        self.cpu_seen = max(self.cpu_seen, cpu)
 
     def beat(self, now: float) -> None:
         """A beat, timed when the Maestro read it."""
@@ -205,6 +226,9 @@ class RestartPolicy:
     def hang_reason(self, now: float) -> str:
         """Why ``hung`` is true, in words."""
         if self.last_beat is None:
+            if self.progress_at is not None:  # it used CPU for a while, then none
+                return (f"hung: no first heartbeat {now - self.started_at:.0f}s after start, and no CPU used in "
+                        f"the last {self.startup_timeout:.0f}s")
             return f"hung: no first heartbeat within {self.startup_timeout:.0f}s of start"
         return f"hung: no heartbeat for {self.silence(now):.2f}s"
 

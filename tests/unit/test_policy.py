@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.supervisor.policy import Action, Decision, Ending, RestartPolicy, ServiceState
+from services.supervisor.policy import MAX_STARTUP, Action, Decision, Ending, RestartPolicy, ServiceState
 
 OFF, STARTING, RUNNING, BACKOFF, FATAL, STOPPING = (
     ServiceState.OFF, ServiceState.STARTING, ServiceState.RUNNING, ServiceState.BACKOFF, ServiceState.FATAL,
@@ -297,6 +297,44 @@ def test_a_child_that_never_beats_is_hung_after_the_startup_timeout() -> None:
     policy.spawned(0.0)
     assert policy.poll(10.0, ALIVE) == Decision()
     assert policy.poll(10.1, ALIVE).failure == "hung: no first heartbeat within 10s of start"
+
+
+def test_a_starting_child_that_uses_cpu_is_slow_not_hung_until_it_stops_using_it() -> None:
+    policy = RestartPolicy(startup_timeout=10.0)
+    policy.spawned(0.0)
+    now, cpu = 0.0, 0.0
+    while now < 60.0:  # importing on a crowded host: a little CPU each look, no beat for a minute
+        now, cpu = now + 0.5, cpu + 0.01
+        assert policy.poll(now, ALIVE, cpu=cpu) == Decision(), now
+    assert policy.poll(70.0, ALIVE, cpu=cpu) == Decision()  # the same CPU as at 60 s: 10 s without progress
+    decision = policy.poll(70.1, ALIVE, cpu=cpu)
+    assert decision.action is TERMINATE
+    assert decision.failure == "hung: no first heartbeat 70s after start, and no CPU used in the last 10s"
+
+
+def test_a_starting_child_computing_without_a_beat_is_hung_once_the_progress_allowance_is_over() -> None:
+    policy = RestartPolicy(startup_timeout=10.0)
+    policy.spawned(0.0)
+    now, cpu, decision = 0.0, 0.0, Decision()
+    while decision == Decision():
+        now, cpu = now + 0.5, cpu + 0.5  # a loop before its first beat: all the CPU it can get, for ever
+        decision = policy.poll(now, ALIVE, cpu=cpu)
+    assert decision.action is TERMINATE
+    assert MAX_STARTUP + 10.0 - 0.5 < now <= MAX_STARTUP + 10.0 + 0.5  # its last progress counted, plus 10 s
+
+
+def test_cpu_counts_only_while_a_child_starts() -> None:
+    policy = running(0.0, interval=0.5, liveness=3)
+    assert policy.poll(1.0, ALIVE, cpu=5.0) == Decision()  # a running child that computes still has to beat
+    assert policy.poll(1.5, ALIVE, cpu=6.0).action is TERMINATE
+    respawned = RestartPolicy(startup_timeout=10.0)
+    respawned.spawned(0.0)
+    respawned.poll(5.0, ALIVE, cpu=1.0)
+    respawned.spawned(20.0)  # a new process: its CPU counts from zero
+    assert respawned.cpu_seen == 0.0 and respawned.progress_at is None
+    assert respawned.poll(25.0, ALIVE, cpu=0.5) == Decision()
+    assert respawned.poll(35.1, ALIVE, cpu=0.5).failure == \
+        "hung: no first heartbeat 15s after start, and no CPU used in the last 10s"
 
 
 def test_a_crash_loop_ends_fatal_and_fatal_is_sticky() -> None:
