@@ -178,7 +178,7 @@ class Commands:
     def seed(self, path: Path, stuff_path: Path) -> str:
         """`emma share` of a running player: the library the CLI hashed (at ``path``) is put into libs/ and
         recorded as complete and seeding ``stuff_path``."""
-        if not stuff_path.is_absolute() or not stuff_path.exists():
+        if not (stuff_path.is_absolute() and os.path.exists(stuff_path)):
             raise ProtocolError(ErrorCode.INVALID_ARGUMENT,
                                 f"give the absolute path of the shared file or folder, not {str(stuff_path)[:80]!r}")
         library = _read(path)

@@ -356,3 +356,12 @@ def test_garbage_gets_an_error_reply_and_changes_nothing(control: Commands, stat
 
 def test_a_command_without_a_body_is_unknown(control: Commands) -> None:
     assert error(ask(control)) == ErrorCode.UNKNOWN_REQUEST
+
+
+@pytest.mark.parametrize("path", ["/a\x00b.lib", "/" + "a" * 5000, "/" + "a" * 5000 + ".lib", "/dev/zero"])
+@pytest.mark.parametrize("kind", ["add", "seed"])
+def test_hostile_paths_are_invalid_arguments(control: Commands, state: State, path: str, kind: str) -> None:
+    body = (control_pb2.AddLibrary(path=path) if kind == "add"
+            else control_pb2.SeedLibrary(path=path, stuff_path=path))
+    assert error(ask(control, **{kind: body})) == ErrorCode.INVALID_ARGUMENT
+    assert state.all() == []
