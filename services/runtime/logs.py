@@ -51,10 +51,19 @@ class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
 
     lost = 0
     lost_error = ""
+    _formatted: tuple[logging.LogRecord, str] | None = None  # the last record formatted, and its line
 
     def shouldRollover(self, record: logging.LogRecord) -> int:
         self._follow()
         return super().shouldRollover(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The line of ``record``, formatted once: ``shouldRollover`` and ``emit`` both ask for it."""
+        if self._formatted is not None and self._formatted[0] is record:
+            return self._formatted[1]
+        line = super().format(record)
+        self._formatted = (record, line)
+        return line
 
     def doRollover(self) -> None:
         lock = os.open(os.path.dirname(self.baseFilename), os.O_RDONLY)
