@@ -9,7 +9,8 @@ small file. Then one loop sends ``--messages`` messages round-robin to five
 targets, never blocking (a full queue moves on to the next target):
 
 - the hub's ROUTER: random bytes, valid requests with bits flipped or cut,
-  valid envelopes with hostile fields (absurd numwant, ids of every length,
+  valid envelopes with hostile fields (absurd numwant, ids of every length, announce
+  batches empty, oversized, or of other players' and hostile ids,
   endpoints of every shape, reports, scrapes of many ids, wrong versions),
   messages of many frames, and 300 fake players announcing the real library
   at endpoints where nothing listens; new connections with new identities every
@@ -135,11 +136,19 @@ def hub_message(rng: random.Random, library_id: bytes, fakes: list[bytes]) -> li
         else:
             endpoint = hostile_endpoint(rng) if rng.random() < 0.5 else f"tcp://0.0.0.0:{rng.randint(1, 65535)}"
             player = player if rng.random() < 0.8 else hostile_id(rng)
-        request.announce.CopyFrom(hub_pb2.Announce(
+        announce = hub_pb2.Announce(
             library_id=lib, player_id=player, endpoint=endpoint,
             event=hub_pb2.AnnounceEvent.ValueType(rng.choice((0, 1, 2, 3, 1, 99))),
             left=0 if fake else rng.choice(HOSTILE_INTS), numwant=rng.choice(HOSTILE_INTS[:5]),
-            uploaded=rng.choice(HOSTILE_INTS), downloaded=rng.choice(HOSTILE_INTS)))
+            uploaded=rng.choice(HOSTILE_INTS), downloaded=rng.choice(HOSTILE_INTS))
+        if fake or rng.random() < 0.75:
+            request.announce.CopyFrom(announce)
+        else:  # a batch: empty, too many, its announces of hostile ids and other players
+            for _ in range(rng.choice((0, 1, 7, 100, 101, 150))):
+                item = request.announce_batch.announces.add()
+                item.CopyFrom(announce)
+                item.library_id = hostile_id(rng) if rng.random() < 0.3 else rng.randbytes(32)
+                item.player_id = player if rng.random() < 0.9 else rng.randbytes(16)
     elif body < 0.65:
         request.get_peers.CopyFrom(hub_pb2.GetPeers(library_id=lib, player_id=hostile_id(rng),
                                                     numwant=rng.choice(HOSTILE_INTS[:5])))
