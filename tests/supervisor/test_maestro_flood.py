@@ -125,4 +125,6 @@ def test_a_child_dying_of_an_exception_leaves_its_cause_with_the_maestro(players
                       "the requestor's failure to carry its last words")
     assert "exited with status 1 (crashed: InjectedFault: EMMA_FAULT asked the requestor loop to fail)" in (
         failed.detail)
-    assert player.running("distributor") is not None
+    # The distributor runs on, never restarted (on a busy machine it may still be starting when the requestor fails).
+    distributor = wait_for(lambda: player.running("distributor"), 30, "the distributor running")
+    assert distributor.restarts == 0
