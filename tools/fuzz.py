@@ -5,11 +5,12 @@
 
 How this works. It starts a hub and a seed player (a Maestro with its Distributor
 and Requestor) on 127.0.0.1, each a process of its own, the seed sharing a
-small file. Then one loop sends ``--messages`` messages round-robin to four
+small file. Then one loop sends ``--messages`` messages round-robin to five
 targets, never blocking (a full queue moves on to the next target):
 
 - the hub's ROUTER: random bytes, valid requests with bits flipped or cut,
-  valid envelopes with hostile fields (absurd numwant, ids of every length,
+  valid envelopes with hostile fields (absurd numwant, ids of every length, announce
+  batches empty, oversized, or of other players' and hostile ids,
   endpoints of every shape, reports, scrapes of many ids, wrong versions),
   messages of many frames, and 300 fake players announcing the real library
   at endpoints where nothing listens; new connections with new identities every
@@ -21,6 +22,9 @@ targets, never blocking (a full queue moves on to the next target):
 - the Maestro's control socket: garbage and hostile-but-decodable requests
   (anything that would really pause, remove, stop or shut down is not sent: the
   local control socket trusts its user);
+- the Requestor's command socket (``run/requestor.sock``, as if not from the
+  Maestro): garbage, wrong versions, hostile paths to add or share, library
+  actions on ids that name nothing;
 - the Maestro's heartbeat socket: garbage and forged beats.
 
 A sampler reads each service's resident memory and CPU time from /proc. After
@@ -52,9 +56,16 @@ import zmq
 from services.hub.client import HubClient
 from services.hub.client_types import HubClientError
 from services.hub.model import HubLimits
+from services.peer.commands import MAX_COMMAND_BYTES
 from services.peer.library import Library
 from services.runtime.heartbeat import MAX_BEAT_BYTES
-from services.runtime.rundir import control_endpoint, distributor_endpoint, heartbeat_endpoint, run_dir
+from services.runtime.rundir import (
+    control_endpoint,
+    distributor_endpoint,
+    heartbeat_endpoint,
+    requestor_endpoint,
+    run_dir,
+)
 from services.supervisor.control_client import ControlClient
 from services.supervisor.control_logic import MAX_CONTROL_BYTES
 from services.wire import framing
@@ -125,11 +136,19 @@ def hub_message(rng: random.Random, library_id: bytes, fakes: list[bytes]) -> li
         else:
             endpoint = hostile_endpoint(rng) if rng.random() < 0.5 else f"tcp://0.0.0.0:{rng.randint(1, 65535)}"
             player = player if rng.random() < 0.8 else hostile_id(rng)
-        request.announce.CopyFrom(hub_pb2.Announce(
+        announce = hub_pb2.Announce(
             library_id=lib, player_id=player, endpoint=endpoint,
             event=hub_pb2.AnnounceEvent.ValueType(rng.choice((0, 1, 2, 3, 1, 99))),
             left=0 if fake else rng.choice(HOSTILE_INTS), numwant=rng.choice(HOSTILE_INTS[:5]),
-            uploaded=rng.choice(HOSTILE_INTS), downloaded=rng.choice(HOSTILE_INTS)))
+            uploaded=rng.choice(HOSTILE_INTS), downloaded=rng.choice(HOSTILE_INTS))
+        if fake or rng.random() < 0.75:
+            request.announce.CopyFrom(announce)
+        else:  # a batch: empty, too many, its announces of hostile ids and other players
+            for _ in range(rng.choice((0, 1, 7, 100, 101, 150))):
+                item = request.announce_batch.announces.add()
+                item.CopyFrom(announce)
+                item.library_id = hostile_id(rng) if rng.random() < 0.3 else rng.randbytes(32)
+                item.player_id = player if rng.random() < 0.9 else rng.randbytes(16)
     elif body < 0.65:
         request.get_peers.CopyFrom(hub_pb2.GetPeers(library_id=lib, player_id=hostile_id(rng),
                                                     numwant=rng.choice(HOSTILE_INTS[:5])))
@@ -206,6 +225,39 @@ def control_message(rng: random.Random) -> list[bytes] | None:
     if which == "add" and decoded.add.path.endswith(".lib") and Path(decoded.add.path).is_file():
         return None
     return frames
+
+
+def command_message(rng: random.Random) -> list[bytes] | None:
+    """A hostile command straight to the Requestor's socket (as if not from the Maestro), or None for one that
+    would really change the player (not sent)."""
+    if rng.random() < 0.3:
+        return [garbage(rng) for _ in range(rng.randint(1, 3))]
+    command = control_pb2.ChildCommand(version=rng.choice((1, 2, 0, 2**32 - 1)), id=rng.randrange(2**64))
+    body = rng.random()
+    if body < 0.4:
+        command.add.path = rng.choice(("", "/dev/zero", "/proc/self/mem", "relative.lib", "/" + "a" * 5000,
+                                       "/nonexistent/x.lib"))
+    elif body < 0.7:
+        command.library.library_id = rng.choice(("", "zz" * 40, "%", "ab" * 33))
+        command.library.action = rng.choice((0, 1, 2, 3, 99))  # type: ignore[assignment]
+    else:
+        command.seed.path, command.seed.stuff_path = "/nonexistent/x.lib", rng.choice(("", "/", "relative"))
+    data = command.SerializeToString()
+    if rng.random() < 0.3:
+        data = mutate(rng, data)
+    try:
+        decoded = control_pb2.ChildCommand.FromString(data)
+    except Exception:
+        return [data]
+    if decoded.WhichOneof("body") == "add" and decoded.add.path.endswith(".lib") and Path(decoded.add.path).is_file():
+        return None
+    if decoded.WhichOneof("body") == "library" and _could_name_a_library(decoded.library.library_id):
+        return None
+    return [data]
+
+
+def _could_name_a_library(prefix: str) -> bool:
+    return 0 < len(prefix) <= 64 and all(c in "0123456789abcdefABCDEF" for c in prefix)
 
 
 def heartbeat_message(rng: random.Random) -> list[bytes]:
@@ -445,6 +497,7 @@ def run(args: argparse.Namespace, root: Path) -> bool:
             flood.add(Target("distributor", distributor, zmq.DEALER, lambda r: peer_message(r, library),
                              framing.MAX_CONTROL_FRAME, 8))
             flood.add(Target("control", control_endpoint(run), zmq.DEALER, control_message, MAX_CONTROL_BYTES, 2))
+            flood.add(Target("requestor", requestor_endpoint(run), zmq.DEALER, command_message, MAX_COMMAND_BYTES, 2))
             flood.add(Target("heartbeat", heartbeat_endpoint(run), zmq.PUSH, heartbeat_message,
                              MAX_BEAT_BYTES, 2))
             flood.slow_readers(distributor, library)

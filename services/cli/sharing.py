@@ -4,15 +4,18 @@ The one path behind ``emma share`` and the console's Upload File. A folder becom
 tree library (format version 2); what is skipped in it (links, sockets, devices) is said
 on stderr, one line each. Every hub the library lists is named with ``hub.key`` (hubs
 sharing one Redis share one key pair), and the library is signed with this player's
-publisher key. The running
-Distributor picks the new row in state.db up within a second; without a
-player, it is seeded when ``emma peer`` starts.
+publisher key. With a player running, its Requestor records it (the CLI writes
+the library outside ``libs/`` and asks, through the Maestro: one process writes
+what a running player holds, and a download of the same library is stopped
+before it could save over the record); without one, the CLI records it in
+state.db itself and the library is seeded when ``emma peer`` starts.
 """
 
 from __future__ import annotations
 
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +28,12 @@ from services.peer import catalog, signing
 from services.peer.librarifier import Warn, librarify, librarify_tree, stuff_size, walk
 from services.peer.library import HashAlgorithm, Library, LibraryError, write_library
 from services.runtime.config import Config
+from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
 from services.wire import curve
 from services.wire.ids import InvalidEndpoint, parse_endpoint
 
 HUB_CHECK_SECONDS = 2.0  # a hub silent this long when a library is shared gets a warning
+PLAYER_CHECK_SECONDS = 2.0  # a Maestro silent this long is taken for none: the CLI records the library itself
 
 
 class ShareError(ValueError):
@@ -90,20 +95,49 @@ def share_file(
         raise ShareError(str(exc)) from None
     seconds = time.monotonic() - started
     target = out if out is not None else config.libs_dir / library.file_name
+    if not _seeded_by_player(config, library, target, path, out is not None):
+        _record_here(config, library, target, path)
+    for problem in silent_hubs(hubs, hub_keys, curve.load_or_create(config.data_dir)):
+        warn(problem)
+    return Shared(library=library, lib_path=target, stuff_path=path, seconds=seconds, skipped=skipped)
+
+
+def _seeded_by_player(config: Config, library: Library, target: Path, stuff: Path, out: bool) -> bool:
+    """Ask the running player's Requestor to record the library as seeding; False when no player runs."""
+    client = ControlClient(config.run_dir, timeout=PLAYER_CHECK_SECONDS)
     try:
-        write_library(library, target)
-    except OSError as exc:
-        raise ShareError(f"cannot write {target}: {exc.strerror or exc}") from None
+        client.services()
+    except (MaestroNotRunning, ControlError):
+        return False
+    with tempfile.TemporaryDirectory(prefix="emma-share-") as folder:
+        written = target if out else Path(folder) / library.file_name  # the player puts it into libs/
+        _write(library, written)
+        try:
+            client.seed(written, stuff)
+        except MaestroNotRunning as exc:
+            raise ShareError(f"{exc}: the library is written but not recorded as seeding; share it again") from None
+        except ControlError as exc:
+            raise ShareError(f"the player did not record the library as seeding: {exc}") from None
+    return True
+
+
+def _record_here(config: Config, library: Library, target: Path, stuff: Path) -> None:
+    """No player runs: write the library and record it as seeding in state.db (seeded when a player starts)."""
+    _write(library, target)
     try:
-        catalog.record_shared(config, library, target, path)
+        catalog.record_shared(config, library, target, stuff)
     except OSError as exc:
         if target.parent.resolve() == config.libs_dir.resolve():
             target.unlink(missing_ok=True)  # else the player would take it, unrecorded, as a library to download
         raise ShareError(f"cannot record the library as seeding in {config.state_db}: {exc.strerror or exc}; "
                          "nothing shared") from None
-    for problem in silent_hubs(hubs, hub_keys, curve.load_or_create(config.data_dir)):
-        warn(problem)
-    return Shared(library=library, lib_path=target, stuff_path=path, seconds=seconds, skipped=skipped)
+
+
+def _write(library: Library, target: Path) -> None:
+    try:
+        write_library(library, target)
+    except OSError as exc:
+        raise ShareError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
 def silent_hubs(hubs: tuple[str, ...], hub_keys: tuple[str, ...], identity: curve.KeyPair) -> list[str]:

@@ -201,11 +201,17 @@ class HubClient:
             event=hub_pb2.AnnounceEvent.ValueType(event.value),
             uploaded=uploaded, downloaded=downloaded, left=left, numwant=numwant, plain=plain,
         )
-        reply = self._call(hub_pb2.HubRequest(announce=body), "announce").announce
-        return AnnounceResult(
-            _peers(reply.peers), reply.seeders, reply.leechers, reply.interval, reply.min_interval,
-            reply.endpoint, _reachability(reply.reachable),
-        )
+        return _announced(self._call(hub_pb2.HubRequest(announce=body), "announce").announce)
+
+    def announce_batch(self, announces: Sequence[hub_pb2.Announce]) -> list[AnnounceResult | HubError]:
+        """Several announces in one request (a hub of version 2); each one's result, or the error the hub
+        answered it with, in order. A hub too old to know batches raises HubError UNKNOWN_REQUEST."""
+        reply = self._call(hub_pb2.HubRequest(announce_batch=hub_pb2.AnnounceBatch(announces=announces)),
+                           "announce_batch").announce_batch
+        if len(reply.replies) != len(announces):
+            raise HubClientError(f"hub answered {len(reply.replies)} of {len(announces)} announces; is it an Emma hub?")
+        return [_announced(item.announce) if item.WhichOneof("body") == "announce"
+                else HubError(item.error.code, item.error.message) for item in reply.replies]
 
     def get_peers(self, library_id: bytes, player_id: bytes = b"", numwant: int = 50) -> PeersResult:
         """Random live players of a library, never ``player_id`` itself."""
@@ -369,6 +375,11 @@ class HubClient:
 
 _NOT_AUTHORISED = "not authorised by hub"
 _HANDSHAKE = "the handshake with hub"
+
+
+def _announced(reply: hub_pb2.AnnounceReply) -> AnnounceResult:
+    return AnnounceResult(_peers(reply.peers), reply.seeders, reply.leechers, reply.interval, reply.min_interval,
+                          reply.endpoint, _reachability(reply.reachable))
 
 
 def _reachability(value: int) -> Reachability:

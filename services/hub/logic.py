@@ -57,6 +57,7 @@ _INVALID = RequestKind.INVALID.value
 _UNKNOWN = "unknown"  # the kind of a request refused before it was read
 _OK = "OK"
 _ANNOUNCE = RequestKind.ANNOUNCE.value
+_BATCH = RequestKind.ANNOUNCE_BATCH.value
 
 log = get_logger("events")
 
@@ -149,7 +150,7 @@ class HubLogic:
             RequestKind.REPORT.value: self.handlers.report,
             RequestKind.HEALTH.value: self._health,
         }
-        self._kinds = frozenset({_ANNOUNCE, *self._dispatch})
+        self._kinds = frozenset({_ANNOUNCE, _BATCH, *self._dispatch})
 
     @property
     def counts(self) -> dict[RequestKind, int]:
@@ -227,8 +228,10 @@ class HubLogic:
     def _answer_part(self, requests: Sequence[tuple[bytes, bytes, str, bytes]], part: range, replies: list[bytes],
                      now: float) -> Callable[[], None]:
         """Answer ``requests[part]`` into ``replies``, all but their periodic announces, whose refresh is
-        started; what this returns finishes those."""
-        waiting: list[tuple[int, _Admitted, PendingAnnounce]] = []
+        started; what this returns finishes those. An announce_batch is answered announce by announce, as
+        if each had come alone (its slot in ``items``), then as one reply."""
+        waiting: list[tuple[list[bytes], int, _Admitted, PendingAnnounce]] = []  # (where, index, ...)
+        batches: list[tuple[int, _Admitted, list[bytes]]] = []
         for n in part:
             identity, body, source, key = requests[n]
             admitted = self._admit(identity, body, now, source, key)
@@ -236,19 +239,21 @@ class HubLogic:
                 replies[n] = admitted
                 continue
             if admitted.kind == _ANNOUNCE:
-                begun = self._guarded(admitted, now, partial(self.handlers.announce_begin, admitted.request, now,
-                                                             source, key))
-                if isinstance(begun, PendingAnnounce):
-                    waiting.append((n, admitted, begun))
-                else:
-                    replies[n] = begun
-                continue
-            replies[n] = self._answer(admitted, now, partial(self._dispatch[admitted.kind], admitted.request, now,
-                                                             source))
+                self._begin(admitted, now, replies, n, waiting)
+            elif admitted.kind == _BATCH:
+                items = [b""] * len(admitted.request.announce_batch.announces)
+                batches.append((n, admitted, items))
+                for index, announce in enumerate(admitted.request.announce_batch.announces):
+                    single = hub_pb2.HubRequest(version=admitted.request.version, request_id=index, announce=announce)
+                    self._begin(admitted._replace(request=single, kind=_ANNOUNCE), now, items, index, waiting)
+            else:
+                replies[n] = self._answer(admitted, now, partial(self._dispatch[admitted.kind], admitted.request,
+                                                                 now, admitted.source))
         if not waiting:
+            self._batch_replies(batches, replies)
             return _nothing
         try:
-            results = self.store.refresh_start([(p.record, p.want, not p.record.seed) for _, _, p in waiting], now,
+            results = self.store.refresh_start([(p.record, p.want, not p.record.seed) for *_, p in waiting], now,
                                                self.rng)
         except Exception as exc:  # answered at finish, request by request, as any failure of the request
             results = partial(_raise, exc)
@@ -258,14 +263,34 @@ class HubLogic:
                 refreshed: list[Any] | Exception = results()
             except Exception as exc:
                 refreshed = exc
-            for index, (n, admitted, pending) in enumerate(waiting):
+            for position, (where, index, admitted, pending) in enumerate(waiting):
                 if isinstance(refreshed, Exception):
-                    replies[n] = self._answer(admitted, now, partial(_raise, refreshed))
+                    where[index] = self._answer(admitted, now, partial(_raise, refreshed))
                 else:
-                    replies[n] = self._answer(admitted, now, partial(self.handlers.announce_end, pending,
-                                                                     refreshed[index], now, admitted.source))
+                    where[index] = self._answer(admitted, now, partial(self.handlers.announce_end, pending,
+                                                                       refreshed[position], now, admitted.source))
+            self._batch_replies(batches, replies)
 
         return finish
+
+    def _begin(self, admitted: _Admitted, now: float, where: list[bytes], index: int,
+               waiting: list[tuple[list[bytes], int, _Admitted, PendingAnnounce]]) -> None:
+        """Begin an announce: its reply into ``where[index]``, or it waits for the part's store refresh."""
+        begun = self._guarded(admitted, now, partial(self.handlers.announce_begin, admitted.request, now,
+                                                     admitted.source, admitted.key))
+        if isinstance(begun, PendingAnnounce):
+            waiting.append((where, index, admitted, begun))
+        else:
+            where[index] = begun
+
+    def _batch_replies(self, batches: list[tuple[int, _Admitted, list[bytes]]], replies: list[bytes]) -> None:
+        """Each announce_batch's reply: the replies of its announces, in order."""
+        for n, admitted, items in batches:
+            head = reply_head(admitted.request)
+            for item in items:
+                head.announce_batch.replies.add().MergeFromString(item)
+            self._result(_BATCH, _OK)
+            replies[n] = head.SerializeToString()
 
     def _admit(self, identity: bytes, body: bytes, now: float, source: str, key: bytes) -> bytes | _Admitted:
         """A refusal (rate, size, decoding, version), or the decoded request to answer."""
@@ -280,21 +305,42 @@ class HubLogic:
         try:
             kind = self._decode(request, body, self.limits.max_request_bytes, self._kinds)
             HUB.check(request.version)
+            if kind == _BATCH and not self._batch_admitted(request, identity, source, now):
+                return self._rate_limited(identity, source, now)
             if key:
                 self._check_key(request, kind, key, now)
         except ProtocolError as exc:
             return self._reject(identity, source, request.request_id, kind, exc, now)
         return _Admitted(identity, source, request, kind, key)
 
+    def _batch_admitted(self, request: hub_pb2.HubRequest, identity: bytes, source: str, now: float) -> bool:
+        """Check a batch's size and spend what it costs the client beyond the token its message spent: one per
+        announce, as if each had come alone (the hub's work per announce is much the same either way); False
+        when the client has not that many left."""
+        count = len(request.announce_batch.announces)
+        if not 0 < count <= self.limits.max_batch:
+            raise ProtocolError(ErrorCode.TOO_LARGE if count else ErrorCode.INVALID_ARGUMENT,
+                                f"an announce batch holds 1 to {self.limits.max_batch} announces, not {count}")
+        more = count - 1
+        if not more:
+            return True
+        return self.rate.check(identity, now, more) and (
+            not source or self.address_rate.check(source.encode(), now, more))
+
     def _check_key(self, request: hub_pb2.HubRequest, kind: str, key: bytes, now: float) -> None:
         """Refuse a key off the allowlist (its announce also ends its record), and an id that is not the key's."""
         if self.keys is not None and not self.keys.admits(key):
             if kind == _ANNOUNCE:
                 self._forget_revoked(request.announce, key, now)
+            for announce in request.announce_batch.announces if kind == _BATCH else ():
+                self._forget_revoked(announce, key, now)
             raise ProtocolError(ErrorCode.NOT_AUTHORISED, "this player's key is not on the hub's allowlist (any "
                                 "more); ask the hub's operator to add it (`emma keys show` prints it)")
-        claimed = _CLAIMS[kind](request) if kind in _CLAIMS else b""
-        if claimed and claimed != player_id_of(key):
+        claims = [_CLAIMS[kind](request)] if kind in _CLAIMS else []
+        if kind == _BATCH:
+            claims = [announce.player_id for announce in request.announce_batch.announces]
+        own = player_id_of(key) if claims else b""
+        if any(claimed and claimed != own for claimed in claims):
             raise ProtocolError(ErrorCode.FORBIDDEN, "the player id in this request is not the one of the key "
                                 "this connection authenticated with; a player speaks only for itself")
 

@@ -19,6 +19,7 @@ class RequestKind(enum.Enum):
     SCRAPE = "scrape"
     REPORT = "report"
     HEALTH = "health"
+    ANNOUNCE_BATCH = "announce_batch"  # several announces of one player; each is also counted as an announce
     INVALID = "invalid"  # rejected before its kind was known
 
 
@@ -65,6 +66,9 @@ class Room(NamedTuple):
     entries: int
 
 
+MAX_LIBRARIES_PER_PLAYER = 1000  # a player may hold this many libraries, and announce them all at once (burst)
+
+
 @dataclass(frozen=True)
 class HubLimits:
     """Every bound and timing the hub enforces; defaults suit a LAN swarm of thousands."""
@@ -77,14 +81,15 @@ class HubLimits:
     max_request_bytes: int = 16 * 1024  # larger requests get TOO_LARGE
     max_message_bytes: int = 17 * 1024  # zmq.MAXMSGSIZE: larger frames drop the connection
     max_scrape: int = 100  # libraries per scrape request
-    max_libraries_per_player: int = 1000
+    max_batch: int = 100  # announces per announce_batch request (about 10 KiB)
+    max_libraries_per_player: int = MAX_LIBRARIES_PER_PLAYER
     max_libraries_per_endpoint: int = 1000  # players announcing one endpoint, over all libraries
     max_players_per_library: int = 50_000
     max_entries: int = 200_000  # (library, player) entries held in all; past it new players get FULL
     connections_per_address: int = 128  # live TCP connections from one address; more are refused at handshake
     max_connections: int = 4096
     rate: float = 200.0  # requests per second per client (ROUTER identity); 0 = unlimited
-    burst: float = 400.0
+    burst: float = float(MAX_LIBRARIES_PER_PLAYER)  # a player announces every library it may hold at once
     address_factor: float = 10.0  # an address (whatever identities it uses) may send this many clients' worth
     max_pending_pings: int = 256
     ping_cooldown: float = 60.0  # seconds an endpoint that answered a ping is not pinged again

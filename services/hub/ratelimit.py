@@ -20,8 +20,9 @@ class RateLimiter:
         self.max_clients = max_clients
         self._buckets: dict[bytes, tuple[float, float]] = {}
 
-    def check(self, client: bytes, now: float) -> bool:
-        """Spend one token for ``client`` at time ``now``; False (refused) when it has none left."""
+    def check(self, client: bytes, now: float, cost: float = 1.0) -> bool:
+        """Spend ``cost`` tokens for ``client`` at time ``now``; False (refused, nothing spent) when it has fewer
+        left."""
         if self.rate <= 0:
             return True
         bucket = self._buckets.get(client)
@@ -31,10 +32,10 @@ class RateLimiter:
             tokens = self.burst
         else:
             tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
-        if tokens < 1.0:
+        if tokens < cost:
             self._buckets[client] = (tokens, now)
             return False
-        self._buckets[client] = (tokens - 1.0, now)
+        self._buckets[client] = (tokens - cost, now)
         return True
 
     def sweep(self, now: float) -> int:

@@ -26,7 +26,7 @@ from services.hub import addresses
 from services.hub.broker import Broker
 from services.hub.logic import HubLogic
 from services.hub.metrics import HubCollector
-from services.hub.model import HubLimits
+from services.hub.model import MAX_LIBRARIES_PER_PLAYER, HubLimits
 from services.hub.store import open_store
 from services.hub.store_errors import StoreError
 from services.runtime.logs import get_logger
@@ -105,7 +105,7 @@ def build_options(
         interval=interval,
         min_interval=max(1, interval // 2),
         rate=rate,
-        burst=max(1.0, 2 * rate),
+        burst=max(1.0, 2 * rate, float(MAX_LIBRARIES_PER_PLAYER)),  # a player's start announces all it holds
         allowlist=load_allowlist(allowlist) if allowlist is not None else None,
         ping_networks=ping_networks,
     )

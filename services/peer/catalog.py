@@ -1,7 +1,8 @@
 """What a player knows about: libraries it shares and libraries it downloads.
 
-The CLI and the Requestor both go through here to put a library into
-``<data>/libs/`` and ``state.db``, so there is one way a library is added.
+The Requestor (its drop folder, and the commands the Maestro forwards to it) and, while no
+player runs, the CLI go through here to put a library into ``<data>/libs/`` and ``state.db``,
+so there is one way a library is added.
 
 The Requestor looks at ``<data>/libs/`` when the folder changes (``DropFolder.changed``,
 one ``stat`` of the folder per loop turn) and now and then in full (``DropFolder.scan``).
@@ -37,16 +38,22 @@ RECENT_SECONDS = 0.05  # a folder changed this recently is looked at again: a ch
 
 
 def record_shared(config: Config, library: Library, lib_path: Path, stuff_path: Path) -> None:
-    """Record that this player holds all of ``library`` at ``stuff_path`` and seeds it."""
+    """Record that this player holds all of ``library`` at ``stuff_path`` and seeds it (no player runs; while one
+    does, its Requestor records it: ``services/peer/commands.py``)."""
     config.ensure_dirs()
     state = State(config.state_db)
     try:
-        state.upsert(
-            library_id=library.id_hex, lib_path=lib_path, stuff_path=stuff_path, name=library.name,
-            size=library.size, books=library.books, status=Status.SEEDING, have=Bitfield.full(library.books),
-        )
+        record_seeding(state, library, lib_path, stuff_path)
     finally:
         state.close()
+
+
+def record_seeding(state: State, library: Library, lib_path: Path, stuff_path: Path) -> None:
+    """Record in ``state`` that this player holds all of ``library`` at ``stuff_path`` and seeds it."""
+    state.upsert(
+        library_id=library.id_hex, lib_path=lib_path, stuff_path=stuff_path, name=library.name,
+        size=library.size, books=library.books, status=Status.SEEDING, have=Bitfield.full(library.books),
+    )
 
 
 def download_path(config: Config, library: Library, taken: set[Path] | None = None, folder: Path | None = None

@@ -38,8 +38,9 @@ import zmq
 
 from services.hub.client_types import Reachability
 from services.peer import identity, seeding, signing
+from services.peer.announces import Announces
 from services.peer.distributor_logic import DistributorLogic, Send, SendBook, Served
-from services.peer.hublink import AnnounceJob, HubLink
+from services.peer.hublink import MAX_BATCH, AnnounceJob, HubLink, batches
 from services.peer.library import Library, LibraryError, read_library
 from services.peer.partfile import partial_path
 from services.peer.state import LibraryRecord, State, Status
@@ -62,7 +63,6 @@ dlog = get_logger("debug")
 LOOK_SECONDS = 0.25  # the loop looks this often at the settings, state.db's data version and the announces due
 UPLOADED_SAVE_SECONDS = 1.0  # bytes uploaded are added to state.db this often
 LIMITS_LOOK_SECONDS = 60.0  # with a seeding limit in hours, every library is checked against it this often
-ANNOUNCE_DEFAULT = 30.0
 ANNOUNCE_UNVERIFIED = 3.0  # while the hub has not checked our endpoint yet, announce again this soon
 UNVERIFIED_ANNOUNCES = 5  # at most this many times
 SEND_BUFFER = 128 * 1024  # kernel send buffer per connection: a slow link's backlog waits where we see it
@@ -137,7 +137,8 @@ class Distributor:
         # books handed to the socket and not yet written to the kernel: (tracker, requester, length)
         self.unsent: deque[tuple[zmq.MessageTracker, bytes, int]] = deque()
         self.complete: dict[bytes, bool] = {}
-        self.next_announce: dict[bytes, float] = {}
+        self.announces = Announces()  # when each library is announced next (and the backoff of failed ones)
+        self.outbox: list[AnnounceJob] = []  # announces of this loop turn, sent together at its end
         self.next_limits_look = 0.0
         self.hub = HubLink(self.ctx, identity=self.keys)
         self.heartbeat = HeartbeatSender(self.ctx, heartbeat, rundir.DISTRIBUTOR,
@@ -195,7 +196,7 @@ class Distributor:
         self.logic.drop_library(library_id)
         self.acted_on.pop(library_id.hex(), None)
         self.complete.pop(library_id, None)  # served again later (resumed): announced as started
-        self.next_announce.pop(library_id, None)
+        self.announces.forget(library_id)
 
     def _servable(self, record: LibraryRecord) -> bool:
         return record.status is not Status.STOPPED and not self._limited(record)
@@ -223,9 +224,9 @@ class Distributor:
         done = done and record.have.complete  # a selection of a tree's files, complete, is not the library
         self.complete[library_id] = done
         if was is None:
-            self._announce(library_id, hub_pb2.STARTED, now)
+            self._announce(library_id, hub_pb2.STARTED, now, record)
         elif done and not was:
-            self._announce(library_id, hub_pb2.COMPLETED, now)
+            self._announce(library_id, hub_pb2.COMPLETED, now, record)
 
     def _limited(self, record: LibraryRecord) -> bool:
         """A seeding limit of settings is reached: the library is stopped (not served) with the reason."""
@@ -299,20 +300,24 @@ class Distributor:
             tree.close()
 
     # -- hub --------------------------------------------------------------------
-    def _announce(self, library_id: bytes, event: int, now: float) -> None:
+    def _announce(self, library_id: bytes, event: int, now: float, record: LibraryRecord | None = None) -> None:
+        """Queue an announce (sent with the turn's others, or once MAX_BATCH wait); ``record``: the library's, if
+        just read."""
         served = self.logic.served.get(library_id)
         if served is None:
             return
         library = served.library
         left = sum(library.book_span(i)[1] for i in range(library.books) if i not in served.have)
-        record = self.state.get(library_id.hex())
-        self.hub.submit(AnnounceJob(
+        record = record or self.state.get(library_id.hex())
+        self.outbox.append(AnnounceJob(
             library_id=library_id, hubs=library.hubs, player_id=self.player_id, endpoint=self.announced,
             event=event, uploaded=record.uploaded if record else 0,
             downloaded=record.downloaded if record else 0, left=left, numwant=0,
             hub_keys=library.hub_keys, plain=not self.encrypted,
         ))
-        self.next_announce[library_id] = now + ANNOUNCE_DEFAULT
+        self.announces.sent(library_id, now)
+        if len(self.outbox) >= MAX_BATCH:  # a batch is full: the hub takes it while this loop reads on
+            self._send_announces()
         periodic = event == hub_pb2.ANNOUNCE_EVENT_UNSPECIFIED  # every minute or so: debug.log, not events
         (dlog.debug if periodic else log.info)("announce", library=library_id.hex(), kind=names.announce_event(event),
                                                left=left)
@@ -322,7 +327,7 @@ class Distributor:
             if not isinstance(result.job, AnnounceJob) or result.job.event == hub_pb2.STOPPED:
                 continue
             if not result.ok:
-                self.next_announce[result.job.library_id] = now + 2.0
+                self.announces.failed(result.job.library_id, now)
                 if result.error != self.hub_error:
                     self.hub_error = result.error
                     slog.warning("announce_failed", library=result.job.library_id.hex(), error=result.error)
@@ -331,11 +336,18 @@ class Distributor:
             if result.endpoint:
                 self._seen_as(result.endpoint, result.reachable)
             unverified = result.endpoint and result.reachable is Reachability.UNKNOWN
+            interval = result.interval
             if unverified and self.unverified_announces < UNVERIFIED_ANNOUNCES:
                 self.unverified_announces += 1
-                self.next_announce[result.job.library_id] = now + ANNOUNCE_UNVERIFIED
-            elif result.interval:
-                self.next_announce[result.job.library_id] = now + result.interval
+                interval = ANNOUNCE_UNVERIFIED
+            self.announces.answered(result.job.library_id, now, interval)
+
+    def _send_announces(self) -> None:
+        """The announces of this turn, to the hub worker: those to the same hubs together (see hublink)."""
+        if self.outbox:
+            for job in batches(self.outbox):
+                self.hub.submit(job)
+            self.outbox.clear()
 
     def _seen_as(self, endpoint: str, reachable: Reachability) -> None:
         """What the hub says of us: the endpoint it hands out, and whether it could connect to it."""
@@ -372,9 +384,9 @@ class Distributor:
                 self.look(now)
                 self.gate.refresh(now)
                 next_look = now + LOOK_SECONDS
-                for library_id, due in list(self.next_announce.items()):
-                    if now >= due:
-                        self._announce(library_id, hub_pb2.ANNOUNCE_EVENT_UNSPECIFIED, now)
+                for library_id in self.announces.due(now):
+                    self._announce(library_id, hub_pb2.ANNOUNCE_EVENT_UNSPECIFIED, now)
+                self._send_announces()
             if self.heartbeat:
                 self.heartbeat.tick(now, self._counters)
             wait = self.logic.wait(now)
@@ -391,6 +403,7 @@ class Distributor:
                 self.gate.handle(now)
             self._drained(now)
             self._execute(self.logic.serve(now))
+            self._send_announces()
         self.shutdown()
 
     def _counters(self) -> dict[str, int]:
@@ -527,6 +540,7 @@ class Distributor:
                 log.info("library_uploaded", library=library_id.hex(), **served.redundancy())
         for library_id in list(self.logic.served):
             self._announce(library_id, hub_pb2.STOPPED, now)
+        self._send_announces()
         self.hub.close(timeout=3.0)
         for library_id in [*self.files, *self.trees]:
             self._close(library_id)

@@ -4,10 +4,13 @@ Each turn it polls its sockets (a DEALER per remote endpoint, the hub link, the
 Syncer), hands what arrives to the logic with ``now``, and carries out the
 actions that come back: sends, the disk (``storage.py``: verify and write,
 state.db, the partial files), fdatasync in the Syncer thread, notices to the
-local Distributor, hub jobs. Every LOOK_SECONDS (REST_SECONDS while it fetches nothing) it looks for news: a change of
-``<data>/libs/`` (a dropped library) or a write to state.db by another process (the
-Maestro on a user's command); only then does it read the records again, to open,
-pause or drop downloads.
+local Distributor, hub jobs. The commands the Maestro forwards (a user's get, pause, resume,
+remove, share: ``commands.py``) arrive on ``run/requestor.sock`` and are acted on at once: the
+records they changed are read again, their downloads opened, paused or dropped, the
+Distributor told, and the answer sent. Every LOOK_SECONDS (REST_SECONDS while it fetches
+nothing) it looks for news: a change of ``<data>/libs/`` (a dropped library) or a write to
+state.db by another process (the CLI while no player ran, the Distributor); only then does
+it read the records again.
 
 Run: ``python -m services.peer.requestor --data-dir D``.
 """
@@ -24,6 +27,7 @@ import zmq
 
 from services.peer import catalog, identity, signing
 from services.peer import requestor_logic as rl
+from services.peer.commands import MAX_COMMAND_BYTES, Commands
 from services.peer.hooks import Hooks
 from services.peer.hublink import HubLink, HubResult, PeersJob, ReportJob
 from services.peer.state import State, Status
@@ -46,6 +50,7 @@ REST_SECONDS = 0.25  # ... and turns this often, looking too, while it fetches n
 FULL_LOOK_SECONDS = 5.0  # and every file of libs/ this often (a file rewritten in place does not touch the folder)
 _REFUSED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 RECEIVE_BATCH = 64  # messages taken from one remote per turn, so one remote cannot hold the loop
+COMMAND_BATCH = 16  # commands taken per turn
 
 
 class Requestor:
@@ -66,12 +71,18 @@ class Requestor:
         self.poller = zmq.Poller()
         self.poller.register(self.hub.socket, zmq.POLLIN)
         self.poller.register(self.syncer.socket, zmq.POLLIN)
+        self.command = self.ctx.socket(zmq.ROUTER)  # the Maestro forwards a user's commands here
+        self.command.setsockopt(zmq.MAXMSGSIZE, MAX_COMMAND_BYTES)
+        self.command.setsockopt(zmq.LINGER, 0)
+        self.command.bind(rundir.requestor_endpoint(config.run_dir))
+        self.poller.register(self.command, zmq.POLLIN)
         self.sockets: dict[str, zmq.Socket[Any]] = {}
         self.monitors: dict[zmq.Socket[Any], str] = {}  # handshake-failure monitor of each remote's socket
         self.peer_refused: dict[bytes, set[str]] = {}  # per download: remotes that refused our key
         self.hub_refused: dict[bytes, str] = {}  # per download: why its hubs refused us
         self.endpoints: dict[zmq.Socket[Any], str] = {}
         self.storage = Storage(self.state)
+        self.commands = Commands(config, self.state, self._release)
         self.drop_folder = catalog.DropFolder()  # the libs/ folder, each file parsed once per change
         self.stalled: dict[bytes, int] = {}
         self.landed: dict[bytes, list[int]] = {}  # books landed this loop turn, for the Distributor
@@ -131,27 +142,58 @@ class Requestor:
         elif added:  # only libraries the scan recorded itself: read just those
             self.reload(now, self.drop_folder.recorded[-added:])
 
-    def reload(self, now: float, only: list[str] | None = None) -> None:
+    def reload(self, now: float, only: list[str] | tuple[str, ...] | None = None) -> None:
         """Open, pause or drop downloads as state.db's records say (of the libraries ``only`` names, if given)."""
         if only is None:
             records = {bytes.fromhex(r.id): r for r in self.state.all()}
+            gone = [library_id for library_id in self.logic.downloads if library_id not in records]
         else:
-            records = {bytes.fromhex(r.id): r for r in map(self.state.get, only) if r is not None}
-        for library_id in list(self.logic.downloads) if only is None else []:
-            record = records.get(library_id)
-            if record is None or record.status is not Status.DOWNLOADING:
-                self.do(self.logic.remove(library_id, record.status.value if record else "removed", now), now)
+            found = {bytes.fromhex(library_id): self.state.get(library_id) for library_id in only}
+            records = {library_id: r for library_id, r in found.items() if r is not None}
+            gone = [library_id for library_id, r in found.items() if r is None and library_id in self.logic.downloads]
+        for library_id in gone:
+            self.do(self.logic.remove(library_id, "removed", now), now)
+        for library_id, record in list(records.items()):
+            if library_id not in self.logic.downloads:
+                continue
+            if record.status is not Status.DOWNLOADING:
+                self.do(self.logic.remove(library_id, record.status.value, now), now)
             elif self.storage.selection_changed(record):  # `emma get --only` chose more: open it again below
                 self.do(self.logic.remove(library_id, "selection changed", now), now)
-                record = self.state.get(record.id)
-                if record is not None:
-                    records[library_id] = record
+                fresh = self.state.get(record.id)
+                if fresh is not None:
+                    records[library_id] = fresh
         for library_id, record in records.items():
             if library_id not in self.logic.downloads and self.storage.ready(record, now):
                 opened = self.storage.open(record, now, self.trusted)
                 if opened is not None:
                     self.do(self.logic.add(opened.library, opened.have, now, downloaded=record.downloaded,
                                            fetched=record.fetched, wanted=opened.wanted), now)
+
+    # -- a user's commands, forwarded by the Maestro ------------------------------------------------
+    def _commands(self, now: float) -> None:
+        """Carry out each command at once (its downloads opened, paused or dropped now, the Distributor told),
+        then answer it."""
+        for _ in range(COMMAND_BATCH):
+            try:
+                frames = self.command.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                log.warning("bad_command", frames=len(frames), hint="only the Maestro sends to run/requestor.sock")
+                continue
+            outcome = self.commands.handle(frames[1], now)
+            if outcome.changed:
+                self.reload(now, outcome.changed)
+                for library_id in outcome.changed:
+                    self.push.send(framing.local_notice(wire_pb2.LocalNotice(library_id=bytes.fromhex(library_id))))
+            self.command.send_multipart([frames[0], outcome.reply])
+
+    def _release(self, library_id: str) -> None:
+        """Stop downloading ``library_id`` now (its progress saved), if it is downloading."""
+        key = bytes.fromhex(library_id)
+        if key in self.logic.downloads:
+            self.do(self.logic.remove(key, "shared", time.monotonic()), time.monotonic())
 
     # -- what arrives ----------------------------------------------------------------------------------
     def _receive(self, socket: zmq.Socket[Any], now: float) -> None:
@@ -293,6 +335,8 @@ class Requestor:
                 elif socket is self.hub.socket:
                     for result in self.hub.results():
                         self._on_hub(result, now)
+                elif socket is self.command:
+                    self._commands(now)
                 elif socket in self.monitors:
                     self._handshake_events(socket)
                 else:

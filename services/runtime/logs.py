@@ -26,6 +26,7 @@ import fcntl
 import logging
 import logging.handlers
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,16 +52,41 @@ class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
 
     lost = 0
     lost_error = ""
+    _formatted: tuple[logging.LogRecord, str] | None = None  # the last record formatted, and its line
+    _mine: tuple[int, int] = (-1, -1)  # (device, inode) of the file open for writing
 
     def shouldRollover(self, record: logging.LogRecord) -> int:
-        self._follow()
-        return super().shouldRollover(record)
+        """As RotatingFileHandler's (never a file that is not a regular one; roll before the line would pass
+        ``maxBytes``), after following another process's rotation: one ``stat`` a line for both."""
+        try:
+            here: os.stat_result | None = os.stat(self.baseFilename)
+        except OSError:
+            here = None
+        self._follow(here)
+        if here is not None and not stat.S_ISREG(here.st_mode):
+            return False
+        if self.stream is None:
+            self.stream = self._open()
+        if self.maxBytes > 0:
+            line = f"{self.format(record)}\n"
+            self.stream.seek(0, 2)
+            if self.stream.tell() + len(line) >= self.maxBytes:
+                return True
+        return False
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The line of ``record``, formatted once: ``shouldRollover`` and ``emit`` both ask for it."""
+        if self._formatted is not None and self._formatted[0] is record:
+            return self._formatted[1]
+        line = super().format(record)
+        self._formatted = (record, line)
+        return line
 
     def doRollover(self) -> None:
         lock = os.open(os.path.dirname(self.baseFilename), os.O_RDONLY)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if not self._follow():  # else another process rotated it while we waited
+            if not self._follow(_stat(self.baseFilename)):  # else another process rotated it while we waited
                 super().doRollover()
         finally:
             os.close(lock)
@@ -78,16 +104,18 @@ class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
         error = sys.exc_info()[1]
         self.lost_error = str(error) if error is not None else "unknown error"
 
-    def _follow(self) -> bool:
-        """If ``baseFilename`` is no longer the file we write (another process rotated it), reopen it."""
+    def _open(self) -> Any:
+        stream = super()._open()
+        mine = os.fstat(stream.fileno())
+        self._mine = (mine.st_dev, mine.st_ino)
+        return stream
+
+    def _follow(self, here: os.stat_result | None) -> bool:
+        """If ``baseFilename`` (``here``: its stat) is no longer the file we write (another process rotated it),
+        reopen it."""
         if self.stream is None:
             return False
-        try:
-            here = os.stat(self.baseFilename)
-        except OSError:
-            here = None
-        mine = os.fstat(self.stream.fileno())
-        if here is not None and (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino):
+        if here is not None and (here.st_dev, here.st_ino) == self._mine:
             return False
         stream, self.stream = self.stream, None  # stays None if the open fails: the next line tries again
         try:
@@ -96,6 +124,13 @@ class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
             pass  # what it could not write is already counted as lost
         self.stream = self._open()
         return True
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
 
 
 def _lost_record(lines: int, file: str, error: str) -> logging.LogRecord:

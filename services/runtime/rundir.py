@@ -7,6 +7,8 @@ these functions.
 - ``control.sock``         the Maestro's control socket (ROUTER; the CLI asks, the Maestro answers)
 - ``heartbeat.sock``       the Maestro's heartbeat socket (PULL; each service beats)
 - ``notify.sock``          the Distributor's notice socket (PULL; the Requestor says what changed)
+- ``requestor.sock``       the Requestor's command socket (ROUTER; the Maestro forwards what a CLI asked that
+                           changes the player's libraries: get, pause, resume, remove, share)
 - ``maestro.pid``          the running Maestro's pid
 - ``maestro.lock``         held (flock) by the one Maestro of this data folder
 - ``distributor.endpoint`` the endpoint the Distributor bound (tcp://host:port)
@@ -27,6 +29,7 @@ SERVICES = {DISTRIBUTOR: "services.peer.distributor", REQUESTOR: "services.peer.
 CONTROL_SOCKET = "control.sock"
 HEARTBEAT_SOCKET = "heartbeat.sock"
 NOTIFY_SOCKET = "notify.sock"
+REQUESTOR_SOCKET = "requestor.sock"
 MAESTRO_PID = "maestro.pid"
 MAESTRO_LOCK = "maestro.lock"
 DISTRIBUTOR_ENDPOINT = "distributor.endpoint"
@@ -49,6 +52,10 @@ def heartbeat_endpoint(run_dir: Path) -> str:
 
 def notify_endpoint(run_dir: Path) -> str:
     return f"ipc://{run_dir / NOTIFY_SOCKET}"
+
+
+def requestor_endpoint(run_dir: Path) -> str:
+    return f"ipc://{run_dir / REQUESTOR_SOCKET}"
 
 
 def control_socket(run_dir: Path) -> Path:

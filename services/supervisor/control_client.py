@@ -11,10 +11,12 @@ from google.protobuf.message import DecodeError
 
 from services.runtime import rundir
 from services.runtime.rundir import control_endpoint
+from services.supervisor.forward import FORWARD_SECONDS
 from services.wire.pb import common_pb2, control_pb2
 from services.wire.versions import CONTROL
 
 STOP_MARGIN = 10.0  # ``stop_service`` waits the stop grace and this long for OFF (the SIGKILL comes at the grace)
+FORWARD_MARGIN = 5.0  # a request the Maestro forwards to the Requestor is waited for its bound and this long
 
 
 class MaestroNotRunning(RuntimeError):
@@ -36,7 +38,8 @@ class ControlClient:
         self.run_dir = run_dir
         self.timeout = timeout
 
-    def call(self, **body: Any) -> control_pb2.ControlReply:
+    def call(self, timeout: float | None = None, **body: Any) -> control_pb2.ControlReply:
+        """Ask and wait for the answer, up to ``timeout`` (the client's own, by default)."""
         if not rundir.control_socket(self.run_dir).exists():
             raise MaestroNotRunning(f"no player runs for {self.run_dir.parent}")
         ctx: zmq.Context[Any] = zmq.Context.instance()
@@ -46,7 +49,7 @@ class ControlClient:
             socket.connect(control_endpoint(self.run_dir))
             request = control_pb2.ControlRequest(version=CONTROL.current, **body)
             socket.send_multipart([b"", request.SerializeToString()])
-            if not socket.poll(int(self.timeout * 1000)):
+            if not socket.poll(int((timeout or self.timeout) * 1000)):
                 raise MaestroNotRunning(f"the player of {self.run_dir.parent} does not answer")
             frames = socket.recv_multipart()
         finally:
@@ -72,11 +75,19 @@ class ControlClient:
 
     def add(self, path: Path, only: tuple[str, ...] = (), to: str = "", on_complete: str = "",
             hubs: tuple[str, ...] = ()) -> str:
-        return self.call(add=control_pb2.AddLibrary(path=str(path), only=list(only), to=to, on_complete=on_complete,
-                                                    hubs=list(hubs))).ok.message
+        return self._forwarded(add=control_pb2.AddLibrary(path=str(path), only=list(only), to=to,
+                                                          on_complete=on_complete, hubs=list(hubs)))
 
     def library(self, library_id: str, action: control_pb2.LibraryAction.Action.ValueType) -> str:
-        return self.call(library=control_pb2.LibraryAction(library_id=library_id, action=action)).ok.message
+        return self._forwarded(library=control_pb2.LibraryAction(library_id=library_id, action=action))
+
+    def seed(self, lib_path: Path, stuff_path: Path) -> str:
+        """`emma share` with a player running: it records the library (written at ``lib_path``) as seeding."""
+        return self._forwarded(seed=control_pb2.SeedLibrary(path=str(lib_path), stuff_path=str(stuff_path)))
+
+    def _forwarded(self, **body: Any) -> str:
+        """A request the Maestro forwards to the Requestor: waited for as long as the Maestro waits, and more."""
+        return self.call(timeout=max(self.timeout, FORWARD_SECONDS + FORWARD_MARGIN), **body).ok.message
 
     def set_rates(self, upload: int, download: int) -> str:
         return self.call(rates=control_pb2.SetRates(upload_rate=upload, download_rate=download)).ok.message

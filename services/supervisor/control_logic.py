@@ -1,41 +1,47 @@
 """What the Maestro answers on its control socket: plain logic, no sockets.
 
 ``ControlLogic.handle(frame, now)`` decodes a ControlRequest, acts through the
-``Supervisor`` protocol (service states, start/stop) and state.db/config, and
-returns the encoded ControlReply. Library actions change state.db; the
-Requestor and Distributor converge to it within a second. Malformed requests
-get an error reply; nothing raised here stops the Maestro.
+``Supervisor`` protocol (service states, start/stop), reads state.db (the
+downloads view) and writes config.toml (rates), and returns the encoded
+ControlReply -- or, for a request that changes the player's libraries (get,
+pause, resume, remove, share), a ``Forward``: the Maestro hands it to the
+Requestor, which alone writes state.db's libraries and libs/ while it runs
+(``forward.py``, ``services/peer/commands.py``). Malformed requests get an
+error reply; nothing raised here stops the Maestro.
 
-Nothing in a request is trusted: a path to add is read as a library would be
-from anywhere (a regular file, capped, every field checked), and a setting
-changed here goes through the same ``Config.set`` validator as ``emma
-settings set``, so a value refused there is refused here and never saved.
+Nothing in a request is trusted: a setting changed here goes through the same
+``Config.set`` validator as ``emma settings set``, so a value refused there is
+refused here and never saved.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Protocol
 
 from google.protobuf.message import DecodeError
 
-from services.peer import catalog, hooks
-from services.peer.library import Library, LibraryCache, LibraryError, library_file_name, read_library
+from services.peer.commands import MAX_COMMAND_BYTES
+from services.peer.library import LibraryCache, LibraryError
 from services.peer.requestor_logic import HUB_NAMED, HUB_NAMED_NOBODY
 from services.peer.state import LibraryRecord, State, Status
 from services.runtime import config as config_mod
 from services.supervisor import download_view as view
 from services.supervisor.download_view import Live
+from services.supervisor.forward import FORWARDED
 from services.wire import names
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import control_pb2
 from services.wire.versions import CONTROL
 
-MAX_CONTROL_BYTES = 64 * 1024
-# What `emma downloads` shows for each status a library has in state.db (stalled and refused come from the Requestor).
-MAX_GLOBS = 64  # globs of one `emma get --only`
-MAX_GLOB_CHARS = 1024
+MAX_CONTROL_BYTES = MAX_COMMAND_BYTES
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A request for the Requestor to answer (see ``forward.Forwarder``)."""
+
+    request: control_pb2.ControlRequest
 
 
 class Supervisor(Protocol):
@@ -67,26 +73,26 @@ class ControlLogic:
         self.libraries = LibraryCache()
         self.selected: dict[tuple[str, tuple[str, ...]], tuple[int, int]] = {}  # (id, globs) -> (files, selected)
 
-    def handle(self, frame: bytes, now: float) -> bytes:
+    def handle(self, frame: bytes, now: float) -> bytes | Forward:
+        """The encoded reply, or the request to forward to the Requestor."""
         try:
             reply = self._dispatch(_decode(frame), now)
         except ProtocolError as exc:
             reply = control_pb2.ControlReply(error=exc.to_pb())
+        if isinstance(reply, Forward):
+            return reply
         reply.version = CONTROL.current
         return reply.SerializeToString()
 
-    def _dispatch(self, request: control_pb2.ControlRequest, now: float) -> control_pb2.ControlReply:
+    def _dispatch(self, request: control_pb2.ControlRequest, now: float) -> control_pb2.ControlReply | Forward:
         kind = request.WhichOneof("body")
         if kind == "services":
             return control_pb2.ControlReply(services=control_pb2.ServicesReply(
                 services=self.supervisor.statuses(now)))
         if kind == "downloads":
             return control_pb2.ControlReply(downloads=control_pb2.DownloadsReply(downloads=self.downloads(now)))
-        if kind == "add":
-            body = request.add
-            return _ok(self.add(Path(body.path), tuple(body.only), body.to, body.on_complete, tuple(body.hubs)))
-        if kind == "library":
-            return _ok(self.library_action(request.library))
+        if kind in FORWARDED:
+            return Forward(request)
         if kind == "rates":
             return _ok(self.set_rates(request.rates))
         if kind == "service":
@@ -145,98 +151,6 @@ class ControlLogic:
             self.selected[key] = (1, 1) if tree is None else (len(tree), len(tree.select(record.only)))
         return self.selected[key]
 
-    def add(self, path: Path, only: tuple[str, ...] = (), to: str = "", on_complete: str = "",
-            hubs: tuple[str, ...] = ()) -> str:
-        """Download the library at ``path`` (of a tree, the files ``only`` selects), into the folder ``to``, running
-        ``on_complete`` when done, asking ``hubs`` instead of the library's own (`emma get --hub`)."""
-        if not path.is_absolute():
-            raise ProtocolError(ErrorCode.INVALID_ARGUMENT,
-                                f"give the absolute path of the .lib file, not {str(path)[:80]!r}")
-        try:
-            library = read_library(path)
-            if hubs:
-                library = library.with_hubs(hubs)
-        except LibraryError as exc:
-            raise ProtocolError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
-        selected = _check_only(library, only)
-        folder = _folder(to) if to else None
-        if on_complete:
-            try:
-                hooks.parse(on_complete)
-            except hooks.CommandError as exc:
-                raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"--on-complete: {exc}") from exc
-        existing = self.state.get(library.id_hex)
-        if existing is not None:
-            if on_complete and existing.status is not Status.SEEDING:
-                self.state.set_on_complete(existing.id, on_complete)
-            if hubs:
-                catalog.import_library(self.config, library, path, changed=True)
-                return (f"{library.id_hex} is already known ({_display_state(existing)}); it asks {', '.join(hubs)} "
-                        f"from its next start (`emma pause` then `emma resume` it now)")
-            if library.tree is None or not existing.only:
-                return f"{library.id_hex} is already known ({_display_state(existing)})"
-            return self._select_more(existing, library, only)
-        if folder is not None or on_complete:
-            # Recorded paused before its .lib lands in libs/, so the Requestor cannot take it from there first
-            # (into the downloads folder, without the command); then set going.
-            lib_path = self.config.libs_dir / library.file_name
-            catalog.record_download(self.state, self.config, library, lib_path, only, folder, Status.PAUSED)
-            self.state.set_on_complete(library.id_hex, on_complete)
-            catalog.import_library(self.config, library, path, changed=bool(hubs))
-            self.state.set_status(library.id_hex, Status.DOWNLOADING)
-        else:
-            target = catalog.import_library(self.config, library, path, changed=bool(hubs))
-            catalog.record_download(self.state, self.config, library, target, only)
-        chosen = f": {selected} of {len(library.tree)} files selected" if only and library.tree is not None else ""
-        into = f" into {folder}" if folder is not None else ""
-        return f"added {library.id_hex} ({library.name}){chosen}{into}"
-
-    def _select_more(self, record: LibraryRecord, library: Library, only: tuple[str, ...]) -> str:
-        """A known tree asked for again: its selection grows by ``only`` (none given: to every file)."""
-        merged = tuple(sorted({*record.only, *only})) if only else ()
-        count = len(library.tree.select(merged)) if library.tree is not None else 1
-        total = len(library.tree) if library.tree is not None else 1
-        if merged == record.only:
-            return f"{library.id_hex} is already known ({_display_state(record)}, {count} of {total} files selected)"
-        status = Status.DOWNLOADING if record.status is Status.SEEDING else record.status
-        self.state.select(record.id, merged, status)
-        return f"{library.name}: {count} of {total} files selected ({status.value})"
-
-    def _one(self, prefix: str) -> LibraryRecord:
-        if not prefix or len(prefix) > 64 or any(c not in "0123456789abcdef" for c in prefix):
-            raise ProtocolError(ErrorCode.INVALID_ARGUMENT, "give a library id (hex) or a unique prefix of it")
-        found = self.state.find(prefix)
-        if not found:
-            raise ProtocolError(ErrorCode.NOT_FOUND, f"no library with id {prefix}; see `emma downloads`")
-        if len(found) > 1:
-            raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"{prefix} matches {len(found)} libraries; give more")
-        return found[0]
-
-    def library_action(self, action: control_pb2.LibraryAction) -> str:
-        record = self._one(action.library_id.lower())
-        if action.action == control_pb2.LibraryAction.PAUSE:
-            if record.status is Status.STOPPED:
-                return f"{record.name} is complete and not seeding"
-            if record.status is Status.SEEDING:
-                self.state.set_status(record.id, Status.STOPPED)
-                return f"paused {record.name}: complete, no longer seeding (`emma resume` seeds it again)"
-            self.state.set_status(record.id, Status.PAUSED)
-            return f"paused {record.name}"
-        if action.action == control_pb2.LibraryAction.RESUME:
-            if record.status is Status.SEEDING:
-                return f"{record.name} is complete and seeding"
-            if record.status is Status.STOPPED:
-                self.state.set_status(record.id, Status.SEEDING)
-                return f"seeding {record.name} again"
-            self.state.set_status(record.id, Status.DOWNLOADING)
-            return f"resumed {record.name}"
-        if action.action == control_pb2.LibraryAction.REMOVE:
-            self.state.remove(record.id)
-            lib = self.config.libs_dir / library_file_name(record.id)
-            lib.unlink(missing_ok=True)
-            return f"removed {record.name} (files kept in {record.stuff_path.parent})"
-        raise ProtocolError(ErrorCode.INVALID_ARGUMENT, "library action must be pause, resume or remove")
-
     def set_rates(self, rates: control_pb2.SetRates) -> str:
         """Both rates validated as `emma settings set` does, then saved together (or neither)."""
         try:
@@ -252,45 +166,6 @@ class ControlLogic:
         fresh.save()
         self.config.values = fresh.values
         return f"upload {rates.upload_rate or 'unlimited'} B/s, download {rates.download_rate or 'unlimited'} B/s"
-
-
-def _folder(to: str) -> Path:
-    """The folder of `emma get --to`, made if missing; INVALID_ARGUMENT if it cannot be made or written."""
-    if len(to) > 4096 or not to.isprintable() or not Path(to).is_absolute():
-        raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"--to: give the absolute path of a folder, not {to[:80]!r}")
-    folder = Path(to)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ProtocolError(ErrorCode.INVALID_ARGUMENT,
-                            f"--to: cannot make the folder {folder}: {exc.strerror or exc}; give another") from exc
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"--to: cannot write in {folder}; give a folder you may "
-                                                        "write in, or change its permissions")
-    return folder
-
-
-def _check_only(library: Library, only: tuple[str, ...]) -> int:
-    """How many files the globs select; an INVALID_ARGUMENT error if they are malformed or select none."""
-    if not only:
-        return len(library.tree) if library.tree is not None else 1
-    if library.tree is None:
-        raise ProtocolError(ErrorCode.INVALID_ARGUMENT,
-                            f"{library.name} is a single file; --only selects files of a folder's library")
-    if len(only) > MAX_GLOBS or any(not g or len(g) > MAX_GLOB_CHARS or not g.isprintable() for g in only):
-        raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"give at most {MAX_GLOBS} globs of printable text "
-                                                        f"(each at most {MAX_GLOB_CHARS} characters)")
-    count = len(library.tree.select(only))
-    if not count:
-        shown = ", ".join(repr(g[:60]) for g in only[:3])
-        raise ProtocolError(ErrorCode.INVALID_ARGUMENT,
-                            f"--only {shown} matches none of the {len(library.tree)} files of {library.name}; "
-                            f"see their paths with `emma lib show LIB --json`")
-    return count
-
-
-def _display_state(record: LibraryRecord) -> str:
-    return view.state_word(record, Live(hub_answered=True, peers=1), ()).state
 
 
 def _ok(message: str) -> control_pb2.ControlReply:

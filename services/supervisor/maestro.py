@@ -5,7 +5,11 @@ heartbeats on a PULL socket, and does what each service's RestartPolicy
 decides (``poll``): an exit or ``liveness`` missed beats is a failure (a hung
 child gets SIGTERM, then SIGKILL after the policy's ``hang_grace``), followed
 by a respawn after backoff, or FATAL past the restart intensity. It answers
-the CLI on a ROUTER control socket. It does no transfer work itself. One
+the CLI on a ROUTER control socket; what a CLI asks that changes the player's
+libraries (get, pause, resume, remove, share) it forwards to the Requestor on
+``run/requestor.sock`` and answers when the Requestor does (``forward.py``: never
+waiting, bounded, an error when the Requestor does not run or answer). It does
+no transfer work itself and writes neither state.db nor libs/. One
 Maestro per data directory, enforced with an exclusive lock on
 ``<data>/run/maestro.lock``.
 
@@ -51,7 +55,8 @@ from services.runtime.metrics_http import MetricsEndpoint, exposition
 from services.runtime.rundir import SERVICES, control_endpoint, heartbeat_endpoint, metrics_url_file
 from services.runtime.service import EXIT_UNUSABLE
 from services.supervisor.child import Child
-from services.supervisor.control_logic import MAX_CONTROL_BYTES, ControlLogic
+from services.supervisor.control_logic import MAX_CONTROL_BYTES, ControlLogic, Forward
+from services.supervisor.forward import Answer, Forwarder
 from services.supervisor.metrics import PlayerCollector, ServiceView
 from services.supervisor.policy import LIVE, Action, Decision, RestartPolicy, ServiceState
 from services.wire.errors import ErrorCode, ProtocolError
@@ -189,8 +194,11 @@ class Maestro:
         self.control.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_BYTES)
         self.control.setsockopt(zmq.LINGER, 0)
         self.control.bind(control_endpoint(self.run_dir))
-        self.state = State(config.state_db)
+        self.state = State(config.state_db)  # read (the downloads view); opening it migrates an older schema
         self.logic = ControlLogic(self, config, self.state)
+        self.forwarder = Forwarder()
+        self.poller = zmq.Poller()
+        self.commands: zmq.Socket[Any] | None = None  # to the Requestor: made anew for each of its processes
         self.env = env or {}
         self.started = time.monotonic()
         self.bad_beats = Tally()
@@ -309,6 +317,9 @@ class Maestro:
 
     # -- supervision -------------------------------------------------------------------
     def _spawn(self, name: str, sup: Supervised, now: float) -> None:
+        if name == rundir.REQUESTOR:
+            self._answer(self.forwarder.abandon("restarted"))
+            self._command_socket()
         pid = sup.child.spawn(self.env)
         sup.last_words = ""
         sup.policy.spawned(now)
@@ -403,14 +414,67 @@ class Maestro:
             if len(frames) < 2:
                 self._dropped(self.bad_control, "bad_control_messages", now, frames=len(frames))
                 continue
-            envelope, body = frames[:-1], frames[-1]
+            envelope, body = tuple(frames[:-1]), frames[-1]
             try:
                 reply = self.logic.handle(body, now)
             except Exception:
                 log.exception("control_handler_failed")
                 failure = ProtocolError(ErrorCode.INTERNAL, "internal error in the Maestro; see logs/errors.log")
                 reply = control_pb2.ControlReply(version=CONTROL.current, error=failure.to_pb()).SerializeToString()
-            self.control.send_multipart([*envelope, reply])
+            if isinstance(reply, Forward):
+                self._forward(envelope, reply, now)
+            else:
+                self.control.send_multipart([*envelope, reply])
+
+    # -- requests the Requestor answers -----------------------------------------------------
+    def _forward(self, envelope: tuple[bytes, ...], forward: Forward, now: float) -> None:
+        """Hand the request to the Requestor (its answer comes back in ``_command_replies``), or answer at once."""
+        command, answer = self.forwarder.submit(envelope, forward.request, now,
+                                                self.services[rundir.REQUESTOR].policy.state)
+        if answer is not None:
+            self._answer([answer])
+            return
+        try:
+            if self.commands is None:  # made when the Requestor is spawned, so never None while it is LIVE
+                raise zmq.Again
+            self.commands.send(command, zmq.NOBLOCK)
+        except zmq.Again:  # its queue is full: it does not read
+            self._answer(self.forwarder.abandon("does not take requests (its queue is full)"))
+
+    def _command_socket(self) -> None:
+        """A fresh socket to the Requestor for each of its processes: a request queued for the one that is gone is
+        dropped with its socket (its CLI client was answered), never carried out later by the next one."""
+        if self.commands is not None:
+            self.poller.unregister(self.commands)
+            self.commands.close(linger=0)
+        self.commands = self.ctx.socket(zmq.DEALER)
+        self.commands.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_BYTES)
+        self.commands.setsockopt(zmq.LINGER, 0)
+        self.commands.connect(rundir.requestor_endpoint(self.run_dir))
+        self.poller.register(self.commands, zmq.POLLIN)
+
+    def _command_replies(self, commands: zmq.Socket[Any]) -> None:
+        for _ in range(CONTROL_BATCH):
+            try:
+                frame = commands.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            answer = self.forwarder.answer(frame)
+            if answer is None:
+                log.warning("stray_command_reply", size=len(frame), stray=self.forwarder.stray,
+                            hint="a late answer (its request was answered with a timeout), or not from the Requestor")
+            else:
+                self._answer([answer])
+
+    def _forwarded_turn(self, now: float) -> None:
+        """Answer the requests the Requestor cannot answer any more (stopped) or did not answer in time."""
+        if self.forwarder.pending and self.services[rundir.REQUESTOR].policy.state not in LIVE:
+            self._answer(self.forwarder.abandon(f"stopped ({self.services[rundir.REQUESTOR].policy.state.value})"))
+        self._answer(self.forwarder.expire(now))
+
+    def _answer(self, answers: list[Answer]) -> None:
+        for answer in answers:
+            self.control.send_multipart([*answer.envelope, answer.reply])
 
     def run(self) -> None:
         now = time.monotonic()
@@ -418,7 +482,7 @@ class Maestro:
             self._spawn(name, sup, now)
         log.info("maestro_started", pid=os.getpid(), data_dir=str(self.config.data_dir))
         self._serve_metrics()
-        poller = zmq.Poller()
+        poller = self.poller
         poller.register(self.beats, zmq.POLLIN)
         poller.register(self.control, zmq.POLLIN)
         scrapes = set(self.metrics.sockets()) if self.metrics is not None else set()
@@ -429,7 +493,7 @@ class Maestro:
             if wakeup.fd is not None:
                 poller.register(wakeup.fd, zmq.POLLIN)
             while not stopping or not self._all_off():
-                events = dict(poller.poll(int(TICK * 1000)))
+                events = dict(poller.poll(int(self._wait(time.monotonic()) * 1000)))
                 if wakeup.fd in events:
                     wakeup.drain()
                 stopping = self._turn(events, scrapes, stopping)
@@ -441,6 +505,8 @@ class Maestro:
             self.metrics.handle()
         if self.control in events:
             self._control()
+        if self.commands is not None and self.commands in events:
+            self._command_replies(self.commands)
         if not self.running and not stopping:
             stopping = True
             self._stop_all(time.monotonic())
@@ -453,9 +519,15 @@ class Maestro:
                 self._heard_last_words(sup, unusable_reason(sup.child.log_path, name) or sup.last_words)
             cpu = sup.child.cpu_seconds() if sup.policy.state is ServiceState.STARTING else None  # slow or stuck?
             self._apply(name, sup, sup.policy.poll(now, status, hopeless=status == EXIT_UNUSABLE, cpu=cpu))
+        self._forwarded_turn(now)
         self._report(self.bad_beats, "bad_heartbeats", self.bad_beats.due(now))
         self._report(self.bad_control, "bad_control_messages", self.bad_control.due(now))
         return stopping
+
+    def _wait(self, now: float) -> float:
+        """How long the loop may wait for news: TICK, or less when a forwarded request's time is up sooner."""
+        deadline = self.forwarder.next_deadline()
+        return TICK if deadline is None else min(TICK, max(0.0, deadline - now))
 
     def _stop_all(self, now: float) -> None:
         """Shutdown: every service told to stop at once; the loop runs on until all are OFF."""

@@ -35,5 +35,5 @@ class Version:
 
 
 WIRE = Version("peer wire", current=1, oldest=1, upgrade="other player")
-HUB = Version("hub", current=1, oldest=1, upgrade="player")
-CONTROL = Version("control", current=1, oldest=1, upgrade="emma command (the CLI) or restart the player")
+HUB = Version("hub", current=2, oldest=1, upgrade="player")
+CONTROL = Version("control", current=2, oldest=1, upgrade="emma command (the CLI) or restart the player")

@@ -219,6 +219,48 @@ def test_get_pause_resume_remove(player: Path, tmp_path: Path) -> None:
     assert_one_line_error(emma(player, "resume", prefix), f"library: no library with id {prefix}")
 
 
+def requestor_events(data: Path, event: str, library_id: str) -> list[dict[str, object]]:
+    return [e for e in events_in(data / "logs" / "events.log", event) if e.get("library") == library_id]
+
+
+@pytest.mark.slow
+def test_get_and_pause_are_carried_out_by_the_requestor_before_the_cli_is_answered(player: Path,
+                                                                                   tmp_path: Path) -> None:
+    lib, library_id = foreign_library(tmp_path, "at-once.bin", seed=11)
+    got = emma(player, "get", str(lib))
+    assert got.stdout == f"added {library_id} (at-once.bin)\n", got.output
+    # Already in the log as the answer arrives: the download started on the command, not at a later look.
+    assert [e["process"] for e in requestor_events(player, "download_started", library_id)] == ["requestor"]
+    assert emma(player, "pause", library_id[:12]).stdout == "paused at-once.bin\n"
+    stopped = requestor_events(player, "download_stopped", library_id)
+    assert [(e["process"], e["reason"]) for e in stopped] == [("requestor", "paused")]
+    assert emma(player, "remove", library_id).exit_code == 0
+
+
+@pytest.mark.slow
+def test_with_the_requestor_stopped_a_get_says_what_to_do_and_the_maestro_answers_on(player: Path,
+                                                                                     tmp_path: Path) -> None:
+    lib, library_id = foreign_library(tmp_path, "later.bin", seed=13)
+    stopped = emma(player, "services", "--stop", "requestor")
+    assert stopped.exit_code == 0, stopped.output
+    try:
+        told = ("the player's requestor does not run (OFF): it was stopped: start it with "
+                "`emma services --start requestor`; nothing was changed")
+        assert_one_line_error(emma(player, "get", str(lib)), f"get: {told}")
+        assert_one_line_error(emma(player, "pause", library_id[:8]), f"library: {told}")
+        shared = emma(player, "share", str(make_file(tmp_path, "not-now.bin", seed=17)), "--book-size", str(BOOK))
+        assert_one_line_error(shared, f"the player did not record the library as seeding: {told}")
+        rows = services(player)  # the Maestro answers on
+        assert (rows["maestro"]["state"], rows["requestor"]["state"]) == ("RUNNING", "OFF")
+        assert library_id not in downloads(player)
+        assert not (player / "libs" / f"lib_{library_id}.lib").exists()
+    finally:
+        emma(player, "services", "--start", "requestor")
+        wait_for(lambda: services(player)["requestor"]["state"] == "RUNNING", 30, "the requestor running again")
+    assert emma(player, "get", str(lib)).stdout == f"added {library_id} (later.bin)\n"
+    assert emma(player, "remove", library_id).exit_code == 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("prefix", "text"), [("XYZ", "give a library id (hex)"), ("0" * 65, "give a library id")])
 def test_library_actions_refuse_bad_ids(player: Path, prefix: str, text: str) -> None:

@@ -111,8 +111,10 @@ def test_a_control_flood_is_answered_in_full_and_restarts_no_child(players, conn
         reply = control_pb2.ControlReply()
         reply.ParseFromString(dealer.recv_multipart()[-1])
         replies.append(reply)
-    assert [r.WhichOneof("body") for r in replies[:-1]] == ["error"] * CONTROL_FLOOD
-    services = {s.name: s for s in replies[-1].services.services}
+    # The library actions go to the Requestor (or are refused as too many at once): their answers come later.
+    assert sorted(r.WhichOneof("body") or "" for r in replies) == ["error"] * CONTROL_FLOOD + ["services"]
+    [listed] = [r for r in replies if r.WhichOneof("body") == "services"]
+    services = {s.name: s for s in listed.services.services}
     assert identities(services) == identities(before)
     assert all(services[name].state == control_pb2.RUNNING for name in ("distributor", "requestor"))
 
@@ -123,4 +125,6 @@ def test_a_child_dying_of_an_exception_leaves_its_cause_with_the_maestro(players
                       "the requestor's failure to carry its last words")
     assert "exited with status 1 (crashed: InjectedFault: EMMA_FAULT asked the requestor loop to fail)" in (
         failed.detail)
-    assert player.running("distributor") is not None
+    # The distributor runs on, never restarted (on a busy machine it may still be starting when the requestor fails).
+    distributor = wait_for(lambda: player.running("distributor"), 30, "the distributor running")
+    assert distributor.restarts == 0

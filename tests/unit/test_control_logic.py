@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from services.peer import catalog
 from services.peer.bitfield import Bitfield
 from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library, write_library
 from services.peer.state import State, Status
 from services.runtime import config as config_mod
-from services.supervisor.control_logic import ControlLogic, Supervisor
+from services.supervisor.control_logic import ControlLogic, Forward, Supervisor
 from services.wire.errors import ErrorCode
 from services.wire.pb import control_pb2
 from services.wire.versions import CONTROL
@@ -103,8 +104,10 @@ def ask(control: ControlLogic, now: float = 0.0, **body: object) -> control_pb2.
 
 def send(control: ControlLogic, frame: bytes, now: float = 0.0) -> control_pb2.ControlReply:
     reply = control_pb2.ControlReply()
-    reply.ParseFromString(control.handle(frame, now))
-    assert reply.version == 1
+    answer = control.handle(frame, now)
+    assert isinstance(answer, bytes), answer
+    reply.ParseFromString(answer)
+    assert reply.version == CONTROL.current
     return reply
 
 
@@ -117,20 +120,6 @@ def error(reply: control_pb2.ControlReply) -> int:
     assert reply.WhichOneof("body") == "error", reply
     assert reply.error.message
     return reply.error.code
-
-
-def lib_file(tmp_path: Path, lib: Library) -> Path:
-    path = tmp_path / "incoming" / f"{lib.name}.lib"
-    write_library(lib, path)
-    return path
-
-
-def action(control: ControlLogic, prefix: str, what: int) -> control_pb2.ControlReply:
-    return ask(control, library=control_pb2.LibraryAction(library_id=prefix, action=what))  # type: ignore[arg-type]
-
-
-Action = control_pb2.LibraryAction
-PAUSE, RESUME, REMOVE = Action.PAUSE, Action.RESUME, Action.REMOVE
 
 
 def record(state: State, library_id: str, status: Status = Status.DOWNLOADING, name: str = "movie") -> None:
@@ -172,38 +161,29 @@ def test_shutdown(control: ControlLogic, supervisor: FakeSupervisor) -> None:
     assert supervisor.shutdown
 
 
-# --- add and list ------------------------------------------------------------------------------------
+# --- forwarded to the Requestor, and the downloads view ----------------------------------------
 
 
-def test_add_a_library_then_list_it(tmp_path: Path, control: ControlLogic, config: config_mod.Config,
-                                    supervisor: FakeSupervisor) -> None:
+@pytest.mark.parametrize("body", [
+    {"add": control_pb2.AddLibrary(path="/x/a.lib", only=["*.bin"], to="/dl", on_complete="echo", hubs=["tcp://h:1"])},
+    {"library": control_pb2.LibraryAction(library_id="ab", action=control_pb2.LibraryAction.PAUSE)},
+    {"seed": control_pb2.SeedLibrary(path="/x/a.lib", stuff_path="/x/a")},
+])
+def test_what_changes_the_libraries_is_forwarded_as_asked_and_nothing_is_written(
+    control: ControlLogic, state: State, config: config_mod.Config, body: dict[str, object]
+) -> None:
+    request = control_pb2.ControlRequest(version=CONTROL.current, **body)  # type: ignore[arg-type]
+    forward = control.handle(request.SerializeToString(), 0.0)
+    assert isinstance(forward, Forward)
+    assert forward.request == request
+    assert state.all() == [] and list(config.libs_dir.iterdir()) == []
+
+
+def test_download_rates_come_from_successive_samples(control: ControlLogic, state: State,
+                                                    config: config_mod.Config) -> None:
     lib = library()
-    message = ok(ask(control, add=control_pb2.AddLibrary(path=str(lib_file(tmp_path, lib)))))
-    assert message == f"added {lib.id_hex} (movie.mkv)"
-    assert (config.libs_dir / lib.file_name).is_file()
-
-    supervisor.peers[lib.id_hex] = 3
-    reply = ask(control, downloads=control_pb2.ListDownloads())
-    assert reply.WhichOneof("body") == "downloads"
-    [download] = reply.downloads.downloads
-    assert (download.library_id, download.name, download.size) == (lib.id_hex, "movie.mkv", lib.size)
-    assert (download.books_total, download.books_have, download.peers) == (3, 0, 3)
-    assert download.state == control_pb2.DOWNLOADING
-    assert download.path == str(config.downloads_dir / "movie.mkv")
-
-
-def test_adding_a_known_library_again_says_so(tmp_path: Path, control: ControlLogic, state: State) -> None:
-    lib = library()
-    path = lib_file(tmp_path, lib)
-    ok(ask(control, add=control_pb2.AddLibrary(path=str(path))))
-    again = ok(ask(control, add=control_pb2.AddLibrary(path=str(path))))
-    assert again == f"{lib.id_hex} is already known (downloading)"
-    assert len(state.all()) == 1
-
-
-def test_download_rates_come_from_successive_samples(tmp_path: Path, control: ControlLogic, state: State) -> None:
-    lib = library()
-    ok(ask(control, add=control_pb2.AddLibrary(path=str(lib_file(tmp_path, lib)))))
+    write_library(lib, config.libs_dir / lib.file_name)
+    catalog.record_download(state, config, lib, config.libs_dir / lib.file_name)
     ask(control, 10.0, downloads=control_pb2.ListDownloads())
     have = Bitfield(3)
     have.add(0)
@@ -244,88 +224,6 @@ def test_a_download_refused_by_its_hub_or_peers_says_who(
     assert rows["bb"][1].startswith("not authorised by 2 peers:")
     assert rows["cc"][1].startswith("not authorised by hub and 1 peer:")
 
-
-@pytest.mark.parametrize("content", [b"", b"not a library", b"EMMALIB\n\xff\xff\xff"])
-def test_adding_a_bad_library_is_an_invalid_argument(tmp_path: Path, control: ControlLogic, state: State,
-                                                     content: bytes) -> None:
-    path = tmp_path / "bad.lib"
-    path.write_bytes(content)
-    reply = ask(control, add=control_pb2.AddLibrary(path=str(path)))
-    assert error(reply) == ErrorCode.INVALID_ARGUMENT
-    assert str(path) in reply.error.message
-    assert state.all() == []
-
-
-def test_adding_a_missing_file_is_an_invalid_argument(tmp_path: Path, control: ControlLogic) -> None:
-    reply = ask(control, add=control_pb2.AddLibrary(path=str(tmp_path / "nope.lib")))
-    assert error(reply) == ErrorCode.INVALID_ARGUMENT
-    assert "no such library file" in reply.error.message
-
-
-# --- pause, resume, remove -------------------------------------------------------------------------------
-
-
-def test_pause_and_resume_by_a_unique_prefix(control: ControlLogic, state: State) -> None:
-    record(state, "ab" * 32)
-    record(state, "cd" * 32)
-    assert ok(action(control, "ab", PAUSE)) == "paused movie"
-    assert status(state, "ab" * 32) is Status.PAUSED
-    assert status(state, "cd" * 32) is Status.DOWNLOADING
-    assert ok(action(control, "ABAB", RESUME)) == "resumed movie"  # case does not matter
-    assert status(state, "ab" * 32) is Status.DOWNLOADING
-
-
-def test_remove_forgets_the_library_and_its_lib_file(control: ControlLogic, state: State,
-                                                      config: config_mod.Config) -> None:
-    library_id = "ab" * 32
-    record(state, library_id)
-    lib = config.libs_dir / f"lib_{library_id}.lib"
-    lib.write_bytes(b"x")
-    assert ok(action(control, library_id, REMOVE)) == "removed movie (files kept in /dl)"
-    assert state.get(library_id) is None
-    assert not lib.exists()
-
-
-def test_pausing_a_seeding_library_stops_seeding_and_resume_seeds_again(
-    control: ControlLogic, state: State, supervisor: FakeSupervisor
-) -> None:
-    record(state, "ab" * 32, Status.SEEDING)
-    assert ok(action(control, "ab", RESUME)) == "movie is complete and seeding"
-    assert ok(action(control, "ab", PAUSE)) == (
-        "paused movie: complete, no longer seeding (`emma resume` seeds it again)")
-    assert status(state, "ab" * 32) is Status.STOPPED
-    [row] = ask(control, downloads=control_pb2.ListDownloads()).downloads.downloads
-    assert (row.state, row.detail, row.upload_rate) == (
-        control_pb2.PAUSED, "complete; not seeding (`emma resume` seeds it again)", 0.0)
-    assert ok(action(control, "ab", PAUSE)) == "movie is complete and not seeding"
-    assert ok(action(control, "ab", RESUME)) == "seeding movie again"
-    assert status(state, "ab" * 32) is Status.SEEDING
-
-
-def test_an_ambiguous_prefix_is_refused(control: ControlLogic, state: State) -> None:
-    record(state, "ab" * 32)
-    record(state, "ac" * 32)
-    reply = action(control, "a", REMOVE)
-    assert error(reply) == ErrorCode.INVALID_ARGUMENT
-    assert "matches 2 libraries" in reply.error.message
-    assert len(state.all()) == 2
-
-
-def test_an_unknown_prefix_is_not_found(control: ControlLogic, state: State) -> None:
-    record(state, "ab" * 32)
-    assert error(action(control, "ff", PAUSE)) == ErrorCode.NOT_FOUND
-
-
-@pytest.mark.parametrize("prefix", ["", "xyz", "a%", "_", "ab" * 32 + "a", "ab cd"])
-def test_a_prefix_that_is_not_hex_is_refused(control: ControlLogic, state: State, prefix: str) -> None:
-    record(state, "ab" * 32)
-    assert error(action(control, prefix, REMOVE)) == ErrorCode.INVALID_ARGUMENT
-    assert state.get("ab" * 32) is not None
-
-
-def test_an_unspecified_action_is_refused(control: ControlLogic, state: State) -> None:
-    record(state, "ab" * 32)
-    assert error(action(control, "ab", control_pb2.LibraryAction.ACTION_UNSPECIFIED)) == ErrorCode.INVALID_ARGUMENT
 
 
 # --- rates -------------------------------------------------------------------------------------------------
@@ -380,75 +278,3 @@ def test_an_oversized_request_is_too_large(control: ControlLogic) -> None:
 def test_metrics_come_back_as_the_supervisor_renders_them(control: ControlLogic) -> None:
     reply = ask(control, metrics=control_pb2.MetricsRequest())
     assert reply.metrics.text.startswith("emma_service_up")
-
-
-# --- tree libraries: --only ------------------------------------------------------------------------------
-
-
-def tree(name: str = "dataset", size: int = 10) -> Library:
-    from services.peer.library import FileEntry
-
-    paths = ["config.json", "shards/a.bin", "shards/b.bin", "readme.txt"]
-    entries = [FileEntry(path, size, bytes(32), index) for index, path in enumerate(sorted(paths))]
-    return make_library(name=name, size=4 * size, book_size=BOOK, hash_algorithm=HashAlgorithm.BLAKE3,
-                        book_hashes=bytes(32) * 4, hubs=("tcp://127.0.0.1:7070",), created_at=1, creator="test",
-                        files=entries)
-
-
-def test_get_only_records_the_selection_and_downloads_say_how_many_files(control: ControlLogic, state: State,
-                                                                         tmp_path: Path) -> None:
-    lib = tree()
-    path = lib_file(tmp_path, lib)
-    assert ok(ask(control, add=control_pb2.AddLibrary(path=str(path), only=["shards"]))).endswith(
-        ": 2 of 4 files selected")
-    record = state.get(lib.id_hex)
-    assert record is not None and record.only == ("shards",) and record.stuff_path.name == "dataset"
-    shown = ask(control, downloads=control_pb2.ListDownloads()).downloads.downloads[0]
-    assert (shown.files_total, shown.files_selected) == (4, 2)
-
-
-def test_get_only_again_adds_to_the_selection_and_a_complete_one_downloads_again(control: ControlLogic, state: State,
-                                                                                 tmp_path: Path) -> None:
-    lib = tree()
-    path = lib_file(tmp_path, lib)
-    ok(ask(control, add=control_pb2.AddLibrary(path=str(path), only=["*.json"])))
-    state.set_status(lib.id_hex, Status.SEEDING)
-    assert "already known" in ok(ask(control, add=control_pb2.AddLibrary(path=str(path), only=["*.json"])))
-    assert ok(ask(control, add=control_pb2.AddLibrary(path=str(path), only=["readme.txt"]))) == \
-        "dataset: 2 of 4 files selected (downloading)"
-    record = state.get(lib.id_hex)
-    assert record is not None and record.only == ("*.json", "readme.txt") and record.status is Status.DOWNLOADING
-    every = ok(ask(control, add=control_pb2.AddLibrary(path=str(path))))
-    assert every == "dataset: 4 of 4 files selected (downloading)"
-    record = state.get(lib.id_hex)
-    assert record is not None and record.only == ()
-
-
-@pytest.mark.parametrize(("only", "text"), [
-    (["nothing*"], "matches none of the 4 files"),
-    ([""], "printable"),
-    (["a\nb"], "printable"),
-    (["x"] * 65, "at most 64 globs"),
-])
-def test_get_only_refuses_globs_that_select_nothing_or_are_malformed(control: ControlLogic, state: State,
-                                                                     tmp_path: Path, only: list[str],
-                                                                     text: str) -> None:
-    reply = ask(control, add=control_pb2.AddLibrary(path=str(lib_file(tmp_path, tree())), only=only))
-    assert error(reply) == ErrorCode.INVALID_ARGUMENT and text in reply.error.message
-    assert state.all() == []
-
-
-def test_get_only_of_a_single_file_library_is_refused(control: ControlLogic, tmp_path: Path) -> None:
-    reply = ask(control, add=control_pb2.AddLibrary(path=str(lib_file(tmp_path, library())), only=["*"]))
-    assert error(reply) == ErrorCode.INVALID_ARGUMENT and "single file" in reply.error.message
-
-
-def test_a_second_tree_of_the_same_name_goes_to_a_folder_of_its_own(control: ControlLogic, state: State,
-                                                                    tmp_path: Path) -> None:
-    one, two = tree(), tree(size=11)
-    for lib in (one, two):
-        ok(ask(control, add=control_pb2.AddLibrary(path=str(lib_file(tmp_path / lib.id_hex, lib)))))
-    first, second = state.get(one.id_hex), state.get(two.id_hex)
-    assert first is not None and second is not None
-    assert first.stuff_path.name == "dataset" and second.stuff_path.name == f"dataset.{two.id_hex[:8]}"
-

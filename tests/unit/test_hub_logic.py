@@ -346,7 +346,8 @@ def test_health_reports_counts_per_kind_and_uptime() -> None:
     health = call(logic, request(health=hub_pb2.Health()), now=T0 + 12).health
     counts = {item.kind: item.count for item in health.requests}
     assert (health.players, health.libraries, health.uptime, health.store) == (2, 2, 12.0, "memory")
-    assert counts == {"announce": 2, "get_peers": 0, "scrape": 0, "report": 0, "health": 1, "invalid": 1, "rejected": 1,
+    assert counts == {"announce": 2, "get_peers": 0, "scrape": 0, "report": 0, "health": 1, "announce_batch": 0,
+                      "invalid": 1, "rejected": 1,
                       "rate_limited": 0}
     assert logic.counts[RequestKind.ANNOUNCE] == 2
 
@@ -355,7 +356,7 @@ def test_health_reports_counts_per_kind_and_uptime() -> None:
 def test_hand_encoded_replies_decode_with_the_generated_classes(request_id: int) -> None:
     peers = [peer_field(pid(n), ep(n), n % 2 == 0) for n in range(3)]
     announced = hub_pb2.HubReply.FromString(announce_reply(request_id, 300, 0, intervals(1800, 900), peers))
-    assert (announced.version, announced.request_id) == (1, request_id)
+    assert (announced.version, announced.request_id) == (HUB.current, request_id)
     got = announced.announce
     assert (got.seeders, got.leechers, got.interval, got.min_interval) == (300, 0, 1800, 900)
     assert [(p.player_id, p.endpoint, p.seed) for p in got.peers] == [(pid(n), ep(n), n % 2 == 0) for n in range(3)]

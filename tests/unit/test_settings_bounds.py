@@ -14,12 +14,15 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from services.peer.commands import Commands
 from services.peer.state import State
 from services.runtime import config as config_mod
 from services.runtime.config import MAX_RATE, MAX_UPLOAD_SLOTS, SETTINGS, ConfigError, Watcher, load, render_toml
 from services.supervisor.control_logic import ControlLogic
 from services.wire.errors import ErrorCode
 from services.wire.pb import control_pb2
+from tests.unit.test_commands import ask as command
+from tests.unit.test_commands import error as command_error
 from tests.unit.test_control_logic import FakeSupervisor, ask, error, ok
 
 U64_MAX = 2**64 - 1
@@ -138,15 +141,24 @@ def test_the_largest_rate_through_the_control_socket_is_saved(control: ControlLo
     assert load(control.config.data_dir).get("limits.download_rate") == MAX_RATE
 
 
-def test_the_control_socket_refuses_a_relative_library_path(control: ControlLogic) -> None:
-    reply = ask(control, add=control_pb2.AddLibrary(path="libs/x.lib"))
-    assert error(reply) == ErrorCode.INVALID_ARGUMENT
+@pytest.fixture
+def commands(tmp_path: Path) -> Iterator[Commands]:
+    config = config_mod.Config(data_dir=tmp_path / "data", values={})
+    config.ensure_dirs()
+    state = State(config.state_db)
+    yield Commands(config, state, lambda library_id: None)
+    state.close()
+
+
+def test_a_command_refuses_a_relative_library_path(commands: Commands) -> None:
+    reply = command(commands, add=control_pb2.AddLibrary(path="libs/x.lib"))
+    assert command_error(reply) == ErrorCode.INVALID_ARGUMENT
     assert "absolute path" in reply.error.message
 
 
-def test_the_control_socket_refuses_a_fifo_without_hanging(control: ControlLogic, tmp_path: Path) -> None:
+def test_a_command_refuses_a_fifo_without_hanging(commands: Commands, tmp_path: Path) -> None:
     fifo = tmp_path / "fifo.lib"
     os.mkfifo(fifo)
-    reply = ask(control, add=control_pb2.AddLibrary(path=str(fifo)))
-    assert error(reply) == ErrorCode.INVALID_ARGUMENT
+    reply = command(commands, add=control_pb2.AddLibrary(path=str(fifo)))
+    assert command_error(reply) == ErrorCode.INVALID_ARGUMENT
     assert "not a regular file" in reply.error.message

@@ -25,45 +25,49 @@ _sym_db = _symbol_database.Default()
 from services.wire.pb import common_pb2 as common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\thub.proto\x12\x0b\x65mma.hub.v1\x1a\x0c\x63ommon.proto\"\xc2\x01\n\x08\x41nnounce\x12\x12\n\nlibrary_id\x18\x01 \x01(\x0c\x12\x11\n\tplayer_id\x18\x02 \x01(\x0c\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12)\n\x05\x65vent\x18\x04 \x01(\x0e\x32\x1a.emma.hub.v1.AnnounceEvent\x12\x10\n\x08uploaded\x18\x05 \x01(\x04\x12\x12\n\ndownloaded\x18\x06 \x01(\x04\x12\x0c\n\x04left\x18\x07 \x01(\x04\x12\x0f\n\x07numwant\x18\x08 \x01(\r\x12\r\n\x05plain\x18\t \x01(\x08\"M\n\x04Peer\x12\x11\n\tplayer_id\x18\x01 \x01(\x0c\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x08\x12\x12\n\npublic_key\x18\x04 \x01(\t\"\xbc\x01\n\rAnnounceReply\x12 \n\x05peers\x18\x01 \x03(\x0b\x32\x11.emma.hub.v1.Peer\x12\x0f\n\x07seeders\x18\x02 \x01(\r\x12\x10\n\x08leechers\x18\x03 \x01(\r\x12\x10\n\x08interval\x18\x04 \x01(\r\x12\x14\n\x0cmin_interval\x18\x05 \x01(\r\x12\x10\n\x08\x65ndpoint\x18\x06 \x01(\t\x12,\n\treachable\x18\x07 \x01(\x0e\x32\x19.emma.hub.v1.Reachability\"B\n\x08GetPeers\x12\x12\n\nlibrary_id\x18\x01 \x01(\x0c\x12\x11\n\tplayer_id\x18\x02 \x01(\x0c\x12\x0f\n\x07numwant\x18\x03 \x01(\r\"Q\n\nPeersReply\x12 \n\x05peers\x18\x01 \x03(\x0b\x32\x11.emma.hub.v1.Peer\x12\x0f\n\x07seeders\x18\x02 \x01(\r\x12\x10\n\x08leechers\x18\x03 \x01(\r\"\x1d\n\x06Scrape\x12\x13\n\x0blibrary_ids\x18\x01 \x03(\x0c\"X\n\x0cLibraryStats\x12\x12\n\nlibrary_id\x18\x01 \x01(\x0c\x12\x0f\n\x07seeders\x18\x02 \x01(\r\x12\x10\n\x08leechers\x18\x03 \x01(\r\x12\x11\n\tcompleted\x18\x04 \x01(\x04\";\n\x0bScrapeReply\x12,\n\tlibraries\x18\x01 \x03(\x0b\x32\x19.emma.hub.v1.LibraryStats\"N\n\x11ReportUnreachable\x12\x12\n\nlibrary_id\x18\x01 \x01(\x0c\x12\x13\n\x0breporter_id\x18\x02 \x01(\x0c\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\"\x1e\n\x0bReportReply\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\x08\"\x08\n\x06Health\"+\n\x0cRequestCount\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"}\n\x0bHealthReply\x12\x0f\n\x07players\x18\x01 \x01(\x04\x12\x11\n\tlibraries\x18\x02 \x01(\x04\x12+\n\x08requests\x18\x03 \x03(\x0b\x32\x19.emma.hub.v1.RequestCount\x12\x0e\n\x06uptime\x18\x04 \x01(\x01\x12\r\n\x05store\x18\x05 \x01(\t\"\x90\x02\n\nHubRequest\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\x04\x12)\n\x08\x61nnounce\x18\n \x01(\x0b\x32\x15.emma.hub.v1.AnnounceH\x00\x12*\n\tget_peers\x18\x0b \x01(\x0b\x32\x15.emma.hub.v1.GetPeersH\x00\x12%\n\x06scrape\x18\x0c \x01(\x0b\x32\x13.emma.hub.v1.ScrapeH\x00\x12\x30\n\x06report\x18\r \x01(\x0b\x32\x1e.emma.hub.v1.ReportUnreachableH\x00\x12%\n\x06health\x18\x0e \x01(\x0b\x32\x13.emma.hub.v1.HealthH\x00\x42\x06\n\x04\x62ody\"\xbd\x02\n\x08HubReply\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\x04\x12&\n\x05\x65rror\x18\t \x01(\x0b\x32\x15.emma.common.v1.ErrorH\x00\x12.\n\x08\x61nnounce\x18\n \x01(\x0b\x32\x1a.emma.hub.v1.AnnounceReplyH\x00\x12(\n\x05peers\x18\x0b \x01(\x0b\x32\x17.emma.hub.v1.PeersReplyH\x00\x12*\n\x06scrape\x18\x0c \x01(\x0b\x32\x18.emma.hub.v1.ScrapeReplyH\x00\x12*\n\x06report\x18\r \x01(\x0b\x32\x18.emma.hub.v1.ReportReplyH\x00\x12*\n\x06health\x18\x0e \x01(\x0b\x32\x18.emma.hub.v1.HealthReplyH\x00\x42\x06\n\x04\x62ody*X\n\rAnnounceEvent\x12\x1e\n\x1a\x41NNOUNCE_EVENT_UNSPECIFIED\x10\x00\x12\x0b\n\x07STARTED\x10\x01\x12\r\n\tCOMPLETED\x10\x02\x12\x0b\n\x07STOPPED\x10\x03*H\n\x0cReachability\x12\x18\n\x14REACHABILITY_UNKNOWN\x10\x00\x12\r\n\tREACHABLE\x10\x01\x12\x0f\n\x0bUNREACHABLE\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\thub.proto\x12\x0b\x65mma.hub.v1\x1a\x0c\x63ommon.proto\"\xc2\x01\n\x08\x41nnounce\x12\x12\n\nlibrary_id\x18\x01 \x01(\x0c\x12\x11\n\tplayer_id\x18\x02 \x01(\x0c\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12)\n\x05\x65vent\x18\x04 \x01(\x0e\x32\x1a.emma.hub.v1.AnnounceEvent\x12\x10\n\x08uploaded\x18\x05 \x01(\x04\x12\x12\n\ndownloaded\x18\x06 \x01(\x04\x12\x0c\n\x04left\x18\x07 \x01(\x04\x12\x0f\n\x07numwant\x18\x08 \x01(\r\x12\r\n\x05plain\x18\t \x01(\x08\"M\n\x04Peer\x12\x11\n\tplayer_id\x18\x01 \x01(\x0c\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x08\x12\x12\n\npublic_key\x18\x04 \x01(\t\"\xbc\x01\n\rAnnounceReply\x12 \n\x05peers\x18\x01 \x03(\x0b\x32\x11.emma.hub.v1.Peer\x12\x0f\n\x07seeders\x18\x02 \x01(\r\x12\x10\n\x08leechers\x18\x03 \x01(\r\x12\x10\n\x08interval\x18\x04 \x01(\r\x12\x14\n\x0cmin_interval\x18\x05 \x01(\r\x12\x10\n\x08\x65ndpoint\x18\x06 \x01(\t\x12,\n\treachable\x18\x07 \x01(\x0e\x32\x19.emma.hub.v1.Reachability\"9\n\rAnnounceBatch\x12(\n\tannounces\x18\x01 \x03(\x0b\x32\x15.emma.hub.v1.Announce\"<\n\x12\x41nnounceBatchReply\x12&\n\x07replies\x18\x01 \x03(\x0b\x32\x15.emma.hub.v1.HubReply\"B\n\x08GetPeers\x12\x12\n\nlibrary_id\x18\x01 \x01(\x0c\x12\x11\n\tplayer_id\x18\x02 \x01(\x0c\x12\x0f\n\x07numwant\x18\x03 \x01(\r\"Q\n\nPeersReply\x12 \n\x05peers\x18\x01 \x03(\x0b\x32\x11.emma.hub.v1.Peer\x12\x0f\n\x07seeders\x18\x02 \x01(\r\x12\x10\n\x08leechers\x18\x03 \x01(\r\"\x1d\n\x06Scrape\x12\x13\n\x0blibrary_ids\x18\x01 \x03(\x0c\"X\n\x0cLibraryStats\x12\x12\n\nlibrary_id\x18\x01 \x01(\x0c\x12\x0f\n\x07seeders\x18\x02 \x01(\r\x12\x10\n\x08leechers\x18\x03 \x01(\r\x12\x11\n\tcompleted\x18\x04 \x01(\x04\";\n\x0bScrapeReply\x12,\n\tlibraries\x18\x01 \x03(\x0b\x32\x19.emma.hub.v1.LibraryStats\"N\n\x11ReportUnreachable\x12\x12\n\nlibrary_id\x18\x01 \x01(\x0c\x12\x13\n\x0breporter_id\x18\x02 \x01(\x0c\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\"\x1e\n\x0bReportReply\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\x08\"\x08\n\x06Health\"+\n\x0cRequestCount\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"}\n\x0bHealthReply\x12\x0f\n\x07players\x18\x01 \x01(\x04\x12\x11\n\tlibraries\x18\x02 \x01(\x04\x12+\n\x08requests\x18\x03 \x03(\x0b\x32\x19.emma.hub.v1.RequestCount\x12\x0e\n\x06uptime\x18\x04 \x01(\x01\x12\r\n\x05store\x18\x05 \x01(\t\"\xc6\x02\n\nHubRequest\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\x04\x12)\n\x08\x61nnounce\x18\n \x01(\x0b\x32\x15.emma.hub.v1.AnnounceH\x00\x12*\n\tget_peers\x18\x0b \x01(\x0b\x32\x15.emma.hub.v1.GetPeersH\x00\x12%\n\x06scrape\x18\x0c \x01(\x0b\x32\x13.emma.hub.v1.ScrapeH\x00\x12\x30\n\x06report\x18\r \x01(\x0b\x32\x1e.emma.hub.v1.ReportUnreachableH\x00\x12%\n\x06health\x18\x0e \x01(\x0b\x32\x13.emma.hub.v1.HealthH\x00\x12\x34\n\x0e\x61nnounce_batch\x18\x0f \x01(\x0b\x32\x1a.emma.hub.v1.AnnounceBatchH\x00\x42\x06\n\x04\x62ody\"\xf8\x02\n\x08HubReply\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\x04\x12&\n\x05\x65rror\x18\t \x01(\x0b\x32\x15.emma.common.v1.ErrorH\x00\x12.\n\x08\x61nnounce\x18\n \x01(\x0b\x32\x1a.emma.hub.v1.AnnounceReplyH\x00\x12(\n\x05peers\x18\x0b \x01(\x0b\x32\x17.emma.hub.v1.PeersReplyH\x00\x12*\n\x06scrape\x18\x0c \x01(\x0b\x32\x18.emma.hub.v1.ScrapeReplyH\x00\x12*\n\x06report\x18\r \x01(\x0b\x32\x18.emma.hub.v1.ReportReplyH\x00\x12*\n\x06health\x18\x0e \x01(\x0b\x32\x18.emma.hub.v1.HealthReplyH\x00\x12\x39\n\x0e\x61nnounce_batch\x18\x0f \x01(\x0b\x32\x1f.emma.hub.v1.AnnounceBatchReplyH\x00\x42\x06\n\x04\x62ody*X\n\rAnnounceEvent\x12\x1e\n\x1a\x41NNOUNCE_EVENT_UNSPECIFIED\x10\x00\x12\x0b\n\x07STARTED\x10\x01\x12\r\n\tCOMPLETED\x10\x02\x12\x0b\n\x07STOPPED\x10\x03*H\n\x0cReachability\x12\x18\n\x14REACHABILITY_UNKNOWN\x10\x00\x12\r\n\tREACHABLE\x10\x01\x12\x0f\n\x0bUNREACHABLE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hub_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ANNOUNCEEVENT']._serialized_start=1729
-  _globals['_ANNOUNCEEVENT']._serialized_end=1817
-  _globals['_REACHABILITY']._serialized_start=1819
-  _globals['_REACHABILITY']._serialized_end=1891
+  _globals['_ANNOUNCEEVENT']._serialized_start=1963
+  _globals['_ANNOUNCEEVENT']._serialized_end=2051
+  _globals['_REACHABILITY']._serialized_start=2053
+  _globals['_REACHABILITY']._serialized_end=2125
   _globals['_ANNOUNCE']._serialized_start=41
   _globals['_ANNOUNCE']._serialized_end=235
   _globals['_PEER']._serialized_start=237
   _globals['_PEER']._serialized_end=314
   _globals['_ANNOUNCEREPLY']._serialized_start=317
   _globals['_ANNOUNCEREPLY']._serialized_end=505
-  _globals['_GETPEERS']._serialized_start=507
-  _globals['_GETPEERS']._serialized_end=573
-  _globals['_PEERSREPLY']._serialized_start=575
-  _globals['_PEERSREPLY']._serialized_end=656
-  _globals['_SCRAPE']._serialized_start=658
-  _globals['_SCRAPE']._serialized_end=687
-  _globals['_LIBRARYSTATS']._serialized_start=689
-  _globals['_LIBRARYSTATS']._serialized_end=777
-  _globals['_SCRAPEREPLY']._serialized_start=779
-  _globals['_SCRAPEREPLY']._serialized_end=838
-  _globals['_REPORTUNREACHABLE']._serialized_start=840
-  _globals['_REPORTUNREACHABLE']._serialized_end=918
-  _globals['_REPORTREPLY']._serialized_start=920
-  _globals['_REPORTREPLY']._serialized_end=950
-  _globals['_HEALTH']._serialized_start=952
-  _globals['_HEALTH']._serialized_end=960
-  _globals['_REQUESTCOUNT']._serialized_start=962
-  _globals['_REQUESTCOUNT']._serialized_end=1005
-  _globals['_HEALTHREPLY']._serialized_start=1007
-  _globals['_HEALTHREPLY']._serialized_end=1132
-  _globals['_HUBREQUEST']._serialized_start=1135
-  _globals['_HUBREQUEST']._serialized_end=1407
-  _globals['_HUBREPLY']._serialized_start=1410
-  _globals['_HUBREPLY']._serialized_end=1727
+  _globals['_ANNOUNCEBATCH']._serialized_start=507
+  _globals['_ANNOUNCEBATCH']._serialized_end=564
+  _globals['_ANNOUNCEBATCHREPLY']._serialized_start=566
+  _globals['_ANNOUNCEBATCHREPLY']._serialized_end=626
+  _globals['_GETPEERS']._serialized_start=628
+  _globals['_GETPEERS']._serialized_end=694
+  _globals['_PEERSREPLY']._serialized_start=696
+  _globals['_PEERSREPLY']._serialized_end=777
+  _globals['_SCRAPE']._serialized_start=779
+  _globals['_SCRAPE']._serialized_end=808
+  _globals['_LIBRARYSTATS']._serialized_start=810
+  _globals['_LIBRARYSTATS']._serialized_end=898
+  _globals['_SCRAPEREPLY']._serialized_start=900
+  _globals['_SCRAPEREPLY']._serialized_end=959
+  _globals['_REPORTUNREACHABLE']._serialized_start=961
+  _globals['_REPORTUNREACHABLE']._serialized_end=1039
+  _globals['_REPORTREPLY']._serialized_start=1041
+  _globals['_REPORTREPLY']._serialized_end=1071
+  _globals['_HEALTH']._serialized_start=1073
+  _globals['_HEALTH']._serialized_end=1081
+  _globals['_REQUESTCOUNT']._serialized_start=1083
+  _globals['_REQUESTCOUNT']._serialized_end=1126
+  _globals['_HEALTHREPLY']._serialized_start=1128
+  _globals['_HEALTHREPLY']._serialized_end=1253
+  _globals['_HUBREQUEST']._serialized_start=1256
+  _globals['_HUBREQUEST']._serialized_end=1582
+  _globals['_HUBREPLY']._serialized_start=1585
+  _globals['_HUBREPLY']._serialized_end=1961
 # @@protoc_insertion_point(module_scope)

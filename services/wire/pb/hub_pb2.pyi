@@ -185,6 +185,56 @@ class AnnounceReply(_message.Message):
 Global___AnnounceReply: _TypeAlias = AnnounceReply  # noqa: Y015
 
 @_typing.final
+class AnnounceBatch(_message.Message):
+    """Several announces of one player in one request (hub version 2; a hub of version 1 answers UNKNOWN_REQUEST,
+    and the player announces one by one). Each is checked and answered as if sent alone, in order: each costs
+    the client's rate limit a token and counts against the per-player library cap as a lone announce does. What
+    a batch saves is round trips, not the hub's checks.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANNOUNCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def announces(self) -> _containers.RepeatedCompositeFieldContainer[Global___Announce]:
+        """1 to HubLimits.max_batch"""
+
+    def __init__(
+        self,
+        *,
+        announces: _abc.Iterable[Global___Announce] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["announces", b"announces"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnnounceBatch: _TypeAlias = AnnounceBatch  # noqa: Y015
+
+@_typing.final
+class AnnounceBatchReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def replies(self) -> _containers.RepeatedCompositeFieldContainer[Global___HubReply]:
+        """one per announce, in order: its AnnounceReply or its Error"""
+
+    def __init__(
+        self,
+        *,
+        replies: _abc.Iterable[Global___HubReply] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replies", b"replies"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnnounceBatchReply: _TypeAlias = AnnounceBatchReply  # noqa: Y015
+
+@_typing.final
 class GetPeers(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -433,8 +483,9 @@ class HubRequest(_message.Message):
     SCRAPE_FIELD_NUMBER: _builtins.int
     REPORT_FIELD_NUMBER: _builtins.int
     HEALTH_FIELD_NUMBER: _builtins.int
+    ANNOUNCE_BATCH_FIELD_NUMBER: _builtins.int
     version: _builtins.int
-    """1"""
+    """services/wire/versions.py HUB"""
     request_id: _builtins.int
     @_builtins.property
     def announce(self) -> Global___Announce: ...
@@ -446,6 +497,10 @@ class HubRequest(_message.Message):
     def report(self) -> Global___ReportUnreachable: ...
     @_builtins.property
     def health(self) -> Global___Health: ...
+    @_builtins.property
+    def announce_batch(self) -> Global___AnnounceBatch:
+        """hub version 2"""
+
     def __init__(
         self,
         *,
@@ -456,12 +511,13 @@ class HubRequest(_message.Message):
         scrape: Global___Scrape | None = ...,
         report: Global___ReportUnreachable | None = ...,
         health: Global___Health | None = ...,
+        announce_batch: Global___AnnounceBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["announce", b"announce", "body", b"body", "get_peers", b"get_peers", "health", b"health", "report", b"report", "scrape", b"scrape"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["announce", b"announce", "announce_batch", b"announce_batch", "body", b"body", "get_peers", b"get_peers", "health", b"health", "report", b"report", "scrape", b"scrape"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["announce", b"announce", "body", b"body", "get_peers", b"get_peers", "health", b"health", "report", b"report", "request_id", b"request_id", "scrape", b"scrape", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["announce", b"announce", "announce_batch", b"announce_batch", "body", b"body", "get_peers", b"get_peers", "health", b"health", "report", b"report", "request_id", b"request_id", "scrape", b"scrape", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["announce", "get_peers", "scrape", "report", "health"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["announce", "get_peers", "scrape", "report", "health", "announce_batch"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -479,6 +535,7 @@ class HubReply(_message.Message):
     SCRAPE_FIELD_NUMBER: _builtins.int
     REPORT_FIELD_NUMBER: _builtins.int
     HEALTH_FIELD_NUMBER: _builtins.int
+    ANNOUNCE_BATCH_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     request_id: _builtins.int
     @_builtins.property
@@ -493,6 +550,8 @@ class HubReply(_message.Message):
     def report(self) -> Global___ReportReply: ...
     @_builtins.property
     def health(self) -> Global___HealthReply: ...
+    @_builtins.property
+    def announce_batch(self) -> Global___AnnounceBatchReply: ...
     def __init__(
         self,
         *,
@@ -504,12 +563,13 @@ class HubReply(_message.Message):
         scrape: Global___ScrapeReply | None = ...,
         report: Global___ReportReply | None = ...,
         health: Global___HealthReply | None = ...,
+        announce_batch: Global___AnnounceBatchReply | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["announce", b"announce", "body", b"body", "error", b"error", "health", b"health", "peers", b"peers", "report", b"report", "scrape", b"scrape"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["announce", b"announce", "announce_batch", b"announce_batch", "body", b"body", "error", b"error", "health", b"health", "peers", b"peers", "report", b"report", "scrape", b"scrape"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["announce", b"announce", "body", b"body", "error", b"error", "health", b"health", "peers", b"peers", "report", b"report", "request_id", b"request_id", "scrape", b"scrape", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["announce", b"announce", "announce_batch", b"announce_batch", "body", b"body", "error", b"error", "health", b"health", "peers", b"peers", "report", b"report", "request_id", b"request_id", "scrape", b"scrape", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["error", "announce", "peers", "scrape", "report", "health"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["error", "announce", "peers", "scrape", "report", "health", "announce_batch"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
