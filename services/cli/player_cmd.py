@@ -232,8 +232,9 @@ def get(
         "--on-complete", metavar="CMD", help="Once complete, run CMD with the download's path as its last argument "
                                              "(no shell; output in logs/on-complete.out).")] = "",
     hub: Annotated[list[str] | None, typer.Option(
-        "--hub", metavar="EP", help="Ask this hub (tcp://HOST:PORT, in clear) instead of those LIB names; "
-                                    "repeatable.")] = None,
+        "--hub", metavar="EP", help="Ask this hub instead of those LIB names: tcp://HOST:PORT, or KEY@tcp://HOST:PORT "
+                                    "for a hub with keys (KEY: its public key in 64 hex digits, as `emma link` "
+                                    "prints it); repeatable.")] = None,
 ) -> None:
     """Download LIB (a .lib file, or a link from `emma link`) with the running player (of a folder's library,
     with --only, some of its files)."""

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
-from services.peer import catalog, hooks
-from services.peer.library import Library, LibraryError, library_file_name, read_library
+from services.peer import catalog, hooks, links
+from services.peer.library import MAX_HUBS, Library, LibraryError, library_file_name, read_library
 from services.peer.state import LibraryRecord, State, Status
 from services.runtime.config import Config
 from services.supervisor import download_view as view
@@ -87,8 +87,9 @@ class Commands:
         library = _read(path)
         if hubs:
             try:
-                library = library.with_hubs(hubs)
-            except LibraryError as exc:
+                given = [links.parse_hub(hub, " (--hub)") for hub in hubs[:MAX_HUBS + 1]]  # more: with_hubs says so
+                library = library.with_hubs(tuple(hub for hub, _ in given), tuple(key for _, key in given))
+            except (LibraryError, links.LinkError) as exc:
                 raise ProtocolError(ErrorCode.INVALID_ARGUMENT, str(exc)) from exc
         selected = _check_only(library, only)
         folder = _folder(to) if to else None
@@ -118,8 +119,8 @@ class Commands:
             self.state.set_on_complete(existing.id, on_complete)
         if hubs:
             catalog.import_library(self.config, library, path, changed=True)
-            return (f"{library.id_hex} is already known ({_display_state(existing)}); it asks {', '.join(hubs)} "
-                    f"from its next start (`emma pause` then `emma resume` it now)")
+            return (f"{library.id_hex} is already known ({_display_state(existing)}); it asks "
+                    f"{', '.join(library.hubs)} from its next start (`emma pause` then `emma resume` it now)")
         if library.tree is None or not existing.only:
             return f"{library.id_hex} is already known ({_display_state(existing)})"
         return self._select_more(existing, library, only)

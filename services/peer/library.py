@@ -269,11 +269,14 @@ class Library:
         )
         return MAGIC + wrapper.SerializeToString()
 
-    def with_hubs(self, hubs: tuple[str, ...]) -> Library:
-        """The same library (same id) listing other hubs, in clear and unsigned (a signature covers the hubs)."""
+    def with_hubs(self, hubs: tuple[str, ...], hub_keys: tuple[str, ...] = ()) -> Library:
+        """The same library (same id) listing other hubs, each with its CURVE key in ``hub_keys`` ("" or none:
+        in clear), unsigned (a signature covers the hubs)."""
         _check_hubs(hubs)
+        keys = hub_keys if any(hub_keys) else ()
+        _check_hub_keys(keys, len(hubs))
         fields = {k: v for k, v in self.__dict__.items() if k not in ("id", "id_hex")}
-        return Library(**{**fields, "hubs": hubs, "hub_keys": (), "publisher_key": b"", "signature": b""})
+        return Library(**{**fields, "hubs": hubs, "hub_keys": keys, "publisher_key": b"", "signature": b""})
 
 
 def make_library(

@@ -86,25 +86,32 @@ def parse(text: str) -> Link:
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if name != "hub":
             raise LinkError(f"the link holds {name[:20]!r}; it holds only hub=ENDPOINT or hub=KEY@ENDPOINT")
-        key_hex, _, endpoint = value.rpartition("@")
-        try:
-            parse_endpoint(endpoint)
-        except ValueError as exc:
-            raise LinkError(f"bad hub in the link: {exc}") from None
-        key = ""
-        if key_hex:
-            try:
-                raw = binascii.unhexlify(key_hex) if len(key_hex) == KEY_HEX else b""
-            except binascii.Error:
-                raw = b""
-            if not raw:
-                raise LinkError(f"bad hub key in the link: {KEY_HEX} hex digits before '@', got {key_hex[:80]!r}")
-            key = zmq.utils.z85.encode(raw).decode("ascii")
+        endpoint, key = parse_hub(value, " in the link")
         hubs.append(endpoint)
         keys.append(key)
     if not hubs or len(hubs) > MAX_HUBS:
         raise LinkError(f"the link must name 1 to {MAX_HUBS} hubs (hub=tcp://HOST:PORT)")
     return Link(library_id, tuple(hubs), tuple(keys) if any(keys) else ())
+
+
+def parse_hub(value: str, where: str = "") -> tuple[str, str]:
+    """A hub as a link or `emma get --hub` gives it, ``tcp://HOST:PORT`` or ``KEYHEX@tcp://HOST:PORT``: its
+    endpoint and its CURVE key (Z85, as .lib files hold them; "" for a hub in clear); LinkError if malformed,
+    saying ``where`` it was."""
+    key_hex, _, endpoint = value.rpartition("@")
+    try:
+        parse_endpoint(endpoint)
+    except ValueError as exc:
+        raise LinkError(f"bad hub endpoint{where}: {exc}") from None
+    if not key_hex:
+        return endpoint, ""
+    try:
+        raw = binascii.unhexlify(key_hex) if len(key_hex) == KEY_HEX else b""
+    except binascii.Error:
+        raw = b""
+    if not raw:
+        raise LinkError(f"bad hub key{where}: {KEY_HEX} hex digits before '@', got {key_hex[:80]!r}")
+    return endpoint, zmq.utils.z85.encode(raw).decode("ascii")
 
 
 def check(link: Link, data: bytes) -> Library:

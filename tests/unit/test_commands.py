@@ -10,12 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from zmq.utils import z85
 
 from services.peer.commands import Commands, Outcome
-from services.peer.library import FileEntry, HashAlgorithm, Library, make_library, write_library
+from services.peer.library import FileEntry, HashAlgorithm, Library, make_library, read_library, write_library
 from services.peer.state import State, Status
 from services.runtime import config as config_mod
 from services.supervisor.control_logic import ControlLogic
+from services.wire import curve
 from services.wire.errors import ErrorCode
 from services.wire.pb import control_pb2
 from services.wire.versions import CONTROL
@@ -139,6 +141,26 @@ def test_adding_a_known_library_again_says_so(tmp_path: Path, control: Commands,
     again = ok(ask(control, add=control_pb2.AddLibrary(path=str(path))))
     assert again == f"{lib.id_hex} is already known (downloading)"
     assert len(state.all()) == 1
+
+
+def test_get_hub_with_a_key_lists_that_hub_and_key_in_the_library_kept(tmp_path: Path, control: Commands,
+                                                                       config: config_mod.Config) -> None:
+    lib = library()
+    key = curve.KeyPair.generate().public.decode()
+    hubs = [f"{z85.decode(key).hex()}@tcp://hub.example:7070", "tcp://203.0.113.9:7071"]
+    ok(ask(control, add=control_pb2.AddLibrary(path=str(lib_file(tmp_path, lib)), hubs=hubs)))
+    kept = read_library(config.libs_dir / lib.file_name)
+    assert (kept.id, kept.hubs, kept.hub_keys) == (lib.id, ("tcp://hub.example:7070", "tcp://203.0.113.9:7071"),
+                                                   (key, ""))
+
+
+@pytest.mark.parametrize(("hub", "why"), [("nowhere", "bad hub endpoint (--hub)"),
+                                          ("abc@tcp://h:1", "bad hub key (--hub): 64 hex digits")])
+def test_get_hub_malformed_is_an_invalid_argument_and_adds_nothing(tmp_path: Path, control: Commands, state: State,
+                                                                  hub: str, why: str) -> None:
+    reply = ask(control, add=control_pb2.AddLibrary(path=str(lib_file(tmp_path, library())), hubs=[hub]))
+    assert error(reply) == ErrorCode.INVALID_ARGUMENT and why in reply.error.message
+    assert state.all() == []
 
 
 @pytest.mark.parametrize("content", [b"", b"not a library", b"EMMALIB\n\xff\xff\xff"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from zmq.utils import z85
 
 from services.peer import links
 from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, hash_bytes, make_library
@@ -35,7 +36,7 @@ def test_a_link_is_one_line_and_reads_back_to_the_same_library_hubs_and_keys() -
     ("emma:abcd?hub=tcp://h:1", "64 hex digits"),
     ("emma:" + "zz" * 32 + "?hub=tcp://h:1", "64 hex digits"),
     ("emma:" + "ab" * 32, "must name 1 to 16 hubs"),
-    ("emma:" + "ab" * 32 + "?hub=nowhere", "bad hub in the link"),
+    ("emma:" + "ab" * 32 + "?hub=nowhere", "bad hub endpoint in the link"),
     ("emma:" + "ab" * 32 + "?hub=12@tcp://h:1", "bad hub key"),
     ("emma:" + "ab" * 32 + "?hub=tcp://h:1&evil=1", "holds 'evil'"),
     ("emma:" + "ab" * 32 + "?hub=tcp://h:1\x1b[2J", "plain characters"),
@@ -44,6 +45,20 @@ def test_a_link_is_one_line_and_reads_back_to_the_same_library_hubs_and_keys() -
 def test_a_malformed_link_says_what_is_wrong(text: str, why: str) -> None:
     with pytest.raises(links.LinkError, match=why.replace("[", r"\[")):
         links.parse(text)
+
+
+def test_a_hub_is_an_endpoint_with_its_key_in_hex_before_it_as_emma_get_hub_takes_it() -> None:
+    key_hex = z85.decode(KEY).hex()
+    assert links.parse_hub("tcp://203.0.113.5:7070") == ("tcp://203.0.113.5:7070", "")
+    assert links.parse_hub(f"{key_hex}@tcp://hub.example:7070") == ("tcp://hub.example:7070", KEY)
+    lib = library(hub_keys=())
+    moved = lib.with_hubs(*zip(links.parse_hub(f"{key_hex}@tcp://hub.example:7070"), strict=True))
+    assert (moved.id, moved.hubs, moved.hub_keys) == (lib.id, ("tcp://hub.example:7070",), (KEY,))
+    assert lib.with_hubs(("tcp://a:1",), ("",)).hub_keys == ()  # no key at all: in clear
+    with pytest.raises(links.LinkError, match="bad hub endpoint: "):
+        links.parse_hub(f"{key_hex}@nowhere")
+    with pytest.raises(links.LinkError, match="bad hub key: 64 hex digits"):
+        links.parse_hub("abc@tcp://h:1")
 
 
 def test_a_fetched_library_is_kept_only_if_it_is_the_links() -> None:

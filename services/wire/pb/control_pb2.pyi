@@ -310,7 +310,7 @@ class AddLibrary(_message.Message):
 
     @_builtins.property
     def hubs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """hubs to ask instead of those the library names (tcp://HOST:PORT)"""
+        """hubs to ask instead of those the library names: tcp://HOST:PORT or KEYHEX@tcp://..."""
 
     def __init__(
         self,
