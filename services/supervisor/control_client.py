@@ -60,6 +60,10 @@ class ControlClient:
         except DecodeError as exc:
             raise ControlError("MALFORMED", "the Maestro sent an unreadable reply") from exc
         if reply.WhichOneof("body") == "error":
+            if reply.error.code == common_pb2.UNKNOWN_REQUEST and reply.version < CONTROL.current:
+                raise ControlError("UNKNOWN_REQUEST", f"the running player is older than this emma (control version "
+                                                      f"{reply.version}, this emma's {CONTROL.current}) and cannot do "
+                                                      f"this; restart it: `emma peer stop`, then `emma peer --detach`")
             raise ControlError(common_pb2.ErrorCode.Name(reply.error.code), reply.error.message)
         return reply
 
