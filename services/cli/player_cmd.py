@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -82,7 +80,9 @@ def _start(ctx: typer.Context, detach: bool) -> None:
             fail(str(exc))
         typer.echo(f"player running for {config.data_dir} (pid {pid})")
         return
-    from services.runtime.logs import setup_logging  # the Maestro's own imports: only when it runs here
+    import logging  # the Maestro's own imports: only when it runs here
+
+    from services.runtime.logs import setup_logging
     from services.supervisor.maestro import AlreadyRunning, Maestro
 
     setup_logging(config.data_dir, process="maestro", console_level=logging.INFO)
@@ -238,6 +238,8 @@ def get(
 ) -> None:
     """Download LIB (a .lib file, or a link from `emma link`) with the running player (of a folder's library,
     with --only, some of its files)."""
+    import tempfile
+
     from services.peer import links
     from services.peer.library import LibraryError, read_library
 

@@ -208,12 +208,12 @@ def _path(value: Any) -> str:
 
 def _hub_key(value: Any) -> str:
     """The hubs' CURVE public key (Z85, 40 characters), or empty: the hubs run in clear."""
-    from services.wire import curve  # zmq and blake3: only for a key to check, not at every start-up
-
     if not isinstance(value, str):
         raise ConfigError(f"expected a hub key (40 characters, as `emma hub` prints it), got {_shown(value)}")
     if not value.strip():
         return ""
+    from services.wire import curve  # zmq and blake3: only for a key to check, not at every start-up
+
     try:
         return curve.check_key(value, "hub key").decode("ascii")
     except curve.CurveKeyError as exc:

@@ -11,7 +11,6 @@ from google.protobuf.message import DecodeError
 
 from services.runtime import rundir
 from services.runtime.rundir import control_endpoint
-from services.supervisor.forward import FORWARD_SECONDS
 from services.wire.pb import common_pb2, control_pb2
 from services.wire.versions import CONTROL
 
@@ -91,6 +90,8 @@ class ControlClient:
 
     def _forwarded(self, **body: Any) -> str:
         """A request the Maestro forwards to the Requestor: waited for as long as the Maestro waits, and more."""
+        from services.supervisor.forward import FORWARD_SECONDS  # the Maestro's side: not for `emma downloads`
+
         return self.call(timeout=max(self.timeout, FORWARD_SECONDS + FORWARD_MARGIN), **body).ok.message
 
     def set_rates(self, upload: int, download: int) -> str:
