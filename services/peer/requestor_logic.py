@@ -38,7 +38,7 @@ from services.peer.library import Library
 from services.peer.picker import Picker
 from services.peer.ratelimit import TokenBucket
 from services.peer.remote import Remote
-from services.peer.window import IN_FLIGHT_BYTES
+from services.peer.window import IN_FLIGHT_BYTES, Held, Window
 from services.peer.writer import Outcome, Written
 from services.runtime.latency import Latency
 from services.wire import framing, names
@@ -223,6 +223,7 @@ class RequestorLogic:
         self.rng = rng
         self.downloads: dict[bytes, Download] = {}
         self.remotes: dict[str, Remote] = {}
+        self.held = Held()  # the bytes every remote's window holds credit for, together (IN_FLIGHT_BYTES)
         self.dead: dict[str, tuple[float, float]] = {}  # never answered: endpoint -> (not tried before, pause)
         self.next_expire = now
         self.next_sync = now + SYNC_SECONDS
@@ -278,7 +279,7 @@ class RequestorLogic:
                 continue
             remote = self.remotes.get(peer.endpoint)
             if remote is None:
-                remote = self.remotes[peer.endpoint] = Remote(peer.endpoint, last_heard=now)
+                remote = self.remotes[peer.endpoint] = Remote(peer.endpoint, Window(pool=self.held), last_heard=now)
                 out.append(Connect(peer.endpoint, peer.public_key))
             if library_id not in remote.books:
                 out += self._handshake(remote, library_id, now)
@@ -511,17 +512,19 @@ class RequestorLogic:
         return any(remote.answered(library_id) for remote in self.remotes.values())
 
     def _fill(self, now: float) -> list[Action]:
-        """Top up the windows that have credit. Runs every loop turn, so the common case (every window full,
-        or nothing left to fetch) costs one look at each remote."""
+        """Top up the windows that have credit. Runs every loop turn, so the common cases (the memory bound
+        reached, every window full, or nothing left to fetch) cost at most one look at each remote."""
         out: list[Action] = []
-        if all(download.complete for download in self.downloads.values()) or not self.bucket.ready(now):
+        fetching = [download.library.book_size for download in self.downloads.values() if not download.complete]
+        if not fetching or not self.bucket.ready(now):
             return out
-        room: int | None = None
+        smallest = min(fetching)
+        room = IN_FLIGHT_BYTES - self.held.bytes
         for remote in self.remotes.values():
+            if room < smallest:
+                break  # no window may take another book
             if remote.window.credit <= 0 or now < remote.not_before:
                 continue
-            if room is None:
-                room = IN_FLIGHT_BYTES - sum(other.window.held_bytes for other in self.remotes.values())
             for library_id, books in remote.books.items():
                 download = self.downloads.get(library_id)
                 if books is None or download is None or download.complete:
@@ -643,6 +646,7 @@ class RequestorLogic:
             download.picker.peer_gone(remote.endpoint, books.indices() if books else [])
             if report:
                 out.append(Report(library_id, download.library.hubs, remote.endpoint))
+        remote.window.close()
         del self.remotes[remote.endpoint]
         out.append(Drop(remote.endpoint))
         out.append(Log("peer_dropped", {"endpoint": remote.endpoint, "reported": report, "reason": why}))

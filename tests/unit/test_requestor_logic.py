@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from services.hub.client_types import PeerInfo
+from services.peer import requestor_logic
 from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library
 from services.peer.remote import FIRST_CONTACT
 from services.peer.requestor_logic import (
@@ -539,3 +542,15 @@ def test_a_peer_lost_is_dropped_reported_and_its_books_go_back() -> None:
     assert lines(s.logic.peer_lost(ENDPOINT["A"], s.now)) == ["report A", "drop A"]
     assert s.tick() == ["request B 0"]
     assert s.book("A", 0) == []  # anything still on its way from A is not hashed
+
+
+def test_all_windows_together_hold_at_most_the_memory_bound_and_a_dropped_peer_frees_its_share(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(requestor_logic, "IN_FLIGHT_BYTES", 3 * BOOK)
+    s = Scene(books=8)
+    s.connect("A", "****....")
+    s.connect("B", "....***.")
+    assert len(requested(s.tick()) & {"request A 0", "request A 1", "request A 2", "request A 3"}) == 3  # 3 fit
+    assert s.tick() == []
+    s.logic.peer_lost(ENDPOINT["A"], s.now)
+    assert requested(s.tick()) == {"request B 4", "request B 5", "request B 6"}
