@@ -15,8 +15,10 @@ with ``now``, and carries out the actions that come back, in order:
 Remote players are ``Remote`` records keyed by endpoint; each library being
 downloaded is a ``Download`` (picker, sync batch, strikes and bans, hub
 schedule). ``tick`` tops up every remote's request window from the picker, all
-windows together holding at most IN_FLIGHT_BYTES of books and the download
-token bucket permitting; on its own schedule it expires late requests, stale
+windows together holding at most IN_FLIGHT_BYTES of books (less for a player
+ahead of its peers, so the players behind get the senders' upload) and the
+download token bucket permitting; the remotes with the fewest requests in
+flight, and then the fastest, are asked first. On its own schedule it expires late requests, stale
 handshakes and silent remotes, starts sync batches, asks the hub for peers and
 updates each download's stalled state.
 
@@ -59,6 +61,8 @@ STALL_GRACE = 2.0  # missing books without a source this long make the download 
 DEAD_FIRST = 3.0  # an endpoint that never answered is not tried again for this long, doubling each time
 DEAD_MAX = 60.0  # up to this
 MAX_DEAD = 10_000
+LEAD_SPAN = 0.05  # each 1% of the books a player is ahead of its peers takes 20% off its IN_FLIGHT_BYTES ...
+LEAD_FLOOR = 0.25  # ... down to this share of it
 WRITE_BUCKET = "write_seconds_bucket_"  # heartbeat counters of the write latency histogram, by bucket index
 WRITE_SUM_US = "write_seconds_sum_us"
 
@@ -214,6 +218,13 @@ def peers_interval(asks: int, starved: int, got: int, numwant: int) -> float:
     return min(PEERS_EVERY, 0.25 * 2.0 ** min(asks, 8))
 
 
+def _promise(remote: Remote) -> tuple[int, float]:
+    """Which remote to ask first when the memory bound leaves room for only some: the one with the fewest
+    requests in flight, and among those the one that delivered fastest. Requests so spread over many
+    remotes, and move to those that serve quickly, rather than queue at whichever was met first."""
+    return len(remote.window.sent), -remote.window.rate
+
+
 class RequestorLogic:
     def __init__(self, *, player_id: bytes, download_rate: int, now: float,
                  rng: random.Random | None = None) -> None:
@@ -223,7 +234,8 @@ class RequestorLogic:
         self.rng = rng
         self.downloads: dict[bytes, Download] = {}
         self.remotes: dict[str, Remote] = {}
-        self.held = Held()  # the bytes every remote's window holds credit for, together (IN_FLIGHT_BYTES)
+        self.held = Held()  # the bytes every remote's window holds credit for, together (at most budget)
+        self.budget = IN_FLIGHT_BYTES
         self.dead: dict[str, tuple[float, float]] = {}  # never answered: endpoint -> (not tried before, pause)
         self.next_expire = now
         self.next_sync = now + SYNC_SECONDS
@@ -487,6 +499,7 @@ class RequestorLogic:
         if now >= self.next_expire:
             self.next_expire = now + EXPIRE_SECONDS
             out += self._expire(now)
+            self.budget = self._budget()
             for download in list(self.downloads.values()):
                 out += self._check_stalled(download, now)
         if now >= self.next_sync:
@@ -519,12 +532,14 @@ class RequestorLogic:
         if not fetching or not self.bucket.ready(now):
             return out
         smallest = min(fetching)
-        room = IN_FLIGHT_BYTES - self.held.bytes
-        for remote in self.remotes.values():
+        room = self.budget - self.held.bytes
+        if room < smallest:
+            return out  # no window may take another book
+        ready = [remote for remote in self.remotes.values() if remote.window.credit > 0 and now >= remote.not_before]
+        ready.sort(key=_promise)
+        for remote in ready:
             if room < smallest:
-                break  # no window may take another book
-            if remote.window.credit <= 0 or now < remote.not_before:
-                continue
+                break
             for library_id, books in remote.books.items():
                 download = self.downloads.get(library_id)
                 if books is None or download is None or download.complete:
@@ -541,6 +556,22 @@ class RequestorLogic:
                     self.bucket.take(length, now)
                     out.append(SendTo(remote.endpoint, framing.request(library_id, book)))
         return out
+
+    def _budget(self) -> int:
+        """The bytes all windows may hold: IN_FLIGHT_BYTES, less for a player ahead of its peers.
+
+        A swarm is done when its last player is: a player that holds more books than the peers still
+        downloading (on average) asks for fewer at a time (see LEAD_SPAN, LEAD_FLOOR), so the senders' upload
+        it would have taken goes to the players behind; it still fetches, and none of them waits on it.
+        Looked at on the expiry schedule: a lead changes slowly."""
+        lead = 0.0
+        for download in self.downloads.values():
+            others = [len(books) for remote in self.remotes.values()
+                      if (books := remote.books.get(download.id)) is not None and not books.complete]
+            if others:
+                ahead = (len(download.picker.have) - sum(others) / len(others)) / download.library.books
+                lead = max(lead, ahead)
+        return int(IN_FLIGHT_BYTES * max(LEAD_FLOOR, 1.0 - lead / LEAD_SPAN))
 
     def _expire(self, now: float) -> list[Action]:
         out: list[Action] = []

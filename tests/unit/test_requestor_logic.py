@@ -544,6 +544,19 @@ def test_a_peer_lost_is_dropped_reported_and_its_books_go_back() -> None:
     assert s.book("A", 0) == []  # anything still on its way from A is not hashed
 
 
+def test_when_memory_allows_only_some_requests_they_go_to_remotes_with_nothing_in_flight_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(requestor_logic, "IN_FLIGHT_BYTES", 2 * BOOK)
+    s = Scene(books=8)
+    s.connect("A", "********")
+    s.connect("B", "********")
+    first = sorted(requested(s.tick()))
+    assert [text.split()[1] for text in first] == ["A", "A"]  # A was met first; its window takes both
+    book = int(first[0].split()[-1])
+    s.at(0.1).book("A", book)
+    assert [text.split()[1] for text in requested(s.tick())] == ["B"]  # not A again: B has nothing in flight
+
+
 def test_all_windows_together_hold_at_most_the_memory_bound_and_a_dropped_peer_frees_its_share(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(requestor_logic, "IN_FLIGHT_BYTES", 3 * BOOK)
