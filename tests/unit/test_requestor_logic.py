@@ -557,6 +557,19 @@ def test_when_memory_allows_only_some_requests_they_go_to_remotes_with_nothing_i
     assert [text.split()[1] for text in requested(s.tick())] == ["B"]  # not A again: B has nothing in flight
 
 
+def test_a_player_ahead_of_its_peers_asks_for_fewer_books_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(requestor_logic, "IN_FLIGHT_BYTES", 8 * BOOK)
+    level = Scene(books=100, have="*" * 10 + "." * 90)
+    level.connect("A", "." * 10 + "*" * 10 + "." * 80)  # as many books as we have: no lead
+    assert len(requested(level.tick())) == 4  # A's window
+    ahead = Scene(books=100, have="*" * 10 + "." * 90)
+    ahead.connect("A", "." * 10 + "*" * 5 + "." * 85)  # we are 5% of the books ahead of A
+    assert len(requested(ahead.tick())) == 2  # a quarter of the memory bound
+    seed = Scene(books=100, have="*" * 10 + "." * 90)
+    seed.connect("A", "*" * 100)  # a complete peer is no one to be ahead of
+    assert len(requested(seed.tick())) == 4
+
+
 def test_all_windows_together_hold_at_most_the_memory_bound_and_a_dropped_peer_frees_its_share(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(requestor_logic, "IN_FLIGHT_BYTES", 3 * BOOK)
