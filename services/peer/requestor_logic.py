@@ -542,8 +542,8 @@ class RequestorLogic:
                 break
             for library_id, books in remote.books.items():
                 download = self.downloads.get(library_id)
-                if books is None or download is None or download.complete:
-                    continue
+                if not books or download is None or download.complete:
+                    continue  # not answered yet, or it holds no book at all (a leecher just started)
                 credit = min(remote.window.credit, room // download.library.book_size)
                 if credit <= 0:
                     continue
