@@ -37,6 +37,7 @@ from services.hub.client_types import PeerInfo
 from services.peer.bitfield import Bitfield
 from services.peer.download import Download
 from services.peer.library import Library
+from services.peer.pace import Pace
 from services.peer.picker import Picker
 from services.peer.ratelimit import TokenBucket
 from services.peer.remote import Remote
@@ -63,6 +64,7 @@ DEAD_MAX = 60.0  # up to this
 MAX_DEAD = 10_000
 LEAD_SPAN = 0.05  # each 1% of the books a player is ahead of its peers takes 20% off its IN_FLIGHT_BYTES ...
 LEAD_FLOOR = 0.25  # ... down to this share of it
+PEER_PACE = 0.5  # peers gaining books at least this fraction as fast as this player are the ones it may be ahead of
 WRITE_BUCKET = "write_seconds_bucket_"  # heartbeat counters of the write latency histogram, by bucket index
 WRITE_SUM_US = "write_seconds_sum_us"
 
@@ -499,7 +501,7 @@ class RequestorLogic:
         if now >= self.next_expire:
             self.next_expire = now + EXPIRE_SECONDS
             out += self._expire(now)
-            self.budget = self._budget()
+            self.budget = self._budget(now)
             for download in list(self.downloads.values()):
                 out += self._check_stalled(download, now)
         if now >= self.next_sync:
@@ -557,20 +559,28 @@ class RequestorLogic:
                     out.append(SendTo(remote.endpoint, framing.request(library_id, book)))
         return out
 
-    def _budget(self) -> int:
+    def _budget(self, now: float) -> int:
         """The bytes all windows may hold: IN_FLIGHT_BYTES, less for a player ahead of its peers.
 
         A swarm is done when its last player is: a player that holds more books than the peers still
-        downloading (on average) asks for fewer at a time (see LEAD_SPAN, LEAD_FLOOR), so the senders' upload
-        it would have taken goes to the players behind; it still fetches, and none of them waits on it.
-        Looked at on the expiry schedule: a lead changes slowly."""
+        downloading about as fast as it does (on average) asks for fewer at a time (see LEAD_SPAN,
+        LEAD_FLOOR), so the senders' upload it would have taken goes to the players behind; it still
+        fetches, and none of them waits on it. Peers on slower links (gaining books at less than PEER_PACE
+        of its pace) do not count: they are behind because of their own link, which more upload would not
+        widen. Looked at on the expiry schedule: a lead changes slowly."""
         lead = 0.0
         for download in self.downloads.values():
-            others = [len(books) for remote in self.remotes.values()
-                      if (books := remote.books.get(download.id)) is not None and not books.complete]
+            mine = len(download.picker.have)
+            pace = download.pace.sample(mine, now)
+            others = []
+            for remote in self.remotes.values():
+                books = remote.books.get(download.id)
+                if books is None or books.complete:
+                    continue
+                if remote.paces.setdefault(download.id, Pace()).sample(len(books), now) >= PEER_PACE * pace:
+                    others.append(len(books))
             if others:
-                ahead = (len(download.picker.have) - sum(others) / len(others)) / download.library.books
-                lead = max(lead, ahead)
+                lead = max(lead, (mine - sum(others) / len(others)) / download.library.books)
         return int(IN_FLIGHT_BYTES * max(LEAD_FLOOR, 1.0 - lead / LEAD_SPAN))
 
     def _expire(self, now: float) -> list[Action]:

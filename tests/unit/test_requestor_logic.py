@@ -570,6 +570,21 @@ def test_a_player_ahead_of_its_peers_asks_for_fewer_books_at_a_time(monkeypatch:
     assert len(requested(seed.tick())) == 4
 
 
+def test_a_peer_on_a_slower_link_is_no_one_to_be_ahead_of(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(requestor_logic, "IN_FLIGHT_BYTES", 8 * BOOK)
+    for keeps_pace in (False, True):
+        s = Scene(books=100, have="*" * 10 + "." * 90)
+        s.connect("A", "." * 10 + "*" * 5 + "." * 85)
+        sent = sorted(int(text.split()[-1]) for text in requested(s.tick()))
+        assert s.logic.budget == 2 * BOOK  # 5% of the books ahead of A
+        for book in sent:
+            s.at(0.1).book("A", book)  # we gain 2 books in a quarter of a second
+        if keeps_pace:
+            s.at(0.2).have("A", 20, 21)  # and so does A
+        s.at(0.25).tick()
+        assert s.logic.budget == (2 * BOOK if keeps_pace else 8 * BOOK)
+
+
 def test_all_windows_together_hold_at_most_the_memory_bound_and_a_dropped_peer_frees_its_share(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(requestor_logic, "IN_FLIGHT_BYTES", 3 * BOOK)
