@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from services.peer.bitfield import Bitfield
 from services.peer.library import Library
+from services.peer.pace import Pace
 from services.peer.picker import Picker
 
 BAN_THRESHOLD = 3
@@ -48,6 +49,7 @@ class Download:
     # stalled: missing books that no known source holds
     stalled: int = 0
     stalled_since: float | None = None
+    pace: Pace = field(default_factory=Pace)  # how fast this player gains books
 
     def __post_init__(self) -> None:
         self.durable = Bitfield(self.library.books, self.picker.have.to_bytes())

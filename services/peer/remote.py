@@ -12,6 +12,7 @@ from collections.abc import Container
 from dataclasses import dataclass, field
 
 from services.peer.bitfield import Bitfield
+from services.peer.pace import Pace
 from services.peer.window import Window
 
 HANDSHAKE_TIMEOUT = 5.0
@@ -29,6 +30,7 @@ class Remote:
     not_before: float = 0.0
     attempts: int = 0
     refused: dict[tuple[bytes, int], float] = field(default_factory=dict)
+    paces: dict[bytes, Pace] = field(default_factory=dict)  # per library: how fast the remote gains books
 
     def refuse(self, key: tuple[bytes, int], until: float) -> None:
         """The remote answered busy for this book: ask it for other books until ``until``."""
@@ -52,6 +54,7 @@ class Remote:
     def forget(self, library_id: bytes) -> Bitfield | None:
         """Stop tracking ``library_id`` here; the books the remote was known to hold."""
         self.handshake_at.pop(library_id, None)
+        self.paces.pop(library_id, None)
         return self.books.pop(library_id, None)
 
     def answered(self, library_id: bytes) -> bool:

@@ -15,8 +15,10 @@ with ``now``, and carries out the actions that come back, in order:
 Remote players are ``Remote`` records keyed by endpoint; each library being
 downloaded is a ``Download`` (picker, sync batch, strikes and bans, hub
 schedule). ``tick`` tops up every remote's request window from the picker, all
-windows together holding at most IN_FLIGHT_BYTES of books and the download
-token bucket permitting; on its own schedule it expires late requests, stale
+windows together holding at most IN_FLIGHT_BYTES of books (less for a player
+ahead of its peers, so the players behind get the senders' upload) and the
+download token bucket permitting; the remotes with the fewest requests in
+flight, and then the fastest, are asked first. On its own schedule it expires late requests, stale
 handshakes and silent remotes, starts sync batches, asks the hub for peers and
 updates each download's stalled state.
 
@@ -35,10 +37,11 @@ from services.hub.client_types import PeerInfo
 from services.peer.bitfield import Bitfield
 from services.peer.download import Download
 from services.peer.library import Library
+from services.peer.pace import Pace
 from services.peer.picker import Picker
 from services.peer.ratelimit import TokenBucket
 from services.peer.remote import Remote
-from services.peer.window import IN_FLIGHT_BYTES
+from services.peer.window import IN_FLIGHT_BYTES, Held, Window
 from services.peer.writer import Outcome, Written
 from services.runtime.latency import Latency
 from services.wire import framing, names
@@ -59,6 +62,9 @@ STALL_GRACE = 2.0  # missing books without a source this long make the download 
 DEAD_FIRST = 3.0  # an endpoint that never answered is not tried again for this long, doubling each time
 DEAD_MAX = 60.0  # up to this
 MAX_DEAD = 10_000
+LEAD_SPAN = 0.05  # each 1% of the books a player is ahead of its peers takes 20% off its IN_FLIGHT_BYTES ...
+LEAD_FLOOR = 0.25  # ... down to this share of it
+PEER_PACE = 0.5  # peers gaining books at least this fraction as fast as this player are the ones it may be ahead of
 WRITE_BUCKET = "write_seconds_bucket_"  # heartbeat counters of the write latency histogram, by bucket index
 WRITE_SUM_US = "write_seconds_sum_us"
 
@@ -214,6 +220,13 @@ def peers_interval(asks: int, starved: int, got: int, numwant: int) -> float:
     return min(PEERS_EVERY, 0.25 * 2.0 ** min(asks, 8))
 
 
+def _promise(remote: Remote) -> tuple[int, float]:
+    """Which remote to ask first when the memory bound leaves room for only some: the one with the fewest
+    requests in flight, and among those the one that delivered fastest. Requests so spread over many
+    remotes, and move to those that serve quickly, rather than queue at whichever was met first."""
+    return len(remote.window.sent), -remote.window.rate
+
+
 class RequestorLogic:
     def __init__(self, *, player_id: bytes, download_rate: int, now: float,
                  rng: random.Random | None = None) -> None:
@@ -223,6 +236,8 @@ class RequestorLogic:
         self.rng = rng
         self.downloads: dict[bytes, Download] = {}
         self.remotes: dict[str, Remote] = {}
+        self.held = Held()  # the bytes every remote's window holds credit for, together (at most budget)
+        self.budget = IN_FLIGHT_BYTES
         self.dead: dict[str, tuple[float, float]] = {}  # never answered: endpoint -> (not tried before, pause)
         self.next_expire = now
         self.next_sync = now + SYNC_SECONDS
@@ -278,7 +293,7 @@ class RequestorLogic:
                 continue
             remote = self.remotes.get(peer.endpoint)
             if remote is None:
-                remote = self.remotes[peer.endpoint] = Remote(peer.endpoint, last_heard=now)
+                remote = self.remotes[peer.endpoint] = Remote(peer.endpoint, Window(pool=self.held), last_heard=now)
                 out.append(Connect(peer.endpoint, peer.public_key))
             if library_id not in remote.books:
                 out += self._handshake(remote, library_id, now)
@@ -486,6 +501,7 @@ class RequestorLogic:
         if now >= self.next_expire:
             self.next_expire = now + EXPIRE_SECONDS
             out += self._expire(now)
+            self.budget = self._budget(now)
             for download in list(self.downloads.values()):
                 out += self._check_stalled(download, now)
         if now >= self.next_sync:
@@ -511,21 +527,25 @@ class RequestorLogic:
         return any(remote.answered(library_id) for remote in self.remotes.values())
 
     def _fill(self, now: float) -> list[Action]:
-        """Top up the windows that have credit. Runs every loop turn, so the common case (every window full,
-        or nothing left to fetch) costs one look at each remote."""
+        """Top up the windows that have credit. Runs every loop turn, so the common cases (the memory bound
+        reached, every window full, or nothing left to fetch) cost at most one look at each remote."""
         out: list[Action] = []
-        if all(download.complete for download in self.downloads.values()) or not self.bucket.ready(now):
+        fetching = [download.library.book_size for download in self.downloads.values() if not download.complete]
+        if not fetching or not self.bucket.ready(now):
             return out
-        room: int | None = None
-        for remote in self.remotes.values():
-            if remote.window.credit <= 0 or now < remote.not_before:
-                continue
-            if room is None:
-                room = IN_FLIGHT_BYTES - sum(other.window.held_bytes for other in self.remotes.values())
+        smallest = min(fetching)
+        room = self.budget - self.held.bytes
+        if room < smallest:
+            return out  # no window may take another book
+        ready = [remote for remote in self.remotes.values() if remote.window.credit > 0 and now >= remote.not_before]
+        ready.sort(key=_promise)
+        for remote in ready:
+            if room < smallest:
+                break
             for library_id, books in remote.books.items():
                 download = self.downloads.get(library_id)
-                if books is None or download is None or download.complete:
-                    continue
+                if not books or download is None or download.complete:
+                    continue  # not answered yet, or it holds no book at all (a leecher just started)
                 credit = min(remote.window.credit, room // download.library.book_size)
                 if credit <= 0:
                     continue
@@ -538,6 +558,30 @@ class RequestorLogic:
                     self.bucket.take(length, now)
                     out.append(SendTo(remote.endpoint, framing.request(library_id, book)))
         return out
+
+    def _budget(self, now: float) -> int:
+        """The bytes all windows may hold: IN_FLIGHT_BYTES, less for a player ahead of its peers.
+
+        A swarm is done when its last player is: a player that holds more books than the peers still
+        downloading about as fast as it does (on average) asks for fewer at a time (see LEAD_SPAN,
+        LEAD_FLOOR), so the senders' upload it would have taken goes to the players behind; it still
+        fetches, and none of them waits on it. Peers on slower links (gaining books at less than PEER_PACE
+        of its pace) do not count: they are behind because of their own link, which more upload would not
+        widen. Looked at on the expiry schedule: a lead changes slowly."""
+        lead = 0.0
+        for download in self.downloads.values():
+            mine = len(download.picker.have)
+            pace = download.pace.sample(mine, now)
+            others = []
+            for remote in self.remotes.values():
+                books = remote.books.get(download.id)
+                if books is None or books.complete:
+                    continue
+                if remote.paces.setdefault(download.id, Pace()).sample(len(books), now) >= PEER_PACE * pace:
+                    others.append(len(books))
+            if others:
+                lead = max(lead, (mine - sum(others) / len(others)) / download.library.books)
+        return int(IN_FLIGHT_BYTES * max(LEAD_FLOOR, 1.0 - lead / LEAD_SPAN))
 
     def _expire(self, now: float) -> list[Action]:
         out: list[Action] = []
@@ -643,6 +687,7 @@ class RequestorLogic:
             download.picker.peer_gone(remote.endpoint, books.indices() if books else [])
             if report:
                 out.append(Report(library_id, download.library.hubs, remote.endpoint))
+        remote.window.close()
         del self.remotes[remote.endpoint]
         out.append(Drop(remote.endpoint))
         out.append(Log("peer_dropped", {"endpoint": remote.endpoint, "reported": report, "reason": why}))

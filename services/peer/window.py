@@ -15,7 +15,9 @@ passes ``now`` and the requestor acts on the answers.
 
 It also counts the bytes of the books it holds credit for (requested, or
 arrived and not yet written), so the requestor can bound the memory of all
-its windows together (``IN_FLIGHT_BYTES``) whatever the book size.
+its windows together (``IN_FLIGHT_BYTES``) whatever the book size: every window of
+one requestor adds to one ``Held`` tally, so the total is known without a look at
+each window.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ from dataclasses import dataclass, field
 IN_FLIGHT_BYTES = 64 << 20  # books requested or unwritten, over all remotes: the requestor's memory bound
 RTT_SLACK = 0.05  # seconds of jitter the window allows on top of the shortest round trip
 RATE_WINDOW = 0.5  # seconds of arrivals per delivered-rate sample
+
+
+@dataclass
+class Held:
+    """The bytes of books that a requestor's windows together hold credit for."""
+
+    bytes: int = 0
 
 
 @dataclass
@@ -38,6 +47,7 @@ class Window:
     landing: set[tuple[bytes, int]] = field(default_factory=set)
     sizes: dict[tuple[bytes, int], int] = field(default_factory=dict)
     held_bytes: int = 0
+    pool: Held = field(default_factory=Held)  # the tally this window's bytes count in, with its requestor's others
     rtt_min: float | None = None  # the shortest round trip of a book seen from this peer
     rate: float = 0.0  # bytes/s this peer delivered, smoothed
     supported: float = float("inf")  # the window, in books, that rate and round trip call for
@@ -97,6 +107,7 @@ class Window:
         self.sent[key] = now
         self.sizes[key] = length
         self.held_bytes += length
+        self.pool.bytes += length
 
     def on_busy(self, key: tuple[bytes, int]) -> None:
         self.forget(key)
@@ -110,7 +121,15 @@ class Window:
         return True
 
     def _release(self, key: tuple[bytes, int]) -> None:
-        self.held_bytes -= self.sizes.pop(key, 0)
+        length = self.sizes.pop(key, 0)
+        self.held_bytes -= length
+        self.pool.bytes -= length
+
+    def close(self) -> None:
+        """The peer is forgotten: the bytes of its books no longer count in the pool."""
+        self.pool.bytes -= self.held_bytes
+        self.held_bytes = 0
+        self.sizes.clear()
 
     def expired(self, now: float) -> list[tuple[bytes, int]]:
         """Requests older than the timeout: removed, and the window shrinks."""

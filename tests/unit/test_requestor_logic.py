@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from services.hub.client_types import PeerInfo
+from services.peer import requestor_logic
 from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library
 from services.peer.remote import FIRST_CONTACT
 from services.peer.requestor_logic import (
@@ -539,3 +542,56 @@ def test_a_peer_lost_is_dropped_reported_and_its_books_go_back() -> None:
     assert lines(s.logic.peer_lost(ENDPOINT["A"], s.now)) == ["report A", "drop A"]
     assert s.tick() == ["request B 0"]
     assert s.book("A", 0) == []  # anything still on its way from A is not hashed
+
+
+def test_when_memory_allows_only_some_requests_they_go_to_remotes_with_nothing_in_flight_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(requestor_logic, "IN_FLIGHT_BYTES", 2 * BOOK)
+    s = Scene(books=8)
+    s.connect("A", "********")
+    s.connect("B", "********")
+    first = sorted(requested(s.tick()))
+    assert [text.split()[1] for text in first] == ["A", "A"]  # A was met first; its window takes both
+    book = int(first[0].split()[-1])
+    s.at(0.1).book("A", book)
+    assert [text.split()[1] for text in requested(s.tick())] == ["B"]  # not A again: B has nothing in flight
+
+
+def test_a_player_ahead_of_its_peers_asks_for_fewer_books_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(requestor_logic, "IN_FLIGHT_BYTES", 8 * BOOK)
+    level = Scene(books=100, have="*" * 10 + "." * 90)
+    level.connect("A", "." * 10 + "*" * 10 + "." * 80)  # as many books as we have: no lead
+    assert len(requested(level.tick())) == 4  # A's window
+    ahead = Scene(books=100, have="*" * 10 + "." * 90)
+    ahead.connect("A", "." * 10 + "*" * 5 + "." * 85)  # we are 5% of the books ahead of A
+    assert len(requested(ahead.tick())) == 2  # a quarter of the memory bound
+    seed = Scene(books=100, have="*" * 10 + "." * 90)
+    seed.connect("A", "*" * 100)  # a complete peer is no one to be ahead of
+    assert len(requested(seed.tick())) == 4
+
+
+def test_a_peer_on_a_slower_link_is_no_one_to_be_ahead_of(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(requestor_logic, "IN_FLIGHT_BYTES", 8 * BOOK)
+    for keeps_pace in (False, True):
+        s = Scene(books=100, have="*" * 10 + "." * 90)
+        s.connect("A", "." * 10 + "*" * 5 + "." * 85)
+        sent = sorted(int(text.split()[-1]) for text in requested(s.tick()))
+        assert s.logic.budget == 2 * BOOK  # 5% of the books ahead of A
+        for book in sent:
+            s.at(0.1).book("A", book)  # we gain 2 books in a quarter of a second
+        if keeps_pace:
+            s.at(0.2).have("A", 20, 21)  # and so does A
+        s.at(0.25).tick()
+        assert s.logic.budget == (2 * BOOK if keeps_pace else 8 * BOOK)
+
+
+def test_all_windows_together_hold_at_most_the_memory_bound_and_a_dropped_peer_frees_its_share(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(requestor_logic, "IN_FLIGHT_BYTES", 3 * BOOK)
+    s = Scene(books=8)
+    s.connect("A", "****....")
+    s.connect("B", "....***.")
+    assert len(requested(s.tick()) & {"request A 0", "request A 1", "request A 2", "request A 3"}) == 3  # 3 fit
+    assert s.tick() == []
+    s.logic.peer_lost(ENDPOINT["A"], s.now)
+    assert requested(s.tick()) == {"request B 4", "request B 5", "request B 6"}

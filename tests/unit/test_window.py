@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.peer.window import Window
+from services.peer.window import Held, Window
 
 LIB = b"L" * 32
 
@@ -220,3 +220,18 @@ def test_requests_queued_at_the_peer_lengthen_the_round_trip_and_shrink_the_wind
     grown = window.size
     deliver(window, 8, every=0.1, start=end)  # now the peer is shared: 1 MB/s, long waits
     assert window.size < grown and int(window.size) <= 3
+
+
+def test_windows_of_one_requestor_tally_their_bytes_together_and_a_closed_one_gives_its_bytes_back() -> None:
+    pool = Held()
+    first, second = Window(pool=pool), Window(pool=pool)
+    first.on_send(key(1), 0.0, 100)
+    first.on_send(key(2), 0.0, 50)
+    second.on_send(key(3), 0.0, 30)
+    assert pool.bytes == 180 == first.held_bytes + second.held_bytes
+    assert first.forget(key(2)) and pool.bytes == 130
+    second.arrived(key(3), 0.1)
+    second.landed(key(3))
+    assert pool.bytes == 100
+    first.close()
+    assert pool.bytes == 0 and first.held_bytes == 0
