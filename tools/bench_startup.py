@@ -8,7 +8,7 @@ downloads`` does what a person's does: asks the Maestro and prints the list. Eac
 which no change of ours can shorten), and the median of each is printed with its time over the
 reference. Exits 1 when a command's median over the reference is above the target (0.2 s). The
 player is stopped by pid at the end. To see what a command imports: ``python -X importtime -m
-services.cli.app --help``.
+services.cli --help``.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="runs of each command (default 10)")
     args = parser.parse_args(argv)
-    emma = [sys.executable, "-m", "services.cli.app"]
+    emma = [sys.executable, "-m", "services.cli"]  # what the `emma` console script runs
     with tempfile.TemporaryDirectory(prefix="emma-startup-") as tmp:
         data = Path(tmp) / "data"
         config = config_mod.load(data)

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from services.cli.context import CliContext, EmmaGroup, Lazy, fail
-from services.cli.fmt import printable
+from services.cli.quick import warning_lines
 from services.runtime import config as config_mod
 
 _SWARM_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
@@ -120,18 +120,12 @@ def _warn_problems(ctx: typer.Context, folder: Path) -> None:
     runs anyway (the console shows the same lines itself)."""
     if ctx.invoked_subcommand not in _WARNS:
         return
-    from services.runtime import usable
-
-    try:
-        found = usable.problems(config_mod.load(folder))
-    except config_mod.ConfigError:
-        return  # the command says so, in its own one line
-    for problem in found:
-        typer.echo(f"warning: {printable(problem)}", err=True)
+    for line in warning_lines(folder):
+        typer.echo(line, err=True)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Every command through typer (the `emma` console script is services/cli/__main__.py's ``main``)."""
     try:
         app(prog_name="emma")
     except KeyboardInterrupt:

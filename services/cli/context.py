@@ -7,7 +7,6 @@ with ``--json`` one ``{"error": ...}`` object on stdout, and a non-zero exit.
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +21,8 @@ from typer._click.formatting import HelpFormatter
 from typer._click.globals import get_current_context
 from typer.core import TyperGroup
 
-from services.cli.fmt import printable
+from services.cli.fmt import say_error
+from services.cli.quick import hoist_data_dir
 from services.runtime import config as config_mod
 
 
@@ -43,13 +43,6 @@ def fail(message: str, code: int = 2) -> NoReturn:
     under a command given ``--json``, a JSON object on stdout instead."""
     say_error(message, as_json=_json_asked())
     raise typer.Exit(code)
-
-
-def say_error(message: str, *, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps({"error": message}))
-    else:
-        typer.echo(f"error: {printable(message)}", err=True)
 
 
 def _json_asked() -> bool:
@@ -81,37 +74,6 @@ class Lazy:
             command = typer.main.get_command(single)
         command.name = name
         return command
-
-
-DATA_DIR = "--data-dir"
-PASS_THROUGH = {"swarm"}  # commands whose arguments are another program's
-
-
-def hoist_data_dir(args: Sequence[str]) -> list[str]:
-    """``emma downloads --data-dir D`` as ``emma --data-dir D downloads``: the option may follow the command.
-    Arguments after ``--`` and those of a pass-through command are left alone."""
-    args = list(args)
-    command = next((a for a in args if not a.startswith("-")), None)
-    if command in PASS_THROUGH:
-        return args
-    front: list[str] = []
-    rest: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            rest.extend(args[i:])
-            break
-        if arg == DATA_DIR and i + 1 < len(args):
-            front += args[i:i + 2]
-            i += 2
-            continue
-        if arg.startswith(DATA_DIR + "="):
-            front.append(arg)
-        else:
-            rest.append(arg)
-        i += 1
-    return front + rest
 
 
 class EmmaGroup(TyperGroup):

@@ -7,6 +7,8 @@ escape sequence or a newline in it is shown, not obeyed.
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -28,6 +30,14 @@ def printable(text: object) -> str:
     if shown.isprintable():
         return shown
     return "".join(ch if ch.isprintable() else _escape(ch) for ch in shown)
+
+
+def say_error(message: str, *, as_json: bool) -> None:
+    """An error as every command says it: ``error: ...`` on stderr, or under ``--json`` one object on stdout."""
+    if as_json:
+        print(json.dumps({"error": message}), flush=True)
+    else:
+        print(f"error: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def _escape(ch: str) -> str:

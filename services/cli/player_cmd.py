@@ -14,20 +14,16 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from services.cli import launch
+from services.cli import launch, quick
 from services.cli.context import cli_context, fail
 from services.cli.fmt import (
     download_state,
-    human_bytes,
-    human_eta,
-    human_rate,
-    human_ratio,
     human_seconds,
     printable,
-    progress_percent,
     state_name,
     state_word,
 )
+from services.cli.quick import START_HINT
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
 from services.wire.pb import control_pb2
 
@@ -35,7 +31,6 @@ peer_app = typer.Typer(help="Run or stop this data directory's player (Maestro +
                        invoke_without_command=True, rich_markup_mode=None)
 
 T = TypeVar("T")
-START_HINT = "start one with `emma peer --detach`"
 
 
 def _client(ctx: typer.Context) -> ControlClient:
@@ -144,17 +139,6 @@ def service_rows(items: list[control_pb2.ServiceStatus]) -> list[dict[str, objec
              "restarts": s.restarts, "heartbeat_age": round(s.heartbeat_age, 3), "detail": s.detail} for s in items]
 
 
-def download_rows(items: list[control_pb2.Download]) -> list[dict[str, object]]:
-    """The JSON of `emma downloads --json`: full ids, bytes and bytes/s, seconds; ``since`` in unix seconds."""
-    return [{"id": d.library_id, "name": d.name, "size": d.size, "books": d.books_total, "have": d.books_have,
-             "progress": progress_percent(d.books_have, d.books_total),
-             "download_rate": round(d.download_rate), "upload_rate": round(d.upload_rate), "peers": d.peers,
-             "state": state_word(d.state), "detail": d.detail, "since": round(d.since) if d.since else None,
-             "eta": round(d.eta) if d.eta else None, "downloaded": d.downloaded, "uploaded": d.uploaded,
-             "ratio": round(d.ratio, 3), "path": d.path, "files": d.files_total,
-             "files_selected": d.files_selected} for d in items]
-
-
 def metric_rows(text: str) -> list[dict[str, object]]:
     """Samples of a Prometheus text exposition: name, labels, value (histogram buckets left out)."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -192,28 +176,9 @@ def downloads(
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Libraries this player downloads or seeds, with progress and rates."""
-    client = _client(ctx)
-    items = _call(ctx, "downloads", client.downloads)
-    if json_out:
-        typer.echo(json.dumps(download_rows(items)))
-        return
-    if not items:
-        typer.echo("no libraries yet: `emma get LIB` or `emma share FILE`")
-        return
-    typer.echo(f"{'id':12} {'name':20} {'size':>9} {'done':>6} {'down':>10} {'up':>10} {'eta':>6} "
-               f"{'got':>9} {'sent':>9} {'ratio':>5} {'peers':>5}  state")
-    for d in items:
-        typer.echo(f"{printable(d.library_id[:12]):12} {printable(d.name)[:20]:20} {human_bytes(d.size):>9} "
-                   f"{progress_percent(d.books_have, d.books_total):>5}% {human_rate(d.download_rate):>10} "
-                   f"{human_rate(d.upload_rate):>10} {human_eta(d.eta):>6} {human_bytes(d.downloaded):>9} "
-                   f"{human_bytes(d.uploaded):>9} {human_ratio(d.ratio):>5} {d.peers:>5}  {download_state(d)}")
-    for warning in reachability_warnings(_call(ctx, "services", client.services)):
-        typer.echo(f"warning: {printable(warning)}")
-
-
-def reachability_warnings(statuses: list[control_pb2.ServiceStatus]) -> list[str]:
-    """A distributor the hub cannot connect to serves nobody: say so wherever downloads are listed."""
-    return [f"{s.name} {s.detail}" for s in statuses if s.name == "distributor" and s.detail.startswith("unreachable")]
+    code = quick.downloads(cli_context(ctx).config().run_dir, json_out)  # usually answered there before typer runs
+    if code:
+        raise typer.Exit(code)
 
 
 def get(
