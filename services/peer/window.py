@@ -7,7 +7,13 @@ a busy reply or a timeout halves it (multiplicative decrease), never below 1.
 It also follows what the peer actually delivers: each arrival gives a round
 trip (request sent -> book in) and adds to the delivered rate, and the window
 is held to about rate x (shortest round trip + RTT_SLACK) in books, plus one
-to keep probing for more. A peer whose link is slow, or shared by many
+to keep probing for more, and never below PIPELINE: one book on its way and
+the next request already waiting at the peer, so that the peer's link does
+not idle for a round trip (and our turn) after each book. Without that floor
+a seed shared by many requesters, each getting a small part of its link,
+had one request from each: the window it supported was its own, its link sat
+idle between a book and the next request, and the whole swarm waited on it.
+A peer whose link is slow, or shared by many
 requesters, thus gets few requests at a time: they do not wait behind a
 backlog there while a faster peer idles (requests queued at the peer only
 lengthen the round trip, which shrinks the window). Pure state: the caller
@@ -27,6 +33,7 @@ from dataclasses import dataclass, field
 IN_FLIGHT_BYTES = 64 << 20  # books requested or unwritten, over all remotes: the requestor's memory bound
 RTT_SLACK = 0.05  # seconds of jitter the window allows on top of the shortest round trip
 RATE_WINDOW = 0.5  # seconds of arrivals per delivered-rate sample
+PIPELINE = 2.0  # the fewest requests the delivered rate holds a window to: one arriving, one waiting
 
 
 @dataclass
@@ -91,7 +98,7 @@ class Window:
             self.rate = sample if not self.rate else (self.rate + sample) / 2
             self._since, self._bytes = now, 0
         if self.rate and nbytes:
-            self.supported = self.rate * (self.rtt_min + RTT_SLACK) / nbytes + 1
+            self.supported = max(PIPELINE, self.rate * (self.rtt_min + RTT_SLACK) / nbytes + 1)
             self.size = max(1.0, min(self.size, self.supported))
 
     def landed(self, key: tuple[bytes, int]) -> None:
