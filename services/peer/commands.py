@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from google.protobuf.message import DecodeError
 
@@ -33,6 +34,7 @@ from services.wire.pb import control_pb2
 from services.wire.versions import CONTROL
 
 MAX_COMMAND_BYTES = 64 * 1024  # a command or a control request, at most
+M = TypeVar("M", control_pb2.ControlRequest, control_pb2.ChildCommand)
 MAX_GLOBS = 64  # globs of one `emma get --only`
 MAX_GLOB_CHARS = 1024
 
@@ -244,12 +246,17 @@ def _why(exc: OSError | sqlite3.Error) -> str:
 
 
 def _decode(frame: bytes) -> control_pb2.ChildCommand:
+    return decode_control(control_pb2.ChildCommand(), frame, "command")
+
+
+def decode_control(message: M, frame: bytes, what: str) -> M:
+    """``message`` (a control-protocol message: a CLI's request, a forwarded command) parsed from ``frame``;
+    ProtocolError when it is too large, malformed, or of a control version this code does not accept."""
     if len(frame) > MAX_COMMAND_BYTES:
-        raise ProtocolError(ErrorCode.TOO_LARGE, "command too large")
-    command = control_pb2.ChildCommand()
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"{what} too large")
     try:
-        command.ParseFromString(frame)
+        message.ParseFromString(frame)
     except DecodeError as exc:
-        raise ProtocolError(ErrorCode.MALFORMED, "cannot decode the command") from exc
-    CONTROL.check(command.version)
-    return command
+        raise ProtocolError(ErrorCode.MALFORMED, f"cannot decode the {what}") from exc
+    CONTROL.check(message.version)
+    return message

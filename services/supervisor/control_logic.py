@@ -19,9 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from google.protobuf.message import DecodeError
-
-from services.peer.commands import MAX_COMMAND_BYTES
+from services.peer.commands import MAX_COMMAND_BYTES, decode_control
 from services.peer.library import LibraryCache, LibraryError
 from services.peer.requestor_logic import HUB_NAMED, HUB_NAMED_NOBODY
 from services.peer.state import LibraryRecord, State, Status
@@ -173,12 +171,4 @@ def _ok(message: str) -> control_pb2.ControlReply:
 
 
 def _decode(frame: bytes) -> control_pb2.ControlRequest:
-    if len(frame) > MAX_CONTROL_BYTES:
-        raise ProtocolError(ErrorCode.TOO_LARGE, "control request too large")
-    request = control_pb2.ControlRequest()
-    try:
-        request.ParseFromString(frame)
-    except DecodeError as exc:
-        raise ProtocolError(ErrorCode.MALFORMED, "cannot decode control request") from exc
-    CONTROL.check(request.version)
-    return request
+    return decode_control(control_pb2.ControlRequest(), frame, "control request")

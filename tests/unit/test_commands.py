@@ -6,7 +6,6 @@ A real Config and state.db live in tmp_path; ``view`` lists what the Maestro wou
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,20 +23,6 @@ from services.wire.versions import CONTROL
 from tests.unit.test_control_logic import BOOK, FakeSupervisor, library, record, status
 
 COMMAND_ID = 7
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> config_mod.Config:
-    conf = config_mod.Config(data_dir=tmp_path / "data", values={})
-    conf.ensure_dirs()
-    return conf
-
-
-@pytest.fixture
-def state(config: config_mod.Config) -> Iterator[State]:
-    db = State(config.state_db)
-    yield db
-    db.close()
 
 
 @pytest.fixture

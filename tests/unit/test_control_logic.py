@@ -5,7 +5,6 @@ A real Config and state.db live in tmp_path; the supervisor is a recording fake.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,20 +69,6 @@ def library(name: str = "movie.mkv", books: int = 3) -> Library:
     hashes = b"".join(hash_bytes(HashAlgorithm.BLAKE3, data[i : i + BOOK]) for i in range(0, size, BOOK))
     return make_library(name=name, size=size, book_size=BOOK, hash_algorithm=HashAlgorithm.BLAKE3,
                         book_hashes=hashes, hubs=("tcp://127.0.0.1:7070",), created_at=1, creator="test")
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> config_mod.Config:
-    conf = config_mod.Config(data_dir=tmp_path / "data", values={})
-    conf.ensure_dirs()
-    return conf
-
-
-@pytest.fixture
-def state(config: config_mod.Config) -> Iterator[State]:
-    db = State(config.state_db)
-    yield db
-    db.close()
 
 
 @pytest.fixture
