@@ -33,6 +33,7 @@ from services.cli.fmt import (
 )
 
 if TYPE_CHECKING:
+    from services.runtime.config import Config
     from services.wire.pb import control_pb2
 
 DATA_DIR = "--data-dir"
@@ -96,26 +97,31 @@ def answer(argv: Sequence[str]) -> int | None:
     folder = (Path(given) if given is not None else config_mod.default_data_dir()).expanduser().absolute()
     if not config_mod.exists(folder):
         return None  # a first run: typer's root sets the player up
-    for line in warning_lines(folder):
-        print(line, file=sys.stderr)
     try:
         config = config_mod.load(folder)
     except config_mod.ConfigError as exc:
         say_error(str(exc), as_json=as_json)
         return 2
+    for line in problem_lines(config):
+        print(line, file=sys.stderr)
     return downloads(config.run_dir, as_json)
 
 
 def warning_lines(folder: Path) -> list[str]:
-    """A setting that stopped working here, as one ``warning:`` line each, saying how to fix it."""
+    """A setting of ``folder``'s config that stopped working here, as one ``warning:`` line each, saying how to fix
+    it; none when the config cannot be read (the command says so, in its own one line)."""
     from services.runtime import config as config_mod
-    from services.runtime import usable
 
     try:
-        found = usable.problems(config_mod.load(folder))
+        return problem_lines(config_mod.load(folder))
     except config_mod.ConfigError:
-        return []  # the command says so, in its own one line
-    return [f"warning: {printable(problem)}" for problem in found]
+        return []
+
+
+def problem_lines(config: Config) -> list[str]:
+    from services.runtime import usable
+
+    return [f"warning: {printable(problem)}" for problem in usable.problems(config)]
 
 
 def downloads(run_dir: Path, as_json: bool) -> int:
