@@ -7,6 +7,8 @@ import os
 import re
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from typer.testing import CliRunner, Result
@@ -72,6 +74,19 @@ def stop_maestro(data: Path, timeout: float = 60.0) -> None:
             os.kill(pid, signal.SIGKILL)
             break
         time.sleep(0.05)
+
+
+@contextmanager
+def detached_player(data: Path) -> Iterator[Path]:
+    """A player of ``data`` running in the background (`emma peer --detach`), its hub unreachable so that its
+    announces fail quietly; its Maestro is ended by pid afterwards."""
+    configure(data, hub_port=9)
+    try:
+        started = emma(data, "peer", "--detach")
+        assert started.exit_code == 0, started.output
+        yield data
+    finally:
+        stop_maestro(data)
 
 
 class Hub:

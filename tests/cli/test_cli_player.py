@@ -16,7 +16,7 @@ from services.cli.launch import alive
 from services.runtime import config as config_mod
 from services.runtime.rundir import maestro_pid, run_dir
 from services.supervisor.control_client import ControlClient
-from tests.cli.helpers import assert_json_error, assert_one_line_error, configure, emma, stop_maestro
+from tests.cli.helpers import assert_json_error, assert_one_line_error, configure, detached_player, emma, stop_maestro
 from tests.polling import wait_for
 from tests.swarm.conftest import events_in
 
@@ -91,14 +91,8 @@ def test_get_a_file_that_is_no_library(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def player(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    data = tmp_path_factory.mktemp("player") / "data"
-    configure(data, hub_port=9)  # nothing listens there: announces fail quietly
-    try:
-        result = emma(data, "peer", "--detach")
-        assert result.exit_code == 0, result.output
+    with detached_player(tmp_path_factory.mktemp("player") / "data") as data:
         yield data
-    finally:
-        stop_maestro(data)
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from services.cli import quick
-from tests.cli.helpers import configure, emma, stop_maestro
+from tests.cli.helpers import configure, detached_player, emma
 
 QUICK = [sys.executable, "-m", "services.cli"]  # what the `emma` console script runs
 TYPER = [sys.executable, "-m", "services.cli.app"]  # every command through typer
@@ -77,17 +77,12 @@ def test_a_setting_that_stopped_working_warns_both_ways(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def player(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("quick")
-    data = root / "data"
-    configure(data, hub_port=9)  # nothing listens there: announces fail quietly
     stuff = root / "shared.bin"
     stuff.write_bytes(bytes(range(256)) * (3 * BOOK // 256))
-    try:
-        assert emma(data, "peer", "--detach").exit_code == 0
+    with detached_player(root / "data") as data:
         shared = emma(data, "share", str(stuff), "--book-size", str(BOOK))
         assert shared.exit_code == 0, shared.output
         yield data
-    finally:
-        stop_maestro(data)
 
 
 @pytest.mark.slow
