@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -38,11 +39,21 @@ def links(tag: str) -> list[str]:
     return [line for line in out.splitlines() if tag in line]
 
 
+def bridge_filters(network: netns.Network) -> list[str]:
+    """The switch's br_netfilter settings, one value per table ([] when the machine has no br_netfilter)."""
+    if not Path("/proc/sys/net/bridge").exists():
+        return []
+    tables = [f"net.bridge.{table}" for table in netns.BRIDGE_FILTERS]
+    command = ["ip", "netns", "exec", network.switch, "sysctl", "-n", *tables]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
+
+
 def test_players_on_separate_hosts_with_the_first_run_answers_alone_get_identical_copies(tmp_path, stuff):
     source = stuff("across.bin", 3 * 1024 * 1024 + 77)
     before = set(netns.namespaces())
     with netns.Network() as network, Swarm(tmp_path / "swarm", network=network) as swarm:
         tag = network.tag
+        assert bridge_filters(network) in ([], ["0"] * len(netns.BRIDGE_FILTERS))  # our links skip the firewall
         swarm.start_hub()
         players = [swarm.add_player(f"p{i}", rate="100mbit") for i in range(4)]
         seed, leechers = players[0], players[1:]
