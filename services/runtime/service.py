@@ -14,6 +14,7 @@ EXIT_UNUSABLE, which the Maestro takes as FATAL at once instead of retrying.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -37,12 +38,24 @@ class Service(Protocol):
     def stop(self, *_: object) -> None: ...
 
 
+GC_YOUNG = 20_000  # allocations between collections of the youngest objects (Python's default: 700)
 EXIT_UNUSABLE = 78  # EX_CONFIG: the service cannot run with these settings; the Maestro does not retry it
 
 
 class Unusable(Exception):
     """The service cannot start with this configuration and retrying will not help (a port another program
     holds, an address not of this host): the message says what is wrong and what to change."""
+
+
+def settle_collector() -> None:
+    """The cycle collector, tuned for a loop that moves books: what start-up made (modules, the service)
+    lives as long as the process, so it is frozen out of every later collection; and the youngest objects
+    are collected after GC_YOUNG allocations instead of 700. A swarm's player used to spend about 5% of its
+    CPU in collections that found nothing: each book's messages, tuples and dicts are freed by their
+    reference counts."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
 
 
 def service_main(
@@ -69,6 +82,7 @@ def service_main(
         return EXIT_UNUSABLE
     signal.signal(signal.SIGTERM, signal.SIG_IGN if faults.ignores_term(name) else service.stop)
     signal.signal(signal.SIGINT, service.stop)
+    settle_collector()
     try:
         service.run()
     except Exception as exc:
