@@ -53,8 +53,7 @@ def settle_collector() -> None:
     are collected after GC_YOUNG allocations instead of 700. A swarm's player used to spend about 5% of its
     CPU in collections that found nothing: each book's messages, tuples and dicts are freed by their
     reference counts."""
-    gc.collect()
-    gc.freeze()
+    gc.freeze()  # no collection first: it would lengthen every restart, and start-up leaves little garbage
     gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
 
 
