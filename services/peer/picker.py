@@ -46,6 +46,8 @@ class Picker:
         self._rank = ranks  # random tie-break among equally rare books
         self._order: list[int] | None = None  # cached pick order; None = rebuild
         self._start = 0
+        self._epoch = 0  # moves whenever a peer with nothing to give may have something now
+        self._dry: dict[Peer, tuple[int, Hashable]] = {}  # peer -> (epoch, its books' version) when it had none
 
     # -- availability -------------------------------------------------
     def peer_has(self, books: Iterable[int]) -> None:
@@ -61,6 +63,8 @@ class Picker:
             if 0 <= book < self.size and self.availability[book] > 0:
                 self.availability[book] -= 1
                 self._order = None
+        self._epoch += 1
+        self._dry.pop(peer, None)
         returned = []
         for book, peers in list(self.in_flight.items()):
             if peer in peers:
@@ -82,10 +86,16 @@ class Picker:
         # in_flight only ever holds missing books, so "every missing book is in flight" is a count
         return bool(self._missing) and len(self.in_flight) == len(self._missing)
 
-    def pick(self, peer: Peer, peer_books: Container[int], n: int) -> list[int]:
-        """Up to ``n`` books to request from ``peer``, marking them in flight."""
+    def pick(self, peer: Peer, peer_books: Container[int], n: int, version: Hashable = None) -> list[int]:
+        """Up to ``n`` books to request from ``peer``, marking them in flight.
+
+        ``version`` names the state of ``peer_books``: with one given, a peer that had nothing to give is
+        answered at once until its version or the picker's epoch moves (None: always look)."""
         if n <= 0 or not self._missing:
             return []
+        if version is not None and self._dry.get(peer) == (self._epoch, version):
+            return []
+        endgame = self.endgame
         if len(self.have) < RANDOM_FIRST:
             fresh = [b for b in self._missing if b not in self.in_flight and b in peer_books]
             self.rng.shuffle(fresh)
@@ -94,8 +104,12 @@ class Picker:
             chosen = self._rarest(peer_books, n)
         if not chosen:
             chosen = self._endgame_choices(peer, peer_books, n)
+        if not chosen and version is not None:
+            self._dry[peer] = (self._epoch, version)
         for book in chosen:
             self.in_flight.setdefault(book, set()).add(peer)
+        if chosen and not endgame and self.endgame:
+            self._epoch += 1  # every missing book is in flight now: the dry may duplicate them
         return chosen
 
     def _rarest(self, peer_books: Container[int], n: int) -> list[int]:
@@ -131,6 +145,7 @@ class Picker:
     # -- outcomes ---------------------------------------------------------
     def release(self, book: int, peer: Peer) -> None:
         """A request to ``peer`` ended without the book (timeout, busy, error, cancel)."""
+        self._epoch += 1
         peers = self.in_flight.get(book)
         if peers is not None:
             peers.discard(peer)
@@ -143,6 +158,7 @@ class Picker:
         Returns the other peers it was still requested from (to cancel).
         """
         others = [p for p in self.in_flight.pop(book, set()) if p != peer]
+        self._epoch += 1  # endgame may begin (fewer missing books), and its duplicates end
         self.have.add(book)
         self._missing.discard(book)
         return others

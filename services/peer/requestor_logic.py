@@ -551,7 +551,9 @@ class RequestorLogic:
                     continue
                 if not self.bucket.ready(now):
                     return out
-                for book in download.picker.pick(remote.endpoint, remote.offer(library_id, books, now), credit):
+                offer = remote.offer(library_id, books, now)  # first: it forgets refusals that expired
+                version = (len(books), len(remote.refused))  # books only grow; a refusal comes or goes
+                for book in download.picker.pick(remote.endpoint, offer, credit, version):
                     length = download.library.book_span(book)[1]
                     remote.window.on_send((library_id, book), now, length)
                     room -= length

@@ -243,3 +243,75 @@ def test_picks_are_always_wanted_held_and_bounded(
             assert peer not in before.get(book, set())
             assert was_endgame or book not in before
             assert peer in picker.in_flight[book]
+
+
+# --- a peer with nothing to give ----------------------------------------------------------------
+def test_a_dry_peer_is_offered_a_book_another_peer_gave_back() -> None:
+    picker = make("****....", "11112222")
+    taken = sorted(picker.pick("b", books("********"), 2, version=8))  # b holds every book
+    assert len(taken) == 2
+    a_books = {index: True for index in taken}
+    assert picker.pick("a", a_books, 2, version=len(a_books)) == []  # all it holds is in flight at b
+    picker.release(taken[0], "b")
+    assert picker.pick("a", a_books, 2, version=len(a_books)) == [taken[0]]
+
+
+def test_a_dry_peer_that_announces_a_book_is_looked_at_again() -> None:
+    picker = make("****....", "11112222")
+    first = picker.pick("b", books("********"), 1, version=8)
+    assert picker.pick("a", set(first), 1, version=1) == []
+    assert picker.pick("a", set(first) | {7 if first != [7] else 6}, 1, version=2) != []
+
+
+def test_a_dry_peer_gets_duplicates_once_endgame_begins() -> None:
+    picker = make("****....", "11112222")
+    first = picker.pick("b", books("********"), 1, version=8)
+    assert picker.pick("a", set(first), 1, version=1) == []  # not endgame yet: its one book is in flight
+    picker.pick("b", books("********"), 3, version=8)  # now every missing book is in flight
+    assert picker.endgame
+    assert picker.pick("a", set(first), 1, version=1) == first
+
+
+def test_a_late_book_can_begin_endgame_for_a_dry_peer() -> None:
+    picker = make("******..", "11111111")
+    [first] = picker.pick("b", {6}, 1, version=1)
+    assert picker.pick("a", {6}, 1, version=1) == []  # book 7 is not in flight: no endgame yet
+    picker.received(7, "c")  # it came anyway (a request released before it arrived)
+    assert picker.pick("a", {6}, 1, version=1) == [first]
+
+
+def test_a_peer_back_with_other_books_is_looked_at_again() -> None:
+    picker = make("******..", "11111111")
+    picker.pick("b", {6, 7}, 1, version=2)
+    held = {index for index in range(6)}  # only books we have
+    assert picker.pick("a", held, 1, version=6) == []
+    picker.peer_gone("a", sorted(held))
+    held = {1, 2, 3, 4, 5, 6 if 6 not in picker.in_flight else 7}  # as many books, one we lack
+    picker.peer_has(held)
+    assert picker.pick("a", held, 1, version=6) != []
+
+
+@given(st.lists(st.tuples(st.sampled_from("pahrg"), st.integers(0, 3), st.integers(0, 11)), max_size=80),
+       st.integers(0, 2**32))
+def test_remembering_dry_peers_changes_no_pick(operations: list[tuple[str, int, int]], seed: int) -> None:
+    """The same events to a picker told each peer's version and to one never told: the same picks."""
+    told, blind = Picker(bits("..*........."), random.Random(seed)), Picker(bits("..*........."), random.Random(seed))
+    held: list[set[int]] = [set() for _ in range(4)]
+    for kind, peer, book in operations:
+        if kind == "p":
+            n = 1 + book % 3
+            assert told.pick(peer, held[peer], n, version=len(held[peer])) == blind.pick(peer, held[peer], n)
+        elif kind == "a" and book not in held[peer]:
+            held[peer].add(book)
+            told.peer_has([book])
+            blind.peer_has([book])
+        elif kind == "h" and book not in told.have:  # requested from it, or late: released before it came
+            assert sorted(map(str, told.received(book, peer))) == sorted(map(str, blind.received(book, peer)))
+        elif kind == "r":
+            told.release(book, peer)
+            blind.release(book, peer)
+        elif kind == "g":  # it went and came back with as many books, others perhaps
+            assert told.peer_gone(peer, sorted(held[peer])) == blind.peer_gone(peer, sorted(held[peer]))
+            held[peer] = {(held_book + book) % told.size for held_book in held[peer]}
+            told.peer_has(held[peer])
+            blind.peer_has(held[peer])
