@@ -56,6 +56,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -81,6 +82,7 @@ NETNS_TARGET = 1.15
 CAPPED_TARGET = 1.15
 PRIVATE_TARGET = 1.05  # private (CURVE) swarm against the open one in clear, same run
 LIBTORRENT_TARGET = 1.5  # --netns: emma this much faster than libtorrent, both on shaped links
+CPU_BOUND = 0.9  # a swarm that kept the machine this busy may have waited on the CPU (hosts here share its cores)
 LOOPBACK_LIBTORRENT_TARGET = 1.0  # capped on loopback: emma at least as fast as libtorrent under the same caps
 LT_FLOOR = 0.95  # a capped libtorrent swarm done sooner than this fraction of the bound was not capped
 SIMULATE_TARGET = 0.10  # the simulator's last completion within this fraction of the real one
@@ -105,6 +107,7 @@ class Finish:
 
     times: list[float] = field(default_factory=list)  # sorted; only leechers that really finished
     problems: list[str] = field(default_factory=list)
+    busy: float = math.nan  # the machine's CPU busy, 0..1 of all its cores, while the swarm ran
 
     @property
     def last(self) -> float:
@@ -117,6 +120,22 @@ class Finish:
             print(f"{label}: FAILED: {problem}")
         if not self.problems:
             print(f"{label}'s last leecher {self.last:.2f} s = {self.last / bound:.3f}x the bound")
+        if not math.isnan(self.busy):
+            print(f"{label}: the machine's {os.cpu_count()} cores were {self.busy:.0%} busy while it ran"
+                  + (" (the CPU, not the links, may be the limit)" if self.busy >= CPU_BOUND else ""))
+
+
+def cpu_times() -> tuple[int, int]:
+    """The machine's (busy, total) CPU ticks since boot, from /proc/stat (idle and iowait count as idle)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_since(start: tuple[int, int]) -> float:
+    """The share of the machine's CPU that was busy since ``start`` (a ``cpu_times()``)."""
+    busy, total = cpu_times()
+    return (busy - start[0]) / max(1, total - start[1])
 
 
 def copy_problems(name: str, copy: Path | None, stuff: Path, digest: str) -> list[str]:
@@ -140,7 +159,7 @@ def timed_swarm(swarm: Swarm, seed: Player, leechers: list[Player], library: Lib
     if swarm.network is None:  # the seed is handed out (a private hub admits it once it re-read its list)
         swarm.wait_announced(library, [seed])
     time.sleep(2.0)  # every first announce is in; start-up CPU has settled
-    started = time.time()
+    started, ticks = time.time(), cpu_times()
     for player in leechers:
         swarm.give(player, library)
     finish = Finish()
@@ -148,6 +167,7 @@ def timed_swarm(swarm: Swarm, seed: Player, leechers: list[Player], library: Lib
         swarm.wait_complete(library, leechers, timeout=timeout)
     except TimeoutError as exc:
         finish.problems.append(str(exc))
+    finish.busy = busy_since(ticks)
     digest = file_digest(stuff)
     for player in leechers:
         at = verified_at(player)
@@ -166,11 +186,13 @@ def libtorrent_swarm(nodes: list[lt_swarm.Node], stuff: Path, piece_size: int, w
     torrent = lt_swarm.make_torrent(stuff, piece_size, work / "stuff.torrent")
     saves = [work / f"leech{i:02}" for i in range(1, len(nodes))]
     finish = Finish()
+    ticks = cpu_times()
     try:
         finish.times = sorted(lt_swarm.run(nodes, stuff, torrent, saves, timeout, upload))
     except RuntimeError as exc:
         finish.problems.append(str(exc))
         return finish
+    finish.busy = busy_since(ticks)  # its sessions' start and end included: a little low
     digest = file_digest(stuff)
     for save in saves:
         finish.problems += copy_problems(f"libtorrent {save.name}", save / stuff.name, stuff, digest)
