@@ -6,7 +6,7 @@ from __future__ import annotations
 class Bitfield:
     """Which books are held. Serializes to the wire's ``bits`` bytes."""
 
-    __slots__ = ("_bits", "_count", "size")
+    __slots__ = ("_bits", "_count", "mask", "size")
 
     def __init__(self, size: int, bits: bytes | None = None) -> None:
         nbytes = (size + 7) // 8
@@ -17,6 +17,9 @@ class Bitfield:
         if bits is not None and size % 8 and self._bits[-1] & (0xFF >> (size % 8)):
             raise ValueError("bitfield has bits set past its last book")
         self._count = sum(bin(b).count("1") for b in self._bits)
+        # the same bits as one int, book i at bit (8 * len(bytes) - 1 - i): to_bytes(.., "big") gives the wire's
+        # bytes back, and set operations over every book (what a peer has that we lack) are one int operation
+        self.mask = int.from_bytes(self._bits, "big")
 
     @classmethod
     def full(cls, size: int) -> Bitfield:
@@ -39,6 +42,7 @@ class Bitfield:
             return False
         self._bits[index >> 3] |= mask
         self._count += 1
+        self.mask |= bit(self.size, index)
         return True
 
     def __len__(self) -> int:
@@ -56,3 +60,19 @@ class Bitfield:
 
     def missing(self) -> list[int]:
         return [i for i in range(self.size) if i not in self]
+
+
+def bit(size: int, index: int) -> int:
+    """Book ``index``'s bit in the ``mask`` of a bitfield of ``size`` books."""
+    return 1 << (((size + 7) & ~7) - 1 - index)
+
+
+def books_of(size: int, mask: int) -> list[int]:
+    """The books whose bits are set in ``mask`` (of a bitfield of ``size`` books), highest bit first."""
+    top = ((size + 7) & ~7) - 1
+    out = []
+    while mask:
+        high = mask.bit_length() - 1
+        out.append(top - high)
+        mask ^= 1 << high
+    return out

@@ -24,10 +24,11 @@ import itertools
 import random
 from collections.abc import Container, Hashable, Iterable
 
-from services.peer.bitfield import Bitfield
+from services.peer.bitfield import Bitfield, bit, books_of
 
 Peer = Hashable
 RANDOM_FIRST = 4
+FEW = 32  # candidates up to this many are sorted by rarity; more, and the rarity order is walked
 
 
 class Picker:
@@ -41,13 +42,14 @@ class Picker:
         self.in_flight: dict[int, set[Peer]] = {}
         self.rng = rng or random.Random()
         self._missing = {b for b in have.missing() if wanted is None or b in wanted}
+        self._askable = 0  # the mask of the books that may be asked for: missing, not in flight
+        for book in self._missing:
+            self._askable |= bit(self.size, book)
         ranks = list(range(self.size))
         self.rng.shuffle(ranks)
         self._rank = ranks  # random tie-break among equally rare books
         self._order: list[int] | None = None  # cached pick order; None = rebuild
         self._start = 0
-        self._epoch = 0  # moves whenever a peer with nothing to give may have something now
-        self._dry: dict[Peer, tuple[int, Hashable]] = {}  # peer -> (epoch, its books' version) when it had none
 
     # -- availability -------------------------------------------------
     def peer_has(self, books: Iterable[int]) -> None:
@@ -63,8 +65,6 @@ class Picker:
             if 0 <= book < self.size and self.availability[book] > 0:
                 self.availability[book] -= 1
                 self._order = None
-        self._epoch += 1
-        self._dry.pop(peer, None)
         returned = []
         for book, peers in list(self.in_flight.items()):
             if peer in peers:
@@ -86,52 +86,63 @@ class Picker:
         # in_flight only ever holds missing books, so "every missing book is in flight" is a count
         return bool(self._missing) and len(self.in_flight) == len(self._missing)
 
-    def pick(self, peer: Peer, peer_books: Container[int], n: int, version: Hashable = None) -> list[int]:
-        """Up to ``n`` books to request from ``peer``, marking them in flight.
-
-        ``version`` names the state of ``peer_books``: with one given, a peer that had nothing to give is
-        answered at once until its version or the picker's epoch moves (None: always look)."""
+    def pick(self, peer: Peer, peer_books: Container[int], n: int) -> list[int]:
+        """Up to ``n`` books to request from ``peer``, marking them in flight."""
         if n <= 0 or not self._missing:
             return []
-        if version is not None and self._dry.get(peer) == (self._epoch, version):
-            return []
-        endgame = self.endgame
-        if len(self.have) < RANDOM_FIRST:
-            fresh = [b for b in self._missing if b not in self.in_flight and b in peer_books]
+        candidates = self._askable & self._mask(peer_books)
+        if not candidates:
+            chosen = self._endgame_choices(peer, peer_books, n)
+        elif len(self.have) < RANDOM_FIRST:
+            fresh = books_of(self.size, candidates)
             self.rng.shuffle(fresh)
             chosen = fresh[:n]
         else:
-            chosen = self._rarest(peer_books, n)
-        if not chosen:
-            chosen = self._endgame_choices(peer, peer_books, n)
-        if not chosen and version is not None:
-            self._dry[peer] = (self._epoch, version)
+            chosen = self._rarest(candidates, n)
         for book in chosen:
             self.in_flight.setdefault(book, set()).add(peer)
-        if chosen and not endgame and self.endgame:
-            self._epoch += 1  # every missing book is in flight now: the dry may duplicate them
+            self._askable &= ~bit(self.size, book)
         return chosen
 
-    def _rarest(self, peer_books: Container[int], n: int) -> list[int]:
-        """Walk the missing books in (availability, random rank) order.
+    def _mask(self, peer_books: Container[int]) -> int:
+        """The books of ``peer_books`` as a mask: a bitfield's own (or a bitfield less some books: ``mask``),
+        else looked up book by book."""
+        mask = getattr(peer_books, "mask", None)
+        if isinstance(mask, int) and getattr(peer_books, "size", None) == self.size:
+            return mask
+        out = 0
+        for book in self._missing:
+            if book in peer_books:
+                out |= bit(self.size, book)
+        return out
 
-        The order is rebuilt only after availability changed; books received
-        since are dropped from its front, books in flight skipped.
+    def _rarest(self, candidates: int, n: int) -> list[int]:
+        """The ``n`` rarest of ``candidates`` (a mask of askable books), in (availability, random rank) order.
+
+        Few candidates are sorted. Many: the missing books are walked in that order, rebuilt only after
+        availability changed (books received since are dropped from its front), until ``n`` are found.
         """
+        key = self._order_key
+        if candidates.bit_count() <= max(FEW, n):
+            return sorted(books_of(self.size, candidates), key=key)[:n]
         if self._order is None:
-            self._order = sorted(self._missing, key=lambda b: (self.availability[b], self._rank[b]))
+            self._order = sorted(self._missing, key=key)
             self._start = 0
         order, start = self._order, self._start
         while start < len(order) and order[start] not in self._missing:
             start += 1
         self._start = start
+        held = candidates.to_bytes((self.size + 7) // 8, "big")  # the bitfield layout: book b in byte b >> 3
         chosen: list[int] = []
         for book in itertools.islice(order, start, None):
-            if book in self._missing and book not in self.in_flight and book in peer_books:
+            if held[book >> 3] & (0x80 >> (book & 7)):
                 chosen.append(book)
                 if len(chosen) == n:
                     break
         return chosen
+
+    def _order_key(self, book: int) -> tuple[int, int]:
+        return self.availability[book], self._rank[book]
 
     def _endgame_choices(self, peer: Peer, peer_books: Container[int], n: int) -> list[int]:
         if not self.endgame:
@@ -145,12 +156,12 @@ class Picker:
     # -- outcomes ---------------------------------------------------------
     def release(self, book: int, peer: Peer) -> None:
         """A request to ``peer`` ended without the book (timeout, busy, error, cancel)."""
-        self._epoch += 1
         peers = self.in_flight.get(book)
         if peers is not None:
             peers.discard(peer)
             if not peers:
                 del self.in_flight[book]
+                self._askable |= bit(self.size, book)  # in flight only ever holds missing books
 
     def received(self, book: int, peer: Peer) -> list[Peer]:
         """``book`` arrived from ``peer`` and was verified and written.
@@ -158,9 +169,10 @@ class Picker:
         Returns the other peers it was still requested from (to cancel).
         """
         others = [p for p in self.in_flight.pop(book, set()) if p != peer]
-        self._epoch += 1  # endgame may begin (fewer missing books), and its duplicates end
         self.have.add(book)
         self._missing.discard(book)
+        if 0 <= book < self.size:
+            self._askable &= ~bit(self.size, book)
         return others
 
     def unavailable(self) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Container
 from dataclasses import dataclass, field
 
-from services.peer.bitfield import Bitfield
+from services.peer.bitfield import Bitfield, bit
 from services.peer.pace import Pace
 from services.peer.window import Window
 
@@ -79,6 +79,11 @@ class _Without:
 
     def __init__(self, books: Bitfield, skip: set[int]) -> None:
         self.books, self.skip = books, skip
+        self.size = books.size
+        self.mask = books.mask
+        for book in skip:
+            if 0 <= book < books.size:
+                self.mask &= ~bit(books.size, book)
 
     def __contains__(self, book: object) -> bool:
         return book not in self.skip and book in self.books

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.peer.bitfield import Bitfield
+from services.peer.bitfield import Bitfield, bit, books_of
 from services.peer.state import State, Status
 
 # --- Bitfield -----------------------------------------------------------------------------------
@@ -31,6 +31,18 @@ def test_add_is_msb_first_and_reports_news() -> None:
     assert 0 in field and 9 in field and 1 not in field
     assert field.indices() == [0, 9]
     assert field.missing() == list(range(1, 9))
+
+
+@given(st.integers(1, 300), st.data())
+def test_the_mask_holds_the_same_books_built_or_parsed(size: int, data: st.DataObject) -> None:
+    held = data.draw(st.sets(st.integers(0, size - 1)))
+    built = Bitfield(size)
+    for book in sorted(held, reverse=True):
+        built.add(book)
+    parsed = Bitfield(size, built.to_bytes())
+    assert built.mask == parsed.mask == int.from_bytes(built.to_bytes(), "big")
+    assert sorted(books_of(size, built.mask)) == sorted(held) == built.indices()
+    assert all(bool(built.mask & bit(size, book)) == (book in held) for book in range(size))
 
 
 @pytest.mark.parametrize("index", [-1, 10, 100])
