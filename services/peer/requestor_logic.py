@@ -29,6 +29,7 @@ back to the picker, so nothing more from it is hashed.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -243,8 +244,14 @@ class RequestorLogic:
         self.next_sync = now + SYNC_SECONDS
         self.counts = {"books": 0, "bad_books": 0, "bytes_received": 0, "bytes_wasted": 0}
         self.write_latency = Latency()  # pwrite of each verified book
+        # _fill runs when something it reads may have changed: an event (every public entry below marks it
+        # due), the expiry schedule, or the earliest time a remote's pause or a refusal ends or the download
+        # bucket refills (_fill_wake). A turn with none of these (most, in a swarm) costs no look at each remote.
+        self._fill_due = True
+        self._fill_wake = 0.0
 
     def set_rate(self, download_rate: int, now: float) -> None:
+        self._fill_due = True
         self.bucket.set_rate(download_rate, now)
 
     # -- libraries ----------------------------------------------------------------------------
@@ -252,6 +259,7 @@ class RequestorLogic:
             fetched: int = 0, wanted: Bitfield | None = None) -> list[Action]:
         """Download ``library``, of which the books in ``have`` are durable already; of a selection of files,
         only the books in ``wanted`` (the others are never requested, and the download is complete without)."""
+        self._fill_due = True
         if library.id in self.downloads:
             return []
         picker = Picker(Bitfield(library.books, have.to_bytes()), self.rng, wanted)
@@ -266,6 +274,7 @@ class RequestorLogic:
 
     def remove(self, library_id: bytes, reason: str, now: float) -> list[Action]:
         """Stop downloading (paused, removed, failed, shutdown): cancel what is in flight."""
+        self._fill_due = True
         download = self.downloads.pop(library_id, None)
         if download is None:
             return []
@@ -282,6 +291,7 @@ class RequestorLogic:
     def hub_answer(self, library_id: bytes, peers: list[PeerInfo], ok: bool, now: float,
                    numwant: int = NUMWANT) -> list[Action]:
         """The hub named ``peers`` for the library (``ok`` False: no hub answered)."""
+        self._fill_due = True
         download = self.downloads.get(library_id)
         if download is None:
             return []
@@ -310,6 +320,7 @@ class RequestorLogic:
     # -- messages from remotes ------------------------------------------------------------------
     def received(self, endpoint: str, message: wire_pb2.PeerMessage, payload: Any, now: float) -> list[Action]:
         """A decoded message from ``endpoint``; ``payload`` is a book's payload frame (else None)."""
+        self._fill_due = True
         remote = self.remotes.get(endpoint)
         if remote is None:
             return []  # dropped meanwhile
@@ -415,12 +426,14 @@ class RequestorLogic:
 
     def peer_lost(self, endpoint: str, now: float) -> list[Action]:
         """The connection to ``endpoint`` ended."""
+        self._fill_due = True
         remote = self.remotes.get(endpoint)
         return self._drop(remote, report=True, why="connection lost") if remote else []
 
     # -- outcomes of the loop's work -------------------------------------------------------------
     def written(self, result: Written, now: float) -> list[Action]:
         """What became of a Land: written, a bad hash, or a disk error."""
+        self._fill_due = True
         remote = self.remotes.get(result.peer)
         if remote is not None:
             remote.window.landed((result.library_id, result.book))
@@ -468,6 +481,7 @@ class RequestorLogic:
 
     def synced(self, library_id: bytes, error: str, now: float) -> list[Action]:
         """The fdatasync of a Sync returned (``error`` empty) or failed."""
+        self._fill_due = True
         download = self.downloads.get(library_id)
         if download is None or download.syncing is None:
             return []
@@ -500,6 +514,7 @@ class RequestorLogic:
         out: list[Action] = []
         if now >= self.next_expire:
             self.next_expire = now + EXPIRE_SECONDS
+            self._fill_due = True
             out += self._expire(now)
             self.budget = self._budget(now)
             for download in list(self.downloads.values()):
@@ -512,8 +527,20 @@ class RequestorLogic:
             if now >= download.next_ask:
                 download.next_ask = now + ASK_PENDING  # until the answer schedules the next ask
                 out.append(AskHub(download.id, download.library.hubs, self._numwant(download)))
-        out += self._fill(now)
+        if self._fill_due or now >= self._fill_wake:
+            self._fill_due = False
+            out += self._fill(now)
+            self._fill_wake = self._wake(now)
         return out
+
+    def _wake(self, now: float) -> float:
+        """The earliest time _fill could send more with no event before it: a remote's pause (busy) or a
+        refused book's wait ends, or the download bucket refills; infinity when none is pending."""
+        later = [remote.not_before for remote in self.remotes.values() if remote.not_before > now]
+        later += [until for remote in self.remotes.values() for until in remote.refused.values() if until > now]
+        if not self.bucket.ready(now):
+            later.append(now + self.bucket.wait(now))
+        return min(later, default=math.inf)
 
     def _numwant(self, download: Download) -> int:
         """Peers to ask the hub for: more while the hub has answered but none of its peers serves us (a
@@ -551,9 +578,7 @@ class RequestorLogic:
                     continue
                 if not self.bucket.ready(now):
                     return out
-                offer = remote.offer(library_id, books, now)  # first: it forgets refusals that expired
-                version = (len(books), len(remote.refused))  # books only grow; a refusal comes or goes
-                for book in download.picker.pick(remote.endpoint, offer, credit, version):
+                for book in download.picker.pick(remote.endpoint, remote.offer(library_id, books, now), credit):
                     length = download.library.book_span(book)[1]
                     remote.window.on_send((library_id, book), now, length)
                     room -= length

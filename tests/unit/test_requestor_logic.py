@@ -224,6 +224,19 @@ def test_busy_then_retry_after_the_hint_and_other_books_first() -> None:
     assert s.at(0.6).tick() == ["request A 1"]
 
 
+def test_a_pause_ends_on_time_with_nothing_else_happening() -> None:
+    """A turn with no event looks at the remotes only when a pause or a refusal ends (or on the expiry
+    schedule, every 0.25 s): the request after a 50 ms busy goes out at 50 ms, not at the next expiry."""
+    s = Scene(books=4)
+    s.connect("A", "****", slots=1)
+    [first] = requested(s.tick())
+    assert s.busy("A", int(first.split()[-1]), retry_ms=50) == []
+    assert s.at(0.02).tick() == []  # still paused
+    assert s.at(0.03).tick() == []  # nothing happened: nothing to look at
+    [again] = requested(s.at(0.06).tick())
+    assert again.startswith("request A ") and again != first  # another book: that one was refused at A
+
+
 def test_a_busy_for_one_book_only_asks_for_it_elsewhere_and_other_books_at_once() -> None:
     s = Scene(books=3)
     s.connect("A", "***", slots=2)
