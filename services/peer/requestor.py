@@ -77,7 +77,10 @@ class Requestor:
         self.command.bind(rundir.requestor_endpoint(config.run_dir))
         self.poller.register(self.command, zmq.POLLIN)
         self.sockets: dict[str, zmq.Socket[Any]] = {}
-        self.monitors: dict[zmq.Socket[Any], str] = {}  # handshake-failure monitor of each remote's socket
+        # the handshake-failure monitor of each remote's socket, read on the look schedule (LOOK_SECONDS), not
+        # polled: every socket in the poller costs each loop turn two system calls, and a monitor says
+        # something once in a connection's life
+        self.monitors: dict[zmq.Socket[Any], str] = {}
         self.peer_refused: dict[bytes, set[str]] = {}  # per download: remotes that refused our key
         self.hub_refused: dict[bytes, str] = {}  # per download: why its hubs refused us
         self.endpoints: dict[zmq.Socket[Any], str] = {}
@@ -124,8 +127,11 @@ class Requestor:
 
         The libs folder is scanned when it changed (and in full every FULL_LOOK_SECONDS); state.db's
         records are read again when another process wrote to it (the Maestro on a user's command, the
-        CLI), when the scan recorded a library, or while a download waits for something.
+        CLI), when the scan recorded a library, or while a download waits for something. And each remote's
+        handshake monitor is read: a refusal is said within LOOK_SECONDS.
         """
+        for monitor in list(self.monitors):
+            self._handshake_events(monitor)
         fresh = self.settings.changed()
         if fresh is not None:
             self.logic.set_rate(fresh.get("limits.download_rate"), now)
@@ -242,7 +248,6 @@ class Requestor:
         self.sockets[action.endpoint], self.endpoints[socket] = socket, action.endpoint
         self.monitors[monitor] = action.endpoint
         self.poller.register(socket, zmq.POLLIN)
-        self.poller.register(monitor, zmq.POLLIN)
 
     def _drop(self, action: rl.Drop, now: float) -> None:
         socket = self.sockets.pop(action.endpoint)
@@ -251,7 +256,6 @@ class Requestor:
         for monitor, endpoint in list(self.monitors.items()):
             if endpoint == action.endpoint:
                 del self.monitors[monitor]
-                self.poller.unregister(monitor)
                 socket.disable_monitor()
                 monitor.close(linger=0)
         socket.close(linger=0)
@@ -337,8 +341,6 @@ class Requestor:
                         self._on_hub(result, now)
                 elif socket is self.command:
                     self._commands(now)
-                elif socket in self.monitors:
-                    self._handshake_events(socket)
                 else:
                     self._receive(socket, now)
             self._flush_notices()
