@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class Bitfield:
     """Which books are held. Serializes to the wire's ``bits`` bytes."""
 
-    __slots__ = ("_bits", "_count", "mask", "size")
+    __slots__ = ("_bits", "_count", "_mask", "size")
 
     def __init__(self, size: int, bits: bytes | None = None) -> None:
         nbytes = (size + 7) // 8
@@ -17,16 +19,23 @@ class Bitfield:
         if bits is not None and size % 8 and self._bits[-1] & (0xFF >> (size % 8)):
             raise ValueError("bitfield has bits set past its last book")
         self._count = sum(bin(b).count("1") for b in self._bits)
-        # the same bits as one int, book i at bit (8 * len(bytes) - 1 - i): to_bytes(.., "big") gives the wire's
-        # bytes back, and set operations over every book (what a peer has that we lack) are one int operation
-        self.mask = int.from_bytes(self._bits, "big")
+        self._mask: int | None = None
+
+    @property
+    def mask(self) -> int:
+        """The same bits as one int, book i at bit (8 * len(bytes) - 1 - i): to_bytes(.., "big") gives the
+        wire's bytes back, and set operations over every book (what a peer has that we lack) are one int
+        operation. Made again after an add, when next asked (an add to the int itself would copy all of it)."""
+        if self._mask is None:
+            self._mask = int.from_bytes(self._bits, "big")
+        return self._mask
 
     @classmethod
     def full(cls, size: int) -> Bitfield:
-        field = cls(size)
-        for index in range(size):
-            field.add(index)
-        return field
+        bits = bytearray(b"\xff" * ((size + 7) // 8))
+        if size % 8:
+            bits[-1] = (0xFF << (8 - size % 8)) & 0xFF  # no books past the last
+        return cls(size, bytes(bits))
 
     def __contains__(self, index: object) -> bool:
         if not isinstance(index, int):
@@ -42,7 +51,7 @@ class Bitfield:
             return False
         self._bits[index >> 3] |= mask
         self._count += 1
-        self.mask |= bit(self.size, index)
+        self._mask = None
         return True
 
     def __len__(self) -> int:
@@ -67,12 +76,28 @@ def bit(size: int, index: int) -> int:
     return 1 << (((size + 7) & ~7) - 1 - index)
 
 
+def mask_of(size: int, books: Iterable[int]) -> int:
+    """The mask (as ``Bitfield.mask``) of ``books``, in one pass over them."""
+    bits = bytearray((size + 7) // 8)
+    for book in books:
+        bits[book >> 3] |= 0x80 >> (book & 7)
+    return int.from_bytes(bits, "big")
+
+
 def books_of(size: int, mask: int) -> list[int]:
-    """The books whose bits are set in ``mask`` (of a bitfield of ``size`` books), highest bit first."""
+    """The books whose bits are set in ``mask`` (of a bitfield of ``size`` books), in order. A few: one bit
+    at a time (each step touches the whole int); many: one pass over the bytes."""
     top = ((size + 7) & ~7) - 1
+    if mask.bit_count() <= 64:
+        out = []
+        while mask:
+            high = mask.bit_length() - 1
+            out.append(top - high)
+            mask ^= 1 << high
+        return out
     out = []
-    while mask:
-        high = mask.bit_length() - 1
-        out.append(top - high)
-        mask ^= 1 << high
+    for index, byte in enumerate(mask.to_bytes((size + 7) // 8, "big")):
+        if byte:
+            base = index << 3
+            out.extend(base + offset for offset in range(8) if byte & (0x80 >> offset))
     return out

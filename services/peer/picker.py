@@ -24,7 +24,7 @@ import itertools
 import random
 from collections.abc import Container, Hashable, Iterable
 
-from services.peer.bitfield import Bitfield, bit, books_of
+from services.peer.bitfield import Bitfield, bit, books_of, mask_of
 
 Peer = Hashable
 RANDOM_FIRST = 4
@@ -42,9 +42,7 @@ class Picker:
         self.in_flight: dict[int, set[Peer]] = {}
         self.rng = rng or random.Random()
         self._missing = {b for b in have.missing() if wanted is None or b in wanted}
-        self._askable = 0  # the mask of the books that may be asked for: missing, not in flight
-        for book in self._missing:
-            self._askable |= bit(self.size, book)
+        self._askable = mask_of(self.size, self._missing)  # the books that may be asked for: missing, not in flight
         ranks = list(range(self.size))
         self.rng.shuffle(ranks)
         self._rank = ranks  # random tie-break among equally rare books
@@ -94,9 +92,7 @@ class Picker:
         if not candidates:
             chosen = self._endgame_choices(peer, peer_books, n)
         elif len(self.have) < RANDOM_FIRST:
-            fresh = books_of(self.size, candidates)
-            self.rng.shuffle(fresh)
-            chosen = fresh[:n]
+            chosen = self._random(candidates, n)
         else:
             chosen = self._rarest(candidates, n)
         for book in chosen:
@@ -110,11 +106,23 @@ class Picker:
         mask = getattr(peer_books, "mask", None)
         if isinstance(mask, int) and getattr(peer_books, "size", None) == self.size:
             return mask
-        out = 0
-        for book in self._missing:
-            if book in peer_books:
-                out |= bit(self.size, book)
-        return out
+        return mask_of(self.size, (book for book in self._missing if book in peer_books))
+
+    def _random(self, candidates: int, n: int) -> list[int]:
+        """Up to ``n`` of ``candidates`` at random. Many (an eighth of the books or more, as a seed offers):
+        random books until enough are candidates, without listing them all; else listed and shuffled."""
+        count = candidates.bit_count()
+        if count <= 4 * n or count * 8 < self.size:
+            fresh = books_of(self.size, candidates)
+            self.rng.shuffle(fresh)
+            return fresh[:n]
+        held = candidates.to_bytes((self.size + 7) // 8, "big")
+        chosen: list[int] = []
+        while len(chosen) < n:  # each try is a candidate one time in eight or better
+            book = self.rng.randrange(self.size)
+            if held[book >> 3] & (0x80 >> (book & 7)) and book not in chosen:
+                chosen.append(book)
+        return chosen
 
     def _rarest(self, candidates: int, n: int) -> list[int]:
         """The ``n`` rarest of ``candidates`` (a mask of askable books), in (availability, random rank) order.

@@ -298,6 +298,16 @@ def test_a_book_that_came_unasked_is_not_asked_for() -> None:
     assert picker.pick("a", {6, 7}, 2) == [7]
 
 
+@pytest.mark.parametrize("peer_holds", [range(200), range(0, 200, 50)])  # a seed; a peer with four books
+def test_the_first_books_are_random_candidates_from_a_seed_or_a_sparse_peer(peer_holds: range) -> None:
+    picker = Picker(Bitfield(200), random.Random(7))
+    picker.pick("b", set(range(0, 200, 100)), 1)  # book 0 or 100 is in flight at b
+    chosen = picker.pick("a", set(peer_holds), 3)
+    assert len(chosen) == 3 == len(set(chosen))
+    assert all(book in peer_holds and book not in picker.in_flight.keys() - set(chosen) for book in chosen)
+    assert all(picker.in_flight[book] == {"a"} for book in chosen)
+
+
 def reference(picker: Picker, peer_books: set[int], n: int) -> list[int]:
     """What rarest-first should choose, written out the slow way: of the books the peer holds that we lack
     and have not asked anyone for, the n with the fewest holders (random rank among equals)."""
