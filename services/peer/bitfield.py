@@ -52,7 +52,24 @@ class Bitfield:
         return bytes(self._bits)
 
     def indices(self) -> list[int]:
-        return [i for i in range(self.size) if i in self]
+        """The books held, in order (a byte at a time: a bitfield is mostly empty or mostly full bytes)."""
+        return _ones(self._bits)
 
     def missing(self) -> list[int]:
-        return [i for i in range(self.size) if i not in self]
+        """The books not held, in order."""
+        flipped = bytearray(b ^ 0xFF for b in self._bits)
+        if self.size % 8:
+            flipped[-1] &= (0xFF << (8 - self.size % 8)) & 0xFF  # no books past the last
+        return _ones(flipped)
+
+
+def _ones(bits: bytearray) -> list[int]:
+    """The indices of the set bits, MSB first in each byte."""
+    out: list[int] = []
+    for index, byte in enumerate(bits):
+        if byte == 0xFF:
+            out.extend(range(index << 3, (index << 3) + 8))
+        elif byte:
+            base = index << 3
+            out.extend(base + bit for bit in range(8) if byte & (0x80 >> bit))
+    return out

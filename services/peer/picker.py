@@ -28,6 +28,7 @@ from services.peer.bitfield import Bitfield
 
 Peer = Hashable
 RANDOM_FIRST = 4
+FEW_BOOKS = 8  # a peer holding under 1/FEW_BOOKS of our missing books: pick among its books, not ours
 
 
 class Picker:
@@ -44,15 +45,20 @@ class Picker:
         ranks = list(range(self.size))
         self.rng.shuffle(ranks)
         self._rank = ranks  # random tie-break among equally rare books
+        # each book's place in the rarest-first order as one int, availability * size + rank, kept up to date
+        # with the availability: the order sorts by a list lookup, not a tuple built per book
+        self._key = list(ranks)
         self._order: list[int] | None = None  # cached pick order; None = rebuild
         self._start = 0
 
     # -- availability -------------------------------------------------
     def peer_has(self, books: Iterable[int]) -> None:
         """A peer announced it holds ``books`` (a bitfield's indices or a have)."""
+        availability, key, size = self.availability, self._key, self.size
         for book in books:
-            if 0 <= book < self.size:
-                self.availability[book] += 1
+            if 0 <= book < size:
+                availability[book] += 1
+                key[book] += size
                 self._order = None
 
     def peer_gone(self, peer: Peer, books: Iterable[int]) -> list[int]:
@@ -60,6 +66,7 @@ class Picker:
         for book in books:
             if 0 <= book < self.size and self.availability[book] > 0:
                 self.availability[book] -= 1
+                self._key[book] -= self.size
                 self._order = None
         returned = []
         for book, peers in list(self.in_flight.items()):
@@ -102,10 +109,18 @@ class Picker:
         """Walk the missing books in (availability, random rank) order.
 
         The order is rebuilt only after availability changed; books received
-        since are dropped from its front, books in flight skipped.
+        since are dropped from its front, books in flight skipped. A peer that
+        holds few books (most peers, early in a swarm) is looked at the other
+        way round: its books that we want, sorted by the same key, which
+        chooses the same books without a walk over every missing one.
         """
+        if isinstance(peer_books, Bitfield) and len(peer_books) * FEW_BOOKS < len(self._missing):
+            missing, in_flight = self._missing, self.in_flight
+            wanted = [b for b in peer_books.indices() if b in missing and b not in in_flight]
+            wanted.sort(key=self._key.__getitem__)
+            return wanted[:n]
         if self._order is None:
-            self._order = sorted(self._missing, key=lambda b: (self.availability[b], self._rank[b]))
+            self._order = sorted(self._missing, key=self._key.__getitem__)  # (availability, rank)
             self._start = 0
         order, start = self._order, self._start
         while start < len(order) and order[start] not in self._missing:

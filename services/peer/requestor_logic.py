@@ -316,6 +316,8 @@ class RequestorLogic:
         remote.last_heard = now
         remote.heard = True
         kind = message.WhichOneof("body")
+        if kind == "have" and payload is None:  # the most frequent message by far: one per book per peer
+            return self._on_have(remote, message.have)
         try:
             if (kind == "book") != (payload is not None):
                 raise ProtocolError(ErrorCode.MALFORMED, "a book, and only a book, has a payload frame")
@@ -537,7 +539,11 @@ class RequestorLogic:
         room = self.budget - self.held.bytes
         if room < smallest:
             return out  # no window may take another book
-        ready = [remote for remote in self.remotes.values() if remote.window.credit > 0 and now >= remote.not_before]
+        ready = []
+        for remote in self.remotes.values():  # remote.window.credit > 0, without a call per remote
+            window = remote.window
+            if now >= remote.not_before and int(window.size) > len(window.sent) + len(window.landing):
+                ready.append(remote)
         ready.sort(key=_promise)
         for remote in ready:
             if room < smallest:
