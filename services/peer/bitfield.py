@@ -65,10 +65,15 @@ class Bitfield:
         return bytes(self._bits)
 
     def indices(self) -> list[int]:
-        return [i for i in range(self.size) if i in self]
+        """The books held, in order (a byte at a time: a bitfield is mostly empty or mostly full bytes)."""
+        return _ones(self._bits)
 
     def missing(self) -> list[int]:
-        return [i for i in range(self.size) if i not in self]
+        """The books not held, in order."""
+        flipped = bytearray(b ^ 0xFF for b in self._bits)
+        if self.size % 8:
+            flipped[-1] &= (0xFF << (8 - self.size % 8)) & 0xFF  # no books past the last
+        return _ones(flipped)
 
 
 def bit(size: int, index: int) -> int:
@@ -87,17 +92,25 @@ def mask_of(size: int, books: Iterable[int]) -> int:
 def books_of(size: int, mask: int) -> list[int]:
     """The books whose bits are set in ``mask`` (of a bitfield of ``size`` books), in order. A few: one bit
     at a time (each step touches the whole int); many: one pass over the bytes."""
+    if mask.bit_count() > 64:
+        return _ones(mask.to_bytes((size + 7) // 8, "big"))
     top = ((size + 7) & ~7) - 1
-    if mask.bit_count() <= 64:
-        out = []
-        while mask:
-            high = mask.bit_length() - 1
-            out.append(top - high)
-            mask ^= 1 << high
-        return out
     out = []
-    for index, byte in enumerate(mask.to_bytes((size + 7) // 8, "big")):
-        if byte:
+    while mask:
+        high = mask.bit_length() - 1
+        out.append(top - high)
+        mask ^= 1 << high
+    return out
+
+
+def _ones(bits: bytes | bytearray) -> list[int]:
+    """The indices of the set bits, MSB first in each byte (a byte at a time: a bitfield is mostly empty or
+    mostly full bytes)."""
+    out: list[int] = []
+    for index, byte in enumerate(bits):
+        if byte == 0xFF:
+            out.extend(range(index << 3, (index << 3) + 8))
+        elif byte:
             base = index << 3
             out.extend(base + offset for offset in range(8) if byte & (0x80 >> offset))
     return out

@@ -46,15 +46,20 @@ class Picker:
         ranks = list(range(self.size))
         self.rng.shuffle(ranks)
         self._rank = ranks  # random tie-break among equally rare books
+        # each book's place in the rarest-first order as one int, availability * size + rank, kept up to date
+        # with the availability: the order sorts by a list lookup, not a tuple built per book
+        self._key = list(ranks)
         self._order: list[int] | None = None  # cached pick order; None = rebuild
         self._start = 0
 
     # -- availability -------------------------------------------------
     def peer_has(self, books: Iterable[int]) -> None:
         """A peer announced it holds ``books`` (a bitfield's indices or a have)."""
+        availability, key, size = self.availability, self._key, self.size
         for book in books:
-            if 0 <= book < self.size:
-                self.availability[book] += 1
+            if 0 <= book < size:
+                availability[book] += 1
+                key[book] += size
                 self._order = None
 
     def peer_gone(self, peer: Peer, books: Iterable[int]) -> list[int]:
@@ -62,6 +67,7 @@ class Picker:
         for book in books:
             if 0 <= book < self.size and self.availability[book] > 0:
                 self.availability[book] -= 1
+                self._key[book] -= self.size
                 self._order = None
         returned = []
         for book, peers in list(self.in_flight.items()):
@@ -130,7 +136,7 @@ class Picker:
         Few candidates are sorted. Many: the missing books are walked in that order, rebuilt only after
         availability changed (books received since are dropped from its front), until ``n`` are found.
         """
-        key = self._order_key
+        key = self._key.__getitem__  # (availability, rank)
         if candidates.bit_count() <= max(FEW, n):
             return sorted(books_of(self.size, candidates), key=key)[:n]
         if self._order is None:
@@ -148,9 +154,6 @@ class Picker:
                 if len(chosen) == n:
                     break
         return chosen
-
-    def _order_key(self, book: int) -> tuple[int, int]:
-        return self.availability[book], self._rank[book]
 
     def _endgame_choices(self, peer: Peer, peer_books: Container[int], n: int) -> list[int]:
         if not self.endgame:

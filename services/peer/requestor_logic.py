@@ -221,11 +221,17 @@ def peers_interval(asks: int, starved: int, got: int, numwant: int) -> float:
     return min(PEERS_EVERY, 0.25 * 2.0 ** min(asks, 8))
 
 
-def _promise(remote: Remote) -> tuple[int, float]:
-    """Which remote to ask first when the memory bound leaves room for only some: the one with the fewest
-    requests in flight, and among those the one that delivered fastest. Requests so spread over many
-    remotes, and move to those that serve quickly, rather than queue at whichever was met first."""
-    return len(remote.window.sent), -remote.window.rate
+def _by_promise(remotes: list[Remote]) -> None:
+    """Which remotes to ask first when the memory bound leaves room for only some: those with the fewest
+    requests in flight, and among those the ones that deliver fastest. A remote not asked yet has no
+    measured rate and is taken to deliver as fast as the measured ones do on average: ranked after it,
+    it would never be tried while any remote had ever delivered, however slowly, and the requests of a
+    fleet gathered at the few remotes each player met first (at 256 hosts a quarter of the players,
+    holding as many books as the rest, were asked for almost nothing while others served 20 to 35
+    requesters at once)."""
+    measured = [remote.window.rate for remote in remotes if remote.window.rate]
+    unknown = sum(measured) / len(measured) if measured else 0.0
+    remotes.sort(key=lambda remote: (len(remote.window.sent), -(remote.window.rate or unknown)))
 
 
 class RequestorLogic:
@@ -327,6 +333,8 @@ class RequestorLogic:
         remote.last_heard = now
         remote.heard = True
         kind = message.WhichOneof("body")
+        if kind == "have" and payload is None:  # the most frequent message by far: one per book per peer
+            return self._on_have(remote, message.have)
         try:
             if (kind == "book") != (payload is not None):
                 raise ProtocolError(ErrorCode.MALFORMED, "a book, and only a book, has a payload frame")
@@ -564,8 +572,12 @@ class RequestorLogic:
         room = self.budget - self.held.bytes
         if room < smallest:
             return out  # no window may take another book
-        ready = [remote for remote in self.remotes.values() if remote.window.credit > 0 and now >= remote.not_before]
-        ready.sort(key=_promise)
+        ready = []
+        for remote in self.remotes.values():  # remote.window.credit > 0, without a call per remote
+            window = remote.window
+            if now >= remote.not_before and int(window.size) > len(window.sent) + len(window.landing):
+                ready.append(remote)
+        _by_promise(ready)
         for remote in ready:
             if room < smallest:
                 break

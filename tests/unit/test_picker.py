@@ -355,3 +355,17 @@ def as_bitfield(size: int, books: set[int]) -> Bitfield:
     for book in books:
         field.add(book)
     return field
+
+
+def test_a_peer_holding_few_books_gets_the_books_the_walk_over_ours_would_give() -> None:
+    # Two pickers in the same state; one is shown the peer's books as a Bitfield (its mask), the other as a
+    # set (looked up book by book): the same rarest books.
+    have, availability = "****" + "." * 60, "1111" + "3121" * 15
+    peer = "...." + "*...." * 7 + "." * 25  # books 4, 9, 14, ...: availability 3, 1, 2, 1, 3, 1, 2
+    assert len(bits(peer)) * 8 < 60  # few enough for the peer's side
+    by_peer, by_order = make(have, availability, seed=5), make(have, availability, seed=5)
+    for picker in (by_peer, by_order):
+        assert picker.pick("B", {9}, 1) == [9]  # in flight elsewhere: never picked
+    chosen = by_peer.pick("A", bits(peer), 3)
+    assert chosen == by_order.pick("A", books(peer), 3)
+    assert 9 not in chosen and sorted(by_peer.availability[b] for b in chosen) == [1, 1, 2]

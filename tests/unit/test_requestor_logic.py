@@ -608,3 +608,22 @@ def test_all_windows_together_hold_at_most_the_memory_bound_and_a_dropped_peer_f
     assert s.tick() == []
     s.logic.peer_lost(ENDPOINT["A"], s.now)
     assert requested(s.tick()) == {"request B 4", "request B 5", "request B 6"}
+
+
+def test_a_remote_not_asked_yet_ranks_as_the_measured_ones_average() -> None:
+    # Nobody measured yet is ranked below a remote that delivered slower than the average and above
+    # one that delivered faster; fewer requests in flight still come first.
+    from services.peer.remote import Remote
+    from services.peer.window import Window
+
+    def remote(name: str, rate: float, in_flight: int = 0) -> Remote:
+        window = Window()
+        window.rate = rate
+        for book in range(in_flight):
+            window.on_send((b"L", book), 0.0, 1)
+        return Remote(name, window)
+
+    ready = [remote("slow", 10e6), remote("new", 0.0), remote("fast", 30e6), remote("busy", 20e6, in_flight=1)]
+    # measured on average: 20e6
+    requestor_logic._by_promise(ready)
+    assert [r.endpoint for r in ready] == ["fast", "new", "slow", "busy"]

@@ -97,9 +97,12 @@ class Player:
         for identity, nbytes in drains:
             self.distributor.drained(identity, nbytes, now)
         req_in, self.req_in = self.req_in, []
+        conns, received = self.conns, self.requestor.received
         for endpoint, identity, message, payload in req_in:
-            if self.conns.get(endpoint) == identity:  # else that connection was closed meanwhile
-                self.do(self.requestor.received(endpoint, message, payload, now), now)
+            if conns.get(endpoint) == identity:  # else that connection was closed meanwhile
+                actions = received(endpoint, message, payload, now)
+                if actions:  # most messages (a have) lead to nothing
+                    self.do(actions, now)
         hub_in, self.hub_in = self.hub_in, []
         for library_id, ok, peers, numwant in hub_in:
             self.do(self.requestor.hub_answer(library_id, peers, ok, now, numwant), now)
