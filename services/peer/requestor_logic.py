@@ -572,11 +572,7 @@ class RequestorLogic:
         room = self.budget - self.held.bytes
         if room < smallest:
             return out  # no window may take another book
-        ready = []
-        for remote in self.remotes.values():  # remote.window.credit > 0, without a call per remote
-            window = remote.window
-            if now >= remote.not_before and int(window.size) > len(window.sent) + len(window.landing):
-                ready.append(remote)
+        ready = [remote for remote in self.remotes.values() if remote.window.credit > 0 and now >= remote.not_before]
         _by_promise(ready)
         for remote in ready:
             if room < smallest:
