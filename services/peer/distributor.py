@@ -214,7 +214,7 @@ class Distributor:
         library = served.library if served else self._read(record.lib_path)
         if library is None or not self._trusted(library):
             return
-        self._execute(self.logic.serve_library(library, record.have))
+        self.logic.serve_library(library, record.have, now)
         done = record.status is Status.SEEDING
         if library.tree is not None:
             self._open_tree(library, record.stuff_path)
@@ -452,9 +452,7 @@ class Distributor:
 
     def _notices(self, now: float) -> None:
         """The local Requestor's news: landed books, or a library whose record changed (a notice without
-        books). Books that arrived together go out as one ``have`` per library and subscriber (each landed
-        book would otherwise be a message to every one)."""
-        landed: dict[bytes, list[int]] = {}
+        books), told to the subscribers by ``serve`` (see the logic's HAVE_HOLD)."""
         changed: set[bytes] = set()
         for _ in range(NOTICE_BATCH):
             try:
@@ -467,13 +465,11 @@ class Distributor:
                 log.warning("bad_local_notice", error=str(exc))
                 continue
             if notice.books:
-                landed.setdefault(notice.library_id, []).extend(notice.books)
+                self.logic.books_landed(notice.library_id, list(notice.books), now)
             else:
                 changed.add(notice.library_id)
         for library_id in changed:
             self.refresh(library_id, now)
-        for library_id, books in landed.items():
-            self._execute(self.logic.books_landed(library_id, books))
 
     def _execute(self, actions: list[Send | SendBook]) -> None:
         for action in actions:

@@ -11,7 +11,7 @@ from collections import deque
 import pytest
 
 from services.peer.bitfield import Bitfield
-from services.peer.distributor_logic import SPREAD_HOLD, DistributorLogic, Send, SendBook
+from services.peer.distributor_logic import HAVE_HOLD, SPREAD_HOLD, DistributorLogic, Send, SendBook
 from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library
 from services.peer.pipe import LINK_HOLD, PIPE_MIN
 from services.wire import framing
@@ -37,7 +37,7 @@ LIB = library()
 
 def logic(have: str = "****", *, slots: int = 2, rate: int = 0, lib: Library = LIB) -> DistributorLogic:
     result = DistributorLogic(slots=slots, upload_rate=rate, now=0.0)
-    result.serve_library(lib, bits(have))
+    result.serve_library(lib, bits(have), 0.0)
     return result
 
 
@@ -307,31 +307,63 @@ def test_set_rate_takes_effect_at_once() -> None:
 # --- news of books written locally -----------------------------------------------------------------
 
 
-def test_books_landed_tells_every_subscriber_once() -> None:
-    dist = logic("*...")
-    for who in (ALICE, BOB):
-        dist.handle(who, [framing.handshake(LIB.id, b"")], 0.0)
-    actions = dist.books_landed(LIB.id, [1, 2, 2, 0, 9, -1])
-    assert [a.identity for a in actions if isinstance(a, Send)] == [ALICE, BOB]
+def haves(actions: list[Send | SendBook]) -> list[tuple[bytes, list[int]]]:
+    """Who is told of which books, in order."""
+    out = []
     for action in actions:
         assert isinstance(action, Send)
         message = framing.decode(action.frame)
-        assert (message.have.library_id, list(message.have.books)) == (LIB.id, [1, 2])
-    assert dist.books_landed(LIB.id, [1, 2]) == []  # old news
+        assert message.have.library_id == LIB.id
+        out.append((action.identity, list(message.have.books)))
+    return out
 
 
-def test_a_landed_book_can_be_requested_and_shows_in_a_new_bitfield() -> None:
+def test_books_landed_are_told_to_every_subscriber_once_after_the_hold() -> None:
+    dist = logic("*...")
+    for who in (ALICE, BOB):
+        dist.handle(who, [framing.handshake(LIB.id, b"")], 0.0)
+    dist.books_landed(LIB.id, [1, 2, 2, 0, 9, -1], 1.0)
+    assert dist.wait(1.0) == pytest.approx(HAVE_HOLD)
+    assert dist.serve(1.0 + HAVE_HOLD / 2) == []  # held
+    dist.books_landed(LIB.id, [3], 1.0 + HAVE_HOLD / 2)  # landed meanwhile: in the same have
+    dist.books_landed(LIB.id, [1, 2], 1.0 + HAVE_HOLD / 2)  # old news
+    assert dist.wait(1.0 + HAVE_HOLD / 2) == pytest.approx(HAVE_HOLD / 2)
+    assert haves(dist.serve(1.0 + HAVE_HOLD)) == [(ALICE, [1, 2, 3]), (BOB, [1, 2, 3])]
+    assert dist.serve(2.0) == [] and dist.wait(2.0) is None  # told once
+    dist.books_landed(LIB.id, [1, 2, 3], 2.0)
+    assert dist.wait(2.0) is None  # nothing new: nothing held
+
+
+def test_the_hold_starts_at_the_oldest_untold_book() -> None:
+    dist = logic("....")
+    dist.handle(ALICE, [framing.handshake(LIB.id, b"")], 0.0)
+    dist.books_landed(LIB.id, [0], 0.0)
+    dist.books_landed(LIB.id, [1], HAVE_HOLD / 2)  # a later book does not put the first one off
+    assert haves(dist.serve(HAVE_HOLD)) == [(ALICE, [0, 1])]
+    dist.books_landed(LIB.id, [2], 1.5 * HAVE_HOLD)  # the next hold starts with the next book
+    assert dist.serve(2 * HAVE_HOLD) == []
+    assert dist.wait(2 * HAVE_HOLD) == pytest.approx(HAVE_HOLD / 2)
+    assert haves(dist.serve(2.5 * HAVE_HOLD)) == [(ALICE, [2])]
+
+
+def test_a_landed_book_can_be_requested_at_once_and_shows_in_a_new_bitfield() -> None:
     dist = logic("*...")
     assert error_code(request(dist, ALICE, 2)) == ErrorCode.NOT_FOUND
-    dist.books_landed(LIB.id, [2])
-    assert request(dist, ALICE, 2) == []
+    dist.books_landed(LIB.id, [2], 0.0)
+    assert request(dist, ALICE, 2) == []  # served before it is told
     reply = one_reply(dist.handle(BOB, [framing.handshake(LIB.id, b"")], 0.0), BOB)
     assert reply.bitfield.bits == b"\xa0"
 
 
-def test_books_landed_for_an_unknown_library_is_ignored() -> None:
+def test_books_landed_for_an_unknown_or_dropped_library_are_never_told() -> None:
     dist = logic()
-    assert dist.books_landed(library("other.iso").id, [0]) == []
+    dist.books_landed(library("other.iso").id, [0], 0.0)
+    assert dist.wait(0.0) is None
+    dist = logic("*...")
+    dist.handle(ALICE, [framing.handshake(LIB.id, b"")], 0.0)
+    dist.books_landed(LIB.id, [1], 0.0)
+    dist.drop_library(LIB.id)
+    assert dist.serve(HAVE_HOLD) == []
 
 
 def test_subscribers_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -339,8 +371,8 @@ def test_subscribers_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     dist = logic("....")
     for who in (ALICE, BOB, CAROL, ALICE):
         dist.handle(who, [framing.handshake(LIB.id, b"")], 0.0)
-    actions = dist.books_landed(LIB.id, [0])
-    assert [a.identity for a in actions if isinstance(a, Send)] == [CAROL, ALICE]
+    dist.books_landed(LIB.id, [0], 0.0)
+    assert [who for who, _ in haves(dist.serve(HAVE_HOLD))] == [CAROL, ALICE]
 
 
 # --- the catalogue ---------------------------------------------------------------------------------
@@ -348,14 +380,14 @@ def test_subscribers_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_serve_library_refresh_never_forgets_books() -> None:
     dist = logic("**..")
-    dist.serve_library(LIB, bits("..*."))
+    dist.serve_library(LIB, bits("..*."), 0.0)
     assert dist.served[LIB.id].have.indices() == [0, 1, 2]
 
 
 def test_drop_library_drops_its_queued_requests() -> None:
     other = library("other.iso")
     dist = logic(slots=4)
-    dist.serve_library(other, Bitfield.full(other.books))
+    dist.serve_library(other, Bitfield.full(other.books), 0.0)
     request(dist, ALICE, 0)
     request(dist, ALICE, 0, lib=other)
     dist.drop_library(LIB.id)
@@ -397,9 +429,9 @@ def test_garbage_gets_an_error_reply_and_nothing_is_queued(frames: list[bytes], 
 def test_books_learned_from_a_state_refresh_are_announced_once() -> None:
     dist = logic("*...")
     dist.handle(ALICE, [framing.handshake(LIB.id, b"p" * 16)], 0.0)
-    actions = dist.serve_library(LIB, bits("**.*"))  # state.db told first
-    assert [framing.decode(a.frame).have.books for a in actions if isinstance(a, Send)] == [[1, 3]]
-    assert dist.books_landed(LIB.id, [1, 3]) == []  # the Requestor's notice, later: nothing new
+    dist.serve_library(LIB, bits("**.*"), 0.0)  # state.db told first
+    dist.books_landed(LIB.id, [1, 3], 0.0)  # the Requestor's notice, later: nothing new
+    assert haves(dist.serve(HAVE_HOLD)) == [(ALICE, [1, 3])]
 
 
 # --- the link as the limit (no cap configured) ------------------------------------------------------------
@@ -499,7 +531,6 @@ def test_a_requester_that_left_is_forgotten_with_its_queue_and_pipe() -> None:
     assert dist.pipe.queued == BOOK and ALICE not in dist.pipe.by_peer  # only BOB's book is still counted
     dist.drained(ALICE, BOOK, 0.1)  # its sends, dropped by libzmq, finish later: nothing is taken off twice
     assert dist.pipe.queued == BOOK
-    assert dist.books_landed(lib.id, []) == []
     assert one_reply(dist.handle(ALICE, [framing.request(lib.id, 1)], 0.2), ALICE).error.error.code \
         == ErrorCode.FORBIDDEN  # back again, it handshakes again
 

@@ -109,7 +109,7 @@ class Player:
         self.do(self.requestor.tick(now), now)
         landed, self.landed = self.landed, {}
         for library_id, books in landed.items():
-            self._serve(self.distributor.books_landed(library_id, books))
+            self.distributor.books_landed(library_id, books, now)
         self._serve(self.distributor.serve(now))
         self._schedule(now)
 
@@ -182,7 +182,7 @@ class Player:
     # -- what the simulation hands over -------------------------------------------------------------------
     def start(self, library: Library, have: Any, now: float) -> None:
         """The library appears in this player's state.db: the Distributor serves it, the Requestor fetches it."""
-        self._serve(self.distributor.serve_library(library, have))
+        self.distributor.serve_library(library, have, now)
         if not have.complete:
             self.do(self.requestor.add(library, have, now), now)
         self.arrived(now)
