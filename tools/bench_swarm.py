@@ -301,14 +301,15 @@ def run_netns(args: argparse.Namespace) -> int:
             leechers = [swarm.add_player(f"leecher{i:02}", rate=rates[i + 1]) for i in range(args.leechers)]
             library = swarm.share(seed, stuff, book)
             finish = timed_swarm(swarm, seed, leechers, library, stuff, timeout=max(120.0, 8 * bound))
-        sends = seed_sends(seed)
+        sends, early = seed_sends(seed)
         lt_finish = None
         if args.against == "libtorrent":
             nodes: list[lt_swarm.Node] = [p.host for p in [seed, *leechers] if p.host is not None]
             lt_finish = libtorrent_swarm(nodes, stuff, library.book_size, root / "lt", timeout=max(300.0, 20 * bound))
     print(f"F = {size / 2**20:.1f} MiB in {library.books} books of {library.book_size // 1024} KiB; "
           f"1 seed + {args.leechers} leechers on hosts of their own, links {args.rates}, no cap configured; "
-          f"bound {bound:.2f} s; the seed sent {sends} books for {library.books}")
+          f"bound {bound:.2f} s; the seed sent {sends} books for {library.books}, {early} of them again "
+          "before every book had gone out once")
     last, met = emma_against_bound(finish, bound, NETNS_TARGET)
     if lt_finish is not None:
         lt_finish.report("libtorrent", bound)
@@ -353,14 +354,15 @@ def compare_simulated(real_last: float, scenario: Scenario) -> bool:
     return gap <= SIMULATE_TARGET
 
 
-def seed_sends(seed: Player) -> int:
-    """How many books the seed's Distributor sent (its upload summary, logged when it stopped)."""
+def seed_sends(seed: Player) -> tuple[int, int]:
+    """How many books the seed's Distributor sent, and how many of them were repeats sent while some book had
+    never been sent (its upload summary, logged when it stopped)."""
     log = seed.data_dir / "logs" / "events.log"
     for line in reversed(log.read_text().splitlines() if log.exists() else []):
         record = json.loads(line)
         if record.get("event") == "library_uploaded":
-            return int(record["sends"])
-    return 0
+            return int(record["sends"]), int(record["early_repeats"])
+    return 0, 0
 
 
 if __name__ == "__main__":
