@@ -56,6 +56,7 @@ from services.wire.admission import Admission, Gate, key_of, source_of
 from services.wire.errors import ErrorCode
 from services.wire.ids import make_endpoint
 from services.wire.pb import hub_pb2, wire_pb2
+from services.wire.waiting import waiting
 
 log = get_logger("events")
 slog = get_logger("services")
@@ -67,6 +68,8 @@ ANNOUNCE_UNVERIFIED = 3.0  # while the hub has not checked our endpoint yet, ann
 UNVERIFIED_ANNOUNCES = 5  # at most this many times
 SEND_BUFFER = 128 * 1024  # kernel send buffer per connection: a slow link's backlog waits where we see it
 NOTICE_BATCH = 256  # local notices taken per loop turn
+RECEIVE_BATCH = 256  # requests taken per loop turn
+_SNDMORE = int(zmq.SNDMORE)  # a plain int: pyzmq's enum flags cost an enum operation per use
 DRAIN_POLL = 0.01  # while books are on their way to the kernel, look this often whether they got there
 CONNECTIONS_PER_ADDRESS = 128  # live connections from one address; more are refused at the handshake
 MAX_CONNECTIONS = 1024
@@ -413,23 +416,15 @@ class Distributor:
         if not self.allowlist.open:
             self._receive_checked(now)
             return
-        for _ in range(256):
-            try:
-                frames = self.router.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for frames in waiting(self.router, RECEIVE_BATCH):
             if len(frames) < 2:
                 continue
-            self._execute(self.logic.handle(frames[0], frames[1:], now))
+            self._execute(self.logic.handle(frames[0].bytes, [frame.bytes for frame in frames[1:]], now))
 
     def _receive_checked(self, now: float) -> None:
         """As :meth:`_receive`, each request checked against the allowlist: a key revoked since its connection
         was opened gets NOT_AUTHORISED, not books."""
-        for _ in range(256):
-            try:
-                frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
+        for frames in waiting(self.router, RECEIVE_BATCH):
             if len(frames) < 2:
                 continue
             identity = frames[0].bytes
@@ -481,8 +476,15 @@ class Distributor:
                 self.logic.gone(action.identity)  # ROUTER_MANDATORY: that requester is no longer connected
 
     def _carry_out(self, action: Send | SendBook) -> None:
+        """Frame by frame with int flags: ``send_multipart`` costs an enum operation per frame, and a swarm's
+        Distributor sends a have to every subscriber for most books it lands."""
         if isinstance(action, Send):
-            self.router.send_multipart([action.identity, action.frame, *([action.payload] if action.payload else [])])
+            self.router.send(action.identity, _SNDMORE)  # EHOSTUNREACH here if the requester is gone
+            if action.payload:
+                self.router.send(action.frame, _SNDMORE)
+                self.router.send(action.payload, 0)
+            else:
+                self.router.send(action.frame, 0)
             return
         payload = self._pread(action)
         if payload is None:
@@ -491,7 +493,9 @@ class Distributor:
             self.router.send_multipart([action.identity, error])
             return
         header = framing.book_header(action.library_id, action.book, action.length)
-        tracker = self.router.send_multipart([action.identity, header, payload], copy=False, track=True)
+        self.router.send(action.identity, _SNDMORE)
+        self.router.send(header, _SNDMORE)
+        tracker = self.router.send(payload, 0, copy=False, track=True)
         if tracker is not None:  # always, with track=True; typed as optional
             self.unsent.append((tracker, action.identity, action.length))
 

@@ -41,6 +41,7 @@ from services.runtime.service import service_main
 from services.wire import curve, framing, names
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import wire_pb2
+from services.wire.waiting import waiting
 
 log = get_logger("events")
 slog = get_logger("services")
@@ -51,6 +52,7 @@ FULL_LOOK_SECONDS = 5.0  # and every file of libs/ this often (a file rewritten 
 _REFUSED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 RECEIVE_BATCH = 64  # messages taken from one remote per turn, so one remote cannot hold the loop
 COMMAND_BATCH = 16  # commands taken per turn
+MONITOR_BATCH = 64  # handshake events taken per remote per look (a connection says a few in its life)
 
 
 class Requestor:
@@ -204,13 +206,7 @@ class Requestor:
     # -- what arrives ----------------------------------------------------------------------------------
     def _receive(self, socket: zmq.Socket[Any], now: float) -> None:
         endpoint = self.endpoints[socket]
-        for _ in range(RECEIVE_BATCH):
-            if endpoint not in self.sockets:
-                return  # an action dropped this remote
-            try:
-                frames = socket.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
+        for frames in waiting(socket, RECEIVE_BATCH):
             try:
                 if len(frames) > 2:
                     raise ProtocolError(ErrorCode.MALFORMED, f"{len(frames)} frames; a peer sends one or two")
@@ -222,6 +218,8 @@ class Requestor:
                 for refusing in self.peer_refused.values():
                     refusing.discard(endpoint)  # it admits us now
             self.do(self.logic.received(endpoint, message, frames[1] if len(frames) == 2 else None, now), now)
+            if endpoint not in self.sockets:
+                return  # an action dropped this remote (and closed its socket)
 
     def _on_hub(self, result: HubResult, now: float) -> None:
         job = result.job
@@ -263,12 +261,9 @@ class Requestor:
     def _handshake_events(self, monitor: zmq.Socket[Any]) -> None:
         """A remote refused our handshake: say so (libzmq tells the socket nothing; it is taken for dead later)."""
         endpoint = self.monitors[monitor]
-        while True:
-            try:
-                frames = monitor.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            event = int.from_bytes(frames[0][:2], "little") if frames and len(frames[0]) >= 2 else 0
+        for frames in waiting(monitor, MONITOR_BATCH):
+            head = frames[0].bytes
+            event = int.from_bytes(head[:2], "little") if len(head) >= 2 else 0
             if not event & _REFUSED:
                 continue
             remote = self.logic.remotes.get(endpoint)
