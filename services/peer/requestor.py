@@ -41,7 +41,7 @@ from services.runtime.service import service_main
 from services.wire import curve, framing, names
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import wire_pb2
-from services.wire.waiting import waiting
+from services.wire.waiting import SocketWatch, waiting
 
 log = get_logger("events")
 slog = get_logger("services")
@@ -50,6 +50,7 @@ LOOK_SECONDS = 0.1  # the loop looks for news this often: one stat of libs/, one
 REST_SECONDS = 0.25  # ... and turns this often, looking too, while it fetches nothing (no download, no peer)
 FULL_LOOK_SECONDS = 5.0  # and every file of libs/ this often (a file rewritten in place does not touch the folder)
 _REFUSED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+_NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's enum flags cost an enum operation per use
 RECEIVE_BATCH = 64  # messages taken from one remote per turn, so one remote cannot hold the loop
 COMMAND_BATCH = 16  # commands taken per turn
 MONITOR_BATCH = 64  # handshake events taken per remote per look (a connection says a few in its life)
@@ -70,18 +71,17 @@ class Requestor:
         self.push.connect(rundir.notify_endpoint(config.run_dir))
         self.hub = HubLink(self.ctx, identity=self.keys)
         self.syncer = Syncer(self.ctx)
-        self.poller = zmq.Poller()
-        self.poller.register(self.hub.socket, zmq.POLLIN)
-        self.poller.register(self.syncer.socket, zmq.POLLIN)
+        self.watch = SocketWatch()  # which sockets hold messages (not zmq.Poller: see waiting.py)
+        self.watch.add(self.hub.socket)
+        self.watch.add(self.syncer.socket)
         self.command = self.ctx.socket(zmq.ROUTER)  # the Maestro forwards a user's commands here
         self.command.setsockopt(zmq.MAXMSGSIZE, MAX_COMMAND_BYTES)
         self.command.setsockopt(zmq.LINGER, 0)
         self.command.bind(rundir.requestor_endpoint(config.run_dir))
-        self.poller.register(self.command, zmq.POLLIN)
+        self.watch.add(self.command)
         self.sockets: dict[str, zmq.Socket[Any]] = {}
         # the handshake-failure monitor of each remote's socket, read on the look schedule (LOOK_SECONDS), not
-        # polled: every socket in the poller costs each loop turn two system calls, and a monitor says
-        # something once in a connection's life
+        # watched: a monitor says something once in a connection's life
         self.monitors: dict[zmq.Socket[Any], str] = {}
         self.peer_refused: dict[bytes, set[str]] = {}  # per download: remotes that refused our key
         self.hub_refused: dict[bytes, str] = {}  # per download: why its hubs refused us
@@ -220,6 +220,7 @@ class Requestor:
             self.do(self.logic.received(endpoint, message, frames[1] if len(frames) == 2 else None, now), now)
             if endpoint not in self.sockets:
                 return  # an action dropped this remote (and closed its socket)
+        self.watch.touch(socket)  # messages may be left (RECEIVE_BATCH), and news taken by the receives
 
     def _on_hub(self, result: HubResult, now: float) -> None:
         job = result.job
@@ -245,12 +246,12 @@ class Requestor:
         socket.connect(action.endpoint)
         self.sockets[action.endpoint], self.endpoints[socket] = socket, action.endpoint
         self.monitors[monitor] = action.endpoint
-        self.poller.register(socket, zmq.POLLIN)
+        self.watch.add(socket)
 
     def _drop(self, action: rl.Drop, now: float) -> None:
         socket = self.sockets.pop(action.endpoint)
         del self.endpoints[socket]
-        self.poller.unregister(socket)
+        self.watch.remove(socket)
         for monitor, endpoint in list(self.monitors.items()):
             if endpoint == action.endpoint:
                 del self.monitors[monitor]
@@ -275,10 +276,12 @@ class Requestor:
             log.warning("peer_refused", endpoint=endpoint, reason=why, libraries=[lib.hex() for lib in libraries])
 
     def _send(self, action: rl.SendTo, now: float) -> None:
+        socket = self.sockets[action.endpoint]
         try:
-            self.sockets[action.endpoint].send(action.frame, zmq.NOBLOCK)
+            socket.send(action.frame, _NOBLOCK)
         except zmq.Again:
             pass  # not connected yet: the handshake timeout notices
+        self.watch.touch(socket)
 
     def _notify(self, action: rl.Notify, now: float) -> None:
         """Books landed this turn go to the Distributor together at its end (see ``_flush_notices``)."""
@@ -325,7 +328,7 @@ class Requestor:
                 self.heartbeat.tick(now, self._counters)
             self.do(self.logic.tick(now), now)
             wait = REST_SECONDS if resting else LOOK_SECONDS
-            for socket, _ in self.poller.poll(int(1000 * min(wait, max(0.0, next_look - now)))):
+            for socket in self.watch.wait(min(wait, max(0.0, next_look - now))):
                 now = time.monotonic()
                 if socket is self.syncer.socket:
                     for library_id, error in self.syncer.results():
@@ -338,6 +341,8 @@ class Requestor:
                     self._commands(now)
                 else:
                     self._receive(socket, now)
+            for socket in (self.hub.socket, self.syncer.socket, self.command):  # used by this turn's actions
+                self.watch.touch(socket)
             self._flush_notices()
             self.hooks.reap()
         self.shutdown()
@@ -362,6 +367,7 @@ class Requestor:
             socket.close(linger=0)
         for monitor in self.monitors:
             monitor.close(linger=0)
+        self.watch.close()
         self.hub.close(timeout=1.0)
         self.syncer.close()
         self.storage.close()
