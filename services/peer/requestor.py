@@ -1,7 +1,8 @@
 """The Requestor process: the player's acquisition, a thin loop around ``RequestorLogic``.
 
 Each turn it waits for its sockets (a DEALER per remote endpoint, the hub link, the
-Syncer; ``SocketWatch``, which asks only the sockets that may have news), hands what arrives to the logic with ``now``, and carries out the
+Syncer; ``SocketWatch``, which asks only the sockets that may have news), hands what
+arrives to the logic with ``now``, and carries out the
 actions that come back: sends, the disk (``storage.py``: verify and write,
 state.db, the partial files), fdatasync in the Syncer thread, notices to the
 local Distributor, hub jobs. The commands the Maestro forwards (a user's get, pause, resume,
