@@ -15,7 +15,7 @@ with ``now``, and carries out the actions that come back, in order:
 Remote players are ``Remote`` records keyed by endpoint; each library being
 downloaded is a ``Download`` (picker, sync batch, strikes and bans, hub
 schedule). ``tick`` tops up every remote's request window from the picker, all
-windows together holding at most IN_FLIGHT_BYTES of books (more on a fast link, less for a player
+windows together holding at most IN_FLIGHT_BYTES of books (less for a player
 ahead of its peers, so the players behind get the senders' upload) and the
 download token bucket permitting; the remotes with the fewest requests in
 flight, and then the fastest, are asked first. On its own schedule it expires late requests, stale
@@ -42,7 +42,7 @@ from services.peer.pace import Pace
 from services.peer.picker import Picker
 from services.peer.ratelimit import TokenBucket
 from services.peer.remote import Remote
-from services.peer.window import IN_FLIGHT_BYTES, IN_FLIGHT_MAX, IN_FLIGHT_SECONDS, Held, Window
+from services.peer.window import IN_FLIGHT_BYTES, Held, Window
 from services.peer.writer import Outcome, Written
 from services.runtime.latency import Latency
 from services.wire import framing, names
@@ -610,14 +610,7 @@ class RequestorLogic:
         return out
 
     def _budget(self, now: float) -> int:
-        """The bytes all windows may hold: IN_FLIGHT_BYTES, or IN_FLIGHT_SECONDS of the download rate measured
-        (up to IN_FLIGHT_MAX), less for a player ahead of its peers.
-
-        A fast link needs more in flight: a book's round trip includes its wait behind the sender's other
-        requesters and its transfer at that sender's shared rate, and what is in flight over that round trip
-        is what arrives. At 300 MiB/s, 64 MiB was a fifth of a second of download: 256 hosts of Kraken's case
-        (4 MiB books) left 28% of their upload idle and finished at p99 1.37x the bound; with 128 MiB for every
-        player, 20% and 1.26x. A download under 128 MiB/s keeps IN_FLIGHT_BYTES, as before.
+        """The bytes all windows may hold: IN_FLIGHT_BYTES, less for a player ahead of its peers.
 
         A swarm is done when its last player is: a player that holds more books than the peers still
         downloading about as fast as it does (on average) asks for fewer at a time (see LEAD_SPAN,
@@ -626,11 +619,9 @@ class RequestorLogic:
         of its pace) do not count: they are behind because of their own link, which more upload would not
         widen. Looked at on the expiry schedule: a lead changes slowly."""
         lead = 0.0
-        rate = 0.0
         for download in self.downloads.values():
             mine = len(download.picker.have)
             pace = download.pace.sample(mine, now)
-            rate += pace * download.library.book_size
             others = []
             for remote in self.remotes.values():
                 books = remote.books.get(download.id)
@@ -640,8 +631,7 @@ class RequestorLogic:
                     others.append(len(books))
             if others:
                 lead = max(lead, (mine - sum(others) / len(others)) / download.library.books)
-        bound = max(IN_FLIGHT_BYTES, min(IN_FLIGHT_MAX, IN_FLIGHT_SECONDS * rate))
-        return int(bound * max(LEAD_FLOOR, 1.0 - lead / LEAD_SPAN))
+        return int(IN_FLIGHT_BYTES * max(LEAD_FLOOR, 1.0 - lead / LEAD_SPAN))
 
     def _expire(self, now: float) -> list[Action]:
         out: list[Action] = []

@@ -30,9 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-IN_FLIGHT_BYTES = 64 << 20  # books requested or unwritten, over all remotes: the requestor's memory bound ...
-IN_FLIGHT_SECONDS = 0.5  # ... or this many seconds of its measured download, if more ...
-IN_FLIGHT_MAX = 128 << 20  # ... up to this
+IN_FLIGHT_BYTES = 64 << 20  # books requested or unwritten, over all remotes: the requestor's memory bound
 RTT_SLACK = 0.05  # seconds of jitter the window allows on top of the shortest round trip
 RATE_WINDOW = 0.5  # seconds of arrivals per delivered-rate sample
 PIPELINE = 2.0  # the fewest requests the delivered rate holds a window to: one arriving, one waiting

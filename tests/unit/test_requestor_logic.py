@@ -616,21 +616,6 @@ def test_a_peer_on_a_slower_link_is_no_one_to_be_ahead_of(monkeypatch: pytest.Mo
         assert s.logic.budget == (2 * BOOK if keeps_pace else 8 * BOOK)
 
 
-def test_a_fast_download_may_hold_more_in_flight_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(requestor_logic, "IN_FLIGHT_BYTES", 2 * BOOK)
-    monkeypatch.setattr(requestor_logic, "IN_FLIGHT_SECONDS", 1.0)
-    monkeypatch.setattr(requestor_logic, "IN_FLIGHT_MAX", 6 * BOOK)
-    for written, budget in ((0, 2), (1, 4), (2, 6)):  # in a quarter of a second: 0, 4 or 8 books a second
-        s = Scene(books=100)
-        s.connect("A", "*" * 100)
-        sent = sorted(int(text.split()[-1]) for text in requested(s.tick()))
-        assert s.logic.budget == 2 * BOOK and len(sent) == 2
-        for book in sent[:written]:
-            s.at(0.1).book("A", book)
-        s.at(0.25).tick()
-        assert s.logic.budget == budget * BOOK
-
-
 def test_all_windows_together_hold_at_most_the_memory_bound_and_a_dropped_peer_frees_its_share(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(requestor_logic, "IN_FLIGHT_BYTES", 3 * BOOK)
