@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(result.text())
         print(f"simulator: {result.events:,} events, {result.messages:,} messages, {result.books_delivered:,} "
-              f"books in {wall:.1f} s ({cost['events_per_second']:,.0f} events/s, {result.end:.2f} simulated s); "
-              f"peak memory {peak:.0f} MiB")
+              f"books in {cpu:.1f} s of CPU, {wall:.1f} s of wall ({cost['events_per_second']:,.0f} events/s of CPU, "
+              f"{result.end:.2f} simulated s); peak memory {peak:.0f} MiB")
     if args.plot:
         try:
             plot(result, args.plot)

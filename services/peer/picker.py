@@ -20,7 +20,6 @@ requests should be cancelled.
 
 from __future__ import annotations
 
-import itertools
 import random
 from collections.abc import Container, Hashable, Iterable
 
@@ -28,7 +27,8 @@ from services.peer.bitfield import Bitfield, bit, books_of, mask_of
 
 Peer = Hashable
 RANDOM_FIRST = 4
-FEW = 32  # candidates up to this many are sorted by rarity; more, and the rarity order is walked
+FEW = 32  # candidates of one availability up to this many are sorted by rank; more, and the rank order is walked
+RELEVEL = 64  # availability changes of more books than this at once (a bitfield) rebuild every level
 
 
 class Picker:
@@ -46,35 +46,51 @@ class Picker:
         ranks = list(range(self.size))
         self.rng.shuffle(ranks)
         self._rank = ranks  # random tie-break among equally rare books
-        # each book's place in the rarest-first order as one int, availability * size + rank, kept up to date
-        # with the availability: the order sorts by a list lookup, not a tuple built per book
-        self._key = list(ranks)
-        self._order: list[int] | None = None  # cached pick order; None = rebuild
-        self._start = 0
+        self._by_rank = sorted(range(self.size), key=ranks.__getitem__)  # the books in that order
+        # the books by availability, as masks: _levels[a] holds the books a known peers hold. The rarest-first
+        # order is the levels from the lowest, each in rank order: a pick looks at the lowest levels its
+        # candidates reach, and a have moves a book up a level, with no order to sort again
+        self._levels = [mask_of(self.size, range(self.size))]
 
     # -- availability -------------------------------------------------
     def peer_has(self, books: Iterable[int]) -> None:
         """A peer announced it holds ``books`` (a bitfield's indices or a have)."""
-        availability, key, size = self.availability, self._key, self.size
-        for book in books:
-            if 0 <= book < size:
-                availability[book] += 1
-                key[book] += size
-                self._order = None
+        self._shift([book for book in books if 0 <= book < self.size], 1)
 
     def peer_gone(self, peer: Peer, books: Iterable[int]) -> list[int]:
         """Forget a peer: its availability and its requests. Returns books it had in flight."""
-        for book in books:
-            if 0 <= book < self.size and self.availability[book] > 0:
-                self.availability[book] -= 1
-                self._key[book] -= self.size
-                self._order = None
+        self._shift([book for book in books if 0 <= book < self.size], -1)
         returned = []
         for book, peers in list(self.in_flight.items()):
             if peer in peers:
                 self.release(book, peer)
                 returned.append(book)
         return returned
+
+    def _shift(self, books: list[int], step: int) -> None:
+        """Move ``books`` one level up (step 1) or down (-1, never below 0): a few bit by bit, many (a
+        bitfield) at once."""
+        availability, levels, size = self.availability, self._levels, self.size
+        if len(books) > RELEVEL:
+            for book in books:
+                if availability[book] + step >= 0:
+                    availability[book] += step
+            rows = [bytearray((size + 7) // 8) for _ in range(max(availability) + 1)]
+            for book, level in enumerate(availability):
+                rows[level][book >> 3] |= 0x80 >> (book & 7)
+            self._levels = [int.from_bytes(row, "big") for row in rows]
+            return
+        for book in books:
+            level = availability[book]
+            if level + step < 0:
+                continue
+            availability[book] = level + step
+            one = bit(size, book)
+            levels[level] ^= one
+            if level + step == len(levels):
+                levels.append(one)
+            else:
+                levels[level + step] |= one
 
     # -- picking --------------------------------------------------------
     @property
@@ -131,28 +147,26 @@ class Picker:
         return chosen
 
     def _rarest(self, candidates: int, n: int) -> list[int]:
-        """The ``n`` rarest of ``candidates`` (a mask of askable books), in (availability, random rank) order.
-
-        Few candidates are sorted. Many: the missing books are walked in that order, rebuilt only after
-        availability changed (books received since are dropped from its front), until ``n`` are found.
-        """
-        key = self._key.__getitem__  # (availability, rank)
-        if candidates.bit_count() <= max(FEW, n):
-            return sorted(books_of(self.size, candidates), key=key)[:n]
-        if self._order is None:
-            self._order = sorted(self._missing, key=key)
-            self._start = 0
-        order, start = self._order, self._start
-        while start < len(order) and order[start] not in self._missing:
-            start += 1
-        self._start = start
-        held = candidates.to_bytes((self.size + 7) // 8, "big")  # the bitfield layout: book b in byte b >> 3
+        """The ``n`` rarest of ``candidates`` (a mask of askable books), in (availability, random rank) order:
+        the lowest levels first; of a level's candidates, few are sorted by rank, many found walking the rank
+        order until enough are."""
         chosen: list[int] = []
-        for book in itertools.islice(order, start, None):
-            if held[book >> 3] & (0x80 >> (book & 7)):
-                chosen.append(book)
-                if len(chosen) == n:
-                    break
+        for level in self._levels:
+            hit = candidates & level
+            if not hit:
+                continue
+            want = n - len(chosen)
+            if hit.bit_count() <= max(FEW, want):
+                chosen += sorted(books_of(self.size, hit), key=self._rank.__getitem__)[:want]
+            else:
+                held = hit.to_bytes((self.size + 7) // 8, "big")  # the bitfield layout: book b in byte b >> 3
+                for book in self._by_rank:
+                    if held[book >> 3] & (0x80 >> (book & 7)):
+                        chosen.append(book)
+                        if len(chosen) == n:
+                            break
+            if len(chosen) == n:
+                break
         return chosen
 
     def _endgame_choices(self, peer: Peer, peer_books: Container[int], n: int) -> list[int]:

@@ -56,6 +56,8 @@ STARVED_FIRST = 0.5  # after a failed or empty hub answer, ask again this soon, 
 ASK_PENDING = 30.0  # a hub ask whose answer never came is sent again after this long
 NUMWANT = 50
 NUMWANT_SEARCHING = 200  # the most a hub hands out at once
+MAX_PEERS = 40  # remotes a download keeps at once, as a real client keeps a few dozen connections (more while
+# none serves it: a hub answer full of dead or fake entries is tried NUMWANT_SEARCHING at a time)
 HANDSHAKE_ATTEMPTS = 3
 REFUSED_SECONDS = 0.5  # after a busy for a book, ask that remote for other books this long
 ERROR_SECONDS = 5.0  # after an error for a book (not held there, say), do not ask that remote for it this long
@@ -302,7 +304,10 @@ class RequestorLogic:
         if download is None:
             return []
         out: list[Action] = []
+        room = self._peer_room(download)
         for peer in peers:
+            if room <= 0:
+                break
             if peer.player_id == self.player_id or peer.endpoint in (self.own_endpoint, ""):
                 continue
             if peer.endpoint in download.banned or self.dead.get(peer.endpoint, (0.0, 0.0))[0] > now:
@@ -313,6 +318,7 @@ class RequestorLogic:
                 out.append(Connect(peer.endpoint, peer.public_key))
             if library_id not in remote.books:
                 out += self._handshake(remote, library_id, now)
+                room -= 1
         download.answered = True
         download.hub_down_since = None if ok else (download.hub_down_since or now)
         if ok:
@@ -556,6 +562,15 @@ class RequestorLogic:
         if download.answered and not download.complete and not self._has_source(download.id):
             return NUMWANT_SEARCHING
         return NUMWANT
+
+    def _peer_room(self, download: Download) -> int:
+        """How many more remotes the download may use: up to MAX_PEERS, as many as _numwant asks for while
+        none serves it. Every book a player gets is a ``have`` to each player using it, and each remote is
+        looked at on every fill: with every player a hub ever named as a remote (an answer every PEERS_EVERY
+        adds up to NUMWANT), a fleet's haves grew as players x books x players."""
+        using = sum(1 for remote in self.remotes.values() if download.id in remote.books)
+        searching = self._numwant(download) == NUMWANT_SEARCHING
+        return (NUMWANT_SEARCHING if searching else MAX_PEERS) - using
 
     def _has_source(self, library_id: bytes) -> bool:
         """Whether some remote answered our handshake for the library (it may serve us)."""

@@ -318,6 +318,24 @@ def test_while_no_peer_serves_the_hub_is_asked_for_as_many_as_it_gives() -> None
     assert [a.numwant for a in s.logic.tick(30.0) if isinstance(a, AskHub)] == [NUMWANT]  # a source: as usual
 
 
+def test_a_download_uses_at_most_max_peers_remotes_and_another_once_one_is_gone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(requestor_logic, "MAX_PEERS", 2)
+    s = Scene()
+    assert s.hub("A", "B", "C") == ["connect A", "handshake A", "connect B", "handshake B"]
+    s.bitfield("A", "****")
+    assert s.hub("C", "D") == []  # two in use already
+    s.logic.peer_lost(ENDPOINT["B"], s.now)
+    assert s.hub("C", "D") == ["connect C", "handshake C"]
+
+
+def test_while_no_peer_serves_a_hub_answer_is_tried_beyond_max_peers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(requestor_logic, "MAX_PEERS", 1)
+    s = Scene()
+    assert s.hub("F") == ["connect F", "handshake F"]  # silent so far
+    assert s.hub("G", "A") == ["connect G", "handshake G", "connect A", "handshake A"]  # a search: all of them
+
+
 def test_a_download_whose_only_candidates_were_dead_asks_the_hub_again_soon() -> None:
     s = Scene()
     s.tick()
