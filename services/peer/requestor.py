@@ -340,7 +340,7 @@ class Requestor:
                         self._on_hub(result, now)
                 elif socket is self.command:
                     self._commands(now)
-                else:
+                elif socket in self.endpoints:  # not dropped by an action earlier in this turn
                     self._receive(socket, now)
             for socket in (self.hub.socket, self.syncer.socket, self.command):  # used by this turn's actions
                 self.watch.touch(socket)
