@@ -54,6 +54,7 @@ MAX_WAIT = 1.0  # seconds a queued request may be passed over for less-sent book
 QUEUE_SECONDS = 0.5  # under a rate limit, queue about this much upload; beyond it, answer busy
 SPREAD_HOLD = 3.0  # seconds a seed refuses to repeat a book while others were never sent
 HAVE_HOLD = 0.05  # seconds a landed book waits to be told, so books landing meanwhile share its ``have``
+HAVE_BOOKS = 10_000  # books in one have at most: 3 bytes each below MAX_BOOKS, well within a control frame
 
 
 @dataclass(frozen=True)
@@ -288,7 +289,7 @@ class DistributorLogic:
     # -- serving ------------------------------------------------------------------
     def serve(self, now: float) -> list[Action]:
         """What is due now: the haves held HAVE_HOLD, then the queued requests the upload budget allows."""
-        out = self._tell(now) if self.tell_at is not None and now >= self.tell_at else []
+        out = self._tell() if self.tell_at is not None and now >= self.tell_at else []
         while self.queue and self.bucket.ready(now):
             pending = self._next(now)
             if pending is None:
@@ -352,13 +353,17 @@ class DistributorLogic:
             if self.tell_at is None:
                 self.tell_at = now + HAVE_HOLD
 
-    def _tell(self, now: float) -> list[Action]:
-        """One ``have`` per library and subscriber for every book not yet told."""
+    def _tell(self) -> list[Action]:
+        """One ``have`` per library and subscriber for every book not yet told (one per HAVE_BOOKS books: a
+        refresh from state.db can bring a whole library at once, and a peer refuses a control frame past
+        MAX_CONTROL_FRAME)."""
         out: list[Action] = []
         for library_id, books in self.untold.items():
             served = self.served.get(library_id)
-            if served is not None and served.subscribers:
-                frame = framing.have(library_id, books)
+            if served is None or not served.subscribers:
+                continue
+            for start in range(0, len(books), HAVE_BOOKS):
+                frame = framing.have(library_id, books[start : start + HAVE_BOOKS])
                 out.extend(Send(identity, frame) for identity in served.subscribers)
         self.untold.clear()
         self.tell_at = None

@@ -11,8 +11,8 @@ from collections import deque
 import pytest
 
 from services.peer.bitfield import Bitfield
-from services.peer.distributor_logic import HAVE_HOLD, SPREAD_HOLD, DistributorLogic, Send, SendBook
-from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library
+from services.peer.distributor_logic import HAVE_BOOKS, HAVE_HOLD, SPREAD_HOLD, DistributorLogic, Send, SendBook
+from services.peer.library import MAX_BOOKS, MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library
 from services.peer.pipe import LINK_HOLD, PIPE_MIN
 from services.wire import framing
 from services.wire.errors import ErrorCode
@@ -344,6 +344,17 @@ def test_the_hold_starts_at_the_oldest_untold_book() -> None:
     assert dist.serve(2 * HAVE_HOLD) == []
     assert dist.wait(2 * HAVE_HOLD) == pytest.approx(HAVE_HOLD / 2)
     assert haves(dist.serve(2.5 * HAVE_HOLD)) == [(ALICE, [2])]
+
+
+def test_many_books_are_told_in_haves_that_each_fit_a_control_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    most = framing.have(LIB.id, [MAX_BOOKS - 1] * HAVE_BOOKS)  # the largest have: the highest book numbers
+    assert len(most) <= framing.MAX_CONTROL_FRAME
+    framing.decode(most)  # and a peer reads it
+    monkeypatch.setattr("services.peer.distributor_logic.HAVE_BOOKS", 2)
+    dist = logic("....")
+    dist.handle(ALICE, [framing.handshake(LIB.id, b"")], 0.0)
+    dist.books_landed(LIB.id, [0, 1, 2], 0.0)  # as a refresh from state.db can bring a whole library
+    assert haves(dist.serve(HAVE_HOLD)) == [(ALICE, [0, 1]), (ALICE, [2])]
 
 
 def test_a_landed_book_can_be_requested_at_once_and_shows_in_a_new_bitfield() -> None:
