@@ -40,7 +40,9 @@ upload cap: each player's link, shaped by tc tbf (--rates, classes such as
 max(F/u_seed, N F/(u_seed + sum u_i)). With --against libtorrent the same
 scenario runs with libtorrent on the same hosts, no cap configured either.
 Targets: the last leecher within 1.15x the bound, and at least 1.5x faster than
-libtorrent.
+libtorrent. Every --netns run also moves the same bytes over the same links
+with no application (tools/bare_links.py) and prints its time and the CPU it
+cost: what TCP and this machine's kernel, shared by every host, do on their own.
 
 With --simulate (either mode) the same scenario also runs in the simulator
 (tools/simulate.py: the players' own logic over simulated links of the same
@@ -72,7 +74,8 @@ if __package__ in (None, ""):
 
 from services.peer.library import Library
 from services.runtime.units import parse_size
-from tools import lt_swarm
+from tools import bare_links, lt_swarm
+from tools.machine import busy_seconds_since, busy_since, cpu_times
 from tools.netns import Network, parse_rate
 from tools.simulator.engine import run as simulate
 from tools.simulator.scenario import RateClass, Scenario
@@ -108,6 +111,7 @@ class Finish:
     times: list[float] = field(default_factory=list)  # sorted; only leechers that really finished
     problems: list[str] = field(default_factory=list)
     busy: float = math.nan  # the machine's CPU busy, 0..1 of all its cores, while the swarm ran
+    cpu_seconds: float = math.nan  # the CPU-seconds its cores spent busy meanwhile (every process)
 
     @property
     def last(self) -> float:
@@ -121,21 +125,9 @@ class Finish:
         if not self.problems:
             print(f"{label}'s last leecher {self.last:.2f} s = {self.last / bound:.3f}x the bound")
         if not math.isnan(self.busy):
-            print(f"{label}: the machine's {os.cpu_count()} cores were {self.busy:.0%} busy while it ran"
+            print(f"{label}: the machine's {os.cpu_count()} cores were {self.busy:.0%} busy while it ran "
+                  f"({self.cpu_seconds:.1f} CPU-seconds)"
                   + (" (the CPU, not the links, may be the limit)" if self.busy >= CPU_BOUND else ""))
-
-
-def cpu_times() -> tuple[int, int]:
-    """The machine's (busy, total) CPU ticks since boot, from /proc/stat (idle and iowait count as idle)."""
-    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return sum(fields) - idle, sum(fields)
-
-
-def busy_since(start: tuple[int, int]) -> float:
-    """The share of the machine's CPU that was busy since ``start`` (a ``cpu_times()``)."""
-    busy, total = cpu_times()
-    return (busy - start[0]) / max(1, total - start[1])
 
 
 def copy_problems(name: str, copy: Path | None, stuff: Path, digest: str) -> list[str]:
@@ -167,7 +159,7 @@ def timed_swarm(swarm: Swarm, seed: Player, leechers: list[Player], library: Lib
         swarm.wait_complete(library, leechers, timeout=timeout)
     except TimeoutError as exc:
         finish.problems.append(str(exc))
-    finish.busy = busy_since(ticks)
+    finish.busy, finish.cpu_seconds = busy_since(ticks), busy_seconds_since(ticks)
     digest = file_digest(stuff)
     for player in leechers:
         at = verified_at(player)
@@ -192,7 +184,7 @@ def libtorrent_swarm(nodes: list[lt_swarm.Node], stuff: Path, piece_size: int, w
     except RuntimeError as exc:
         finish.problems.append(str(exc))
         return finish
-    finish.busy = busy_since(ticks)  # its sessions' start and end included: a little low
+    finish.busy, finish.cpu_seconds = busy_since(ticks), busy_seconds_since(ticks)  # start and end included
     digest = file_digest(stuff)
     for save in saves:
         finish.problems += copy_problems(f"libtorrent {save.name}", save / stuff.name, stuff, digest)
@@ -302,15 +294,19 @@ def run_netns(args: argparse.Namespace) -> int:
             library = swarm.share(seed, stuff, book)
             finish = timed_swarm(swarm, seed, leechers, library, stuff, timeout=max(120.0, 8 * bound))
         sends, early = seed_sends(seed)
+        nodes: list[lt_swarm.Node] = [p.host for p in [seed, *leechers] if p.host is not None]
         lt_finish = None
         if args.against == "libtorrent":
-            nodes: list[lt_swarm.Node] = [p.host for p in [seed, *leechers] if p.host is not None]
             lt_finish = libtorrent_swarm(nodes, stuff, library.book_size, root / "lt", timeout=max(300.0, 20 * bound))
+        bare = bare_links.run(nodes, uploads, stuff, size, timeout=max(120.0, 8 * bound))
     print(f"F = {size / 2**20:.1f} MiB in {library.books} books of {library.book_size // 1024} KiB; "
           f"1 seed + {args.leechers} leechers on hosts of their own, links {args.rates}, no cap configured; "
           f"bound {bound:.2f} s; the seed sent {sends} books for {library.books}, {early} of them again "
           "before every book had gone out once")
     last, met = emma_against_bound(finish, bound, NETNS_TARGET)
+    print(f"bare TCP (the same bytes over the same links in fixed shares, no application; tools/bare_links.py): "
+          f"{bare.seconds:.2f} s = {bare.seconds / bound:.3f}x the bound (hosts {min(bare.hosts):.2f}-"
+          f"{max(bare.hosts):.2f} s), {bare.cpu_seconds:.1f} CPU-seconds, the machine's cores {bare.busy:.0%} busy")
     if lt_finish is not None:
         lt_finish.report("libtorrent", bound)
         print(f"emma is {lt_finish.last / last:.2f}x faster than libtorrent (target >= {LIBTORRENT_TARGET}x)")
