@@ -300,7 +300,8 @@ def run_netns(args: argparse.Namespace) -> int:
             lt_finish = libtorrent_swarm(nodes, stuff, library.book_size, root / "lt", timeout=max(300.0, 20 * bound))
         bare = bare_links.run(nodes, uploads, stuff, size, timeout=max(120.0, 8 * bound))
     print(f"F = {size / 2**20:.1f} MiB in {library.books} books of {library.book_size // 1024} KiB; "
-          f"1 seed + {args.leechers} leechers on hosts of their own, links {args.rates}, no cap configured; "
+          f"1 seed + {args.leechers} leechers on hosts of their own, links {args.rates} ({network.congestion} TCP), no "
+          "cap configured; "
           f"bound {bound:.2f} s; the seed sent {sends} books for {library.books}, {early} of them again "
           "before every book had gone out once")
     last, met = emma_against_bound(finish, bound, NETNS_TARGET)

@@ -3,9 +3,12 @@
 Needs root and iproute2 (``ip``, ``tc``). Everything lives in namespaces this run
 creates: a switch namespace holding the bridge, and one namespace per host, joined
 to the bridge by a veth pair and addressed in a private /24 that exists only inside
-them. The machine's own network namespace gets nothing. ``Network`` is a context
-manager: leaving it, by an exception or a signal too, deletes every namespace it
-made, and with them every link and qdisc (end the processes in them first).
+them. Every host's TCP uses Linux's default congestion control (CONGESTION), which
+the machine must allow namespaces to choose: the one thing a network changes
+outside its namespaces is adding it to that list while it lives. ``Network`` is a
+context manager: leaving it, by an exception or a signal too, deletes every
+namespace it made, and with them every link and qdisc (end the processes in them
+first), and puts the machine's list back.
 
     with Network() as net:
         hub = net.add_host("hub")
@@ -27,6 +30,12 @@ from types import FrameType, TracebackType
 SUBNET = "10.77.0"  # hosts are SUBNET.2, .3, ...; only inside the namespaces
 BRIDGE_FILTERS = ("bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-call-arptables")
 TBF_LATENCY = "50ms"  # how long a packet may wait in a shaped link's queue before it is dropped
+# Each host's TCP congestion control: Linux's default, not whatever this machine chose for itself (a namespace
+# inherits the machine's choice; BBR, on some, which through these shallow shaped queues loses a fifth of the
+# links' time even with no application at all: see tools/bare_links.py).
+CONGESTION = "cubic"
+AVAILABLE_CONGESTION = Path("/proc/sys/net/ipv4/tcp_available_congestion_control")
+ALLOWED_CONGESTION = Path("/proc/sys/net/ipv4/tcp_allowed_congestion_control")  # the machine's, for every namespace
 
 
 class NetnsUnavailable(RuntimeError):
@@ -38,7 +47,11 @@ def unavailable() -> str:
     if os.geteuid() != 0:
         return "network namespaces need root"
     missing = [tool for tool in ("ip", "tc") if shutil.which(tool) is None]
-    return f"{' and '.join(missing)} not found (Debian package iproute2)" if missing else ""
+    if missing:
+        return f"{' and '.join(missing)} not found (Debian package iproute2)"
+    if CONGESTION not in AVAILABLE_CONGESTION.read_text().split():
+        return f"TCP congestion control {CONGESTION} not available here (modprobe tcp_{CONGESTION})"
+    return ""
 
 
 def namespaces() -> list[str]:
@@ -77,7 +90,9 @@ class Network:
     tag: str = field(default_factory=lambda: f"em{secrets.token_hex(3)}")
     hosts: list[Host] = field(default_factory=list)
     made: list[str] = field(default_factory=list)
+    congestion: str = CONGESTION
     _old_term: object = None
+    _allowed_before: str | None = None  # the machine's allowed congestion controls, when we added ours
 
     @property
     def switch(self) -> str:
@@ -93,6 +108,7 @@ class Network:
             self._ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
             self._ip("-n", self.switch, "link", "set", "br0", "up")
             self._no_bridge_filtering()
+            self._allow_congestion()
         except BaseException:
             self.close()
             raise
@@ -115,6 +131,7 @@ class Network:
         self._ip("-n", host.name, "addr", "add", f"{host.address}/24", "dev", "eth0")
         self._ip("-n", host.name, "link", "set", "eth0", "up")
         self._ip("-n", host.name, "link", "set", "lo", "up")
+        _run(host.command(["sysctl", "-q", "-w", f"net.ipv4.tcp_congestion_control={self.congestion}"]))
         if rate is not None:
             bits = parse_rate(rate)
             _run(["tc", "-n", host.name, "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", str(bits),
@@ -127,6 +144,9 @@ class Network:
         for name in reversed(self.made):
             subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
         self.made.clear()
+        if self._allowed_before is not None:
+            ALLOWED_CONGESTION.write_text(self._allowed_before)
+            self._allowed_before = None
         if self._old_term is not None:
             signal.signal(signal.SIGTERM, self._old_term)  # type: ignore[arg-type]
             self._old_term = None
@@ -138,6 +158,14 @@ class Network:
         for table in BRIDGE_FILTERS:
             if Path(f"/proc/sys/net/bridge/{table}").exists():
                 _run(["ip", "netns", "exec", self.switch, "sysctl", "-q", "-w", f"net.bridge.{table}=0"])
+
+    def _allow_congestion(self) -> None:
+        """A namespace may choose only a congestion control the machine allows (one list for all): add ours to it
+        while this network lives, when it is missing, and put the list back on close."""
+        allowed = ALLOWED_CONGESTION.read_text().split()
+        if self.congestion not in allowed:
+            self._allowed_before = " ".join(allowed)
+            ALLOWED_CONGESTION.write_text(" ".join([*allowed, self.congestion]))
 
     def _netns_add(self, name: str) -> None:
         self._ip("netns", "add", name)

@@ -5,6 +5,8 @@ Needs root (``.ci/run`` runs as root); skipped with the reason otherwise.
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from tools import bare_links, netns
@@ -35,3 +37,14 @@ def test_a_host_that_receives_less_than_planned_fails_the_run(tmp_path):
         hosts = [network.add_host(f"h{i}", "100mbit") for i in range(3)]
         with pytest.raises(RuntimeError, match="received"):
             bare_links.run(hosts, [12.5e6] * 3, stuff, 100_000, timeout=120)
+
+
+def test_every_host_uses_linux_default_congestion_control_and_the_machine_list_is_put_back():
+    allowed = netns.ALLOWED_CONGESTION.read_text()
+    with netns.Network() as network:
+        host = network.add_host("h0", "20mbit")
+        chosen = subprocess.run(host.command(["sysctl", "-n", "net.ipv4.tcp_congestion_control"]),
+                                capture_output=True, text=True, check=True).stdout.strip()
+        assert chosen == netns.CONGESTION
+        assert netns.CONGESTION in netns.ALLOWED_CONGESTION.read_text().split()
+    assert netns.ALLOWED_CONGESTION.read_text() == allowed
