@@ -115,6 +115,7 @@ class Finish:
     problems: list[str] = field(default_factory=list)
     busy: float = math.nan  # the machine's CPU busy, 0..1 of all its cores, while the swarm ran
     cpu_seconds: float = math.nan  # the CPU-seconds its cores spent busy meanwhile (every process)
+    started: float = math.nan  # wall clock when the leechers were told to download
 
     @property
     def last(self) -> float:
@@ -157,7 +158,7 @@ def timed_swarm(swarm: Swarm, seed: Player, leechers: list[Player], library: Lib
     started, ticks = time.time(), cpu_times()
     for player in leechers:
         swarm.give(player, library)
-    finish = Finish()
+    finish = Finish(started=started)
     try:
         swarm.wait_complete(library, leechers, timeout=timeout, every=COMPLETE_POLL)
     except TimeoutError as exc:
@@ -296,7 +297,7 @@ def run_netns(args: argparse.Namespace) -> int:
             leechers = [swarm.add_player(f"leecher{i:02}", rate=rates[i + 1]) for i in range(args.leechers)]
             library = swarm.share(seed, stuff, book)
             finish = timed_swarm(swarm, seed, leechers, library, stuff, timeout=max(120.0, 8 * bound))
-        sends, early = seed_sends(seed)
+        seed_sent = seed_sends(seed)
         nodes: list[lt_swarm.Node] = [p.host for p in [seed, *leechers] if p.host is not None]
         lt_finish = None
         if args.against == "libtorrent":
@@ -304,10 +305,12 @@ def run_netns(args: argparse.Namespace) -> int:
         bare = bare_links.run(nodes, uploads, stuff, size, timeout=max(120.0, 8 * bound))
     print(f"F = {size / 2**20:.1f} MiB in {library.books} books of {library.book_size // 1024} KiB; "
           f"1 seed + {args.leechers} leechers on hosts of their own, links {args.rates} ({network.congestion} TCP), no "
-          "cap configured; "
-          f"bound {bound:.2f} s; the seed sent {sends} books for {library.books}, {early} of them again "
-          "before every book had gone out once")
+          f"cap configured; bound {bound:.2f} s; the seed sent {seed_sent.sends} books for {library.books}, "
+          f"{seed_sent.early} of them again before every book had gone out once")
     last, met = emma_against_bound(finish, bound, NETNS_TARGET)
+    once = seed_sent.once_at - finish.started
+    print(f"every book had left the seed once {once:.2f} s after the start ({once / bound:.3f}x the bound); the "
+          f"last leecher finished {last - once:.2f} s later")
     print(f"bare TCP (the same bytes over the same links in fixed shares, no application; tools/bare_links.py): "
           f"{bare.seconds:.2f} s = {bare.seconds / bound:.3f}x the bound (hosts {min(bare.hosts):.2f}-"
           f"{max(bare.hosts):.2f} s), {bare.cpu_seconds:.1f} CPU-seconds, the machine's cores {bare.busy:.0%} busy")
@@ -354,15 +357,23 @@ def compare_simulated(real_last: float, scenario: Scenario) -> bool:
     return gap <= SIMULATE_TARGET
 
 
-def seed_sends(seed: Player) -> tuple[int, int]:
-    """How many books the seed's Distributor sent, and how many of them were repeats sent while some book had
-    never been sent (its upload summary, logged when it stopped)."""
+@dataclass(frozen=True)
+class SeedSends:
+    """The seed Distributor's upload summary, logged when it stopped."""
+
+    sends: int = 0  # books it sent
+    early: int = 0  # of them, repeats sent while some book had never been sent
+    once_at: float = math.nan  # when every book had gone out once (wall clock)
+
+
+def seed_sends(seed: Player) -> SeedSends:
     log = seed.data_dir / "logs" / "events.log"
     for line in reversed(log.read_text().splitlines() if log.exists() else []):
         record = json.loads(line)
         if record.get("event") == "library_uploaded":
-            return int(record["sends"]), int(record["early_repeats"])
-    return 0, 0
+            return SeedSends(int(record["sends"]), int(record["early_repeats"]),
+                             float(record.get("sent_once_at", math.nan)))
+    return SeedSends()
 
 
 if __name__ == "__main__":

@@ -537,7 +537,9 @@ class Distributor:
         now = time.monotonic()
         for library_id, served in self.logic.served.items():
             if served.sent_total:
-                log.info("library_uploaded", library=library_id.hex(), **served.redundancy())
+                once = {} if served.sent_once_at is None else {  # as a wall-clock time, for other processes' clocks
+                    "sent_once_at": round(time.time() - (now - served.sent_once_at), 3)}
+                log.info("library_uploaded", library=library_id.hex(), **served.redundancy(), **once)
         for library_id in list(self.logic.served):
             self._announce(library_id, hub_pb2.STOPPED, now)
         self._send_announces()

@@ -88,6 +88,7 @@ class Served:
     unsent: int = 0
     uploaded: int = 0
     early_repeats: int = 0  # books sent again while others had never been sent: the seed's upload wasted
+    sent_once_at: float | None = None  # when the last book that had never gone out went (``now``'s clock)
 
     def __post_init__(self) -> None:
         self.sent = [0] * self.library.books
@@ -97,6 +98,8 @@ class Served:
     def record_sent(self, book: int, now: float) -> None:
         if self.sent[book] == 0:
             self.unsent -= 1
+            if not self.unsent:
+                self.sent_once_at = now
         elif self.unsent:
             self.early_repeats += 1
         self.sent[book] += 1

@@ -11,7 +11,15 @@ from collections import deque
 import pytest
 
 from services.peer.bitfield import Bitfield
-from services.peer.distributor_logic import HAVE_BOOKS, HAVE_HOLD, SPREAD_HOLD, DistributorLogic, Send, SendBook
+from services.peer.distributor_logic import (
+    HAVE_BOOKS,
+    HAVE_HOLD,
+    SPREAD_HOLD,
+    DistributorLogic,
+    Send,
+    SendBook,
+    Served,
+)
 from services.peer.library import MAX_BOOKS, MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library
 from services.peer.pipe import LINK_HOLD, PIPE_MIN
 from services.wire import framing
@@ -553,3 +561,15 @@ def test_a_library_request_is_answered_with_the_library_file_after_its_header() 
     assert (header.library_id, header.length) == (LIB.id, len(action.payload))
     assert action.payload == LIB.to_bytes()
     assert error_code(logic().handle(ALICE, [framing.library_request(b"\x01" * 32)], 0.0)) == ErrorCode.NOT_FOUND
+
+
+def test_the_upload_summary_says_when_every_book_had_gone_out_once() -> None:
+    served = Served(LIB, Bitfield.full(LIB.books))
+    assert LIB.books == 4
+    for book, now in [(0, 1.0), (0, 2.0), (1, 3.0), (2, 4.0)]:
+        served.record_sent(book, now)
+    assert served.sent_once_at is None  # book 3 never went
+    served.record_sent(3, 5.0)
+    served.record_sent(3, 6.0)
+    assert served.sent_once_at == 5.0
+    assert served.redundancy()["early_repeats"] == 1  # book 0's second send, while book 3 waited
