@@ -332,7 +332,6 @@ class RequestorLogic:
     # -- messages from remotes ------------------------------------------------------------------
     def received(self, endpoint: str, message: wire_pb2.PeerMessage, payload: Any, now: float) -> list[Action]:
         """A decoded message from ``endpoint``; ``payload`` is a book's payload frame (else None)."""
-        self._fill_due = True
         remote = self.remotes.get(endpoint)
         if remote is None:
             return []  # dropped meanwhile
@@ -341,6 +340,7 @@ class RequestorLogic:
         kind = message.WhichOneof("body")
         if kind == "have" and payload is None:  # the most frequent message by far: one per book per peer
             return self._on_have(remote, message.have)
+        self._fill_due = True
         try:
             if (kind == "book") != (payload is not None):
                 raise ProtocolError(ErrorCode.MALFORMED, "a book, and only a book, has a payload frame")
@@ -380,10 +380,21 @@ class RequestorLogic:
         return []
 
     def _on_have(self, remote: Remote, message: wire_pb2.Have) -> list[Action]:
+        """The remote gained books. Only a request to this remote can follow, so the windows are filled
+        again only if it has credit, the memory bound leaves room for a book, and one of the books may be
+        asked for (missing and not in flight, or any in the endgame): most haves (one per book per peer)
+        can lead to no request, and cost no look at each remote."""
         download = self.downloads.get(message.library_id)
         books = remote.books.get(message.library_id)
-        if download is not None and books is not None:
-            download.picker.peer_has([b for b in message.books if 0 <= b < books.size and books.add(b)])
+        if download is None or books is None:
+            return []
+        new = [b for b in message.books if 0 <= b < books.size and books.add(b)]
+        if new:
+            picker = download.picker
+            picker.peer_has(new)
+            if (remote.window.credit > 0 and self.budget - self.held.bytes >= download.library.book_size
+                    and (picker.endgame or picker.askable(new))):
+                self._fill_due = True
         return []
 
     def _on_busy(self, remote: Remote, busy: wire_pb2.Busy, now: float) -> list[Action]:

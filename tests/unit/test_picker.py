@@ -292,6 +292,16 @@ def test_a_peer_back_with_other_books_is_looked_at_again() -> None:
     assert picker.pick("a", held, 1) != []
 
 
+def test_askable_books_are_missing_wanted_and_not_in_flight() -> None:
+    picker = Picker(bits("*...."), random.Random(0), wanted=books(".***."))
+    assert not picker.askable([0, 4, 9])  # held, not wanted, out of range
+    assert picker.askable([0, 2])
+    picker.pick("a", {2}, 1)
+    assert not picker.askable([2])  # in flight
+    picker.release(2, "a")
+    assert picker.askable([2])
+
+
 def test_a_book_that_came_unasked_is_not_asked_for() -> None:
     picker = make("******..", "11111111")
     picker.received(6, "c")  # a late answer to a request given back
