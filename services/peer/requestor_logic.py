@@ -392,7 +392,7 @@ class RequestorLogic:
         if new:
             picker = download.picker
             picker.peer_has(new)
-            if (remote.window.credit > 0 and self.budget - self.held.bytes >= download.library.book_size
+            if (self.budget - self.held.bytes >= download.library.book_size and remote.window.credit > 0
                     and (picker.endgame or picker.askable(new))):
                 self._fill_due = True
         return []
@@ -632,13 +632,16 @@ class RequestorLogic:
         lead = 0.0
         for download in self.downloads.values():
             mine = len(download.picker.have)
-            pace = download.pace.sample(mine, now)
-            others = []
+            keeps_pace = PEER_PACE * download.pace.sample(mine, now)
+            library_id, others = download.id, []
             for remote in self.remotes.values():
-                books = remote.books.get(download.id)
+                books = remote.books.get(library_id)
                 if books is None or books.complete:
                     continue
-                if remote.paces.setdefault(download.id, Pace()).sample(len(books), now) >= PEER_PACE * pace:
+                paced = remote.paces.get(library_id)
+                if paced is None:
+                    paced = remote.paces[library_id] = Pace()
+                if paced.sample(len(books), now) >= keeps_pace:
                     others.append(len(books))
             if others:
                 lead = max(lead, (mine - sum(others) / len(others)) / download.library.books)
@@ -673,8 +676,8 @@ class RequestorLogic:
     def _check_stalled(self, download: Download, now: float) -> list[Action]:
         """Stalled: missing books that no known source holds, for STALL_GRACE. Unchanged while the hub has
         not answered yet or a handshake is pending (a source may be about to appear)."""
-        if not download.answered or any(download.id in remote.books and not remote.answered(download.id)
-                                        for remote in self.remotes.values()):
+        library_id = download.id
+        if not download.answered or any(remote.books.get(library_id, True) is None for remote in self.remotes.values()):
             return []
         without = download.picker.unavailable()
         if not without:
