@@ -206,8 +206,10 @@ class Picker:
         return others
 
     def unavailable(self) -> int:
-        """Missing books that no known peer holds (no source to ask)."""
-        return sum(1 for b in self._missing if self.availability[b] == 0)
+        """Missing books that no known peer holds (no source to ask): those of the lowest level not in flight,
+        and any in flight whose peer went away."""
+        nowhere = (self._levels[0] & self._askable).bit_count()
+        return nowhere + sum(1 for book in self.in_flight if self.availability[book] == 0)
 
     def wanted_from(self, peer_books: Container[int]) -> bool:
         """Whether a peer holding ``peer_books`` has anything we lack."""

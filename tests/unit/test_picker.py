@@ -302,6 +302,17 @@ def test_askable_books_are_missing_wanted_and_not_in_flight() -> None:
     assert picker.askable([2])
 
 
+def test_unavailable_counts_missing_books_no_known_peer_holds_in_flight_or_not() -> None:
+    picker = make("*...", "0110")
+    assert picker.unavailable() == 1  # book 3
+    assert picker.pick("a", {1}, 1) == [1]
+    assert picker.unavailable() == 1  # book 1 is in flight, and held by a peer
+    picker.peer_gone("b", [1])  # the peer we knew held book 1 is gone; the request to a is not
+    assert picker.unavailable() == 2
+    picker.received(3, "c")
+    assert picker.unavailable() == 1
+
+
 def test_a_book_that_came_unasked_is_not_asked_for() -> None:
     picker = make("******..", "11111111")
     picker.received(6, "c")  # a late answer to a request given back
