@@ -18,7 +18,7 @@ class Bitfield:
         self._bits = bytearray(bits) if bits is not None else bytearray(nbytes)
         if bits is not None and size % 8 and self._bits[-1] & (0xFF >> (size % 8)):
             raise ValueError("bitfield has bits set past its last book")
-        self._count = sum(bin(b).count("1") for b in self._bits)
+        self._count = int.from_bytes(self._bits, "big").bit_count()
         self._mask: int | None = None
 
     @property

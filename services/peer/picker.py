@@ -106,6 +106,11 @@ class Picker:
         # in_flight only ever holds missing books, so "every missing book is in flight" is a count
         return bool(self._missing) and len(self.in_flight) == len(self._missing)
 
+    def askable(self, books: Iterable[int]) -> bool:
+        """Whether any of ``books`` may be asked for now: missing, wanted and not in flight."""
+        askable, size = self._askable, self.size
+        return any(0 <= book < size and askable & bit(size, book) for book in books)
+
     def pick(self, peer: Peer, peer_books: Container[int], n: int) -> list[int]:
         """Up to ``n`` books to request from ``peer``, marking them in flight."""
         if n <= 0 or not self._missing:
@@ -201,8 +206,10 @@ class Picker:
         return others
 
     def unavailable(self) -> int:
-        """Missing books that no known peer holds (no source to ask)."""
-        return sum(1 for b in self._missing if self.availability[b] == 0)
+        """Missing books that no known peer holds (no source to ask): those of the lowest level not in flight,
+        and any in flight whose peer went away."""
+        nowhere = (self._levels[0] & self._askable).bit_count()
+        return nowhere + sum(1 for book in self.in_flight if self.availability[book] == 0)
 
     def wanted_from(self, peer_books: Container[int]) -> bool:
         """Whether a peer holding ``peer_books`` has anything we lack."""

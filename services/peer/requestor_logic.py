@@ -332,7 +332,6 @@ class RequestorLogic:
     # -- messages from remotes ------------------------------------------------------------------
     def received(self, endpoint: str, message: wire_pb2.PeerMessage, payload: Any, now: float) -> list[Action]:
         """A decoded message from ``endpoint``; ``payload`` is a book's payload frame (else None)."""
-        self._fill_due = True
         remote = self.remotes.get(endpoint)
         if remote is None:
             return []  # dropped meanwhile
@@ -341,6 +340,7 @@ class RequestorLogic:
         kind = message.WhichOneof("body")
         if kind == "have" and payload is None:  # the most frequent message by far: one per book per peer
             return self._on_have(remote, message.have)
+        self._fill_due = True
         try:
             if (kind == "book") != (payload is not None):
                 raise ProtocolError(ErrorCode.MALFORMED, "a book, and only a book, has a payload frame")
@@ -380,10 +380,21 @@ class RequestorLogic:
         return []
 
     def _on_have(self, remote: Remote, message: wire_pb2.Have) -> list[Action]:
+        """The remote gained books. Only a request to this remote can follow, so the windows are filled
+        again only if it has credit, the memory bound leaves room for a book, and one of the books may be
+        asked for (missing and not in flight, or any in the endgame): most haves (one per book per peer)
+        can lead to no request, and cost no look at each remote."""
         download = self.downloads.get(message.library_id)
         books = remote.books.get(message.library_id)
-        if download is not None and books is not None:
-            download.picker.peer_has([b for b in message.books if 0 <= b < books.size and books.add(b)])
+        if download is None or books is None:
+            return []
+        new = [b for b in message.books if 0 <= b < books.size and books.add(b)]
+        if new:
+            picker = download.picker
+            picker.peer_has(new)
+            if (self.budget - self.held.bytes >= download.library.book_size and remote.window.credit > 0
+                    and (picker.endgame or picker.askable(new))):
+                self._fill_due = True
         return []
 
     def _on_busy(self, remote: Remote, busy: wire_pb2.Busy, now: float) -> list[Action]:
@@ -621,13 +632,16 @@ class RequestorLogic:
         lead = 0.0
         for download in self.downloads.values():
             mine = len(download.picker.have)
-            pace = download.pace.sample(mine, now)
-            others = []
+            keeps_pace = PEER_PACE * download.pace.sample(mine, now)
+            library_id, others = download.id, []
             for remote in self.remotes.values():
-                books = remote.books.get(download.id)
+                books = remote.books.get(library_id)
                 if books is None or books.complete:
                     continue
-                if remote.paces.setdefault(download.id, Pace()).sample(len(books), now) >= PEER_PACE * pace:
+                paced = remote.paces.get(library_id)
+                if paced is None:
+                    paced = remote.paces[library_id] = Pace()
+                if paced.sample(len(books), now) >= keeps_pace:
                     others.append(len(books))
             if others:
                 lead = max(lead, (mine - sum(others) / len(others)) / download.library.books)
@@ -662,8 +676,8 @@ class RequestorLogic:
     def _check_stalled(self, download: Download, now: float) -> list[Action]:
         """Stalled: missing books that no known source holds, for STALL_GRACE. Unchanged while the hub has
         not answered yet or a handshake is pending (a source may be about to appear)."""
-        if not download.answered or any(download.id in remote.books and not remote.answered(download.id)
-                                        for remote in self.remotes.values()):
+        library_id = download.id
+        if not download.answered or any(remote.books.get(library_id, True) is None for remote in self.remotes.values()):
             return []
         without = download.picker.unavailable()
         if not without:

@@ -292,6 +292,27 @@ def test_a_peer_back_with_other_books_is_looked_at_again() -> None:
     assert picker.pick("a", held, 1) != []
 
 
+def test_askable_books_are_missing_wanted_and_not_in_flight() -> None:
+    picker = Picker(bits("*...."), random.Random(0), wanted=books(".***."))
+    assert not picker.askable([0, 4, 9])  # held, not wanted, out of range
+    assert picker.askable([0, 2])
+    picker.pick("a", {2}, 1)
+    assert not picker.askable([2])  # in flight
+    picker.release(2, "a")
+    assert picker.askable([2])
+
+
+def test_unavailable_counts_missing_books_no_known_peer_holds_in_flight_or_not() -> None:
+    picker = make("*...", "0110")
+    assert picker.unavailable() == 1  # book 3
+    assert picker.pick("a", {1}, 1) == [1]
+    assert picker.unavailable() == 1  # book 1 is in flight, and held by a peer
+    picker.peer_gone("b", [1])  # the peer we knew held book 1 is gone; the request to a is not
+    assert picker.unavailable() == 2
+    picker.received(3, "c")
+    assert picker.unavailable() == 1
+
+
 def test_a_book_that_came_unasked_is_not_asked_for() -> None:
     picker = make("******..", "11111111")
     picker.received(6, "c")  # a late answer to a request given back

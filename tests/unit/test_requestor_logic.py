@@ -575,6 +575,26 @@ def test_a_peer_lost_is_dropped_reported_and_its_books_go_back() -> None:
     assert s.book("A", 0) == []  # anything still on its way from A is not hashed
 
 
+def test_a_have_of_a_book_we_may_ask_for_is_requested_at_the_next_tick() -> None:
+    s = Scene(books=4)
+    s.connect("A", "....")
+    assert requested(s.tick()) == set()
+    s.have("A", 2)
+    assert requested(s.tick()) == {"request A 2"}
+    s.have("A", 2, 3)  # 2 again (nothing new) and 3
+    assert requested(s.tick()) == {"request A 3"}
+
+
+def test_in_the_endgame_a_have_of_a_book_in_flight_elsewhere_is_asked_for_twice() -> None:
+    s = Scene(books=2, have="*.")
+    s.connect("A", ".*")
+    assert requested(s.tick()) == {"request A 1"}
+    s.connect("B", "..")
+    assert requested(s.tick()) == set()
+    s.have("B", 1)  # every missing book is in flight: the endgame asks B too
+    assert requested(s.tick()) == {"request B 1"}
+
+
 def test_when_memory_allows_only_some_requests_they_go_to_remotes_with_nothing_in_flight_first(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(requestor_logic, "IN_FLIGHT_BYTES", 2 * BOOK)

@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ import pytest
 from services.runtime.units import parse_size
 from tools import simulate
 from tools.simulator.engine import Simulation
+from tools.simulator.events import EventQueue
+from tools.simulator.network import Links
 from tools.simulator.report import percentile
 from tools.simulator.scenario import RateClass, Scenario, assign, kumar_ross_bound, parse_classes
 
@@ -36,6 +39,27 @@ def test_the_bound_is_the_largest_of_its_three_terms() -> None:
     assert kumar_ross_bound(100, [10.0], [100.0, 100.0], [100.0, 2.0]) == pytest.approx(50.0)
     # several seeds add up: 5 seeds of 300 and 2,600 leechers of 300, 3,000 units: the download, 10
     assert kumar_ross_bound(3000, [300.0] * 5, [300.0] * 2600, [300.0] * 2600) == pytest.approx(10.0)
+
+
+def test_a_share_one_end_cannot_use_goes_to_the_flows_at_the_other_end() -> None:
+    # A sends to X and Y; X also downloads from B, C and D. X's download holds A's flow to it at a quarter
+    # of X's link, so A's other flow, to Y, takes the rest of A's upload (max-min fairness, as TCP shares
+    # the links), not half of it.
+    queue = EventQueue()
+    links = Links(queue, [100.0] * 6, [100.0] * 6)
+    a, b, c, d, x, y = range(6)
+    ended: dict[str, float] = {}
+
+    def end(name: str) -> Callable[[float], None]:
+        return lambda now: ended.__setitem__(name, now)
+
+    for name, src in (("ax", a), ("bx", b), ("cx", c), ("dx", d)):
+        links.send(name.encode(), src, x, 1000, end(name))
+    links.send(b"ay", a, y, 150, end("ay"))
+    assert sorted(flow.rate for flow in links.up[a].values()) == [25.0, 75.0]
+    assert [flow.rate for flow in links.down[x].values()] == [25.0] * 4
+    queue.run(10.0, lambda: "ay" in ended)
+    assert ended["ay"] == pytest.approx(2.0)  # 150 bytes at 75/s (at 50/s, A's upload a quarter idle: 3.0)
 
 
 def test_rate_classes_sizes_and_percentiles() -> None:

@@ -223,7 +223,11 @@ class Simulation:
 
     def _hub_announce(self, player: Player, event: AnnounceEvent) -> None:
         served = player.distributor.served[self.library.id]
-        left = sum(self.library.book_span(i)[1] for i in range(self.library.books) if i not in served.have)
+        library, held = self.library, served.have
+        last = library.books - 1
+        left = (library.books - len(held)) * library.book_size  # every book but the last is book_size long
+        if library.books and last not in held:
+            left -= library.book_size - library.book_span(last)[1]
         interval = self.hub.announce(player.hub_identity, player.host, self.library.id, player.player_id,
                                      player.endpoint, event, left, self.queue.now)
         if interval and event is not AnnounceEvent.STOPPED:

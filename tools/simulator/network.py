@@ -4,11 +4,16 @@ How it works. A control frame (handshake, request, have, busy...) arrives one
 latency after it is sent and uses no bandwidth (it is under 100 bytes; a book is
 megabytes). Books on one connection go one after the other, as a TCP stream
 carries them; the book at the head of each connection is a flow from the
-sender's upload to the receiver's download: while n connections send from a
-player and m into another, a book between the two moves at min(upload / n,
-download / m) (each link shared equally by the connections using it, as TCP
-shares it). Whenever a flow starts or ends, the
-flows sharing either of its links are re-rated and their end rescheduled.
+sender's upload to the receiver's download. Whenever a flow starts or ends, the
+flows sharing either of its links are re-rated, as TCP shares a link: each link's
+capacity is water-filled over its flows, a flow taking no more than its other end
+leaves free (what that end's other flows do not use), the rest shared equally by
+the others, so a flow held back at one end leaves its share to the flows it
+shares the other end with (max-min fairness, worked out at the two links that
+changed; a link further away takes up what was freed at its own next change).
+Before, a flow moved at min(upload / n, download / m) and a share one end could
+not use was lost to both: on the same flows, that carried 78-86% of the upload
+that max-min fair rates carry 88-92% of (Kraken's case, 64 hosts).
 A flow's end is when its last byte left the sender; the receiver has it one
 latency later.
 
@@ -52,6 +57,8 @@ class Links:
         self.down: list[dict[int, Flow]] = [{} for _ in downloads]
         self._next_id = 0
         self.total_rate = 0.0  # bytes/s moving now, over every link
+        self.up_used = [0.0] * len(uploads)  # bytes/s each link carries now
+        self.down_used = [0.0] * len(downloads)
         self.moved = 0.0  # bytes moved since the start
         self._stamp = 0.0
         self.flows_started = 0
@@ -128,24 +135,48 @@ class Links:
         del self.up[flow.src][flow.number]
         del self.down[flow.dst][flow.number]
         self.total_rate -= flow.rate
+        self.up_used[flow.src] = self.up_used[flow.src] - flow.rate if self.up[flow.src] else 0.0
+        self.down_used[flow.dst] = self.down_used[flow.dst] - flow.rate if self.down[flow.dst] else 0.0
         flow.rate = 0.0
         return True
 
     def _rerate(self, src: int, dst: int, now: float) -> None:
-        ups, downs = self.up[src], self.down[dst]
-        for flow in [*ups.values(), *(f for n, f in downs.items() if n not in ups)]:
-            rate = min(self.up_rate[flow.src] / len(self.up[flow.src]),
-                       self.down_rate[flow.dst] / len(self.down[flow.dst]))
-            if rate == flow.rate:
-                continue
-            flow.left -= flow.rate * (now - flow.stamp)
-            flow.stamp = now
-            self.total_rate += rate - flow.rate
-            flow.rate = rate
-            end = now + max(0.0, flow.left) / rate
-            if end < flow.due:  # a later end is found by the event already due (see _end)
-                flow.due = end
-                self.queue.at(end, flow.src, self._end, flow, end)
+        """Water-fill ``src``'s upload over its flows, then ``dst``'s download over its flows."""
+        down_rate, down_used = self.down_rate, self.down_used
+        self._fill(list(self.up[src].values()), self.up_rate[src],
+                   [down_rate[f.dst] - down_used[f.dst] + f.rate for f in self.up[src].values()], now)
+        up_rate, up_used = self.up_rate, self.up_used
+        self._fill(list(self.down[dst].values()), self.down_rate[dst],
+                   [up_rate[f.src] - up_used[f.src] + f.rate for f in self.down[dst].values()], now)
+
+    def _fill(self, flows: list[Flow], capacity: float, room: list[float], now: float) -> None:
+        """Share ``capacity`` among ``flows``: none above its ``room`` at the other end, the rest equally."""
+        if not flows:
+            return
+        order = sorted(range(len(flows)), key=room.__getitem__)
+        left, count = capacity, len(flows)
+        for index in order:
+            rate = min(max(0.0, room[index]), left / count)
+            left -= rate
+            count -= 1
+            self._set(flows[index], rate, now)
+
+    def _set(self, flow: Flow, rate: float, now: float) -> None:
+        if rate == flow.rate:
+            return
+        flow.left -= flow.rate * (now - flow.stamp)
+        flow.stamp = now
+        change = rate - flow.rate
+        self.total_rate += change
+        self.up_used[flow.src] += change
+        self.down_used[flow.dst] += change
+        flow.rate = rate
+        if rate <= 0.0:
+            return  # held at its other end: its end is scheduled when it moves again
+        end = now + max(0.0, flow.left) / rate
+        if end < flow.due:  # a later end is found by the event already due (see _end)
+            flow.due = end
+            self.queue.at(end, flow.src, self._end, flow, end)
 
     def _end(self, flow: Flow, due: float) -> None:
         """The flow's end as last scheduled: it ends now, or (slowed since) it is looked at again at its new end."""
@@ -153,10 +184,11 @@ class Links:
             return  # aborted, or an earlier end was scheduled since
         now = self.queue.now
         left = flow.left - flow.rate * (now - flow.stamp)
-        if left > flow.rate * FINISH_SLACK:
+        if left > flow.rate * FINISH_SLACK or flow.rate <= 0.0:
             flow.left, flow.stamp = left, now
-            flow.due = now + left / flow.rate
-            self.queue.at(flow.due, flow.src, self._end, flow, flow.due)
+            flow.due = now + left / flow.rate if flow.rate > 0.0 else math.inf
+            if flow.due < math.inf:
+                self.queue.at(flow.due, flow.src, self._end, flow, flow.due)
             return
         self._advance(now)
         self._remove(flow, now)
