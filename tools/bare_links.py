@@ -34,6 +34,7 @@ if __package__ in (None, ""):
 
 from tools.lt_swarm import Node
 from tools.machine import busy_seconds_since, busy_since, cpu_times
+from tools.procs import end_piped
 
 RECEIVE_BUFFER = 1 << 20
 
@@ -97,17 +98,7 @@ def run(nodes: Sequence[Node], uploads: list[float], stuff: Path, size: int, tim
             hosts.append(float(report["seconds"]))
         return Bare(time.monotonic() - started, hosts, busy_since(ticks), busy_seconds_since(ticks))
     finally:
-        for proc in procs:
-            if proc.stdin is not None:
-                proc.stdin.close()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+        end_piped(procs)
 
 
 def _write(proc: subprocess.Popen[str], message: dict[str, object]) -> None:

@@ -37,6 +37,8 @@ from typing import Any, Protocol
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tools.procs import end_piped
+
 LT_SETTINGS: dict[str, object] = {
     "enable_outgoing_utp": False,
     "enable_incoming_utp": False,
@@ -170,15 +172,7 @@ def run(nodes: list[Node], stuff: Path, torrent: Path, saves: list[Path], timeou
             seconds.append(float(json.loads(line)["seconds"]))
         return seconds
     finally:
-        for proc in procs:
-            if proc.stdin is not None:
-                proc.stdin.close()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        end_piped(procs)
 
 
 if __name__ == "__main__":

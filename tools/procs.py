@@ -95,3 +95,19 @@ class ProcessGroup:
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.popen.wait(5)
+
+
+def end_piped(procs: list[subprocess.Popen[str]], grace: float = 10.0) -> None:
+    """End processes that run until their stdin closes (the benchmarks' libtorrent and bare-link hosts): close
+    every stdin, wait ``grace`` seconds for each, kill what is left, and close their stdout."""
+    for proc in procs:
+        if proc.stdin is not None:
+            proc.stdin.close()
+    for proc in procs:
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
