@@ -33,12 +33,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tools.lt_swarm import Node
-from tools.machine import busy_seconds_since, busy_since, cpu_times
+from tools.machine import busy_since, cpu_times
 from tools.procs import end_piped
 
 RECEIVE_BUFFER = 1 << 20
-
-
 BALANCING_ROUNDS = 200
 
 
@@ -96,7 +94,7 @@ def run(nodes: Sequence[Node], uploads: list[float], stuff: Path, size: int, tim
             if report["error"]:
                 raise RuntimeError(f"a bare host failed: {report['error']}")
             hosts.append(float(report["seconds"]))
-        return Bare(time.monotonic() - started, hosts, busy_since(ticks), busy_seconds_since(ticks))
+        return Bare(time.monotonic() - started, hosts, *busy_since(ticks))
     finally:
         end_piped(procs)
 

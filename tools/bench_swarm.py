@@ -75,7 +75,7 @@ if __package__ in (None, ""):
 from services.peer.library import Library
 from services.runtime.units import parse_size
 from tools import bare_links, lt_swarm
-from tools.machine import busy_seconds_since, busy_since, cpu_times
+from tools.machine import busy_since, cpu_times
 from tools.netns import Network, parse_rate
 from tools.simulator.engine import run as simulate
 from tools.simulator.scenario import RateClass, Scenario
@@ -163,7 +163,7 @@ def timed_swarm(swarm: Swarm, seed: Player, leechers: list[Player], library: Lib
         swarm.wait_complete(library, leechers, timeout=timeout, every=COMPLETE_POLL)
     except TimeoutError as exc:
         finish.problems.append(str(exc))
-    finish.busy, finish.cpu_seconds = busy_since(ticks), busy_seconds_since(ticks)
+    finish.busy, finish.cpu_seconds = busy_since(ticks)
     digest = file_digest(stuff)
     for player in leechers:
         at = verified_at(player)
@@ -188,7 +188,7 @@ def libtorrent_swarm(nodes: list[lt_swarm.Node], stuff: Path, piece_size: int, w
     except RuntimeError as exc:
         finish.problems.append(str(exc))
         return finish
-    finish.busy, finish.cpu_seconds = busy_since(ticks), busy_seconds_since(ticks)  # start and end included
+    finish.busy, finish.cpu_seconds = busy_since(ticks)  # its sessions' start and end included
     digest = file_digest(stuff)
     for save in saves:
         finish.problems += copy_problems(f"libtorrent {save.name}", save / stuff.name, stuff, digest)

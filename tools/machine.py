@@ -15,12 +15,8 @@ def cpu_times() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def busy_since(start: tuple[int, int]) -> float:
-    """The share of the machine's CPU that was busy since ``start`` (a ``cpu_times()``)."""
+def busy_since(start: tuple[int, int]) -> tuple[float, float]:
+    """Since ``start`` (a ``cpu_times()``): the share of the machine's CPU that was busy, 0..1 of all its cores,
+    and the CPU-seconds its cores spent busy (every process)."""
     busy, total = cpu_times()
-    return (busy - start[0]) / max(1, total - start[1])
-
-
-def busy_seconds_since(start: tuple[int, int]) -> float:
-    """CPU-seconds the machine's cores spent busy since ``start`` (a ``cpu_times()``), every process counted."""
-    return (cpu_times()[0] - start[0]) / TICKS_PER_SECOND
+    return (busy - start[0]) / max(1, total - start[1]), (busy - start[0]) / TICKS_PER_SECOND
