@@ -310,8 +310,10 @@ def run_netns(args: argparse.Namespace) -> int:
     last, met = emma_against_bound(finish, bound, NETNS_TARGET)
     once = seed_sent.once_at - finish.started
     if not math.isnan(once):  # the seed logs it only once every book went out
-        print(f"every book had left the seed once {once:.2f} s after the start ({once / bound:.3f}x the bound); the "
-              f"last leecher finished {last - once:.2f} s later")
+        payload = size + seed_sent.early * library.book_size  # what the seed had sent by then, at least
+        print(f"every book had left the seed once {once:.2f} s after the start ({once / bound:.3f}x the bound; its "
+              f"link carried {payload / once / uploads[0]:.0%} of its rate in payload meanwhile); the last leecher "
+              f"finished {last - once:.2f} s later")
     print(f"bare TCP (the same bytes over the same links in fixed shares, no application; tools/bare_links.py): "
           f"{bare.seconds:.2f} s = {bare.seconds / bound:.3f}x the bound (hosts {min(bare.hosts):.2f}-"
           f"{max(bare.hosts):.2f} s), {bare.cpu_seconds:.1f} CPU-seconds, the machine's cores {bare.busy:.0%} busy")
