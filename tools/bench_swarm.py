@@ -324,7 +324,7 @@ def run_netns(args: argparse.Namespace) -> int:
     if args.simulate and not math.isnan(last):
         met = compare_simulated(last, Scenario(
             players=args.leechers, size=size, book_size=library.book_size, seed_upload=round(uploads[0]),
-            classes=link_classes(uploads[1:]), latency=NETNS_LATENCY)) and met
+            classes=link_classes(uploads[1:]), latency=NETNS_LATENCY, tcp_headers=True)) and met
     if args.keep:
         print(f"kept {root}")
     else:

@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed-upload", default="", help="each seed's link (default: the first class's upload)")
     parser.add_argument("--capped", action="store_true",
                         help="set every player's upload cap to its link (else no cap: the link is the limit)")
+    parser.add_argument("--tcp-headers", action="store_true",
+                        help="links carry TCP/IP's headers and ACKs too, as a shaped real link (else payload only)")
     parser.add_argument("--slots", type=int, default=8, help="each Distributor's upload slots (default 8)")
     parser.add_argument("--latency", type=float, default=0.001, help="one-way latency between players, seconds")
     parser.add_argument("--jitter", type=float, default=0.0, help="each player's extra one-way latency, up to this")
@@ -76,8 +78,8 @@ def scenario(args: argparse.Namespace) -> Scenario:
         classes=tuple(parse_classes(args.classes)),
         seed_upload=parse_size(args.seed_upload) if args.seed_upload else 0,
         latency=args.latency, jitter=args.jitter, join_spread=args.join_spread, churn=args.churn,
-        seeds_leave=args.seeds_leave, capped=args.capped, slots=args.slots, turn=args.turn,
-        horizon=args.horizon, seed=args.seed,
+        seeds_leave=args.seeds_leave, capped=args.capped, tcp_headers=args.tcp_headers, slots=args.slots,
+        turn=args.turn, horizon=args.horizon, seed=args.seed,
     )
 
 

@@ -161,3 +161,18 @@ def test_bench_swarm_gives_the_simulator_the_namespace_links_in_order() -> None:
     assert classes == (RateClass(2.0, 12_500_000, 1_250_000_000), RateClass(3.0, 2_500_000, 250_000_000))
     scenario = Scenario(players=5, classes=classes)
     assert [c.upload for c in scenario.leecher_classes()] == [12_500_000] * 2 + [2_500_000] * 3
+
+
+def test_tcp_headers_leave_a_link_the_payload_of_its_full_segments() -> None:
+    # 1448 bytes of payload per 1514 on the wire; a leecher's upload also carries an ACK of 66 bytes for
+    # every two segments it receives, a seed's does not; without tcp_headers a link carries payload alone.
+    assert Scenario().payload_shares(seed=True) == (1.0, 1.0)
+    headers = Scenario(tcp_headers=True)
+    assert headers.payload_shares(seed=True) == pytest.approx((1448 / 1514, 1448 / 1514))
+    assert headers.payload_shares(seed=False) == pytest.approx((1448 / 1547, 1448 / 1514))
+
+
+def test_a_seed_bound_swarm_takes_longer_by_the_headers_its_link_carries() -> None:
+    plain = Simulation(small(players=1)).run()
+    headers = Simulation(small(players=1, tcp_headers=True)).run()
+    assert headers.completions[0] / plain.completions[0] == pytest.approx(1514 / 1448, rel=0.01)

@@ -49,7 +49,9 @@ class Simulation:
         classes = s.leecher_classes()
         uploads = [float(s.seed_link())] * s.seeds + [float(c.upload) for c in classes]
         downloads = [float(s.seed_link())] * s.seeds + [float(c.download) for c in classes]
-        self.links = Links(self.queue, uploads, downloads)
+        shares = [s.payload_shares(index < s.seeds) for index in range(len(uploads))]
+        self.links = Links(self.queue, [rate * share[0] for rate, share in zip(uploads, shares, strict=True)],
+                           [rate * share[1] for rate, share in zip(downloads, shares, strict=True)])
         jitter = random.Random(f"jitter-{s.seed}")
         self.delay = [s.latency / 2 + jitter.random() * s.jitter for _ in uploads]  # each player's half of a hop
         self.players: list[Player] = []

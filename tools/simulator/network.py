@@ -22,7 +22,9 @@ schedules another; one that pushes it later leaves the event, which then finds
 bytes left and schedules the new end (most re-rates slow flows down, so most
 schedule nothing).
 
-The bytes moved are integrated over time for the idle-capacity figures.
+The bytes moved are integrated over time for the idle-capacity figures. Rates here
+are what a link carries of payload: a scenario whose links also carry TCP/IP's
+headers and ACKs gives each link that share of its rate (``Scenario.payload_shares``).
 """
 
 from __future__ import annotations

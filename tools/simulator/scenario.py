@@ -7,6 +7,15 @@ from dataclasses import dataclass
 
 from services.runtime.units import parse_size
 
+# What a link carries besides the payload, as tc's shaping counts it (Scenario.tcp_headers). A full TCP segment
+# on a 1500-byte MTU holds MSS bytes of payload behind TCP's header with timestamps (32 bytes), IP's (20) and
+# Ethernet's (14); the receiver answers every SEGMENTS_PER_ACK segments (delayed ACKs) with an ACK of those
+# headers alone, on its own upload.
+MSS = 1448
+SEGMENT_ON_WIRE = MSS + 32 + 20 + 14
+ACK_ON_WIRE = 32 + 20 + 14
+SEGMENTS_PER_ACK = 2
+
 
 @dataclass(frozen=True)
 class RateClass:
@@ -69,10 +78,21 @@ class Scenario:
     churn: float = 0.0  # this fraction of the leechers leaves before finishing, never to return
     seeds_leave: str = "never"  # "never", "copy" (after each book left the seeds once) or seconds
     capped: bool = False  # every player's token bucket set to its link's upload (else the link is the limit)
+    tcp_headers: bool = False  # links carry TCP/IP's headers and ACKs too (a shaped real link); else payload only
     slots: int = 8
     turn: float = 0.002  # a player's loop turn: messages arriving within it are handled together
     horizon: float = 0.0  # give up at this simulated time (0: 20x the bound + the join spread + 60 s)
     seed: int = 1
+
+    def payload_shares(self, seed: bool) -> tuple[float, float]:
+        """The shares of a player's upload and download rates that carry payload. With ``tcp_headers``, a
+        download carries MSS of every SEGMENT_ON_WIRE bytes (0.956); an upload as much, less the ACKs of what
+        the player receives (a leecher receives about what it sends, over a run: 0.936 in all); a seed receives
+        nothing. Without, links carry payload alone (a token bucket counts payload)."""
+        if not self.tcp_headers:
+            return 1.0, 1.0
+        acks = 0.0 if seed else ACK_ON_WIRE / SEGMENTS_PER_ACK
+        return MSS / (SEGMENT_ON_WIRE + acks), MSS / SEGMENT_ON_WIRE
 
     def seed_link(self) -> int:
         return self.seed_upload or self.classes[0].upload
