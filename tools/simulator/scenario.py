@@ -12,8 +12,9 @@ from services.runtime.units import parse_size
 # Ethernet's (14); the receiver answers every SEGMENTS_PER_ACK segments (delayed ACKs) with an ACK of those
 # headers alone, on its own upload.
 MSS = 1448
-SEGMENT_ON_WIRE = MSS + 32 + 20 + 14
-ACK_ON_WIRE = 32 + 20 + 14
+HEADERS = 32 + 20 + 14  # TCP with timestamps, IP, Ethernet
+SEGMENT_ON_WIRE = MSS + HEADERS
+ACK_ON_WIRE = HEADERS
 SEGMENTS_PER_ACK = 2
 
 
