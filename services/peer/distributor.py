@@ -101,7 +101,7 @@ class Distributor:
         self.config = config
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.router = self.ctx.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.MAXMSGSIZE, framing.MAX_CONTROL_FRAME)
+        self.router.setsockopt(zmq.MAXMSGSIZE, framing.MAX_REQUEST_FRAME)
         self.router.setsockopt(zmq.SNDHWM, QUEUED_PER_REQUESTER)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a requester that left (or is full) raises
         self.router.copy_threshold = 0  # a shared answer (Send.shared) is never copied, however small

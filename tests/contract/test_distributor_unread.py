@@ -25,6 +25,7 @@ from services.runtime.config import Config
 from services.wire import framing
 from services.wire.curve import KeyPair, connect_curve
 from services.wire.errors import ErrorCode
+from tests.contract.conftest import dropped_by_peer
 from tests.contract.test_distributor_wire import TIMEOUT, Context, Socket, recv, recv_message, zctx
 from tests.polling import wait_for
 
@@ -145,3 +146,19 @@ def test_a_flood_never_read_is_dropped_and_its_sender_forgotten(
     reluctant.send(framing.request(library.id, 1))
     frames = recv(reluctant)
     assert len(frames) == 2 and len(frames[1]) == MIN_BOOK_SIZE
+
+
+def test_a_frame_larger_than_any_request_drops_the_connection(
+    big: tuple[Distributor, Library], zctx: Context
+) -> None:
+    """Requests are under 100 bytes: a connection's queue of unread frames holds 1 KiB each at most."""
+    distributor, library = big
+    sock = zctx.socket(zmq.DEALER)
+    sock.linger = 0
+    connect_curve(sock, KeyPair.generate(), distributor.keys.public)
+    sock.connect(distributor.endpoint)
+    try:
+        padded = framing.handshake(library.id, b"p" * 16) + b"\x00" * (framing.MAX_REQUEST_FRAME + 1)
+        dropped_by_peer(sock, [padded])
+    finally:
+        sock.close(linger=0)
