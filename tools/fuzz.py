@@ -495,7 +495,7 @@ def run(args: argparse.Namespace, root: Path) -> bool:
             flood.add(Target("hub", hub_endpoint, zmq.DEALER, lambda r: hub_message(r, library.id, fakes),
                              HubLimits().max_message_bytes, 8))
             flood.add(Target("distributor", distributor, zmq.DEALER, lambda r: peer_message(r, library),
-                             framing.MAX_CONTROL_FRAME, 8))
+                             framing.MAX_REQUEST_FRAME, 8))
             flood.add(Target("control", control_endpoint(run), zmq.DEALER, control_message, MAX_CONTROL_BYTES, 2))
             flood.add(Target("requestor", requestor_endpoint(run), zmq.DEALER, command_message, MAX_COMMAND_BYTES, 2))
             flood.add(Target("heartbeat", heartbeat_endpoint(run), zmq.PUSH, heartbeat_message,

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.hub import addresses, validate
+from services.hub.crowds import Crowds
 from services.hub.encode import announce_reply, intervals, peer_field, peers_reply
 from services.hub.model import HubLimits, LibraryCounts, PeerRecord
 from services.hub.reports import Unreachable
@@ -73,6 +74,7 @@ class RequestHandlers:
         self._endpoints: dict[tuple[str, str], tuple[str, bool]] = {}  # (announced, source) -> _endpoint()
         self._wires: dict[tuple[bytes, str, bool, str], bytes] = {}  # (player, endpoint, seed, key) -> peer_field()
         self._ping_networks = addresses.networks(limits.ping_networks)
+        self.crowds = Crowds(limits.max_players_per_address, limits.expiry)
         self.reports = 0  # unreachable reports received (for metrics)
 
     def _endpoint(self, announced: str, source: str) -> tuple[str, bool]:
@@ -105,6 +107,7 @@ class RequestHandlers:
         event = validate.event(msg.event)
         if event == _STOPPED:
             gone = store.remove(library_id, player_id, now)
+            self.crowds.gone(library_id, source, player_id)
             log.info("announce", kind="stopped", library=library_id.hex(), player=player_id.hex(), known=bool(gone))
             seeders, leechers, _ = store.counts(library_id, now)
             return announce_reply(request.request_id, seeders, leechers, self._intervals, [])
@@ -134,11 +137,15 @@ class RequestHandlers:
                 if pending.keyed:
                     self._check_claim(library_id, player_id, endpoint, now)
                 self._check_room(library_id, player_id, endpoint, known is None, now)
+            if known is None and self.crowds.full(library_id, source, player_id, now):
+                raise ProtocolError(ErrorCode.FULL, f"{self.limits.max_players_per_address} players of this library "
+                                    f"announce from {source} already; stop one before starting another")
             store.upsert(record, now)
             if event == _COMPLETED and (known is None or not known.seed):
                 store.add_completed(library_id)
             peers, counts = store.refresh(record, pending.want, now, seeds=not seed, rng=self.rng) or (
                 [], LibraryCounts())
+        self.crowds.seen(library_id, source, player_id, now)
         peers = addresses.for_requester(peers, source, self.local_address)
         if event != _PERIODIC or self.log_requests:
             level = log.debug if event == _PERIODIC else log.info

@@ -517,6 +517,7 @@ class HubLogic:
             self.rate.sweep(now)
             self.address_rate.sweep(now)
             self.unreachable.sweep(now)
+            self.handlers.crowds.sweep(now)
         if now >= self._next_stats:
             self._next_stats = now + self.stats_every
             totals = self.store.totals(now)

@@ -85,6 +85,7 @@ class HubLimits:
     max_libraries_per_player: int = MAX_LIBRARIES_PER_PLAYER
     max_libraries_per_endpoint: int = 1000  # players announcing one endpoint, over all libraries
     max_players_per_library: int = 50_000
+    max_players_per_address: int = 256  # players of one library announced from one address (not loopback)
     max_entries: int = 200_000  # (library, player) entries held in all; past it new players get FULL
     connections_per_address: int = 128  # live TCP connections from one address; more are refused at handshake
     max_connections: int = 4096

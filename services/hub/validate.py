@@ -43,13 +43,16 @@ def endpoint(text: str, field: str = "endpoint") -> str:
     except InvalidEndpoint as exc:
         raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"{field}: {exc}") from None
     try:
-        unspecified = ipaddress.ip_address(host).is_unspecified
+        ip = ipaddress.ip_address(host)
     except ValueError:
-        unspecified = False
-    if unspecified:
+        return text  # a name
+    if ip.is_unspecified:
         raise ProtocolError(
             ErrorCode.INVALID_ARGUMENT, f"{field} {text!r} is a wildcard; announce an address others can reach"
         )
+    if ip.is_multicast or (ip.version == 4 and ip.is_reserved):  # 224/4, 240/4 (255.255.255.255), ff00::/8
+        raise ProtocolError(ErrorCode.INVALID_ARGUMENT, f"{field} {text!r} is a multicast or reserved address, "
+                            "where no player listens; announce your distributor's own address")
     return text
 
 

@@ -70,6 +70,12 @@ SEND_BUFFER = 128 * 1024  # kernel send buffer per connection: a slow link's bac
 NOTICE_BATCH = 256  # local notices taken per loop turn
 RECEIVE_BATCH = 256  # requests taken per loop turn
 _SNDMORE = int(zmq.SNDMORE)  # a plain int: pyzmq's enum flags cost an enum operation per use
+_NOBLOCK = int(zmq.NOBLOCK)
+# Messages queued for one requester at most (a book, with its header, is one). Books stay within the pipe's
+# share (16 MiB, so at most 1,024 books of the smallest size) and haves come a few a second: a requester
+# past this reads nothing, and is forgotten as if it had left (see _unread). Without a bound, answers to
+# a client that sends and never reads grew the Distributor without end.
+QUEUED_PER_REQUESTER = 2048
 DRAIN_POLL = 0.01  # while books are on their way to the kernel, look this often whether they got there
 CONNECTIONS_PER_ADDRESS = 128  # live connections from one address; more are refused at the handshake
 MAX_CONNECTIONS = 1024
@@ -95,9 +101,10 @@ class Distributor:
         self.config = config
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.router = self.ctx.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.MAXMSGSIZE, framing.MAX_CONTROL_FRAME)
-        self.router.setsockopt(zmq.SNDHWM, 0)
-        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a requester that left raises: forget it
+        self.router.setsockopt(zmq.MAXMSGSIZE, framing.MAX_REQUEST_FRAME)
+        self.router.setsockopt(zmq.SNDHWM, QUEUED_PER_REQUESTER)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a requester that left (or is full) raises
+        self.router.copy_threshold = 0  # a shared answer (Send.shared) is never copied, however small
         self.router.setsockopt(zmq.RCVHWM, 10000)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.SNDBUF, SEND_BUFFER)
@@ -108,6 +115,8 @@ class Distributor:
         self.trusted = signing.Trusted.from_file(config.get("security.publishers"))
         self.refused_libraries: set[bytes] = set()
         self.revoked: set[bytes] = set()  # connections whose key was revoked and that were told so
+        self.unread: set[bytes] = set()  # requesters forgotten for not reading, logged once each
+        self.unread_dropped = 0  # answers dropped because their requester read nothing
         self.gate = Gate(self.ctx, Admission(CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS), "distributor", self.allowlist)
         self.gate.guard(self.router, self.keys if self.encrypted else None)
         host, port = config.get("distributor.ip"), config.get("distributor.port")
@@ -410,7 +419,7 @@ class Distributor:
         self.shutdown()
 
     def _counters(self) -> dict[str, int]:
-        return {**self.logic.counts, "libraries": len(self.logic.served)}
+        return {**self.logic.counts, "libraries": len(self.logic.served), "unread_dropped": self.unread_dropped}
 
     def _receive(self, now: float) -> None:
         if not self.allowlist.open:
@@ -437,9 +446,10 @@ class Distributor:
     def _revoked(self, identity: bytes, frame: zmq.Frame) -> None:
         reason = "your key is no longer on this player's allowlist; ask its owner to add it back"
         try:
-            self.router.send_multipart([identity, framing.error(ErrorCode.NOT_AUTHORISED, reason, b"", 0)])
+            self.router.send_multipart([identity, framing.error(ErrorCode.NOT_AUTHORISED, reason, b"", 0)],
+                                       _NOBLOCK)
         except zmq.ZMQError:
-            pass  # gone already
+            pass  # gone already, or reads nothing
         if identity not in self.revoked and len(self.revoked) < MAX_CONNECTIONS:  # one line per connection
             self.revoked.add(identity)
             log.warning("request_refused", key=key_of(frame).decode(), reason="key revoked",
@@ -471,29 +481,45 @@ class Distributor:
             try:
                 self._carry_out(action)
             except zmq.ZMQError as exc:
-                if exc.errno != errno.EHOSTUNREACH:
+                if exc.errno == errno.EAGAIN:
+                    self._unread(action.identity)
+                elif exc.errno == errno.EHOSTUNREACH:
+                    self.logic.gone(action.identity)  # ROUTER_MANDATORY: that requester is no longer connected
+                else:
                     raise
-                self.logic.gone(action.identity)  # ROUTER_MANDATORY: that requester is no longer connected
+
+    def _unread(self, identity: bytes) -> None:
+        """``identity`` left QUEUED_PER_REQUESTER messages unread: forget it (its queue, its subscriptions, its
+        share of the pipe) and drop this message; it handshakes again once it reads (requests get FORBIDDEN)."""
+        self.logic.gone(identity)
+        self.unread_dropped += 1
+        if identity not in self.unread and len(self.unread) < MAX_CONNECTIONS:  # one line per requester
+            self.unread.add(identity)
+            log.warning("requester_not_reading", identity=identity.hex(), queued=QUEUED_PER_REQUESTER,
+                        hint="its answers are dropped and its requests forgotten until it reads again")
 
     def _carry_out(self, action: Send | SendBook) -> None:
         """Frame by frame with int flags: ``send_multipart`` costs an enum operation per frame, and a swarm's
         Distributor sends a have to every subscriber for most books it lands."""
         if isinstance(action, Send):
-            self.router.send(action.identity, _SNDMORE)  # EHOSTUNREACH here if the requester is gone
-            if action.payload:
+            # EHOSTUNREACH here if the requester is gone, EAGAIN if it reads nothing (QUEUED_PER_REQUESTER)
+            self.router.send(action.identity, _SNDMORE | _NOBLOCK)
+            if action.payload:  # a library file: counted in the pipe as a book is, until the kernel has it
                 self.router.send(action.frame, _SNDMORE)
-                self.router.send(action.payload, 0)
+                tracker = self.router.send(action.payload, 0, copy=False, track=True)
+                if tracker is not None:
+                    self.unsent.append((tracker, action.identity, len(action.payload)))
             else:
-                self.router.send(action.frame, 0)
+                self.router.send(action.frame, 0, copy=not action.shared)
             return
         payload = self._pread(action)
         if payload is None:
             reason = "book could not be read; try another peer"
             error = framing.error(ErrorCode.INTERNAL, reason, action.library_id, action.book)
-            self.router.send_multipart([action.identity, error])
+            self.router.send_multipart([action.identity, error], _NOBLOCK)
             return
         header = framing.book_header(action.library_id, action.book, action.length)
-        self.router.send(action.identity, _SNDMORE)
+        self.router.send(action.identity, _SNDMORE | _NOBLOCK)
         self.router.send(header, _SNDMORE)
         tracker = self.router.send(payload, 0, copy=False, track=True)
         if tracker is not None:  # always, with track=True; typed as optional

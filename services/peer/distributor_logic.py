@@ -28,6 +28,13 @@ through cost the last leecher its time. The hold is short so no requester can
 wait on it for long; once every book went out once, the seed serves
 everything, least-sent first.
 
+Answers that cost more than the request: a bitfield (up to 64 KB for a few bytes
+of handshake) and a library file (up to 80 MiB for a library_request). Each is
+built once per state of its library and shared by every answer (``Send.shared``:
+sent without a copy), so answers a requester never reads hold references, not
+copies; a library file also goes through the requester's share of the pipe and
+the upload budget as a book does, and is answered ``busy`` when neither has room.
+
 News: ``books_landed`` holds a book just written by the local Requestor (it is
 served at once) and ``serve`` tells it, HAVE_HOLD later, to every player that
 handshook for its library, with every book that landed meanwhile in the same
@@ -61,7 +68,8 @@ HAVE_BOOKS = 10_000  # books in one have at most: 3 bytes each below MAX_BOOKS, 
 class Send:
     identity: bytes
     frame: bytes
-    payload: bytes = b""  # a second, raw frame (a library file after its header); b"": none
+    payload: bytes = b""  # a second, raw frame (a library file after its header, counted in the pipe); b"": none
+    shared: bool = False  # ``frame`` is kept and sent again to others: send it without a copy
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,8 @@ class Served:
     uploaded: int = 0
     early_repeats: int = 0  # books sent again while others had never been sent: the seed's upload wasted
     sent_once_at: float | None = None  # when the last book that had never gone out went (``now``'s clock)
+    bitfield_frame: bytes | None = None  # the handshake answer for ``have`` as it stands; None: build it again
+    file_bytes: bytes | None = None  # the library file, serialized once for every library_request
 
     def __post_init__(self) -> None:
         self.sent = [0] * self.library.books
@@ -215,9 +225,7 @@ class DistributorLogic:
                 return []
             if kind == "library_request":
                 about = (message.library_request.library_id, 0)
-                library = self._library(message.library_request.library_id).library
-                data = library.to_bytes()
-                return [Send(identity, framing.library_file(library.id, len(data)), data)]
+                return self._library_file(identity, message.library_request.library_id, now)
             raise ProtocolError(ErrorCode.UNKNOWN_REQUEST, f"a distributor does not answer {kind!r}")
         except ProtocolError as exc:
             self.counts["errors"] += 1
@@ -237,8 +245,26 @@ class DistributorLogic:
         served.subscribers.move_to_end(identity)
         while len(served.subscribers) > MAX_SUBSCRIBERS:
             served.subscribers.popitem(last=False)
-        frame = framing.bitfield(library_id, served.library.books, served.have.to_bytes(), self.slots)
-        return [Send(identity, frame)]
+        if served.bitfield_frame is None:
+            served.bitfield_frame = framing.bitfield(library_id, served.library.books, served.have.to_bytes(),
+                                                     self.slots)
+        return [Send(identity, served.bitfield_frame, shared=True)]
+
+    def _library_file(self, identity: bytes, library_id: bytes, now: float) -> list[Action]:
+        """The library file, as a book is sent: within the requester's share of the pipe and the upload
+        budget (``busy`` otherwise), so asking again and again, read or not, costs neither memory nor
+        more than its share of the upload."""
+        served = self._library(library_id)
+        if not (self.pipe.room(identity) and self.bucket.ready(now)):
+            self.counts["busy"] += 1
+            return [Send(identity, framing.busy(library_id, 0, self._retry_ms(served, now)))]
+        if served.file_bytes is None:
+            served.file_bytes = served.library.to_bytes()
+        data = served.file_bytes
+        self.bucket.take(len(data), now)
+        self.pipe.put(len(data), now, identity)
+        self.counts["bytes_sent"] += len(data)
+        return [Send(identity, framing.library_file(library_id, len(data)), data)]
 
     def _request(self, identity: bytes, library_id: bytes, book: int, now: float) -> list[Action]:
         self.counts["requests"] += 1
@@ -352,6 +378,7 @@ class DistributorLogic:
             return
         fresh = [b for b in books if 0 <= b < served.library.books and served.have.add(b)]
         if fresh:
+            served.bitfield_frame = None
             self.untold.setdefault(library_id, []).extend(fresh)
             if self.tell_at is None:
                 self.tell_at = now + HAVE_HOLD

@@ -175,6 +175,11 @@ def _ask(ctx: zmq.Context[Any], endpoint: str, server_key: bytes, keys: curve.Ke
             kind = message.WhichOneof("body")
             if kind == "error":
                 raise LinkError(f"refused: {message.error.error.message[:200]}")
+            if kind == "busy" and message.busy.library_id == library_id:  # its upload is taken: ask again later
+                pause = min(message.busy.retry_after_ms / 1000, max(0.0, deadline - time.monotonic()))
+                socket.poll(int(pause * 1000))  # whatever comes meanwhile is read next
+                socket.send(framing.library_request(library_id))
+                continue
             if kind != "library_file":
                 continue  # news of other libraries (a have), not an answer
             header = message.library_file

@@ -29,6 +29,7 @@ from typing import BinaryIO
 
 from services.peer.library import Library
 from services.peer.partfile import DiskError
+from services.peer.treefiles import linked_folder
 
 FICLONE = 0x40049409  # ioctl: make the target share the source's blocks (btrfs, xfs, bcachefs)
 _NO_REFLINK = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.EPERM}
@@ -62,6 +63,9 @@ def check(job: CheckJob) -> CheckResult:
     for index in job.files:
         books = tree.books_of(index)
         target = job.root / tree.paths[index]
+        if linked_folder(job.root, tree.paths[index]):  # never read, nor copied, through it
+            result.errors.append(f"{target}: a link is in the way; move it")
+            continue
         try:
             good = good_books(job.library, index, target)
             if good:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +42,10 @@ def free_bytes(path: Path) -> int:
     """Bytes an ordinary user may still write on the filesystem of ``path`` (or of its nearest existing folder)."""
     for folder in (path, *path.parents):
         try:
-            stat = os.statvfs(folder)
+            info = os.statvfs(folder)
         except OSError:
             continue
-        return stat.f_bavail * stat.f_frsize
+        return info.f_bavail * info.f_frsize
     return 0
 
 
@@ -60,9 +61,14 @@ class PartFile:
         part = partial_path(stuff_path)
         try:
             part.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
         except OSError as exc:
-            raise DiskError(exc.errno, f"cannot create {part}: {exc.strerror}", part.parent) from exc
+            reason = "a link is in the way; move it" if exc.errno == errno.ELOOP else exc.strerror
+            raise DiskError(exc.errno, f"cannot create {part}: {reason}", part.parent) from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or a device where the partial file goes: never written
+            os.close(fd)
+            raise DiskError(errno.EINVAL, f"cannot create {part}: something other than a file is in the way; move it",
+                            part)
         size = 0
         try:
             size = os.fstat(fd).st_size

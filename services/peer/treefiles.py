@@ -14,8 +14,9 @@ limit, at most MAX_OPEN). A file is opened without O_CREAT when it exists (creat
 its folder's lock, which the Syncer's fdatasync of a neighbour may hold). A written file's descriptor closed by
 the LRU before its sync is not lost: it waits, open, for the next ``sync_fds``, which hands
 it (and a duplicate of every other written file's descriptor) to the Syncer. Files are
-opened with O_NOFOLLOW: a link put where a file of the tree goes is refused, never written
-through.
+opened with O_NOFOLLOW, and their folders one by one from the root, each with O_NOFOLLOW
+(``open_beneath``): a link put where a file or a folder of the tree goes is refused, never
+written or read through (O_NOFOLLOW alone guards only a path's last component).
 """
 
 from __future__ import annotations
@@ -32,6 +33,59 @@ from services.peer.library import Library
 from services.peer.partfile import DiskError, free_bytes, write_book
 
 MAX_OPEN = 1024  # descriptors one tree keeps open at once, at most
+
+
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_beneath(root: Path, relative: str, flags: int, mode: int = 0o644, *, make_folders: bool = False) -> int:
+    """Open ``root/relative`` following no link below ``root``: each folder of ``relative`` is opened from
+    the one before with O_NOFOLLOW (made first with ``make_folders``), then the file, with O_NOFOLLOW too.
+    OSError ELOOP (or ENOTDIR) where a link or a file stands in the way."""
+    *folders, name = relative.split("/")
+    parent = _folder_beneath(root, folders, make=make_folders)
+    try:
+        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=parent)
+    except OSError as exc:
+        exc.filename = str(root / relative)
+        raise
+    finally:
+        os.close(parent)
+
+
+def make_folder_beneath(root: Path, relative: str) -> None:
+    """Make the folder ``root/relative`` and those it lies in, following no link below ``root``."""
+    os.close(_folder_beneath(root, relative.split("/"), make=True))
+
+
+def _folder_beneath(root: Path, parts: list[str], *, make: bool) -> int:
+    """A descriptor of the folder ``root/parts...``, each part opened from the one before with O_NOFOLLOW."""
+    parent = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    for n, part in enumerate(parts):
+        try:
+            if make:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=parent)
+                except FileExistsError:
+                    pass
+            inner = os.open(part, _FOLDER, dir_fd=parent)
+        except OSError as exc:
+            os.close(parent)
+            exc.filename = str(root.joinpath(*parts[: n + 1]))
+            raise
+        os.close(parent)
+        parent = inner
+    return parent
+
+
+def linked_folder(root: Path, relative: str) -> bool:
+    """Whether a link stands where a folder of ``relative`` goes under ``root`` (what open_beneath refuses)."""
+    folder = root
+    for part in relative.split("/")[:-1]:
+        folder = folder / part
+        if folder.is_symlink():
+            return True
+    return False
 
 
 def open_limit() -> int:
@@ -63,9 +117,9 @@ class TreeFiles:
         try:
             root.mkdir(parents=True, exist_ok=True)
             for folder in tree.folders():
-                (root / folder).mkdir(exist_ok=True)
+                make_folder_beneath(root, folder)
         except OSError as exc:
-            raise DiskError(exc.errno, f"cannot create the folder {exc.filename or root}: {exc.strerror}",
+            raise DiskError(exc.errno, f"cannot create the folder {exc.filename or root}: {_why(exc)}",
                             root) from exc
         wrong = []
         lacking = 0
@@ -94,7 +148,7 @@ class TreeFiles:
         path = self.path / self.tree.paths[index]
         size = self.tree.sizes[index]
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            fd = open_beneath(self.path, self.tree.paths[index], os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             raise DiskError(exc.errno, f"cannot open {path}: {_why(exc)}", path) from exc
         try:
@@ -111,14 +165,15 @@ class TreeFiles:
             self.open_fds.move_to_end(index)
             return fd
         path = self.path / self.tree.paths[index]
-        flags = (os.O_RDWR if self.writable else os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
+        relative = self.tree.paths[index]
+        flags = os.O_RDWR if self.writable else os.O_RDONLY
         try:
             try:
-                fd = os.open(path, flags)
+                fd = open_beneath(self.path, relative, flags)
             except FileNotFoundError:
                 if not self.writable:
                     raise
-                fd = os.open(path, flags | os.O_CREAT, 0o644)  # removed since the tree was made
+                fd = open_beneath(self.path, relative, flags | os.O_CREAT, make_folders=True)  # removed meanwhile
         except OSError as exc:
             raise DiskError(exc.errno, f"cannot open {path}: {_why(exc)}", path) from exc
         self.open_fds[index] = fd
@@ -189,4 +244,4 @@ class TreeFiles:
 
 
 def _why(exc: OSError) -> str:
-    return "a link is in the way; move it" if exc.errno == errno.ELOOP else str(exc.strerror)
+    return "a link is in the way; move it" if exc.errno in (errno.ELOOP, errno.ENOTDIR) else str(exc.strerror)

@@ -14,6 +14,10 @@ from services.wire.pb import common_pb2, wire_pb2
 from services.wire.versions import WIRE
 
 MAX_CONTROL_FRAME = 64 * 1024
+# What a Distributor reads: a requester sends only handshakes, requests, cancels and library requests, each
+# under 100 bytes. A ROUTER queues up to its RCVHWM messages per connection before the loop reads them, so
+# this, not MAX_CONTROL_FRAME, is what one connection can make it hold: 10,000 x 1 KiB, not x 64 KiB.
+MAX_REQUEST_FRAME = 1024
 MAX_BOOK_FRAME = 64 * 1024 * 1024 + 4096
 
 
