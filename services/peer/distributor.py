@@ -136,7 +136,7 @@ class Distributor:
         self.pull = self.ctx.socket(zmq.PULL)
         self.pull.setsockopt(zmq.LINGER, 0)
         self.pull.setsockopt(zmq.MAXMSGSIZE, 1024 * 1024)
-        config.run_dir.mkdir(parents=True, exist_ok=True)
+        rundir.make(config.run_dir)
         self.pull.bind(notify_endpoint(config.run_dir))
         self.state = State(config.state_db)
         self.player_id = identity.player_id(config.data_dir)

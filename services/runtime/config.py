@@ -357,8 +357,9 @@ class Config:
     def ensure_dirs(self) -> None:
         """The player's own folders. Not the downloads folder: a download makes it when it starts, so a folder
         that cannot be (``usable.problems`` says so) stops only downloads, never a command or the player."""
-        for folder in (self.data_dir, self.libs_dir, self.run_dir, self.data_dir / "logs"):
+        for folder in (self.data_dir, self.libs_dir, self.data_dir / "logs"):
             folder.mkdir(parents=True, exist_ok=True)
+        rundir.make(self.run_dir)
 
     def save(self) -> None:
         """Write config.toml atomically (temp file, then rename)."""

@@ -17,6 +17,7 @@ these functions.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 RUN_FOLDER = "run"  # in the data folder
@@ -40,6 +41,18 @@ MAESTRO_LEFTOVERS = (CONTROL_SOCKET, HEARTBEAT_SOCKET, MAESTRO_PID)
 
 def run_dir(data_dir: Path) -> Path:
     return data_dir / RUN_FOLDER
+
+
+def make(run_dir: Path) -> None:
+    """Make the run folder, for its owner alone whatever the umask: its sockets take commands (add a library,
+    change a setting, "this book landed"), and the folder's mode is what keeps the machine's other users from
+    them. A folder left open by an older version or a loose umask is closed again (when it is ours)."""
+    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        if run_dir.stat().st_mode & 0o077:
+            os.chmod(run_dir, 0o700)
+    except OSError:
+        pass  # not ours to change: whoever owns it chose
 
 
 def control_endpoint(run_dir: Path) -> str:

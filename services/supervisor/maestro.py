@@ -167,7 +167,7 @@ def _noticed(signum: int, frame: object) -> None:
 
 def acquire_lock(run_dir: Path) -> IO[str]:
     """Hold ``maestro.lock`` for the life of the process, or raise AlreadyRunning."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.make(run_dir)
     handle = open(rundir.lock_file(run_dir), "a+")  # noqa: SIM115 - held until exit
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
