@@ -53,6 +53,10 @@ FULL_LOOK_SECONDS = 5.0  # and every file of libs/ this often (a file rewritten 
 _REFUSED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq's enum flags cost an enum operation per use
 RECEIVE_BATCH = 64  # messages taken from one remote per turn, so one remote cannot hold the loop
+# Messages one remote may have waiting unread; past it libzmq stops reading that connection (TCP holds the rest:
+# nothing is lost). Legitimately a remote has at most a window of books (Window.maximum, 64) and a few haves
+# on their way; unbounded, a stranger pushing books no one asked for filled memory whenever the loop paused.
+RECEIVE_QUEUE = 256
 COMMAND_BATCH = 16  # commands taken per turn
 MONITOR_BATCH = 64  # handshake events taken per remote per look (a connection says a few in its life)
 
@@ -241,7 +245,7 @@ class Requestor:
         socket = self.ctx.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.MAXMSGSIZE, framing.MAX_BOOK_FRAME)
-        socket.setsockopt(zmq.RCVHWM, 0)
+        socket.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE)
         curve.connect_curve(socket, self.keys, action.key)
         monitor = socket.get_monitor_socket(_REFUSED)
         socket.connect(action.endpoint)
