@@ -50,7 +50,7 @@ from services.runtime import rundir
 from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import get_logger
 from services.runtime.rundir import notify_endpoint
-from services.runtime.service import Unusable, service_main
+from services.runtime.service import Unusable, key_file_problem, service_main
 from services.wire import curve, framing, names
 from services.wire.admission import Admission, Gate, key_of, source_of
 from services.wire.errors import ErrorCode
@@ -103,9 +103,13 @@ class Distributor:
         self.router.setsockopt(zmq.SNDBUF, SEND_BUFFER)
         self.router.setsockopt(zmq.TCP_MAXRT, int(STUCK_SECONDS * 1000))  # TCP_USER_TIMEOUT: zero windows too
         self.keys = curve.load_or_create(config.data_dir)
-        self.allowlist = curve.Allowlist(config.get("security.players"))
+        try:  # a file of keys gone or garbled: retrying cannot help, and serving everyone must not happen
+            self.allowlist = curve.Allowlist(config.get("security.players"))
+            self.trusted = signing.Trusted.from_file(config.get("security.publishers"))
+        except (curve.CurveKeyError, signing.SignatureError) as exc:
+            self.ctx.destroy(linger=0)
+            raise Unusable(key_file_problem(exc)) from exc
         self.encrypted = bool(config.get("security.encryption")) or not self.allowlist.open
-        self.trusted = signing.Trusted.from_file(config.get("security.publishers"))
         self.refused_libraries: set[bytes] = set()
         self.revoked: set[bytes] = set()  # connections whose key was revoked and that were told so
         self.gate = Gate(self.ctx, Admission(CONNECTIONS_PER_ADDRESS, MAX_CONNECTIONS), "distributor", self.allowlist)
