@@ -28,6 +28,7 @@ from services.cli.context import cli_context
 from services.cli.fmt import printable
 from services.cli.keys import KeyReader, key_reader
 from services.cli.setup import SetupLeft, run_setup
+from services.peer.state import StateError
 from services.runtime import config as config_mod
 from services.runtime import rundir, usable
 from services.runtime.logs import get_logger, setup_logging
@@ -168,7 +169,7 @@ def run_screen(session: Session, label: str, screen: Screen) -> None:
         session.say("\n  back to the menu", style="dim")
     except MaestroNotRunning as exc:
         session.say(f"  {printable(exc)}: start it from 5 View Services, or with `emma peer --detach`", style="red")
-    except (ControlError, config_mod.ConfigError, launch.PlayerError, OSError) as exc:
+    except (ControlError, config_mod.ConfigError, launch.PlayerError, StateError, OSError) as exc:
         session.say(f"  {printable(exc)}", style="red")
 
 

@@ -1,0 +1,96 @@
+"""An unlucky user: a damaged state.db, two players started at once on one data folder, a data folder that
+cannot be written, a file that changes while it is shared, a hub that does not answer a link. Each is one line
+saying what happened and what to do, never a traceback, and nothing is lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from services.cli import launch
+from services.cli.launch import alive
+from services.runtime import config as config_mod
+from services.runtime.rundir import maestro_pid, run_dir
+from tests.cli.helpers import assert_one_line_error, configure, detached_player, emma, stop_maestro
+from tests.polling import wait_for
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    configure(tmp_path / "data", hub_port=9)  # nothing listens there: announces fail quietly
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def stuff(tmp_path: Path) -> Path:
+    path = tmp_path / "stuff.bin"
+    path.write_bytes(bytes(range(256)) * 64)
+    return path
+
+
+def damage(state_db: Path, how: str) -> None:
+    """What a crash of the disk or a stray command leaves in place of state.db."""
+    if how == "truncated":
+        state_db.write_bytes(state_db.read_bytes()[:5000])
+    else:
+        state_db.write_bytes(b"this is not a database\n" * 10)
+    for extra in ("-wal", "-shm"):
+        state_db.with_name(state_db.name + extra).unlink(missing_ok=True)
+
+
+@pytest.fixture(params=["truncated", "overwritten"])
+def damaged(data: Path, stuff: Path, request: pytest.FixtureRequest) -> Path:
+    assert emma(data, "share", str(stuff)).exit_code == 0  # a state.db with a record in it
+    damage(data / "state.db", request.param)
+    return data
+
+
+def test_share_with_a_damaged_state_db_says_so_and_shares_nothing(damaged: Path, stuff: Path,
+                                                                     tmp_path: Path) -> None:
+    libs = sorted((damaged / "libs").iterdir())
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"other stuff")
+    result = emma(damaged, "share", str(other))
+    assert_one_line_error(result, f"{damaged / 'state.db'} is damaged (")
+    assert f"move it aside (`mv {damaged / 'state.db'} {damaged / 'state.db'}.damaged`)" in result.stderr
+    assert "nothing shared" in result.stderr
+    assert sorted((damaged / "libs").iterdir()) == libs  # no .lib left for the player to take as a download
+
+
+@pytest.mark.slow
+def test_a_player_on_a_damaged_state_db_says_why_it_cannot_start(damaged: Path) -> None:
+    try:
+        result = emma(damaged, "peer", "--detach")
+        assert_one_line_error(result, f"{damaged / 'state.db'} is damaged (")
+        assert "maestro.out" not in result.stderr
+    finally:
+        stop_maestro(damaged)
+    assert not maestro_pid(run_dir(damaged)) or not alive(maestro_pid(run_dir(damaged)) or 0)
+
+
+@pytest.mark.slow
+def test_a_second_player_started_at_the_same_moment_says_which_one_runs(data: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two `emma peer --detach` at once both find no player and both spawn a Maestro: the one that loses the
+    lock says that a player runs, and its pid, not "exited at start"."""
+    with detached_player(data):
+        first = maestro_pid(run_dir(data))
+        monkeypatch.setattr(launch, "is_running", lambda _run_dir: False)  # as the two see it at the same moment
+        try:
+            outcome: int | str = launch.start_in_background(config_mod.load(data))
+        except launch.PlayerError as exc:
+            outcome = str(exc)
+        try:
+            assert outcome == f"a player already runs for {data} (pid {first}); stop it with `emma peer stop`"
+            assert maestro_pid(run_dir(data)) == first and alive(first or 0)
+        finally:
+            if isinstance(outcome, int):  # it said it started a second player: end that one too
+                end(outcome)
+
+
+def end(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not alive(pid), timeout=60, what=f"pid {pid} gone")
