@@ -234,10 +234,12 @@ def _fetched(ctx: typer.Context, client: ControlClient, text: str, folder: Path)
     """The library of a link, fetched from a player it names and checked against its id, in ``folder``."""
     from services.peer import identity, links
     from services.peer.library import write_library
+    from services.runtime.logs import log_to_files
     from services.wire import curve
 
     _call(ctx, "get", client.services)  # a player runs: nothing is fetched for nobody
     data_dir = cli_context(ctx).data_dir
+    log_to_files(data_dir, "cli")  # what asking the link's hubs logs
     try:
         link = links.parse(text)
         library = links.fetch(link, curve.load_or_create(data_dir), identity.player_id(data_dir))

@@ -4,8 +4,12 @@ saying what happened and what to do, never a traceback, and nothing is lost."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +98,21 @@ def test_a_second_player_started_at_the_same_moment_says_which_one_runs(data: Pa
 def end(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not alive(pid), timeout=60, what=f"pid {pid} gone")
+
+
+@pytest.mark.slow
+def test_a_link_whose_hub_does_not_answer_is_one_json_error_and_nothing_else(data: Path) -> None:
+    """What asking the link's hub logs goes to the log files: stdout is the one JSON object a script reads (the
+    real program, in its own process: nothing another test set up decides where its logs go)."""
+    with socket.socket() as holder:  # a port of this host where no hub answers
+        holder.bind(("127.0.0.1", 0))
+        link = f"emma:{'ab' * 32}?hub=tcp://127.0.0.1:{holder.getsockname()[1]}"
+        with detached_player(data):
+            done = subprocess.run([sys.executable, "-m", "services.cli", "--data-dir", str(data), "get", link,
+                                   "--json"], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done
+    assert done.stderr == "", done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1, done.stdout
+    assert "the link's hubs (tcp://127.0.0.1:" in json.loads(lines[0])["error"]
+    assert "hub_failed" in (data / "logs" / "errors.log").read_text()
