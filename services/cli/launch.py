@@ -46,7 +46,12 @@ def start_in_background(config: Config, timeout: float = START_TIMEOUT) -> int:
         raise PlayerError(f"a player already runs for {data_dir}; stop it with `emma peer stop`")
     config.ensure_dirs()
     out_path = data_dir / "logs" / "maestro.out"
-    said_from = _size(out_path)
+    try:
+        with out_path.open("ab") as out:  # what the Maestro prints goes there: the folder must take it
+            said_from = out.tell()
+    except OSError as exc:
+        raise PlayerError(f"cannot write {out_path}: {exc.strerror or exc}; the player needs its data folder "
+                          "writable") from exc
     pid = _spawn_detached(out_path, [sys.executable, "-m", "services.supervisor.maestro", "--data-dir", str(data_dir)])
     client = ControlClient(run_dir, timeout=1.0)
     deadline = time.monotonic() + timeout
@@ -65,13 +70,6 @@ def start_in_background(config: Config, timeout: float = START_TIMEOUT) -> int:
         time.sleep(0.1)
     raise PlayerError(f"the player did not report its services running within {timeout:g} s; "
                       f"see {data_dir / 'logs'}")
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 def _exit_reason(out_path: Path, said_from: int) -> str:

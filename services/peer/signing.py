@@ -88,7 +88,10 @@ def load_publisher(data_dir: Path) -> Publisher:
     """The data directory's publisher key, made on first use (0600; concurrent first runs agree)."""
     path = publisher_path(data_dir)
     if not path.exists():
-        _write(path, Ed25519PrivateKey.generate(), replace=False)
+        try:
+            _write(path, Ed25519PrivateKey.generate(), replace=False)
+        except OSError as exc:
+            raise SignatureError(f"cannot make the publisher key in {data_dir}: {exc.strerror or exc}") from exc
     try:
         info = path.stat()
         raw = bytes.fromhex(path.read_text(encoding="ascii").strip())

@@ -116,3 +116,32 @@ def test_a_link_whose_hub_does_not_answer_is_one_json_error_and_nothing_else(dat
     assert len(lines) == 1, done.stdout
     assert "the link's hubs (tcp://127.0.0.1:" in json.loads(lines[0])["error"]
     assert "hub_failed" in (data / "logs" / "errors.log").read_text()
+
+
+# --- a data folder the disk refuses (read-only, full): each refusal is made here by a folder where a file goes ----
+
+
+def test_settings_that_cannot_be_saved_are_one_line(data: Path) -> None:
+    (data / "config.toml.tmp").mkdir()  # where the new config is written before it replaces the old one
+    before = (data / "config.toml").read_text()
+    result = emma(data, "settings", "set", "hub.port", "7001")
+    assert_one_line_error(result, f"the system refused {data / 'config.toml.tmp'}: Is a directory; check that "
+                                  "folder's permissions and free space", code=1)
+    assert (data / "config.toml").read_text() == before
+
+
+def test_share_without_room_for_a_publisher_key_is_one_line(data: Path, stuff: Path) -> None:
+    (data / f".publisher.key.{os.getpid()}").mkdir()  # the key's temporary file, in this process (CliRunner)
+    result = emma(data, "share", str(stuff))
+    assert_one_line_error(result, f"cannot make the publisher key in {data}: File exists")
+    assert not list((data / "libs").glob("*.lib"))
+
+
+def test_a_player_whose_log_cannot_be_written_says_so(data: Path) -> None:
+    (data / "logs" / "maestro.out").mkdir(parents=True)
+    try:
+        result = emma(data, "peer", "--detach")
+        assert_one_line_error(result, f"cannot write {data / 'logs' / 'maestro.out'}: Is a directory; the player "
+                                      "needs its data folder writable")
+    finally:
+        stop_maestro(data)
