@@ -10,12 +10,15 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from services.cli import launch
 from services.cli.launch import alive
+from services.peer.librarifier import librarify, librarify_tree, verify
+from services.peer.library import LibraryError
 from services.runtime import config as config_mod
 from services.runtime.rundir import maestro_pid, run_dir
 from tests.cli.helpers import assert_one_line_error, configure, detached_player, emma, stop_maestro
@@ -145,3 +148,51 @@ def test_a_player_whose_log_cannot_be_written_says_so(data: Path) -> None:
                                       "needs its data folder writable")
     finally:
         stop_maestro(data)
+
+
+# --- a file that changes while it is shared ------------------------------------------------------------------
+
+
+def written_while_hashed(path: Path, change: str) -> Callable[[int], None]:
+    """A progress callback that changes ``path`` once its first book is hashed, as a program still writing it
+    would; its time is set back first, so the change shows however coarse the file system's clock."""
+    os.utime(path, ns=(10**18, 10**18))
+    done: list[int] = []
+
+    def progress(nbytes: int) -> None:
+        if not done:
+            with path.open("r+b") as handle:
+                if change == "grown":
+                    handle.seek(0, os.SEEK_END)
+                else:
+                    handle.seek(len(path.read_bytes()) - 10)
+                handle.write(b"0123456789")
+        done.append(nbytes)
+    return progress
+
+
+@pytest.mark.parametrize("change", ["overwritten", "grown"])
+def test_a_file_written_while_it_is_hashed_is_refused(tmp_path: Path, change: str) -> None:
+    path = tmp_path / "growing.log"
+    path.write_bytes(bytes(range(256)) * 1024)  # 4 books of 64 KiB
+    with pytest.raises(LibraryError, match=f"{path} changed while it was being hashed; share it again once "
+                                           "nothing writes to it"):
+        librarify(path, hubs=("tcp://127.0.0.1:9",), book_size=65536, progress=written_while_hashed(path, change))
+
+
+def test_a_file_of_a_folder_written_while_it_is_hashed_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "tree"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.bin").write_bytes(b"a" * 200_000)
+    changing = folder / "sub" / "b.bin"
+    changing.write_bytes(b"b" * 200_000)
+    with pytest.raises(LibraryError, match=f"{changing} changed while it was being hashed"):
+        librarify_tree(folder, hubs=("tcp://127.0.0.1:9",), book_size=65536,
+                       progress=written_while_hashed(changing, "overwritten"))
+
+
+def test_a_file_left_alone_while_it_is_hashed_is_shared(tmp_path: Path) -> None:
+    path = tmp_path / "still.bin"
+    path.write_bytes(bytes(range(256)) * 1024)
+    library = librarify(path, hubs=("tcp://127.0.0.1:9",), book_size=65536, progress=lambda _: None)
+    assert verify(library, path).ok
