@@ -196,3 +196,24 @@ def test_a_file_left_alone_while_it_is_hashed_is_shared(tmp_path: Path) -> None:
     path.write_bytes(bytes(range(256)) * 1024)
     library = librarify(path, hubs=("tcp://127.0.0.1:9",), book_size=65536, progress=lambda _: None)
     assert verify(library, path).ok
+
+
+# --- a hub told to listen where it cannot ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("bind", "text"), [
+    ("tcp://127.0.0.1:70000", "--bind: the port must be 1 to 65535, or 0 for any free one, got '70000'"),
+    ("tcp://127.0.0.1:", "--bind: the port must be 1 to 65535, or 0 for any free one, got ''"),
+    ("tcp://127.0.0.1:7x", "got '7x'"),
+    ("tcp://:7070", "--bind must be tcp://HOST:PORT"),
+    ("tcp://no-such-host.invalid:7070", "cannot listen on tcp://no-such-host.invalid:7070: no address of this host "
+                                        "has that name; choose another --bind"),
+])
+def test_a_hub_bind_it_cannot_listen_on_is_one_line(tmp_path: Path, bind: str, text: str) -> None:
+    """Never a hub on another port than asked (libzmq takes 70000 as 4464), nor "No such device"."""
+    done = subprocess.run([sys.executable, "-m", "services.cli", "--data-dir", str(tmp_path), "hub", "--bind", bind,
+                           "--store", "memory"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done
+    lines = done.stderr.splitlines()
+    assert done.stdout == "" and len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert text in lines[0], lines[0]
