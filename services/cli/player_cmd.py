@@ -210,9 +210,10 @@ def get(
 
     client = _client(ctx)
     globs = tuple(only or ())
-    folder = str(to.expanduser().absolute()) if to is not None else ""
+    folder = str(Path(os.path.expanduser(to)).absolute()) if to is not None else ""
     with tempfile.TemporaryDirectory(prefix="emma-link-") as fetched:
-        path = _fetched(ctx, client, lib, Path(fetched)) if links.is_link(lib) else Path(lib).expanduser().absolute()
+        given = Path(os.path.expanduser(lib)).absolute()  # ~unknown-user stays as typed, as a shell leaves it
+        path = _fetched(ctx, client, lib, Path(fetched)) if links.is_link(lib) else given
         try:
             library = read_library(path)
         except LibraryError as exc:

@@ -15,6 +15,7 @@ This module imports no typer, and zmq and protobuf only when it asks the Maestro
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,7 +95,7 @@ def answer(argv: Sequence[str]) -> int | None:
     from services.runtime import config as config_mod
 
     given, as_json = asked
-    folder = (Path(given) if given is not None else config_mod.default_data_dir()).expanduser().absolute()
+    folder = Path(os.path.expanduser(given if given is not None else config_mod.default_data_dir())).absolute()
     if not config_mod.exists(folder):
         return None  # a first run: typer's root sets the player up
     try:

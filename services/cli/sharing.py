@@ -13,6 +13,7 @@ state.db itself and the library is seeded when ``emma peer`` starts.
 
 from __future__ import annotations
 
+import os
 import socket
 import sqlite3
 import sys
@@ -72,7 +73,7 @@ def share_file(
             parse_endpoint(endpoint)
         except InvalidEndpoint as exc:
             raise ShareError(str(exc)) from None
-    path = file.expanduser().absolute()
+    path = Path(os.path.expanduser(file)).absolute()
     started = time.monotonic()
     hub_key = str(config.get("hub.key"))
     hub_keys = (hub_key,) * len(hubs) if hub_key else ()

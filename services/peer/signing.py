@@ -16,6 +16,7 @@ with an optional ``#`` comment): :meth:`Trusted.refusal` then says why it is ref
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -142,7 +143,7 @@ class Trusted:
         """Read ``security.publishers`` (empty: trust every library); SignatureError names a bad line."""
         if not source:
             return cls()
-        path = Path(source).expanduser()
+        path = Path(os.path.expanduser(source))
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:

@@ -288,7 +288,7 @@ def _check_together(values: dict[str, Any]) -> None:
 
 def default_data_dir() -> Path:
     env = os.environ.get(ENV_DATA_DIR)
-    return Path(env).expanduser() if env else Path.home() / ".emma"
+    return Path(os.path.expanduser(env)) if env else Path.home() / ".emma"
 
 
 @dataclass
@@ -344,7 +344,7 @@ class Config:
     @property
     def downloads_dir(self) -> Path:
         custom = self.get("paths.downloads")
-        return Path(custom).expanduser() if custom else self.data_dir / "downloads"
+        return Path(os.path.expanduser(custom)) if custom else self.data_dir / "downloads"
 
     @property
     def run_dir(self) -> Path:

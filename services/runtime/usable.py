@@ -74,7 +74,7 @@ def problems(config: Config) -> list[str]:
             found.append(f"{exc}; {FIX_ADDRESS}")
     for key, fix in (("security.players", "any"), ("security.publishers", "''")):
         source = str(config.get(key))
-        if source and source != ANY_PLAYERS and not os.access(Path(source).expanduser(), os.R_OK):
+        if source and source != ANY_PLAYERS and not os.access(os.path.expanduser(source), os.R_OK):
             found.append(f"{key} names {source}, which cannot be read: the player cannot start its distributor; "
                          f"put the file back, or `emma settings set {key} {fix}`")
     return found

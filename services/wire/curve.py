@@ -16,6 +16,7 @@ changes (:meth:`Allowlist.refresh`, called by the ZAP handler's loop, see
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,7 +152,7 @@ class Allowlist:
 
     def __init__(self, source: str) -> None:
         self.source = source.strip() or ANY
-        self.path = None if self.source == ANY else Path(self.source).expanduser()
+        self.path = None if self.source == ANY else Path(os.path.expanduser(self.source))
         self.keys: dict[bytes, str] = {}
         self._stamp: tuple[int, int, int] | None = None
         self._next_look = 0.0

@@ -16,12 +16,15 @@ from pathlib import Path
 import pytest
 
 from services.cli import launch
+from services.cli.console import run_screen
+from services.cli.console_screens import download, upload
 from services.cli.launch import alive
 from services.peer.librarifier import librarify, librarify_tree, verify
 from services.peer.library import LibraryError
 from services.runtime import config as config_mod
 from services.runtime.rundir import maestro_pid, run_dir
 from tests.cli.helpers import assert_one_line_error, configure, detached_player, emma, stop_maestro
+from tests.cli.test_console import Harness
 from tests.polling import wait_for
 
 
@@ -217,3 +220,22 @@ def test_a_hub_bind_it_cannot_listen_on_is_one_line(tmp_path: Path, bind: str, t
     lines = done.stderr.splitlines()
     assert done.stdout == "" and len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     assert text in lines[0], lines[0]
+
+
+# --- a path starting with ~ of a user this host does not know --------------------------------------------------
+
+NO_SUCH_USER = "~emma-no-such-user-here"  # a shell leaves it as typed; so does every command
+
+
+def test_a_home_of_no_user_is_a_plain_path_on_the_command_line(data: Path) -> None:
+    assert_one_line_error(emma(data, "share", f"{NO_SUCH_USER}/stuff.bin"), f"/{NO_SUCH_USER}/stuff.bin")
+    assert_one_line_error(emma(data, "lib", "show", f"{NO_SUCH_USER}/x.lib"), f"{NO_SUCH_USER}/x.lib")
+    assert_one_line_error(emma(data, "settings", "set", "security.players", f"{NO_SUCH_USER}/keys"),
+                          f"cannot read the allowlist {NO_SUCH_USER}/keys")
+
+
+def test_a_home_of_no_user_in_the_console_is_answered_and_the_menu_comes_back(data: Path) -> None:
+    for screen in (download, upload):
+        h = Harness(data, f"{NO_SUCH_USER}/x.lib", "exit")
+        run_screen(h.session, "screen", screen)  # raised RuntimeError: Could not determine home directory
+        assert f"{NO_SUCH_USER}/x.lib" in h.text
