@@ -343,8 +343,10 @@ class Config:
 
     @property
     def downloads_dir(self) -> Path:
+        """The downloads folder; a relative ``paths.downloads`` (one written into config.toml by hand) is under the
+        data folder, whatever folder a process runs in."""
         custom = self.get("paths.downloads")
-        return Path(os.path.expanduser(custom)) if custom else self.data_dir / "downloads"
+        return self.data_dir / os.path.expanduser(custom) if custom else self.data_dir / "downloads"
 
     @property
     def run_dir(self) -> Path:

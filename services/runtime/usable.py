@@ -27,11 +27,15 @@ from services.runtime.config import ANY_PLAYERS, Config, ConfigError
 FIX_DOWNLOADS = "fix it with `emma settings set paths.downloads DIR` (empty for <data>/downloads) or console Settings"
 FIX_ADDRESS = "fix it with `emma settings set distributor.ip 0.0.0.0` (all addresses) or console Settings"
 _ANY = {"0.0.0.0", "::", ""}
+# Settings naming a file or folder: saved absolute, since the player's processes run from another folder
+_PATH_KEYS = ("paths.downloads", "security.players", "security.publishers")
 
 
 def set_checked(config: Config, key: str, value: Any) -> Any:
     """``config.set`` for a value a person gives: well formed and able to work here (``refuse``), else
     ConfigError and ``config`` unchanged. Returns the value kept."""
+    if key in _PATH_KEYS and isinstance(value, str) and value.strip() and value.strip().lower() != ANY_PLAYERS:
+        value = os.path.abspath(os.path.expanduser(value.strip()))  # the folder the person typed it in means
     trial = Config(data_dir=config.data_dir, values=dict(config.values))
     checked = trial.set(key, value)
     refuse(trial, key, config.get(key))

@@ -239,3 +239,26 @@ def test_a_home_of_no_user_in_the_console_is_answered_and_the_menu_comes_back(da
         h = Harness(data, f"{NO_SUCH_USER}/x.lib", "exit")
         run_screen(h.session, "screen", screen)  # raised RuntimeError: Could not determine home directory
         assert f"{NO_SUCH_USER}/x.lib" in h.text
+
+
+# --- a relative path in a setting -------------------------------------------------------------------------------
+
+
+def test_a_relative_downloads_folder_is_saved_as_the_folder_it_was_typed_in(data: Path, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The player runs from another folder than the shell that set it: `dl` must mean the same folder to both."""
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    result = emma(data, "settings", "set", "paths.downloads", "dl")
+    assert result.exit_code == 0, result.output
+    assert config_mod.load(data).get("paths.downloads") == str(tmp_path / "here" / "dl")
+    monkeypatch.chdir(tmp_path)
+    assert config_mod.load(data).downloads_dir == tmp_path / "here" / "dl"
+
+
+def test_a_relative_downloads_folder_written_by_hand_is_under_the_data_folder(data: Path, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (data / "config.toml").read_text().replace('downloads = ""', 'downloads = "dl"')
+    (data / "config.toml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    assert config_mod.load(data).downloads_dir == data / "dl"
