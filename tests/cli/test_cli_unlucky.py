@@ -19,6 +19,7 @@ from services.cli import launch
 from services.cli.console import run_screen
 from services.cli.console_screens import download, upload
 from services.cli.launch import alive
+from services.peer import links
 from services.peer.librarifier import librarify, librarify_tree, verify
 from services.peer.library import LibraryError
 from services.runtime import config as config_mod
@@ -262,3 +263,21 @@ def test_a_relative_downloads_folder_written_by_hand_is_under_the_data_folder(da
     (data / "config.toml").write_text(text)
     monkeypatch.chdir(tmp_path)
     assert config_mod.load(data).downloads_dir == data / "dl"
+
+
+# --- a link as a copy and paste brings it -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pasted", ["  emma:{id}?hub=tcp://127.0.0.1:7070", "emma:{id}?hub=tcp://127.0.0.1:7070\n",
+                                    "EMMA:{id}?hub=tcp://127.0.0.1:7070", "Emma:{id}?hub=tcp://127.0.0.1:7070"])
+def test_a_pasted_link_with_blanks_or_capitals_is_a_link(pasted: str) -> None:
+    text = pasted.format(id="ab" * 32)
+    assert links.is_link(text)
+    assert links.parse(text) == links.Link(bytes.fromhex("ab" * 32), ("tcp://127.0.0.1:7070",), ())
+
+
+@pytest.mark.slow
+def test_get_of_a_pasted_link_is_read_as_a_link_not_a_file(data: Path) -> None:
+    with detached_player(data):
+        result = emma(data, "get", " EMMA:zz?hub=tcp://127.0.0.1:7070")
+    assert_one_line_error(result, "the link's library id must be 64 hex digits, got 'zz'")  # not "no such file"
