@@ -208,6 +208,8 @@ def get(
     from services.peer import links
     from services.peer.library import LibraryError, read_library
 
+    if not timeout >= 0:  # a negative one, or nan, would end the wait before it starts
+        fail(f"--timeout must be 0 (never) or more seconds, got {timeout:g}")
     client = _client(ctx)
     globs = tuple(only or ())
     folder = str(Path(os.path.expanduser(to)).absolute()) if to is not None else ""

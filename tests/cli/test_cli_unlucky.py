@@ -281,3 +281,21 @@ def test_get_of_a_pasted_link_is_read_as_a_link_not_a_file(data: Path) -> None:
     with detached_player(data):
         result = emma(data, "get", " EMMA:zz?hub=tcp://127.0.0.1:7070")
     assert_one_line_error(result, "the link's library id must be 64 hex digits, got 'zz'")  # not "no such file"
+
+
+# --- numbers past what a machine word holds, and numbers that are none ------------------------------------------
+
+
+def test_logs_of_more_lines_than_a_machine_word_holds_shows_them_all(data: Path) -> None:
+    (data / "logs").mkdir(exist_ok=True)
+    (data / "logs" / "events.log").write_text(
+        '{"timestamp": "2026-01-02T03:04:05Z", "level": "info", "event": "hello", "process": "requestor"}\n')
+    result = emma(data, "logs", "-n", "9" * 30)
+    assert result.exit_code == 0, result.output
+    assert "hello" in result.stdout
+
+
+@pytest.mark.parametrize("timeout", ["-5", "nan", "-inf"])
+def test_get_wait_refuses_a_timeout_that_ends_before_it_starts(data: Path, tmp_path: Path, timeout: str) -> None:
+    result = emma(data, "get", str(tmp_path / "x.lib"), "--wait", "--timeout", timeout)
+    assert_one_line_error(result, "--timeout must be 0 (never) or more seconds, got ")
