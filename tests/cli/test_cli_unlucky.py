@@ -24,9 +24,10 @@ from services.peer.librarifier import librarify, librarify_tree, verify
 from services.peer.library import LibraryError
 from services.runtime import config as config_mod
 from services.runtime.rundir import maestro_pid, run_dir
-from tests.cli.helpers import assert_one_line_error, configure, detached_player, emma, stop_maestro
+from tests.cli.helpers import Hub, assert_one_line_error, configure, detached_player, emma, stop_maestro
 from tests.cli.test_console import Harness
 from tests.polling import wait_for
+from tests.swarm.conftest import events_in
 
 
 @pytest.fixture
@@ -299,3 +300,45 @@ def test_logs_of_more_lines_than_a_machine_word_holds_shows_them_all(data: Path)
 def test_get_wait_refuses_a_timeout_that_ends_before_it_starts(data: Path, tmp_path: Path, timeout: str) -> None:
     result = emma(data, "get", str(tmp_path / "x.lib"), "--wait", "--timeout", timeout)
     assert_one_line_error(result, "--timeout must be 0 (never) or more seconds, got ")
+
+
+# --- a file written while it is seeded ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_file_written_while_it_is_seeded_is_no_longer_served_and_says_why(tmp_path: Path) -> None:
+    """Edited in place after it was shared, while the player runs: the seed used to serve the new bytes as the
+    library's, every leecher threw them away and banned it, and the seed said 'seeding' all along."""
+    hub = Hub(tmp_path / "hub")
+    seed, leech = tmp_path / "seed", tmp_path / "leech"
+    try:
+        for folder in (seed, leech):
+            configure(folder, hub_port=hub.port, hub_key=hub.key)
+            assert emma(folder, "peer", "--detach").exit_code == 0
+        stuff = tmp_path / "notes.bin"
+        stuff.write_bytes(bytes(range(256)) * 4096)  # 1 MiB: 16 books of 64 KiB
+        os.utime(stuff, ns=(10**18, 10**18))  # an old time: the edit shows however coarse the file system's clock
+        shared = emma(seed, "share", str(stuff), "--book-size", "64K", "--json")
+        assert shared.exit_code == 0, shared.output
+        library, link = json.loads(shared.stdout)["id"], json.loads(shared.stdout)["link"]
+        wait_for(lambda: any(e.get("library") == library for e in events_in(seed / "logs" / "events.log", "announce")),
+                 60, "the seed to serve the library")
+        with stuff.open("r+b") as handle:  # the same size, a few bytes changed in place
+            handle.seek(100_000)
+            handle.write(b"edited")
+        got = emma(leech, "get", link)
+        assert got.exit_code == 0, got.output
+
+        def seed_row() -> dict[str, object] | None:
+            listed = emma(seed, "downloads", "--json")
+            rows = {str(r["id"]): r for r in json.loads(listed.stdout)} if listed.exit_code == 0 else {}
+            row = rows.get(library)
+            return row if row is not None and row["state"] == "error" else None
+
+        row = wait_for(seed_row, 60, "the seed to say the file changed")
+        assert f"{stuff} was written while it was seeded: its books no longer match the library" in str(row["detail"])
+        assert not (leech / "downloads" / "notes.bin").exists()  # nobody got a copy that is not the library's
+    finally:
+        stop_maestro(seed)
+        stop_maestro(leech)
+        hub.stop()
