@@ -167,7 +167,8 @@ def run_screen(session: Session, label: str, screen: Screen) -> None:
     except (KeyboardInterrupt, EOFError):
         session.say("\n  back to the menu", style="dim")
     except MaestroNotRunning as exc:
-        session.say(f"  {printable(exc)}: start it from 5 View Services, or with `emma peer --detach`", style="red")
+        hint = exc.hint or "start it from 5 View Services, or with `emma peer --detach`"
+        session.say(f"  {printable(exc)}: {printable(hint)}", style="red")
     except (ControlError, config_mod.ConfigError, launch.PlayerError, StateError, OSError) as exc:
         session.say(f"  {printable(exc)}", style="red")
 

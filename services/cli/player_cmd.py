@@ -41,7 +41,7 @@ def _call(ctx: typer.Context, action: str, fn: Callable[[], T]) -> T:
     try:
         return fn()
     except MaestroNotRunning as exc:
-        fail(f"{exc}; {START_HINT}")
+        fail(f"{exc}; {exc.hint or START_HINT}")
     except ControlError as exc:
         fail(f"{action}: {exc}")
 

@@ -134,7 +134,7 @@ def downloads(run_dir: Path, as_json: bool) -> int:
         items = client.downloads()
         statuses = [] if as_json or not items else client.services()
     except MaestroNotRunning as exc:
-        say_error(f"{exc}; {START_HINT}", as_json=as_json)
+        say_error(f"{exc}; {exc.hint or START_HINT}", as_json=as_json)
         return 2
     except ControlError as exc:
         say_error(f"downloads: {exc}", as_json=as_json)

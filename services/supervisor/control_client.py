@@ -19,7 +19,11 @@ FORWARD_MARGIN = 5.0  # a request the Maestro forwards to the Requestor is waite
 
 
 class MaestroNotRunning(RuntimeError):
-    """No Maestro answers for this data directory."""
+    """No Maestro answers for this data directory; ``hint``, when set, says what to do instead of starting one."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class ControlError(RuntimeError):
@@ -30,12 +34,29 @@ class ControlError(RuntimeError):
         self.code = code
 
 
+def _a_maestro(pid: int) -> bool:
+    """Whether ``pid`` is a live Maestro (not a process that took the number of one gone)."""
+    try:
+        return b"services.supervisor.maestro" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 class ControlClient:
     """One request at a time to the Maestro; raises MaestroNotRunning when nobody answers."""
 
     def __init__(self, run_dir: Path, timeout: float = 3.0) -> None:
         self.run_dir = run_dir
         self.timeout = timeout
+
+    def _silent(self) -> MaestroNotRunning:
+        """Nobody answered: no player, or one that runs and is stuck (stopped, or its loop wedged)."""
+        pid = rundir.maestro_pid(self.run_dir)
+        if pid and _a_maestro(pid):
+            return MaestroNotRunning(
+                f"the player of {self.run_dir.parent} (pid {pid}) runs but does not answer",
+                hint=f"it is busy or stopped: try again in a moment, or end it with `kill {pid}` and start it again")
+        return MaestroNotRunning(f"the player of {self.run_dir.parent} does not answer")
 
     def call(self, timeout: float | None = None, **body: Any) -> control_pb2.ControlReply:
         """Ask and wait for the answer, up to ``timeout`` (the client's own, by default)."""
@@ -49,7 +70,7 @@ class ControlClient:
             request = control_pb2.ControlRequest(version=CONTROL.current, **body)
             socket.send_multipart([b"", request.SerializeToString()])
             if not socket.poll(int((timeout or self.timeout) * 1000)):
-                raise MaestroNotRunning(f"the player of {self.run_dir.parent} does not answer")
+                raise self._silent()
             frames = socket.recv_multipart()
         finally:
             socket.close(linger=0)

@@ -342,3 +342,25 @@ def test_a_file_written_while_it_is_seeded_is_no_longer_served_and_says_why(tmp_
         stop_maestro(seed)
         stop_maestro(leech)
         hub.stop()
+
+
+# --- a player that runs and does not answer ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_stuck_player_is_named_not_taken_for_none(data: Path) -> None:
+    """A Maestro stopped (SIGSTOP; or its loop wedged): "start one with `emma peer --detach`" sent the person to
+    start a second player, which cannot; they are told it runs, its pid, and what to do."""
+    with detached_player(data):
+        pid = maestro_pid(run_dir(data))
+        assert pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            said = (f"the player of {data} (pid {pid}) runs but does not answer; it is busy or stopped: try again "
+                    f"in a moment, or end it with `kill {pid}` and start it again")
+            assert_one_line_error(emma(data, "services"), said)
+            quick = subprocess.run([sys.executable, "-m", "services.cli", "--data-dir", str(data), "downloads"],
+                                   capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+            assert quick.returncode == 2 and quick.stderr == f"error: {said}\n", quick
+        finally:
+            os.kill(pid, signal.SIGCONT)
