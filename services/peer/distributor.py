@@ -340,6 +340,10 @@ class Distributor:
                 if result.error != self.hub_error:
                     self.hub_error = result.error
                     slog.warning("announce_failed", library=result.job.library_id.hex(), error=result.error)
+                    self.seen = ("", Reachability.UNKNOWN)  # said again when a hub answers
+                    if self.heartbeat:  # View Services and `emma services`: a seed nobody can find says so
+                        self.heartbeat.detail = (f"announces fail, so no player finds what this one seeds: "
+                                                 f"{result.error}")
                 continue
             self.hub_error = ""
             if result.endpoint:

@@ -364,3 +364,21 @@ def test_a_stuck_player_is_named_not_taken_for_none(data: Path) -> None:
             assert quick.returncode == 2 and quick.stderr == f"error: {said}\n", quick
         finally:
             os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.slow
+def test_a_seed_whose_hub_does_not_answer_says_so_in_services(data: Path, stuff: Path) -> None:
+    """Seeding, with no hub to announce to: 'seeding' and a blank line in services told nobody that no player
+    could find it."""
+    with detached_player(data):  # its hub port, 9, has no hub
+        assert emma(data, "share", str(stuff)).exit_code == 0
+
+        def detail() -> str:
+            listed = emma(data, "services", "--json")
+            rows = {str(r["name"]): r for r in json.loads(listed.stdout)} if listed.exit_code == 0 else {}
+            said = str(rows.get("distributor", {}).get("detail", ""))
+            return said if said.startswith("announces fail") else ""
+
+        said = wait_for(detail, 60, "the distributor to say its announces fail")
+        assert said.startswith("announces fail, so no player finds what this one seeds: ")
+        assert "tcp://127.0.0.1:9" in said
