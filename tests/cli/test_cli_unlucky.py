@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -382,3 +383,17 @@ def test_a_seed_whose_hub_does_not_answer_says_so_in_services(data: Path, stuff:
         said = wait_for(detail, 60, "the distributor to say its announces fail")
         assert said.startswith("announces fail, so no player finds what this one seeds: ")
         assert "tcp://127.0.0.1:9" in said
+
+
+# --- a library written over something that is not a file -------------------------------------------------------
+
+
+def test_share_out_onto_a_fifo_leaves_it_and_says_so(data: Path, stuff: Path, tmp_path: Path) -> None:
+    """--out is written by a rename over the path: a FIFO, socket or device there was replaced by a file (as
+    root, --out /dev/full replaced the device). A FIFO stands for them here."""
+    fifo = tmp_path / "out.lib"
+    os.mkfifo(fifo)
+    result = emma(data, "share", str(stuff), "--out", str(fifo))
+    assert_one_line_error(result, f"cannot write {fifo}: it is a device, FIFO or socket, not a file")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert not list(tmp_path.glob(".out.lib.tmp"))
