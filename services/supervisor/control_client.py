@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,21 @@ class ControlError(RuntimeError):
         self.code = code
 
 
-def _a_maestro(pid: int) -> bool:
-    """Whether ``pid`` is a live Maestro (not a process that took the number of one gone)."""
+def _holds_lock(pid: int, run_dir: Path) -> bool:
+    """Whether ``pid`` holds ``run_dir``'s Maestro lock file open: the Maestro of that data folder, detached or
+    in the foreground, and not a process (another player's, maybe) that took the number of one gone."""
+    lock = os.path.realpath(rundir.lock_file(run_dir))  # as /proc shows it: links resolved
     try:
-        return b"services.supervisor.maestro" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == lock:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 class ControlClient:
@@ -52,7 +62,7 @@ class ControlClient:
     def _silent(self) -> MaestroNotRunning:
         """Nobody answered: no player, or one that runs and is stuck (stopped, or its loop wedged)."""
         pid = rundir.maestro_pid(self.run_dir)
-        if pid and _a_maestro(pid):
+        if pid and _holds_lock(pid, self.run_dir):
             return MaestroNotRunning(
                 f"the player of {self.run_dir.parent} (pid {pid}) runs but does not answer",
                 hint=f"it is busy or stopped: try again in a moment, or end it with `kill {pid}` and start it again")
