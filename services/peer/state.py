@@ -103,6 +103,8 @@ class State:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
         except sqlite3.Error as exc:
+            if read_only:  # a tool that only looks, maybe before the player made the file: SQLite's own error
+                raise
             raise self._damaged(exc) from exc
         try:
             self.db.execute("PRAGMA busy_timeout=30000")
@@ -114,6 +116,8 @@ class State:
             self._seen = self._data_version()
         except sqlite3.Error as exc:
             self.db.close()
+            if read_only:
+                raise
             raise self._damaged(exc) from exc
         except BaseException:
             self.db.close()
