@@ -407,6 +407,8 @@ def load(data_dir: Path) -> Config:
     """Read ``<data>/config.toml`` (missing = all defaults), validating every key."""
     config = Config(data_dir=data_dir, values={})
     if not config.path.is_file():
+        if config.path.exists():  # a folder, FIFO or device: taken for no config, it was replaced by the defaults
+            raise ConfigError(f"{config.path} is not a file (a folder, FIFO, socket or device); move it away")
         return config
     try:
         with open(config.path, "rb") as handle:

@@ -397,3 +397,20 @@ def test_share_out_onto_a_fifo_leaves_it_and_says_so(data: Path, stuff: Path, tm
     assert_one_line_error(result, f"cannot write {fifo}: it is a device, FIFO or socket, not a file")
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
     assert not list(tmp_path.glob(".out.lib.tmp"))
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_a_config_that_is_not_a_file_is_left_and_named(tmp_path: Path, kind: str) -> None:
+    """A config.toml that is a folder or a FIFO was taken for none: settings showed the defaults, and the first
+    command that saved them replaced a FIFO with a file."""
+    data = tmp_path / "data"
+    data.mkdir()
+    if kind == "folder":
+        (data / "config.toml").mkdir()
+    else:
+        os.mkfifo(data / "config.toml")
+    for args in (["settings", "show"], ["downloads"], ["share", str(tmp_path)]):
+        assert_one_line_error(emma(data, *args), f"{data / 'config.toml'} is not a file (a folder, FIFO, socket or "
+                                                 "device); move it away")
+    mode = os.lstat(data / "config.toml").st_mode
+    assert stat.S_ISDIR(mode) if kind == "folder" else stat.S_ISFIFO(mode)
