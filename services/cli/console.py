@@ -11,7 +11,6 @@ the menu, at the menu it leaves the console (the player keeps running).
 from __future__ import annotations
 
 import builtins
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,9 +27,10 @@ from services.cli.context import cli_context
 from services.cli.fmt import printable
 from services.cli.keys import KeyReader, key_reader
 from services.cli.setup import SetupLeft, run_setup
+from services.peer.state import StateError
 from services.runtime import config as config_mod
 from services.runtime import rundir, usable
-from services.runtime.logs import get_logger, setup_logging
+from services.runtime.logs import get_logger, log_to_files
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
 
 T = TypeVar("T")
@@ -167,8 +167,9 @@ def run_screen(session: Session, label: str, screen: Screen) -> None:
     except (KeyboardInterrupt, EOFError):
         session.say("\n  back to the menu", style="dim")
     except MaestroNotRunning as exc:
-        session.say(f"  {printable(exc)}: start it from 5 View Services, or with `emma peer --detach`", style="red")
-    except (ControlError, config_mod.ConfigError, launch.PlayerError, OSError) as exc:
+        hint = exc.hint or "start it from 5 View Services, or with `emma peer --detach`"
+        session.say(f"  {printable(exc)}: {printable(hint)}", style="red")
+    except (ControlError, config_mod.ConfigError, launch.PlayerError, StateError, OSError) as exc:
         session.say(f"  {printable(exc)}", style="red")
 
 
@@ -255,7 +256,7 @@ def console(ctx: typer.Context) -> None:
     """The interactive menu: upload, download, watch transfers, logs, services, settings."""
     data_dir = cli_context(ctx).data_dir
     out = Console(highlight=False)
-    _quiet_logging(data_dir)
+    log_to_files(data_dir, "console")
     complete_paths()
     session = Session(data_dir=data_dir, ask=builtins.input, out=out)
     raise typer.Exit(run(session))
@@ -289,9 +290,3 @@ def _complete_path(text: str, state: int) -> str | None:
     return matches[state] if state < len(matches) else None
 
 
-def _quiet_logging(data_dir: Path) -> None:
-    """Log console actions to the data directory's files, never onto the screen."""
-    try:
-        setup_logging(data_dir, process="console", console_level=logging.CRITICAL + 1)
-    except OSError:
-        pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ def typed_path(answer: str) -> Path:
     text = answer.strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         text = text[1:-1]
-    return Path(text).expanduser().absolute()
+    return Path(os.path.expanduser(text)).absolute()
 
 LIVE_RATES = ("limits.upload_rate", "limits.download_rate")
 FETCHED = "fetched"

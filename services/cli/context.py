@@ -111,9 +111,18 @@ class EmmaGroup(TyperGroup):
             code = exc.exit_code
         except typer.Abort:
             code = 130
+        except OSError as exc:  # the disk said no where no command expected it (a full or read-only data folder)
+            say_error(os_error_message(exc), as_json=as_json)
+            code = 1
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def os_error_message(exc: OSError) -> str:
+    """An OSError no command caught, as one line: what the system refused, on which file, and where to look."""
+    where = f" {exc.filename}" if exc.filename is not None else ""
+    return f"the system refused{where}: {exc.strerror or exc}; check that folder's permissions and free space"
 
 
 def _usage_message(exc: ClickException) -> str:

@@ -46,12 +46,21 @@ def start_in_background(config: Config, timeout: float = START_TIMEOUT) -> int:
         raise PlayerError(f"a player already runs for {data_dir}; stop it with `emma peer stop`")
     config.ensure_dirs()
     out_path = data_dir / "logs" / "maestro.out"
+    try:
+        with out_path.open("ab") as out:  # what the Maestro prints goes there: the folder must take it
+            said_from = out.tell()
+    except OSError as exc:
+        raise PlayerError(f"cannot write {out_path}: {exc.strerror or exc}; the player needs its data folder "
+                          "writable") from exc
     pid = _spawn_detached(out_path, [sys.executable, "-m", "services.supervisor.maestro", "--data-dir", str(data_dir)])
     client = ControlClient(run_dir, timeout=1.0)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not alive(pid):
-            raise PlayerError(f"the player exited at start; see {out_path}")
+            raise PlayerError(_exit_reason(out_path, said_from))
+        if maestro_pid(run_dir) != pid:
+            time.sleep(0.1)  # what answers may be another Maestro, started at the same moment, that ours loses to
+            continue
         if services_running(client):
             return pid
         fatal = fatal_services(client)
@@ -61,6 +70,19 @@ def start_in_background(config: Config, timeout: float = START_TIMEOUT) -> int:
         time.sleep(0.1)
     raise PlayerError(f"the player did not report its services running within {timeout:g} s; "
                       f"see {data_dir / 'logs'}")
+
+
+def _exit_reason(out_path: Path, said_from: int) -> str:
+    """Why the Maestro exited at start: the ``error:`` line it printed into ``out_path`` past ``said_from`` (another
+    player runs, state.db cannot be used), else where to look."""
+    try:
+        with out_path.open("rb") as out:
+            out.seek(said_from)
+            said = out.read(64 * 1024).decode("utf-8", "replace").splitlines()
+    except OSError:
+        said = []
+    errors = [line.removeprefix("error: ") for line in said if line.startswith("error: ")]
+    return errors[-1] if errors else f"the player exited at start; see {out_path}"
 
 
 # A throwaway parent: it starts the Maestro in a new session and exits, so the Maestro is

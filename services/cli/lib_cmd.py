@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +15,7 @@ from services.cli.sharing import ShareError, share_file
 from services.peer import links, signing
 from services.peer.librarifier import verify
 from services.peer.library import HashAlgorithm, Library, LibraryError, read_library
-from services.runtime.logs import setup_logging
+from services.runtime.logs import log_to_files
 from services.runtime.units import UnitError, parse_size
 
 lib_app = typer.Typer(help="Inspect and verify library (.lib) files.", no_args_is_help=True, rich_markup_mode=None)
@@ -37,10 +36,7 @@ def share(
 ) -> None:
     """Librarify FILE (a file or a folder): write lib_<id>.lib and seed it from this player."""
     config = cli_context(ctx).config()
-    try:  # what the hub check logs goes to the log files, never onto stdout
-        setup_logging(config.data_dir, process="cli", console_level=logging.CRITICAL + 1)
-    except OSError:
-        setup_logging(None, process="cli", console_level=logging.CRITICAL + 1)
+    log_to_files(config.data_dir, "cli")  # what the hub check logs
     try:
         book = parse_size(book_size) if book_size is not None else None
     except UnitError as exc:

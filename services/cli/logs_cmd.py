@@ -14,6 +14,8 @@ from services.cli.context import cli_context
 from services.cli.logs_view import Entry, Follower, level_rank, render
 from services.runtime.logs import log_path
 
+MAX_LINES = 1_000_000_000  # more than the logs ever hold (5 files of 10 MiB each): asking for more shows them all
+
 FOLLOW_POLL = 0.2
 
 
@@ -49,7 +51,7 @@ def logs(
         typer.echo(f"no {kind.value} log yet at {path}; it appears once the player runs (`emma peer --detach`)",
                    err=True)
     follower = Follower(path, rank)
-    for entry in follower.backlog(lines):
+    for entry in follower.backlog(min(lines, MAX_LINES)):
         _show(out, entry, json_out)
     if not follow:
         return

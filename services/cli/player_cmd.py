@@ -41,7 +41,7 @@ def _call(ctx: typer.Context, action: str, fn: Callable[[], T]) -> T:
     try:
         return fn()
     except MaestroNotRunning as exc:
-        fail(f"{exc}; {START_HINT}")
+        fail(f"{exc}; {exc.hint or START_HINT}")
     except ControlError as exc:
         fail(f"{action}: {exc}")
 
@@ -208,11 +208,14 @@ def get(
     from services.peer import links
     from services.peer.library import LibraryError, read_library
 
+    if not timeout >= 0:  # a negative one, or nan, would end the wait before it starts
+        fail(f"--timeout must be 0 (never) or more seconds, got {timeout:g}")
     client = _client(ctx)
     globs = tuple(only or ())
-    folder = str(to.expanduser().absolute()) if to is not None else ""
+    folder = str(Path(os.path.expanduser(to)).absolute()) if to is not None else ""
     with tempfile.TemporaryDirectory(prefix="emma-link-") as fetched:
-        path = _fetched(ctx, client, lib, Path(fetched)) if links.is_link(lib) else Path(lib).expanduser().absolute()
+        given = Path(os.path.expanduser(lib)).absolute()  # ~unknown-user stays as typed, as a shell leaves it
+        path = _fetched(ctx, client, lib, Path(fetched)) if links.is_link(lib) else given
         try:
             library = read_library(path)
         except LibraryError as exc:
@@ -234,10 +237,12 @@ def _fetched(ctx: typer.Context, client: ControlClient, text: str, folder: Path)
     """The library of a link, fetched from a player it names and checked against its id, in ``folder``."""
     from services.peer import identity, links
     from services.peer.library import write_library
+    from services.runtime.logs import log_to_files
     from services.wire import curve
 
     _call(ctx, "get", client.services)  # a player runs: nothing is fetched for nobody
     data_dir = cli_context(ctx).data_dir
+    log_to_files(data_dir, "cli")  # what asking the link's hubs logs
     try:
         link = links.parse(text)
         library = links.fetch(link, curve.load_or_create(data_dir), identity.player_id(data_dir))

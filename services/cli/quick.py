@@ -15,6 +15,7 @@ This module imports no typer, and zmq and protobuf only when it asks the Maestro
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,7 +95,7 @@ def answer(argv: Sequence[str]) -> int | None:
     from services.runtime import config as config_mod
 
     given, as_json = asked
-    folder = (Path(given) if given is not None else config_mod.default_data_dir()).expanduser().absolute()
+    folder = Path(os.path.expanduser(given if given is not None else config_mod.default_data_dir())).absolute()
     if not config_mod.exists(folder):
         return None  # a first run: typer's root sets the player up
     try:
@@ -133,7 +134,7 @@ def downloads(run_dir: Path, as_json: bool) -> int:
         items = client.downloads()
         statuses = [] if as_json or not items else client.services()
     except MaestroNotRunning as exc:
-        say_error(f"{exc}; {START_HINT}", as_json=as_json)
+        say_error(f"{exc}; {exc.hint or START_HINT}", as_json=as_json)
         return 2
     except ControlError as exc:
         say_error(f"downloads: {exc}", as_json=as_json)

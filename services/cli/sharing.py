@@ -13,7 +13,9 @@ state.db itself and the library is seeded when ``emma peer`` starts.
 
 from __future__ import annotations
 
+import os
 import socket
+import sqlite3
 import sys
 import tempfile
 import time
@@ -27,6 +29,7 @@ from services.hub.client_types import HubClientError
 from services.peer import catalog, signing
 from services.peer.librarifier import Warn, librarify, librarify_tree, stuff_size, walk
 from services.peer.library import HashAlgorithm, Library, LibraryError, write_library
+from services.peer.state import StateError
 from services.runtime.config import Config
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
 from services.wire import curve
@@ -70,7 +73,7 @@ def share_file(
             parse_endpoint(endpoint)
         except InvalidEndpoint as exc:
             raise ShareError(str(exc)) from None
-    path = file.expanduser().absolute()
+    path = Path(os.path.expanduser(file)).absolute()
     started = time.monotonic()
     hub_key = str(config.get("hub.key"))
     hub_keys = (hub_key,) * len(hubs) if hub_key else ()
@@ -126,11 +129,11 @@ def _record_here(config: Config, library: Library, target: Path, stuff: Path) ->
     _write(library, target)
     try:
         catalog.record_shared(config, library, target, stuff)
-    except OSError as exc:
+    except (OSError, sqlite3.Error, StateError) as exc:
         if target.parent.resolve() == config.libs_dir.resolve():
             target.unlink(missing_ok=True)  # else the player would take it, unrecorded, as a library to download
-        raise ShareError(f"cannot record the library as seeding in {config.state_db}: {exc.strerror or exc}; "
-                         "nothing shared") from None
+        why = exc if isinstance(exc, StateError) else getattr(exc, "strerror", None) or exc
+        raise ShareError(f"cannot record the library as seeding in {config.state_db}: {why}; nothing shared") from None
 
 
 def _write(library: Library, target: Path) -> None:

@@ -9,6 +9,7 @@ SIGINT or SIGTERM, then flushes the store and exits cleanly.
 
 from __future__ import annotations
 
+import errno
 import gc
 import signal
 import sys
@@ -109,6 +110,8 @@ def build_options(
         allowlist=load_allowlist(allowlist) if allowlist is not None else None,
         ping_networks=ping_networks,
     )
+    if bind is not None:
+        check_bind(bind)
     return HubOptions(
         bind=bind or f"tcp://0.0.0.0:{hub_port}",
         db=None if store == "redis" else db if db is not None else data_dir / "hub.db",
@@ -121,6 +124,19 @@ def build_options(
         key_dir=data_dir if encryption else None,
         players=players,
     )
+
+
+def check_bind(bind: str) -> None:
+    """HubStartError for a TCP ``--bind`` libzmq would take wrongly: a port past 65535 is taken modulo 65536
+    (70000 listened on 4464). Other transports (ipc://, for tests on one host) are libzmq's to check."""
+    if not bind.startswith("tcp://"):
+        return
+    host, sep, port = bind.removeprefix("tcp://").rpartition(":")
+    if not sep or not host:
+        raise HubStartError(f"--bind must be tcp://HOST:PORT (tcp://0.0.0.0:7070 listens on every address), "
+                            f"got {bind!r}")
+    if port != "*" and not (port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535):
+        raise HubStartError(f"--bind: the port must be 1 to 65535, or 0 for any free one, got {port!r} in {bind!r}")
 
 
 def load_allowlist(path: Path) -> frozenset[bytes]:
@@ -192,7 +208,8 @@ def run_hub(options: HubOptions, out: TextIO = sys.stdout) -> None:
                 endpoint = broker.bind(options.bind)
             except zmq.ZMQError as exc:
                 broker.close()
-                raise HubStartError(f"cannot listen on {options.bind}: {exc}; choose another --bind") from exc
+                why = "no address of this host has that name" if exc.errno == errno.ENODEV else exc
+                raise HubStartError(f"cannot listen on {options.bind}: {why}; choose another --bind") from exc
             print(f"hub listening on {endpoint}", file=out, flush=True)
             if keys is not None:
                 print(f"hub key {keys.public.decode()}", file=out, flush=True)

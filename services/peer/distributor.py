@@ -50,7 +50,7 @@ from services.runtime import rundir
 from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import get_logger
 from services.runtime.rundir import notify_endpoint
-from services.runtime.service import Unusable, service_main
+from services.runtime.service import Unusable, key_file_problem, service_main
 from services.wire import curve, framing, names
 from services.wire.admission import Admission, Gate, key_of, source_of
 from services.wire.errors import ErrorCode
@@ -110,9 +110,13 @@ class Distributor:
         self.router.setsockopt(zmq.SNDBUF, SEND_BUFFER)
         self.router.setsockopt(zmq.TCP_MAXRT, int(STUCK_SECONDS * 1000))  # TCP_USER_TIMEOUT: zero windows too
         self.keys = curve.load_or_create(config.data_dir)
-        self.allowlist = curve.Allowlist(config.get("security.players"))
+        try:  # a file of keys gone or garbled: retrying cannot help, and serving everyone must not happen
+            self.allowlist = curve.Allowlist(config.get("security.players"))
+            self.trusted = signing.Trusted.from_file(config.get("security.publishers"))
+        except (curve.CurveKeyError, signing.SignatureError) as exc:
+            self.ctx.destroy(linger=0)
+            raise Unusable(key_file_problem(exc)) from exc
         self.encrypted = bool(config.get("security.encryption")) or not self.allowlist.open
-        self.trusted = signing.Trusted.from_file(config.get("security.publishers"))
         self.refused_libraries: set[bytes] = set()
         self.revoked: set[bytes] = set()  # connections whose key was revoked and that were told so
         self.unread: set[bytes] = set()  # requesters forgotten for not reading, logged once each
@@ -144,7 +148,8 @@ class Distributor:
                                       upload_rate=config.get("limits.upload_rate"), now=time.monotonic())
         self.settings = config_mod.Watcher(config)
         self.seeding_limits: tuple[float, float] = (config.get("seeding.ratio"), config.get("seeding.hours"))
-        self.files: dict[bytes, tuple[Path, int]] = {}  # a file library's file (or .part): path, fd
+        # a file library's file (or .part): path, fd, and for a complete one its size and mtime when opened
+        self.files: dict[bytes, tuple[Path, int, tuple[int, int] | None]] = {}
         self.trees: dict[bytes, TreeFiles] = {}  # a tree library's files, opened as books are asked for
         # books handed to the socket and not yet written to the kernel: (tracker, requester, length)
         self.unsent: deque[tuple[zmq.MessageTracker, bytes, int]] = deque()
@@ -288,12 +293,13 @@ class Distributor:
             return
         try:
             fd = os.open(path, os.O_RDONLY)
+            info = os.fstat(fd)
         except OSError as exc:
             if current is None and not (partial and exc.errno == errno.ENOENT):
                 log.warning("stuff_unreadable", path=str(path), error=exc.strerror)
             return
         self._close(library_id)
-        self.files[library_id] = (path, fd)
+        self.files[library_id] = (path, fd, None if partial else (info.st_size, info.st_mtime_ns))
 
     def _open_tree(self, library: Library, root: Path) -> None:
         """Serve a tree from ``root`` (a download in place, or a shared folder); files open as books are asked for."""
@@ -343,6 +349,10 @@ class Distributor:
                 if result.error != self.hub_error:
                     self.hub_error = result.error
                     slog.warning("announce_failed", library=result.job.library_id.hex(), error=result.error)
+                    self.seen = ("", Reachability.UNKNOWN)  # said again when a hub answers
+                    if self.heartbeat:  # View Services and `emma services`: a seed nobody can find says so
+                        self.heartbeat.detail = (f"announces fail, so no player finds what this one seeds: "
+                                                 f"{result.error}")
                 continue
             self.hub_error = ""
             if result.endpoint:
@@ -550,11 +560,30 @@ class Distributor:
         if entry is None:
             return None
         try:
+            if entry[2] is not None and self._changed(action.library_id, entry[0], entry[1], entry[2]):
+                return None
             data = os.pread(entry[1], action.length, action.offset)
         except OSError as exc:
             log.error("book_read_failed", library=action.library_id.hex(), book=action.book, error=exc.strerror)
             return None
         return data if len(data) == action.length else None
+
+    def _changed(self, library_id: bytes, path: Path, fd: int, stamp: tuple[int, int]) -> bool:
+        """Whether the complete file seeded from ``fd`` was written since it was opened (its size or mtime moved):
+        its books no longer match the library, and every player that got one would throw it away and ban this
+        one. Such a library is no longer served, and is in error with the reason."""
+        info = os.fstat(fd)
+        if (info.st_size, info.st_mtime_ns) == stamp:
+            return False
+        reason = (f"{path} was written while it was seeded: its books no longer match the library; if that was "
+                  f"meant, share it again (`emma share {path}`)")
+        log.error("stuff_changed", library=library_id.hex(), path=str(path), reason=reason)
+        try:
+            self.state.set_status(library_id.hex(), Status.ERROR, reason=reason)
+        except sqlite3.Error as exc:  # a full data folder: not served all the same, and said in the log
+            log.warning("stuff_changed_not_saved", library=library_id.hex(), error=str(exc))
+        self._stop_serving(library_id, time.monotonic())
+        return True
 
     def stop(self, *_: object) -> None:
         self.running = False

@@ -68,6 +68,7 @@ def librarify(
 ) -> Library:
     """Hash ``path`` into a library listing ``hubs`` (with their CURVE keys), signed by ``publisher`` if given."""
     size = stuff_size(path)
+    before = _stamp(path)
     chosen = check_book_size(book_size) if book_size is not None else auto_book_size(size)
     try:
         name = check_name(path.name)
@@ -80,6 +81,7 @@ def librarify(
         raise LibraryError(f"cannot read {path}: permission denied") from exc
     except (OSError, ValueError) as exc:
         raise LibraryError(f"cannot read {path}: {exc}") from exc
+    _unchanged(path, before)
     return make_library(
         name=name,
         size=size,
@@ -101,6 +103,7 @@ class Walked:
     files: list[tuple[str, int]] = field(default_factory=list)
     empty_dirs: list[str] = field(default_factory=list)
     skipped: int = 0
+    stamps: dict[str, tuple[int, int]] = field(default_factory=dict)  # each file's size and mtime when walked
 
     @property
     def size(self) -> int:
@@ -139,7 +142,9 @@ def walk(root: Path, warn: Warn) -> Walked:
                     continue
                 if entry.is_file(follow_symlinks=False):
                     _checked(path, entry.path)
-                    walked.files.append((path, entry.stat(follow_symlinks=False).st_size))
+                    info = entry.stat(follow_symlinks=False)
+                    walked.files.append((path, info.st_size))
+                    walked.stamps[path] = (info.st_size, info.st_mtime_ns)
                     kept += 1
                     continue
             except OSError as exc:
@@ -154,6 +159,22 @@ def walk(root: Path, warn: Warn) -> Walked:
         raise LibraryError(f"{root} holds {len(walked.files)} files and {len(walked.empty_dirs)} empty folders; "
                            f"a library holds at most {MAX_FILES} of each: share its subfolders one by one")
     return walked
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """What says a file changed: its size and modification time (None when it cannot be read any more)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
+
+
+def _unchanged(path: Path, before: tuple[int, int] | None) -> None:
+    """LibraryError when ``path`` changed since ``before`` (taken before hashing it): its books would not match
+    what a seed serves, and every player downloading it would throw them away."""
+    if before is None or _stamp(path) != before:
+        raise LibraryError(f"{path} changed while it was being hashed; share it again once nothing writes to it")
 
 
 def _checked(path: str, where: str) -> None:
@@ -213,6 +234,8 @@ def librarify_tree(
         raise LibraryError(f"cannot read {exc.filename}: permission denied") from exc
     except (OSError, ValueError) as exc:
         raise LibraryError(f"cannot read a file under {path}: {exc}") from exc
+    for rel, _ in walked.files:
+        _unchanged(path / rel, walked.stamps.get(rel))
     return make_library(
         name=name,
         size=walked.size,

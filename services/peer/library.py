@@ -28,6 +28,7 @@ A .lib file comes from outside, so nothing in it is trusted:
 from __future__ import annotations
 
 import enum
+import errno
 import hashlib
 import os
 import stat
@@ -573,7 +574,16 @@ class LibraryCache:
 
 
 def write_library(library: Library, path: Path) -> None:
-    """Write atomically: a crash leaves the old file or the new one, never half."""
+    """Write atomically: a crash leaves the old file or the new one, never half. What is at ``path`` is replaced
+    only if it is a file (or a link): a device, FIFO or socket there raises FileExistsError, and stays (as root,
+    `emma share --out /dev/full` replaced the device with a file)."""
+    try:
+        there = os.lstat(path).st_mode
+    except FileNotFoundError:
+        there = None
+    if there is not None and not (stat.S_ISREG(there) or stat.S_ISLNK(there) or stat.S_ISDIR(there)):
+        raise FileExistsError(errno.EEXIST, "it is a device, FIFO or socket, not a file; give the path of a file",
+                              str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as handle:

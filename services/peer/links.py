@@ -52,7 +52,9 @@ class Link:
 
 
 def is_link(text: str) -> bool:
-    return text.startswith(SCHEME)
+    """Whether ``text`` is meant as a link: it starts with the scheme, in any case, once the blanks a copy and
+    paste brings are stripped (a scheme is case-insensitive, as in every URI)."""
+    return text.strip()[: len(SCHEME)].lower() == SCHEME
 
 
 def format_link(library_id: bytes, hubs: tuple[str, ...], hub_keys: tuple[str, ...] = ()) -> str:

@@ -38,7 +38,7 @@ from services.runtime import config as config_mod
 from services.runtime import rundir
 from services.runtime.heartbeat import HeartbeatSender
 from services.runtime.logs import get_logger
-from services.runtime.service import service_main
+from services.runtime.service import Unusable, key_file_problem, service_main
 from services.wire import curve, framing, names
 from services.wire.errors import ErrorCode, ProtocolError
 from services.wire.pb import wire_pb2
@@ -68,7 +68,12 @@ class Requestor:
         self.state = State(config.state_db)
         self.keys = curve.load_or_create(config.data_dir)
         self.player_id = identity.player_id(config.data_dir)
-        self.trusted = signing.Trusted.from_file(config.get("security.publishers"))
+        try:
+            self.trusted = signing.Trusted.from_file(config.get("security.publishers"))
+        except signing.SignatureError as exc:
+            self.state.close()
+            self.ctx.destroy(linger=0)
+            raise Unusable(key_file_problem(exc)) from exc
         self.logic = rl.RequestorLogic(player_id=self.player_id, download_rate=config.get("limits.download_rate"),
                                        now=time.monotonic())
         self.push = self.ctx.socket(zmq.PUSH)

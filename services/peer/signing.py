@@ -16,6 +16,7 @@ with an optional ``#`` comment): :meth:`Trusted.refusal` then says why it is ref
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -88,7 +89,10 @@ def load_publisher(data_dir: Path) -> Publisher:
     """The data directory's publisher key, made on first use (0600; concurrent first runs agree)."""
     path = publisher_path(data_dir)
     if not path.exists():
-        _write(path, Ed25519PrivateKey.generate(), replace=False)
+        try:
+            _write(path, Ed25519PrivateKey.generate(), replace=False)
+        except OSError as exc:
+            raise SignatureError(f"cannot make the publisher key in {data_dir}: {exc.strerror or exc}") from exc
     try:
         info = path.stat()
         raw = bytes.fromhex(path.read_text(encoding="ascii").strip())
@@ -139,7 +143,7 @@ class Trusted:
         """Read ``security.publishers`` (empty: trust every library); SignatureError names a bad line."""
         if not source:
             return cls()
-        path = Path(source).expanduser()
+        path = Path(os.path.expanduser(source))
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:

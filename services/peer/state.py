@@ -46,8 +46,16 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 ONLY_SEPARATOR = "\n"  # globs of `emma get --only`, joined (a glob never holds a newline: refused at the CLI)
 
 
-class StateVersionError(RuntimeError):
+class StateError(RuntimeError):
+    """A state.db this code cannot use; the message says why and what to do."""
+
+
+class StateVersionError(StateError):
     """A state.db this code cannot use: written by a newer Emma, or not yet migrated (read-only)."""
+
+
+class StateDamagedError(StateError):
+    """A state.db SQLite cannot open or read: truncated, overwritten, or something else in its place."""
 
 
 class Status(enum.Enum):
@@ -88,11 +96,16 @@ class State:
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
-        if read_only:
-            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        try:
+            if read_only:
+                self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            if read_only:  # a tool that only looks, maybe before the player made the file: SQLite's own error
+                raise
+            raise self._damaged(exc) from exc
         try:
             self.db.execute("PRAGMA busy_timeout=30000")
             self._refuse_newer()  # before anything is written: a newer file is left as it was
@@ -100,10 +113,24 @@ class State:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
             self._check_version(read_only)
+            self._seen = self._data_version()
+        except sqlite3.Error as exc:
+            self.db.close()
+            if read_only:
+                raise
+            raise self._damaged(exc) from exc
         except BaseException:
             self.db.close()
             raise
-        self._seen = self._data_version()
+
+    def _damaged(self, exc: sqlite3.Error) -> StateError:
+        """Why state.db cannot be opened, and what to do: a damaged file (truncated, overwritten) is moved aside."""
+        if (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            return StateDamagedError(
+                f"{self.path} is damaged ({exc}): move it aside (`mv {self.path} {self.path}.damaged`) and start "
+                "again; the libraries of libs/ are then downloaded anew (a folder's files already on disk are kept), "
+                "and what you shared must be shared again")
+        return StateError(f"cannot use {self.path}: {exc}; check that its folder can be written and has free space")
 
     @classmethod
     def reader(cls, path: Path) -> State | None:

@@ -288,7 +288,7 @@ def _check_together(values: dict[str, Any]) -> None:
 
 def default_data_dir() -> Path:
     env = os.environ.get(ENV_DATA_DIR)
-    return Path(env).expanduser() if env else Path.home() / ".emma"
+    return Path(os.path.expanduser(env)) if env else Path.home() / ".emma"
 
 
 @dataclass
@@ -343,8 +343,10 @@ class Config:
 
     @property
     def downloads_dir(self) -> Path:
+        """The downloads folder; a relative ``paths.downloads`` (one written into config.toml by hand) is under the
+        data folder, whatever folder a process runs in."""
         custom = self.get("paths.downloads")
-        return Path(custom).expanduser() if custom else self.data_dir / "downloads"
+        return self.data_dir / os.path.expanduser(custom) if custom else self.data_dir / "downloads"
 
     @property
     def run_dir(self) -> Path:
@@ -406,6 +408,8 @@ def load(data_dir: Path) -> Config:
     """Read ``<data>/config.toml`` (missing = all defaults), validating every key."""
     config = Config(data_dir=data_dir, values={})
     if not config.path.is_file():
+        if config.path.exists():  # a folder, FIFO or device: taken for no config, it was replaced by the defaults
+            raise ConfigError(f"{config.path} is not a file (a folder, FIFO, socket or device); move it away")
         return config
     try:
         with open(config.path, "rb") as handle:

@@ -240,6 +240,15 @@ def setup_logging(
     structlog.contextvars.clear_contextvars()
 
 
+def log_to_files(data_dir: Path, process: str) -> None:
+    """For a command a person runs: what it logs goes to ``data_dir``'s log files, never onto the screen (where it
+    would break a one-line error, or the JSON a script reads); to nowhere when those files cannot be written."""
+    try:
+        setup_logging(data_dir, process=process, console_level=logging.CRITICAL + 1)
+    except OSError:
+        setup_logging(None, process=process, console_level=logging.CRITICAL + 1)
+
+
 def get_logger(kind: str = "events") -> Any:
     """A structlog logger writing to ``emma.<kind>`` (events, services, debug)."""
     return structlog.get_logger(f"emma.{kind}")

@@ -47,6 +47,12 @@ class Unusable(Exception):
     holds, an address not of this host): the message says what is wrong and what to change."""
 
 
+def key_file_problem(exc: Exception) -> str:
+    """Why a service cannot start with the files of keys its settings name (security.players, security.publishers),
+    and how to fix it: they are read once at start, and a private swarm never opens up for want of one."""
+    return f"{exc}; fix it (or `emma settings set` the key to any, or '' for publishers) and restart the player"
+
+
 def settle_collector() -> None:
     """The cycle collector, tuned for a loop that moves books: what start-up made (modules, the service)
     lives as long as the process, so it is frozen out of every later collection; and the youngest objects

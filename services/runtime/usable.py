@@ -22,16 +22,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from services.runtime.config import Config, ConfigError
+from services.runtime.config import ANY_PLAYERS, Config, ConfigError
 
 FIX_DOWNLOADS = "fix it with `emma settings set paths.downloads DIR` (empty for <data>/downloads) or console Settings"
 FIX_ADDRESS = "fix it with `emma settings set distributor.ip 0.0.0.0` (all addresses) or console Settings"
 _ANY = {"0.0.0.0", "::", ""}
+# Settings naming a file or folder: saved absolute, since the player's processes run from another folder
+_PATH_KEYS = ("paths.downloads", "security.players", "security.publishers")
 
 
 def set_checked(config: Config, key: str, value: Any) -> Any:
     """``config.set`` for a value a person gives: well formed and able to work here (``refuse``), else
     ConfigError and ``config`` unchanged. Returns the value kept."""
+    if key in _PATH_KEYS and isinstance(value, str) and value.strip() and value.strip().lower() != ANY_PLAYERS:
+        value = os.path.abspath(os.path.expanduser(value.strip()))  # the folder the person typed it in means
     trial = Config(data_dir=config.data_dir, values=dict(config.values))
     checked = trial.set(key, value)
     refuse(trial, key, config.get(key))
@@ -50,6 +54,8 @@ def refuse(config: Config, key: str, before: object = None) -> None:
         port = int(config.get("distributor.port"))
         if port and port != before:
             _bindable(str(config.get("distributor.ip")), port)
+    elif key in ("security.players", "security.publishers") and config.get(key) not in (ANY_PLAYERS, ""):
+        _key_file(key, str(config.get(key)))
     elif key == "metrics.bind" and config.get("metrics.bind") and config.get("metrics.bind") != before:
         host, _, number = str(config.get("metrics.bind")).rpartition(":")
         _bindable(host.strip("[]"), int(number))
@@ -70,6 +76,11 @@ def problems(config: Config) -> list[str]:
             _bindable(host, 0)
         except ConfigError as exc:
             found.append(f"{exc}; {FIX_ADDRESS}")
+    for key, fix in (("security.players", "any"), ("security.publishers", "''")):
+        source = str(config.get(key))
+        if source and source != ANY_PLAYERS and not os.access(os.path.expanduser(source), os.R_OK):
+            found.append(f"{key} names {source}, which cannot be read: the player cannot start its distributor; "
+                         f"put the file back, or `emma settings set {key} {fix}`")
     return found
 
 
@@ -87,6 +98,22 @@ def _unwritable(folder: Path) -> str:
     if not os.access(probe, os.W_OK | os.X_OK):
         return "is not writable" if probe == folder else f"cannot be created: {probe} is not writable"
     return ""
+
+
+def _key_file(key: str, source: str) -> None:
+    """Read the file of keys ``source`` as the player will (an allowlist of player keys, or trusted publishers),
+    or ConfigError naming what is wrong: a player given a file it cannot read would serve nobody."""
+    from services.peer.signing import SignatureError, Trusted  # zmq and cryptography: only when such a key is set
+    from services.wire.curve import Allowlist, CurveKeyError
+
+    try:
+        if key == "security.players":
+            Allowlist(source)
+        else:
+            Trusted.from_file(source)
+    except (CurveKeyError, SignatureError) as exc:
+        what = "player keys (or any)" if key == "security.players" else "trusted publisher keys (or empty)"
+        raise ConfigError(f"{key} must name a readable file of {what}: {exc}") from None
 
 
 def _writable(folder: Path) -> None:

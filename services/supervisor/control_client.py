@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,11 @@ FORWARD_MARGIN = 5.0  # a request the Maestro forwards to the Requestor is waite
 
 
 class MaestroNotRunning(RuntimeError):
-    """No Maestro answers for this data directory."""
+    """No Maestro answers for this data directory; ``hint``, when set, says what to do instead of starting one."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class ControlError(RuntimeError):
@@ -30,12 +35,38 @@ class ControlError(RuntimeError):
         self.code = code
 
 
+def _holds_lock(pid: int, run_dir: Path) -> bool:
+    """Whether ``pid`` holds ``run_dir``'s Maestro lock file open: the Maestro of that data folder, detached or
+    in the foreground, and not a process (another player's, maybe) that took the number of one gone."""
+    lock = os.path.realpath(rundir.lock_file(run_dir))  # as /proc shows it: links resolved
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == lock:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 class ControlClient:
     """One request at a time to the Maestro; raises MaestroNotRunning when nobody answers."""
 
     def __init__(self, run_dir: Path, timeout: float = 3.0) -> None:
         self.run_dir = run_dir
         self.timeout = timeout
+
+    def _silent(self) -> MaestroNotRunning:
+        """Nobody answered: no player, or one that runs and is stuck (stopped, or its loop wedged)."""
+        pid = rundir.maestro_pid(self.run_dir)
+        if pid and _holds_lock(pid, self.run_dir):
+            return MaestroNotRunning(
+                f"the player of {self.run_dir.parent} (pid {pid}) runs but does not answer",
+                hint=f"it is busy or stopped: try again in a moment, or end it with `kill {pid}` and start it again")
+        return MaestroNotRunning(f"the player of {self.run_dir.parent} does not answer")
 
     def call(self, timeout: float | None = None, **body: Any) -> control_pb2.ControlReply:
         """Ask and wait for the answer, up to ``timeout`` (the client's own, by default)."""
@@ -49,7 +80,7 @@ class ControlClient:
             request = control_pb2.ControlRequest(version=CONTROL.current, **body)
             socket.send_multipart([b"", request.SerializeToString()])
             if not socket.poll(int((timeout or self.timeout) * 1000)):
-                raise MaestroNotRunning(f"the player of {self.run_dir.parent} does not answer")
+                raise self._silent()
             frames = socket.recv_multipart()
         finally:
             socket.close(linger=0)

@@ -46,7 +46,7 @@ import zmq
 from google.protobuf.message import DecodeError
 
 from services.peer.requestor_logic import hub_counter, peers_counter, refused_counter, stalled_counter
-from services.peer.state import State, StateVersionError
+from services.peer.state import State, StateError
 from services.runtime import config as config_mod
 from services.runtime import rundir
 from services.runtime.heartbeat import LAST_WORDS, MAX_BEAT_BYTES
@@ -564,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(data_dir, process="maestro", console_level=logging.CRITICAL)  # the files have it all
     try:
         maestro = Maestro(config)
-    except (AlreadyRunning, StateVersionError) as exc:
+    except (AlreadyRunning, StateError) as exc:
         print(f"error: {exc}", flush=True)
         return 2
     signal.signal(signal.SIGTERM, maestro.stop)

@@ -16,6 +16,7 @@ changes (:meth:`Allowlist.refresh`, called by the ZAP handler's loop, see
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,9 @@ def parse_allowlist(text: str, origin: str = "allowlist") -> dict[bytes, str]:
     return keys
 
 
+KEPT = "; the keys read before stay in force"  # what a refresh that failed says of the keys
+
+
 class Allowlist:
     """Which client keys a server admits: every one ("any"), or those of a file, re-read when it changes.
 
@@ -148,15 +152,15 @@ class Allowlist:
 
     def __init__(self, source: str) -> None:
         self.source = source.strip() or ANY
-        self.path = None if self.source == ANY else Path(self.source).expanduser()
+        self.path = None if self.source == ANY else Path(os.path.expanduser(self.source))
         self.keys: dict[bytes, str] = {}
         self._stamp: tuple[int, int, int] | None = None
         self._next_look = 0.0
         self._last_problem = ""
         if self.path is not None:
             error = self.refresh(0.0)
-            if error:
-                raise CurveKeyError(error)
+            if error:  # at start no keys were read before: none stay in force
+                raise CurveKeyError(error.partition(KEPT)[0])
 
     @property
     def open(self) -> bool:
@@ -179,9 +183,10 @@ class Allowlist:
                 raise CurveKeyError(f"{self.path} is over {MAX_ALLOWLIST_BYTES} bytes; it is not a list of keys")
             keys = parse_allowlist(self.path.read_text(encoding="utf-8"), str(self.path))
         except (OSError, UnicodeDecodeError) as exc:
-            return self._problem(f"cannot read the allowlist {self.path}: {exc}; the keys read before stay in force")
+            why = getattr(exc, "strerror", None) or exc
+            return self._problem(f"cannot read the allowlist {self.path}: {why}{KEPT}")
         except CurveKeyError as exc:
-            return self._problem(f"{exc}; the keys read before stay in force until the file is fixed")
+            return self._problem(f"{exc}{KEPT} until the file is fixed")
         self._stamp, self.keys, self._last_problem = stamp, keys, ""
         return ""
 

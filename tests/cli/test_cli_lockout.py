@@ -123,3 +123,35 @@ def test_a_folder_gone_bad_stops_neither_share_nor_the_player(data: Path, a_file
         assert seen["state"] == "seeding"  # not taken as a download
     finally:
         stop_maestro(data)
+
+
+@pytest.mark.parametrize(("key", "text"), [("security.players", "player keys (or any)"),
+                                           ("security.publishers", "trusted publisher keys (or empty)")])
+def test_a_file_of_keys_that_cannot_be_read_is_refused(data: Path, tmp_path: Path, key: str, text: str) -> None:
+    before = (data / "config.toml").read_text()
+    missing, garbled = tmp_path / "missing.keys", tmp_path / "garbled.keys"
+    garbled.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    assert_one_line_error(emma(data, "settings", "set", key, str(missing)), f"{key} must name a readable file of "
+                          f"{text}: cannot read")
+    assert_one_line_error(emma(data, "settings", "set", key, str(garbled)), f"{garbled}:1: bad ")
+    assert (data / "config.toml").read_text() == before
+    assert "stay in force" not in emma(data, "settings", "set", key, str(missing)).stderr  # none were read
+
+
+@pytest.mark.slow
+def test_a_players_file_gone_says_why_the_distributor_cannot_run(data: Path, tmp_path: Path) -> None:
+    """A file of player keys removed after it was set: every command warns, and the player says why its Distributor
+    cannot start (not "exited with status 1"); it never starts open to everyone."""
+    keys = tmp_path / "players.keys"
+    (data / "config.toml").write_text((data / "config.toml").read_text().replace('players = "any"',
+                                                                                  f'players = "{keys}"'))
+    shown = emma(data, "settings", "show")
+    assert f"warning: security.players names {keys}, which cannot be read" in shown.stderr, shown.stderr
+    try:
+        started = emma(data, "peer", "start", "--detach")
+        assert started.exit_code != 0, started.output
+        assert "its distributor cannot run" in started.stderr, started.stderr
+        assert f"(cannot read the allowlist {keys}: No such file or directory; fix it" in started.stderr
+        assert "restart the player" in started.stderr
+    finally:
+        stop_maestro(data)
