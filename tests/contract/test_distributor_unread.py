@@ -11,7 +11,6 @@ Distributor; it reads only once it has sent everything.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -21,12 +20,20 @@ from services.peer.catalog import record_shared
 from services.peer.distributor import QUEUED_PER_REQUESTER, Distributor
 from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, make_library, write_library
 from services.peer.pipe import PIPE_MAX, PIPE_MIN
-from services.runtime.config import Config
 from services.wire import framing
 from services.wire.curve import KeyPair, connect_curve
 from services.wire.errors import ErrorCode
 from tests.contract.conftest import dropped_by_peer
-from tests.contract.test_distributor_wire import TIMEOUT, Context, Socket, recv, recv_message, zctx
+from tests.contract.test_distributor_wire import (
+    TIMEOUT,
+    Context,
+    Socket,
+    distributor_config,
+    recv,
+    recv_message,
+    running,
+    zctx,
+)
 from tests.polling import wait_for
 
 __all__ = ["zctx"]  # the fixture, imported for pytest
@@ -38,10 +45,7 @@ BOOKS = 100_000  # a library file of 3.2 MB: well over one requester's share of 
 def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Distributor, Library]]:
     """A Distributor serving a library of BOOKS books (its stuff a sparse file), its loop in a thread."""
     root = tmp_path_factory.mktemp("unread")
-    config = Config(data_dir=root / "data", values={})
-    config.set("distributor.ip", "127.0.0.1")
-    config.set("distributor.port", 0)
-    config.set("hub.port", 9)
+    config = distributor_config(root)
     config.ensure_dirs()
     size = BOOKS * MIN_BOOK_SIZE
     stuff = root / "big.bin"
@@ -53,30 +57,8 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Distributor,
     lib_path = config.libs_dir / library.file_name
     write_library(library, lib_path)
     record_shared(config, library, lib_path, stuff)
-    built: list[Distributor] = []
-    errors: list[BaseException] = []
-    ready = threading.Event()
-
-    def run() -> None:
-        try:
-            built.append(Distributor(config))
-            ready.set()
-            built[0].run()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            ready.set()
-
-    thread = threading.Thread(target=run, name="test-distributor", daemon=True)
-    thread.start()
-    if not ready.wait(TIMEOUT) or not built:
-        pytest.fail(f"distributor did not start: {errors}")
-    yield built[0], library
-    built[0].stop()
-    thread.join(TIMEOUT)
-    if thread.is_alive():
-        pytest.fail("distributor loop did not stop")
-    assert errors == []
+    with running(config) as distributor:
+        yield distributor, library
 
 
 @pytest.fixture

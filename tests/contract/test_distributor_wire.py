@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,22 +55,19 @@ def shared_library(folder: Path) -> tuple[Library, Path, bytes]:
     return library, stuff, data
 
 
-@pytest.fixture
-def player(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Player]:
-    """A Distributor serving one shared library, its loop in a thread, stopped at teardown."""
-    root = tmp_path_factory.mktemp("dist")  # short: the notify socket is an ipc path
+def distributor_config(root: Path) -> Config:
+    """A player's config on 127.0.0.1 with a free port, its folders made."""
     config = Config(data_dir=root / "data", values={})
     config.set("distributor.ip", "127.0.0.1")
     config.set("distributor.port", 0)
-    config.set("limits.upload_slots", SLOTS)
-    config.set("hub.port", 9)  # nothing listens there; the library lists no hub anyway
-    config.ensure_dirs()
-    library, stuff, data = shared_library(root)
-    lib_path = config.libs_dir / library.file_name
-    write_library(library, lib_path)
-    record_shared(config, library, lib_path, stuff)
+    config.set("hub.port", 9)  # nothing listens there; the libraries list no hub anyway
+    return config
 
-    # Built in the thread that runs it: its sockets and its state.db connection belong to that thread.
+
+@contextmanager
+def running(config: Config) -> Iterator[Distributor]:
+    """``Distributor(config).run()`` in a thread, stopped and joined on the way out. Built in the thread that
+    runs it: its sockets and its state.db connection belong to that thread."""
     built: list[Distributor] = []
     errors: list[BaseException] = []
     ready = threading.Event()
@@ -88,12 +86,27 @@ def player(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Player]:
     thread.start()
     if not ready.wait(TIMEOUT) or not built:
         pytest.fail(f"distributor did not start: {errors}")
-    yield Player(built[0], library, data)
+    yield built[0]
     built[0].stop()
     thread.join(TIMEOUT)
     if thread.is_alive():
         pytest.fail("distributor loop did not stop")
     assert errors == []
+
+
+@pytest.fixture
+def player(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Player]:
+    """A Distributor serving one shared library, its loop in a thread, stopped at teardown."""
+    root = tmp_path_factory.mktemp("dist")  # short: the notify socket is an ipc path
+    config = distributor_config(root)
+    config.set("limits.upload_slots", SLOTS)
+    config.ensure_dirs()
+    library, stuff, data = shared_library(root)
+    lib_path = config.libs_dir / library.file_name
+    write_library(library, lib_path)
+    record_shared(config, library, lib_path, stuff)
+    with running(config) as distributor:
+        yield Player(distributor, library, data)
 
 
 @pytest.fixture
