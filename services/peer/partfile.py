@@ -6,6 +6,14 @@ is found at once, not halfway), ``write_book`` puts a verified book at its
 offset, ``sync`` makes what was written durable, ``finish`` renames it to its
 final name, never over an existing file.
 
+Never fetched twice: ``look`` (run off the loop: it reads the whole file) checks, before a
+download with nothing held asks anyone for anything, what its place already holds. A file at
+one of its final names (``<name>``, ``<name>.<8 hex of the id>``) of the library's size is
+read book by book: if every book matches, it is the library (state.db lost, a library removed
+and added again) and is seeded where it is (``HeldFile``); if any book differs, it is someone
+else's file and is never written, its good books only copied into our own partial file. The
+partial file's own good books are kept too (a download killed before its first sync).
+
 A ``DiskError`` says where it happened and whether waiting may cure it
 (``transient``: the disk is full, over quota, or failed an I/O; the
 Requestor then tries again with backoff) or not (permissions, a missing
@@ -17,7 +25,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.peer.library import PART_SUFFIX, Library
@@ -147,3 +155,151 @@ def final_path(part: Path, library: Library) -> Path:
 def partial_path(stuff_path: Path) -> Path:
     """Where a download's bytes live until every book is in."""
     return stuff_path.with_name(stuff_path.name + PART_SUFFIX)
+
+
+def final_names(stuff_path: Path, library: Library) -> tuple[Path, Path]:
+    """The names a complete download bound for ``stuff_path`` may bear: ``final_path``'s two choices."""
+    return stuff_path.with_name(library.name), stuff_path.with_name(f"{library.name}.{library.id_hex[:8]}")
+
+
+@dataclass
+class Found:
+    """What ``look`` found at a download's place."""
+
+    good: list[int] = field(default_factory=list)  # books now held in the partial file (or in ``adopted``)
+    adopted: Path | None = None  # a file holding every book: the download is complete there
+    read: list[Path] = field(default_factory=list)  # files of the library's size that were checked
+    copied: int = 0  # books copied into the partial file from a file that is not ours
+    errors: list[str] = field(default_factory=list)  # what could not be read (those books are fetched)
+    disk_error: DiskError | None = None  # the partial file could not be made or written
+
+
+def worth_a_look(library: Library, stuff_path: Path) -> bool:
+    """Whether a file of the library's size stands where the download goes (a few lstats: cheap on the loop)."""
+    return any(_sized(path, library.size) for path in (*final_names(stuff_path, library), partial_path(stuff_path)))
+
+
+def look(library: Library, stuff_path: Path) -> Found:
+    """In a worker thread: the books a download bound for ``stuff_path`` holds already (see the module's note).
+    Reads a file that is not ours, never writes it; never raises for one file's trouble."""
+    found = Found()
+    part = partial_path(stuff_path)
+    ours = set(_good_books(library, part, found))
+    others: dict[int, Path] = {}
+    for path in final_names(stuff_path, library):
+        good = _good_books(library, path, found)
+        if len(good) == library.books and path in found.read:
+            found.adopted, found.good = path, good
+            return found
+        for book in good:
+            others.setdefault(book, path)
+    missing = sorted(book for book in others if book not in ours)
+    if not ours and not missing:
+        return found
+    try:
+        held = PartFile.open(library, stuff_path)
+    except DiskError as exc:
+        found.disk_error = exc
+        return found
+    try:
+        copied = _copy_books(library, others, missing, held, found)
+        held.sync()  # what is recorded held is durable first
+    except DiskError as exc:
+        found.disk_error = exc
+        return found
+    finally:
+        held.close()
+    found.copied = len(copied)
+    found.good = sorted({*ours, *copied})
+    return found
+
+
+def _sized(path: Path, size: int) -> bool:
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size == size
+
+
+def _good_books(library: Library, path: Path, found: Found) -> list[int]:
+    """The books ``path`` holds, right length and right hash, if it is a regular file of the library's size
+    (not followed if a link); [] otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ELOOP, errno.EISDIR):
+            found.errors.append(f"{path}: {exc.strerror}")
+        return []
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size != library.size:
+            return []
+        found.read.append(path)
+        good = []
+        buf = bytearray(library.book_size)
+        for book in range(library.books):
+            if _read_good(library, fd, book, buf):
+                good.append(book)
+        return good
+    except OSError as exc:
+        found.errors.append(f"{path}: {exc.strerror}")
+        return []
+    finally:
+        os.close(fd)
+
+
+def _read_good(library: Library, fd: int, book: int, buf: bytearray) -> memoryview | None:
+    """``book`` read from ``fd`` if it is whole and matches its hash, else None."""
+    offset, length = library.book_span(book)
+    view = memoryview(buf)[:length]
+    return view if os.preadv(fd, [view], offset) == length and library.verify_book(book, view) else None
+
+
+def _copy_books(library: Library, sources: dict[int, Path], books: list[int], part: PartFile,
+                found: Found) -> list[int]:
+    """Copy ``books`` into ``part`` from the file each was found good in, each verified again as it is read
+    (the file is not ours: it may have changed since); the books copied."""
+    copied: list[int] = []
+    buf = bytearray(library.book_size)
+    fds: dict[Path, int] = {}
+    try:
+        for book in books:
+            path = sources[book]
+            try:
+                if path not in fds:
+                    fds[path] = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+                view = _read_good(library, fds[path], book, buf)
+            except OSError as exc:
+                found.errors.append(f"{path}: {exc.strerror}")
+                continue
+            if view is not None:
+                part.write(book, view)
+                copied.append(book)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    return copied
+
+
+@dataclass
+class HeldFile:
+    """A complete download found at one of its final names (``look``): seeded where it is, never written."""
+
+    library: Library
+    path: Path
+
+    def write(self, book: int, payload: memoryview | bytes) -> None:
+        raise DiskError(errno.EBADF, f"{self.path} is complete and not written", self.path)
+
+    def sync_fds(self) -> list[int]:
+        return []
+
+    def sync(self) -> None:
+        """Nothing was written."""
+
+    def finish(self) -> Path:
+        return self.path
+
+    def close(self) -> None:
+        """Nothing is open."""

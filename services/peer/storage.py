@@ -24,6 +24,12 @@ says, so the Maestro shows the reason even when no log line can be written.
 Other errors (permissions, a broken library) mark the download ``error`` until
 the user resumes it.
 
+A single-file download with nothing held opens the same way when a file of the library's size
+stands at its place (its final names, or its partial file): ``look`` reads it off the loop
+first (partfile.py); a complete copy is seeded where it is (``HeldFile``: the download is
+complete at once), the good books of any other are held. Once per record (id, added_at): a
+library removed and added again is looked at again.
+
 A tree download opens in two steps. First, off the loop (a tree of 10,000 files takes
 seconds, and a loop that long silent is restarted as hung), ``prepare`` checks the selected
 files not yet worked on (localdata.py: data in place is kept, a file another library holds
@@ -46,7 +52,7 @@ from services.peer import requestor_logic as rl
 from services.peer.bitfield import Bitfield
 from services.peer.library import Library, LibraryCache, LibraryError
 from services.peer.localdata import CheckJob, CheckResult, check
-from services.peer.partfile import TRANSIENT, DiskError, PartFile, free_bytes
+from services.peer.partfile import TRANSIENT, DiskError, Found, HeldFile, PartFile, free_bytes, look, worth_a_look
 from services.peer.signing import Trusted
 from services.peer.state import LibraryRecord, State, Status
 from services.peer.treefiles import TreeFiles
@@ -144,11 +150,15 @@ class Storage:
     def __init__(self, state: State) -> None:
         self.state = state
         self.db_path = state.path
-        self.files: dict[bytes, PartFile | TreeFiles] = {}
+        self.files: dict[bytes, PartFile | TreeFiles | HeldFile] = {}
         self.selections: dict[bytes, tuple[str, ...]] = {}  # of each open download, the selection it opened with
         self.checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="localdata")
         self.checking: dict[str, Future[CheckResult]] = {}
         self.checked: set[tuple[str, int]] = set()  # (download, file) checked by this process
+        self.looking: dict[str, Future[Found]] = {}  # single-file downloads whose place is being checked
+        # ... and those whose place this process checked (or had nothing to check), as (id, added_at): a library
+        # removed and added again is another download, whose place is checked again
+        self.looked: set[tuple[str, float]] = set()
         self.prepared: set[tuple[str, tuple[str, ...]]] = set()  # (download, selection) whose files were made
         self.libraries = LibraryCache()  # libraries opened, and those of other downloads holding files
         self.waits = DiskWaits()
@@ -189,9 +199,13 @@ class Storage:
             self._failed(record.id, refusal, "after that, `emma resume`", now)
             return None
         opened = Opened(library, record.have)
+        part: PartFile | TreeFiles | HeldFile
         try:
             if library.tree is None:
-                part: PartFile | TreeFiles = PartFile.open(library, record.stuff_path)
+                file_opened = self._open_file(record, library, now)
+                if file_opened is None:
+                    return None
+                part, opened = file_opened
             else:
                 tree_opened = self._open_tree(record, library, now)
                 if tree_opened is None:
@@ -210,6 +224,52 @@ class Storage:
         self.files[library.id] = part
         self.selections[library.id] = record.only
         return opened
+
+    def _open_file(self, record: LibraryRecord, library: Library, now: float
+                   ) -> tuple[PartFile | HeldFile, Opened] | None:
+        """A single file's partial file, once what its place holds is checked (None until then): a download with
+        nothing held, where a file of the library's size stands, first has it read off the loop (``look``);
+        DiskError if the partial file cannot be made."""
+        have = Bitfield(library.books, record.have.to_bytes())
+        pending = self.looking.get(record.id)
+        if pending is None and (record.id, record.added_at) not in self.looked:
+            if not have and worth_a_look(library, record.stuff_path):
+                self.looking[record.id] = self.checker.submit(look, library, record.stuff_path)
+                log.info("local_file_checking", library=record.id, path=str(record.stuff_path))
+                return None
+            self.looked.add((record.id, record.added_at))
+        if pending is not None:
+            if not pending.done():
+                return None
+            del self.looking[record.id]
+            held = self._looked(record, library, pending, have, now)
+            if held is not None:
+                return held, Opened(library, have)
+        return PartFile.open(library, record.stuff_path), Opened(library, have)
+
+    def _looked(self, record: LibraryRecord, library: Library, done: Future[Found], have: Bitfield, now: float
+                ) -> HeldFile | None:
+        """A look ended: its good books are held (saved to state.db at once); the complete file it found, if any.
+        Raises the DiskError that kept books from being copied into the partial file (the look is made again)."""
+        try:
+            found = done.result()
+        except Exception as exc:  # a bug, not the disk: the books are fetched instead
+            log.error("local_file_check_failed", library=record.id, error=repr(exc))
+            self.looked.add((record.id, record.added_at))
+            return None
+        if found.disk_error is not None:
+            raise found.disk_error
+        self.looked.add((record.id, record.added_at))
+        for error in found.errors[:10]:
+            log.warning("local_data_unreadable", library=record.id, error=error, hint="its books are fetched instead")
+        fresh = [book for book in found.good if have.add(book)]
+        if found.read:
+            log.info("local_file_checked", library=record.id, read=[str(path) for path in found.read],
+                     books_kept=len(found.good), books_copied=found.copied,
+                     adopted=str(found.adopted) if found.adopted else None)
+        if fresh:
+            self._progress(record.id, have, record.downloaded, record.fetched, now)
+        return HeldFile(library, found.adopted) if found.adopted is not None else None
 
     def _open_tree(self, record: LibraryRecord, library: Library, now: float
                    ) -> tuple[TreeFiles, Opened] | None:
@@ -382,7 +442,8 @@ class Storage:
     def waiting(self) -> bool:
         """Whether a download waits for something that comes with time (a disk wait, a local check, a retry
         of a write, a resume): the Requestor then reads state.db's records every look, not only on news."""
-        return bool(self.waits.waits or self.checking or self.unsaved_seeding or self.unsaved_progress or self.marked)
+        return bool(self.waits.waits or self.checking or self.looking or self.unsaved_seeding or self.unsaved_progress
+                    or self.marked)
 
     def detail(self) -> str:
         """For the heartbeat: what waits for the disk and why, or the last disk error."""
