@@ -64,6 +64,11 @@ RETRY_FIRST = 1.0  # seconds before a download failed by the disk is tried again
 RETRY_MOST = 60.0  # ... doubling up to this while it keeps failing
 DATA = "data folder"  # the DiskWaits key of state.db and <data>/libs/
 _DB_TRANSIENT = {sqlite3.SQLITE_FULL: errno.ENOSPC, sqlite3.SQLITE_IOERR: errno.EIO}
+Added = tuple[str, float]  # a download: its library's id and when it was added
+
+
+def added(record: LibraryRecord) -> Added:
+    return record.id, record.added_at
 
 
 @dataclass(frozen=True)
@@ -154,12 +159,12 @@ class Storage:
         self.selections: dict[bytes, tuple[str, ...]] = {}  # of each open download, the selection it opened with
         self.checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="localdata")
         self.checking: dict[str, Future[CheckResult]] = {}
-        self.checked: set[tuple[str, int]] = set()  # (download, file) checked by this process
+        # A download is known below by its record's (id, added_at): a library removed and added again is another
+        # download, whose place is checked again.
+        self.checked: set[tuple[Added, int]] = set()  # (download, file) checked by this process
         self.looking: dict[str, Future[Found]] = {}  # single-file downloads whose place is being checked
-        # ... and those whose place this process checked (or had nothing to check), as (id, added_at): a library
-        # removed and added again is another download, whose place is checked again
-        self.looked: set[tuple[str, float]] = set()
-        self.prepared: set[tuple[str, tuple[str, ...]]] = set()  # (download, selection) whose files were made
+        self.looked: set[Added] = set()  # ... and those whose place this process checked (or had nothing to check)
+        self.prepared: set[tuple[Added, tuple[str, ...]]] = set()  # (download, selection) whose files were made
         self.libraries = LibraryCache()  # libraries opened, and those of other downloads holding files
         self.waits = DiskWaits()
         self.unsaved_progress: dict[str, tuple[Bitfield, int, int]] = {}
@@ -232,12 +237,12 @@ class Storage:
         DiskError if the partial file cannot be made."""
         have = Bitfield(library.books, record.have.to_bytes())
         pending = self.looking.get(record.id)
-        if pending is None and (record.id, record.added_at) not in self.looked:
+        if pending is None and added(record) not in self.looked:
             if not have and worth_a_look(library, record.stuff_path):
                 self.looking[record.id] = self.checker.submit(look, library, record.stuff_path)
                 log.info("local_file_checking", library=record.id, path=str(record.stuff_path))
                 return None
-            self.looked.add((record.id, record.added_at))
+            self.looked.add(added(record))
         if pending is not None:
             if not pending.done():
                 return None
@@ -255,11 +260,11 @@ class Storage:
             found = done.result()
         except Exception as exc:  # a bug, not the disk: the books are fetched instead
             log.error("local_file_check_failed", library=record.id, error=repr(exc))
-            self.looked.add((record.id, record.added_at))
+            self.looked.add(added(record))
             return None
         if found.disk_error is not None:
             raise found.disk_error
-        self.looked.add((record.id, record.added_at))
+        self.looked.add(added(record))
         for error in found.errors[:10]:
             log.warning("local_data_unreadable", library=record.id, error=error, hint="its books are fetched instead")
         fresh = [book for book in found.good if have.add(book)]
@@ -280,8 +285,8 @@ class Storage:
         selected = tree.select(record.only)
         have = Bitfield(library.books, record.have.to_bytes())
         pending = self.checking.get(record.id)
-        if pending is None and (record.id, record.only) not in self.prepared:
-            todo = [i for i in selected if (record.id, i) not in self.checked and tree.sizes[i]
+        if pending is None and (added(record), record.only) not in self.prepared:
+            todo = [i for i in selected if (added(record), i) not in self.checked and tree.sizes[i]
                     and not any(book in have for book in tree.books_of(i))]
             job = CheckJob(library, record.stuff_path, todo, self._sources(record) if todo else {})
             self.checking[record.id] = self.checker.submit(prepare, job, selected)
@@ -293,7 +298,7 @@ class Storage:
                 return None
             del self.checking[record.id]
             self._checked(record, pending, have, now)
-            self.prepared.add((record.id, record.only))
+            self.prepared.add((added(record), record.only))
         files = TreeFiles(library, record.stuff_path, writable=True)
         wanted = Bitfield(library.books)
         for book in tree.books_of_files(selected):
@@ -310,7 +315,7 @@ class Storage:
             raise DiskError(None, f"cannot prepare {record.stuff_path}: {exc!r}", record.stuff_path) from exc
         if result.disk_error is not None:
             raise result.disk_error
-        self.checked.update((record.id, index) for index in result.files)
+        self.checked.update((added(record), index) for index in result.files)
         if not result.files:
             return
         fresh = [book for book in result.good if have.add(book)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from services.peer import catalog
 from services.peer import requestor_logic as rl
 from services.peer.bitfield import Bitfield
+from services.peer.librarifier import librarify_tree
 from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library, write_library
 from services.peer.partfile import HeldFile, PartFile, look, partial_path
 from services.peer.state import LibraryRecord, State, Status
@@ -151,3 +153,27 @@ def opened_have(state: State) -> Bitfield:
     found = state.get(LIB.id_hex)
     assert found is not None
     return found.have
+
+
+def test_a_folder_removed_and_added_again_while_running_is_checked_again(
+        storage: Storage, state: State, config: Config, tmp_path: Path) -> None:
+    source = tmp_path / "stuff"
+    (source / "d").mkdir(parents=True)
+    (source / "d" / "a.bin").write_bytes(DATA)
+    (source / "b.bin").write_bytes(DATA[:BOOK + 5])
+    library = librarify_tree(source, hubs=("tcp://127.0.0.1:1",), book_size=BOOK)
+    lib_path = config.libs_dir / library.file_name
+    write_library(library, lib_path)
+    shutil.copytree(source, config.downloads_dir / "stuff")
+    catalog.record_download(state, config, library, lib_path)
+    first = state.get(library.id_hex)
+    assert first is not None
+    found: Opened = wait_for(lambda: storage.open(first, 0.0), 30, "the tree to open")
+    assert found.have.complete
+    storage.stop(rl.Stop(library.id, found.have, 0, 0, "removed"), 0.0)
+    state.remove(library.id_hex)  # `emma remove`, then `emma get LIB` while the same player runs
+    catalog.record_download(state, config, library, lib_path)
+    again = state.get(library.id_hex)
+    assert again is not None and not again.have
+    found = wait_for(lambda: storage.open(again, 0.0), 30, "the tree to open again")
+    assert found.have.complete  # its files were checked again, not taken for checked by the first record
