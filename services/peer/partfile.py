@@ -4,7 +4,8 @@ The one place the Requestor's loop opens, writes, syncs and renames a
 download's file. ``PartFile.open`` creates and preallocates it (so a full disk
 is found at once, not halfway), ``write_book`` puts a verified book at its
 offset, ``sync`` makes what was written durable, ``finish`` renames it to its
-final name, never over an existing file.
+final name (``<name>``, else ``<name>.<8 hex of the id>``), never over an existing file:
+if both are taken the download fails saying so, its partial file kept.
 
 Never fetched twice: ``look`` (run off the loop: it reads the whole file) checks, before a
 download with nothing held asks anyone for anything, what its place already holds. A file at
@@ -109,12 +110,19 @@ class PartFile:
     def finish(self) -> Path:
         """Every book is in: sync, rename to the final name, return it."""
         self.sync()
-        final = final_path(self.path, self.library)
-        try:
-            os.rename(self.path, final)
-        except OSError as exc:
-            raise DiskError(exc.errno, f"cannot rename {self.path} to {final}: {exc.strerror}", self.path) from exc
-        return final
+        taken = []
+        for final in final_names(self.path, self.library):
+            try:
+                _rename_new(self.path, final)
+            except FileExistsError:
+                taken.append(str(final))
+                continue
+            except OSError as exc:
+                raise DiskError(exc.errno, f"cannot rename {self.path} to {final}: {exc.strerror}",
+                                self.path) from exc
+            return final
+        raise DiskError(errno.EEXIST, f"cannot name {self.path} complete: {' and '.join(taken)} are other files, "
+                                      f"never replaced; move one away", self.path)
 
     def close(self) -> None:
         try:
@@ -145,11 +153,26 @@ def write_book(fd: int, offset: int, payload: memoryview | bytes) -> None:
 
 
 def final_path(part: Path, library: Library) -> Path:
-    """The download's final name; ``<name>.<8 hex of the id>`` if that is taken (names leave room for it)."""
-    target = part.with_name(library.name)
-    if target.exists():
-        target = part.with_name(f"{library.name}.{library.id_hex[:8]}")
-    return target
+    """The name ``finish`` would give the download now: the first of ``final_names`` that nothing bears."""
+    first, second = final_names(part, library)
+    return second if os.path.lexists(first) else first
+
+
+def _rename_new(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target`` unless something is there (FileExistsError): a link then an unlink, which
+    never replaces, as rename does; a plain rename where the file system has no links (checked just before)."""
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            raise
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "file exists", str(target)) from exc
+        os.rename(source, target)
+        return
+    os.unlink(source)
 
 
 def partial_path(stuff_path: Path) -> Path:
@@ -158,7 +181,8 @@ def partial_path(stuff_path: Path) -> Path:
 
 
 def final_names(stuff_path: Path, library: Library) -> tuple[Path, Path]:
-    """The names a complete download bound for ``stuff_path`` may bear: ``final_path``'s two choices."""
+    """The names a complete download bound for ``stuff_path`` may bear, in the order ``finish`` tries them:
+    ``<name>``, then ``<name>.<8 hex of the id>`` (names leave room for it)."""
     return stuff_path.with_name(library.name), stuff_path.with_name(f"{library.name}.{library.id_hex[:8]}")
 
 

@@ -177,3 +177,19 @@ def test_a_folder_removed_and_added_again_while_running_is_checked_again(
     assert again is not None and not again.have
     found = wait_for(lambda: storage.open(again, 0.0), 30, "the tree to open again")
     assert found.have.complete  # its files were checked again, not taken for checked by the first record
+
+
+def test_a_finish_never_replaces_a_file_at_either_final_name(storage: Storage, record: LibraryRecord,
+                                                             state: State) -> None:
+    beside = record.stuff_path.with_name(f"f.bin.{LIB.id_hex[:8]}")
+    result = opened(storage, record)  # nothing there yet: a plain partial file
+    assert not result.have
+    for book in range(LIB.books):
+        storage.land(rl.Land(LIB.id, book, "tcp://a:1", DATA[book * BOOK : (book + 1) * BOOK]))
+    record.stuff_path.write_bytes(b"theirs")  # both names taken meanwhile, by files that are not the library
+    beside.write_bytes(b"also theirs")
+    assert storage.finish(rl.Finish(LIB.id, LIB.books, 0), 0.0) is None
+    assert record.stuff_path.read_bytes() == b"theirs" and beside.read_bytes() == b"also theirs"
+    assert partial_path(record.stuff_path).read_bytes() == DATA  # kept: moving a file away and resuming finishes
+    failed = state.get(LIB.id_hex)
+    assert failed is not None and failed.status is Status.ERROR and str(beside) in failed.reason
