@@ -138,13 +138,6 @@ def state(config: Config) -> Iterator[FullState]:
 
 
 @pytest.fixture
-def storage(state: State) -> Iterator[Storage]:
-    opened = Storage(state)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
 def disk(monkeypatch: pytest.MonkeyPatch) -> Disk:
     return Disk(monkeypatch)
 

@@ -8,7 +8,6 @@ import hashlib
 import os
 import random
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from services.peer.state import LibraryRecord, State, Status
 from services.peer.storage import Opened, Storage
 from services.runtime.config import Config
 from tests.polling import wait_for
+from tests.unit.conftest import recorded_download
 
 BOOK = MIN_BOOK_SIZE
 DATA = random.Random(11).randbytes(3 * BOOK + 77)
@@ -49,19 +49,7 @@ def with_book_changed(book: int) -> bytes:
 
 @pytest.fixture
 def record(config: Config, state: State) -> LibraryRecord:
-    lib_path = config.libs_dir / LIB.file_name
-    write_library(LIB, lib_path)
-    catalog.record_download(state, config, LIB, lib_path)
-    found = state.get(LIB.id_hex)
-    assert found is not None
-    return found
-
-
-@pytest.fixture
-def storage(state: State) -> Iterator[Storage]:
-    opened = Storage(state)
-    yield opened
-    opened.close()
+    return recorded_download(config, state, LIB)
 
 
 def opened(storage: Storage, record: LibraryRecord) -> Opened:

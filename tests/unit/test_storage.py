@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
 
 import pytest
 
-from services.peer import catalog
 from services.peer import requestor_logic as rl
 from services.peer.bitfield import Bitfield
-from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library, write_library
+from services.peer.library import MIN_BOOK_SIZE, HashAlgorithm, Library, hash_bytes, make_library
 from services.peer.partfile import PartFile, partial_path
 from services.peer.state import LibraryRecord, State, Status
 from services.peer.storage import Storage
 from services.peer.writer import Outcome
 from services.runtime.config import Config
+from tests.unit.conftest import recorded_download
 
 BOOK = MIN_BOOK_SIZE
 NOW = 0.0
@@ -38,19 +37,7 @@ def book_of(index: int) -> bytes:
 
 @pytest.fixture
 def record(config: Config, state: State) -> LibraryRecord:
-    lib_path = config.libs_dir / LIB.file_name
-    write_library(LIB, lib_path)
-    catalog.record_download(state, config, LIB, lib_path)
-    found = state.get(LIB.id_hex)
-    assert found is not None
-    return found
-
-
-@pytest.fixture
-def storage(state: State) -> Iterator[Storage]:
-    opened = Storage(state)
-    yield opened
-    opened.close()
+    return recorded_download(config, state, LIB)
 
 
 def held(state: State) -> tuple[list[int], Status]:

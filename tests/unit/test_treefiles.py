@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -166,13 +165,6 @@ def test_copy_file_replaces_the_target_whole(tmp_path: Path) -> None:
 
 
 # -- the Requestor's storage -----------------------------------------------------------------------------
-
-@pytest.fixture
-def storage(state: State) -> Iterator[Storage]:
-    opened = Storage(state)
-    yield opened
-    opened.close()
-
 
 def add(config: Config, state: State, library: Library, only: tuple[str, ...] = ()) -> LibraryRecord:
     lib_path = config.libs_dir / library.file_name
