@@ -7,7 +7,6 @@ measures it; a test checks each line against the command's own help).
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -93,7 +92,7 @@ def root(
     ] = False,
 ) -> None:
     """Emma Torrent: share a file with `emma share`, run a player with `emma peer`."""
-    folder = Path(os.path.expanduser(data_dir or config_mod.default_data_dir())).absolute()
+    folder = config_mod.given_path(data_dir or config_mod.default_data_dir())
     ctx.obj = CliContext(data_dir=folder)
     if config_mod.exists(folder):
         _warn_problems(ctx, folder)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from services.peer import identity, links
 from services.peer.library import Library, LibraryError, read_library, write_library
 from services.peer.state import State, Status
 from services.runtime import usable
-from services.runtime.config import SETTINGS, Config, ConfigError
+from services.runtime.config import SETTINGS, Config, ConfigError, given_path
 from services.supervisor.control_client import MaestroNotRunning
 from services.wire import curve
 from services.wire.pb import control_pb2
@@ -35,7 +34,7 @@ def typed_path(answer: str) -> Path:
     text = answer.strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         text = text[1:-1]
-    return Path(os.path.expanduser(text)).absolute()
+    return given_path(text)
 
 LIVE_RATES = ("limits.upload_rate", "limits.download_rate")
 FETCHED = "fetched"

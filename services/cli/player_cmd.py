@@ -207,14 +207,15 @@ def get(
 
     from services.peer import links
     from services.peer.library import LibraryError, read_library
+    from services.runtime.config import given_path
 
     if not timeout >= 0:  # a negative one, or nan, would end the wait before it starts
         fail(f"--timeout must be 0 (never) or more seconds, got {timeout:g}")
     client = _client(ctx)
     globs = tuple(only or ())
-    folder = str(Path(os.path.expanduser(to)).absolute()) if to is not None else ""
+    folder = str(given_path(to)) if to is not None else ""
     with tempfile.TemporaryDirectory(prefix="emma-link-") as fetched:
-        given = Path(os.path.expanduser(lib)).absolute()  # ~unknown-user stays as typed, as a shell leaves it
+        given = given_path(lib)
         path = _fetched(ctx, client, lib, Path(fetched)) if links.is_link(lib) else given
         try:
             library = read_library(path)

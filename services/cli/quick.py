@@ -15,7 +15,6 @@ This module imports no typer, and zmq and protobuf only when it asks the Maestro
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -95,7 +94,7 @@ def answer(argv: Sequence[str]) -> int | None:
     from services.runtime import config as config_mod
 
     given, as_json = asked
-    folder = Path(os.path.expanduser(given if given is not None else config_mod.default_data_dir())).absolute()
+    folder = config_mod.given_path(given if given is not None else config_mod.default_data_dir())
     if not config_mod.exists(folder):
         return None  # a first run: typer's root sets the player up
     try:

@@ -13,7 +13,6 @@ state.db itself and the library is seeded when ``emma peer`` starts.
 
 from __future__ import annotations
 
-import os
 import socket
 import sqlite3
 import sys
@@ -30,7 +29,7 @@ from services.peer import catalog, signing
 from services.peer.librarifier import Warn, librarify, librarify_tree, stuff_size, walk
 from services.peer.library import HashAlgorithm, Library, LibraryError, write_library
 from services.peer.state import StateError
-from services.runtime.config import Config
+from services.runtime.config import Config, given_path
 from services.supervisor.control_client import ControlClient, ControlError, MaestroNotRunning
 from services.wire import curve
 from services.wire.ids import InvalidEndpoint, parse_endpoint
@@ -73,7 +72,7 @@ def share_file(
             parse_endpoint(endpoint)
         except InvalidEndpoint as exc:
             raise ShareError(str(exc)) from None
-    path = Path(os.path.expanduser(file)).absolute()
+    path = given_path(file)
     started = time.monotonic()
     hub_key = str(config.get("hub.key"))
     hub_keys = (hub_key,) * len(hubs) if hub_key else ()

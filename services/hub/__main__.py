@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -45,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    data_dir = Path(os.path.expanduser(args.data_dir or config_mod.default_data_dir())).absolute()
+    data_dir = config_mod.given_path(args.data_dir or config_mod.default_data_dir())
     try:
         config = config_mod.load(data_dir)
         setup_logging(data_dir, process="hub", console_level=logging.INFO)

@@ -286,6 +286,12 @@ def _check_together(values: dict[str, Any]) -> None:
                           "any before turning security.encryption off")
 
 
+def given_path(text: str | Path) -> Path:
+    """A path a person gave (an argument, an answer, a setting): ``~`` expanded as a shell expands it (``~user`` of
+    no such user stays as typed, where ``Path.expanduser`` raises), made absolute from the folder it was given in."""
+    return Path(os.path.expanduser(text)).absolute()
+
+
 def default_data_dir() -> Path:
     env = os.environ.get(ENV_DATA_DIR)
     return Path(os.path.expanduser(env)) if env else Path.home() / ".emma"
